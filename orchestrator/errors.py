@@ -1,0 +1,24 @@
+"""The project's exception tree. Library errors are converted at the boundary (`from exc`)."""
+
+from __future__ import annotations
+
+
+class OrchestratorError(Exception):
+    """Root of everything the daemon raises on purpose."""
+
+
+class UserError(OrchestratorError):
+    """The caller's mistake (bad stack file, unknown stack, bad request): a 4xx, exit code 1."""
+
+
+class EngineUnavailable(OrchestratorError):
+    """The Docker engine cannot be reached."""
+
+
+class EngineError(OrchestratorError):
+    """The engine refused a request; `status` is its HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"[{status}] {message}")
+        self.status = status
+        self.message = message

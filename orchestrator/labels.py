@@ -1,0 +1,83 @@
+"""Every label key and Redis key/channel name, in one place, and the spec hash.
+
+The engine is the source of truth for what exists: every object the daemon creates carries
+these labels, so a restarted daemon finds (and adopts) what is there by listing on them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+from orchestrator.model import ServiceSpec, SlotKey
+
+PREFIX = "orchestrator"
+LABEL_STACK = f"{PREFIX}.stack"
+LABEL_SERVICE = f"{PREFIX}.service"
+LABEL_SLOT = f"{PREFIX}.slot"
+LABEL_SPEC_HASH = f"{PREFIX}.spec-hash"
+LABEL_TASK_ID = f"{PREFIX}.task-id"
+#: Creation time in ns since the epoch: orders a slot's containers exactly.
+LABEL_CREATED_NS = f"{PREFIX}.created-ns"
+#: Marks a network or volume the daemon created for a stack.
+LABEL_MANAGED = f"{PREFIX}.managed"
+
+# Redis names take a configurable prefix (settings.prefix, default "orchestrator").
+def events_channel(prefix: str, stack: str | None = None) -> str:
+    return f"{prefix}:events" if stack is None else f"{prefix}:events:{stack}"
+
+
+def events_stream(prefix: str) -> str:
+    return f"{prefix}:stream"
+
+
+def seq_key(prefix: str) -> str:
+    return f"{prefix}:seq"
+
+
+# Fields of a service that do not go into its containers: changing them never recreates.
+_UNHASHED_FIELDS = frozenset({"replicas", "update_config", "rollback_config", "deploy_labels"})
+
+
+def spec_hash(service: ServiceSpec) -> str:
+    """sha256 of the canonical JSON of what a container is made from (12 hex chars)."""
+    data = {
+        f.name: _plain(getattr(service, f.name))
+        for f in dataclasses.fields(service)
+        if f.name not in _UNHASHED_FIELDS
+    }
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def container_labels(key: SlotKey, spec_digest: str, task_id: str, created_ns: int) -> dict[str, str]:
+    return {
+        LABEL_STACK: key.stack,
+        LABEL_SERVICE: key.service,
+        LABEL_SLOT: str(key.slot),
+        LABEL_SPEC_HASH: spec_digest,
+        LABEL_TASK_ID: task_id,
+        LABEL_CREATED_NS: str(created_ns),
+    }
+
+
+def container_name(key: SlotKey, task_id: str) -> str:
+    """`<stack>_<service>.<slot>.<task-id>`, as Swarm names task containers."""
+    return f"{key.stack}_{key.service}.{key.slot}.{task_id}"
+
+
+def stack_filter(stack: str | None = None) -> dict[str, list[str]]:
+    """Engine list/event filter for our containers (of one stack, or all)."""
+    return {"label": [f"{LABEL_STACK}={stack}" if stack else LABEL_STACK]}

@@ -1,0 +1,100 @@
+# Shared set-up steps for scripts/setup, scripts/test and scripts/start. Source it from the
+# repository root. Every step is idempotent and says what it does.
+
+REDIS_URL="${ORCHESTRATOR_REDIS_URL:-redis://127.0.0.1:6379/0}"
+STATE_LOG_DIR="${ORCHESTRATOR_SETUP_LOGS:-/tmp/orchestrator-setup}"
+mkdir -p "$STATE_LOG_DIR"
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+apt_install() {
+  # apt_install PACKAGE...: installs Debian packages, or stops saying how to get them.
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    die "missing $*: install it (Debian: apt-get install -y $*) or run this as root on Debian"
+  fi
+  say "installing $* (apt-get)"
+  if [ ! -f "$STATE_LOG_DIR/apt-updated" ]; then
+    apt-get update -qq >"$STATE_LOG_DIR/apt.log" 2>&1 || die "apt-get update failed: see $STATE_LOG_DIR/apt.log"
+    touch "$STATE_LOG_DIR/apt-updated"
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >>"$STATE_LOG_DIR/apt.log" 2>&1 \
+    || die "apt-get install $* failed: see $STATE_LOG_DIR/apt.log"
+}
+
+ensure_venv() {
+  local py="${PYTHON:-python3}"
+  "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || die "Python 3.11 or newer is needed (found $("$py" --version 2>&1))"
+  if [ ! -x .venv/bin/python ]; then
+    say "creating virtualenv .venv"
+    "$py" -m venv .venv || die "could not create .venv (Debian: apt-get install -y python3-venv)"
+  fi
+  # Reinstall only when pyproject.toml changed since the last install.
+  local stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+  if [ ! -f "$stamp" ]; then
+    say "installing the package and its dev extras into .venv"
+    .venv/bin/pip install -q --upgrade pip >/dev/null
+    .venv/bin/pip install -q -e '.[dev]' >"$STATE_LOG_DIR/pip.log" 2>&1 \
+      || die "pip install failed: see $STATE_LOG_DIR/pip.log"
+    rm -f .venv/.installed-*
+    touch "$stamp"
+  fi
+}
+
+engine_answers() { docker info >/dev/null 2>&1; }
+
+ensure_engine() {
+  if engine_answers; then return 0; fi
+  if [ -n "${DOCKER_HOST:-}" ] && [ "${DOCKER_HOST#unix://}" = "$DOCKER_HOST" ]; then
+    die "DOCKER_HOST=$DOCKER_HOST does not answer; start that engine or unset DOCKER_HOST"
+  fi
+  command -v dockerd >/dev/null || apt_install docker.io
+  command -v docker >/dev/null || apt_install docker.io
+  say "starting dockerd (log: $STATE_LOG_DIR/dockerd.log)"
+  nohup dockerd >"$STATE_LOG_DIR/dockerd.log" 2>&1 &
+  for _ in $(seq 1 60); do
+    engine_answers && { say "Docker engine is up"; return 0; }
+    sleep 1
+  done
+  die "dockerd did not answer within 60 s: see $STATE_LOG_DIR/dockerd.log"
+}
+
+redis_answers() { redis-cli -u "$REDIS_URL" ping 2>/dev/null | grep -q PONG; }
+
+ensure_redis() {
+  command -v redis-cli >/dev/null || apt_install redis-server
+  if redis_answers; then return 0; fi
+  case "$REDIS_URL" in
+    redis://127.0.0.1:*|redis://localhost:*) ;;
+    *) die "Redis at $REDIS_URL does not answer; start it or point ORCHESTRATOR_REDIS_URL elsewhere" ;;
+  esac
+  command -v redis-server >/dev/null || apt_install redis-server
+  local port
+  port=$(printf '%s' "$REDIS_URL" | sed -E 's#^redis://[^:/]+:([0-9]+).*#\1#')
+  say "starting redis-server on 127.0.0.1:$port"
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
+    --logfile "$STATE_LOG_DIR/redis.log" >/dev/null
+  for _ in $(seq 1 20); do
+    redis_answers && return 0
+    sleep 0.5
+  done
+  die "redis-server did not answer: see $STATE_LOG_DIR/redis.log"
+}
+
+build_test_images() {
+  # orchestrator-test/busybox: FROM scratch with Debian's static busybox (builds in < 1 s).
+  [ -x /bin/busybox ] && file_is_static /bin/busybox || apt_install busybox-static
+  local ctx=tests/images/busybox
+  cp -f /bin/busybox "$ctx/busybox"
+  local digest
+  digest=$(cat "$ctx/Dockerfile" "$ctx/busybox" | sha256sum | cut -c1-16)
+  if [ "$(docker image inspect -f '{{ index .Config.Labels "orchestrator.test.digest" }}' \
+        orchestrator-test/busybox:latest 2>/dev/null)" != "$digest" ]; then
+    say "building image orchestrator-test/busybox"
+    docker build -q --label "orchestrator.test.digest=$digest" -t orchestrator-test/busybox:latest "$ctx" \
+      >"$STATE_LOG_DIR/build.log" 2>&1 || die "could not build orchestrator-test/busybox: see $STATE_LOG_DIR/build.log"
+  fi
+}
+
+file_is_static() { ! ldd "$1" >/dev/null 2>&1; }
