@@ -289,6 +289,8 @@ class ContainerState:
     finished_at: float | None = None
     oom_killed: bool = False
     error: str = ""
+    #: Published ports: "80/tcp" -> host port (on 127.0.0.1 for ingress-mode ports).
+    ports: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def short_id(self) -> str:
