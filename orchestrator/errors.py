@@ -22,3 +22,16 @@ class EngineError(OrchestratorError):
         super().__init__(f"[{status}] {message}")
         self.status = status
         self.message = message
+
+
+class UnknownStack(UserError):
+    def __init__(self, stack: str) -> None:
+        super().__init__(f"no such stack: {stack}")
+        self.stack = stack
+
+
+class UnknownService(UserError):
+    def __init__(self, stack: str, service: str) -> None:
+        super().__init__(f"no such service in stack {stack}: {service}")
+        self.stack = stack
+        self.service = service

@@ -1,0 +1,121 @@
+"""What the HTTP API (and through it the CLI) may ask of the daemon: one narrow Protocol.
+
+The reconciler implements it; the API's unit tests use a fake. Views are plain frozen
+dataclasses that serialise with `dataclasses.asdict`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from orchestrator.model import StackSpec
+
+
+@dataclass(frozen=True, slots=True)
+class DeployOutcome:
+    stack: str
+    #: created: new stack; updated: spec changed; unchanged: same spec, nothing to do.
+    result: Literal["created", "updated", "unchanged"]
+    #: Services whose containers will be replaced (spec hash changed).
+    changed_services: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StackView:
+    name: str
+    services: int
+    replicas_desired: int
+    replicas_running: int
+    deployed_at: float
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class PortView:
+    published: int | None
+    target: int
+    protocol: str
+    mode: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceView:
+    stack: str
+    name: str
+    mode: str
+    image: str | None
+    replicas_desired: int
+    replicas_running: int
+    spec_hash: str
+    ports: tuple[PortView, ...] = ()
+    #: Rolling update state: none | updating | paused | completed | rolled_back | rolling_back.
+    update_state: str = "none"
+    update_message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    """One container of a slot, the `ps` row (current task first, then its history)."""
+
+    stack: str
+    service: str
+    slot: int
+    task_id: str
+    container_id: str
+    name: str
+    image: str | None
+    #: TaskState value: new | created | starting | running | complete | failed | shutdown | rejected
+    state: str
+    desired_state: Literal["running", "shutdown"]
+    since: float
+    exit_code: int | None = None
+    error: str = ""
+    health: str | None = None
+    current: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class HealthView:
+    engine: bool
+    redis: bool
+    engine_error: str = ""
+    redis_error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    slot: int
+    task_id: str
+    stream: Literal["stdout", "stderr"]
+    text: str
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+class Control(Protocol):
+    async def deploy(self, spec: StackSpec) -> DeployOutcome: ...
+
+    async def remove(self, stack: str, *, volumes: bool = False) -> None:
+        """Raises UnknownStack."""
+
+    async def scale(self, stack: str, counts: Mapping[str, int]) -> None:
+        """Raises UnknownStack / UnknownService (nothing changes when any name is unknown)."""
+
+    async def rollback(self, stack: str, service: str) -> None: ...
+
+    def stacks(self) -> Sequence[StackView]: ...
+
+    def stack_spec(self, stack: str) -> StackSpec:
+        """Raises UnknownStack."""
+
+    async def services(self, stack: str) -> Sequence[ServiceView]: ...
+
+    async def tasks(self, stack: str, *, include_history: bool = True) -> Sequence[TaskView]: ...
+
+    def logs(
+        self, stack: str, service: str, *, follow: bool = False, tail: int | None = None
+    ) -> AsyncIterator[LogLine]: ...
+
+    async def health(self) -> HealthView: ...

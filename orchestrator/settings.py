@@ -1,0 +1,105 @@
+"""Every setting of the daemon and the CLI, from `ORCHESTRATOR_*` environment variables and flags.
+
+docs/settings.md has the one table users read; a unit test checks that every field below is in it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import UserError
+
+DEFAULT_PORT = 7420
+
+
+def _default_state_dir() -> str:
+    if os.geteuid() == 0:
+        return "/var/lib/orchestrator"
+    return str(Path.home() / ".local/state/orchestrator")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    #: Daemon HTTP address host:port (ORCHESTRATOR_LISTEN). Anything but loopback needs a token.
+    listen: str = f"127.0.0.1:{DEFAULT_PORT}"
+    #: Unix socket the daemon also serves on; "" = none (ORCHESTRATOR_SOCKET).
+    socket: str = ""
+    #: Where the CLI finds the daemon: http://host:port or unix:///path (ORCHESTRATOR_HOST).
+    host: str = ""
+    #: Desired state, restart history, event seq (ORCHESTRATOR_STATE_DIR).
+    state_dir: str = field(default_factory=_default_state_dir)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Prefix of every Redis key and channel.
+    prefix: str = "orchestrator"
+    #: Bearer token for the HTTP API; required when listening beyond loopback.
+    token: str = ""
+    #: Docker engine address, as the docker CLI reads it (DOCKER_HOST; empty = local socket).
+    docker_host: str = ""
+    #: Seconds between full relists when no event arrives (safety net only).
+    resync_interval: float = 60.0
+    #: Restart backoff when a restart_policy gives no delay: first restart at once, then
+    #: backoff_base doubling up to backoff_cap, reset after a run of healthy_run seconds.
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
+    healthy_run: float = 10.0
+    #: Exited containers kept per slot as history (Swarm's task history limit is 5).
+    history_limit: int = 5
+    #: Container creations/removals running at once.
+    concurrency: int = 16
+    #: Messages kept in the Redis stream for replay, and in memory while Redis is down.
+    stream_maxlen: int = 10000
+    queue_limit: int = 10000
+    log_level: str = "info"
+    #: auto (JSON unless stderr is a terminal), json or console.
+    log_format: str = "auto"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(env_name(f.name))
+            if raw is not None and raw != "":
+                values[f.name] = _convert(f.name, f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        return settings._with_derived()
+
+    def _with_derived(self) -> Settings:
+        socket = self.socket or str(Path(self.state_dir) / "orchestrator.sock")
+        host = self.host or f"http://{self.listen}"
+        return replace(self, socket=socket, host=host)
+
+    @property
+    def listen_host(self) -> str:
+        return self.listen.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def listen_port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+    @property
+    def listens_beyond_loopback(self) -> bool:
+        return self.listen_host not in ("127.0.0.1", "::1", "localhost")
+
+
+def env_name(field_name: str) -> str:
+    if field_name == "docker_host":
+        return "DOCKER_HOST"
+    return f"ORCHESTRATOR_{field_name.upper()}"
+
+
+def _convert(name: str, type_name: Any, raw: str) -> Any:
+    kind = str(type_name)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise UserError(f"{env_name(name)}={raw!r}: expected a number") from None
+    return raw
