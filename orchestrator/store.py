@@ -34,6 +34,8 @@ class StackRecord:
     #: Bumped by every deploy and scale: "until the next deploy/scale" for given-up slots.
     generation: int = 1
     deployed_at: float = 0.0
+    #: Set while `rm` runs: a daemon that died half-way finishes the removal when it starts.
+    removing: bool = False
 
     def replicas(self) -> dict[str, int]:
         """Effective replica count per service (`mode: global` is one replica on one engine)."""

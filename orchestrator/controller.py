@@ -1,0 +1,275 @@
+"""The daemon's answers to the HTTP API (the `Control` protocol): deploy, scale, remove, views.
+
+Every change is validated completely before anything is touched, saved to the store (so a
+restarted daemon keeps it), then handed to the reconciler by marking the stack dirty. Changes are
+serialised by one lock: two deploys of one stack never interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
+
+import structlog
+
+from orchestrator.control import (
+    DeployOutcome,
+    HealthView,
+    LogLine,
+    PortView,
+    ServiceView,
+    StackView,
+    TaskView,
+)
+from orchestrator.errors import UnknownService, UnknownStack, UserError
+from orchestrator.labels import spec_hash
+from orchestrator.model import ContainerState, StackSpec
+from orchestrator.reconciler import Reconciler, running_counts
+from orchestrator.store import StackRecord
+from orchestrator.tracker import observed_state
+
+log = structlog.stdlib.get_logger()
+
+
+class Controller:
+    def __init__(self, reconciler: Reconciler, redis_ping: Callable[[], Awaitable[object]]) -> None:
+        self._r = reconciler
+        self._redis_ping = redis_ping
+        self._lock = asyncio.Lock()
+
+    # changes ------------------------------------------------------------------------------
+    async def deploy(self, spec: StackSpec) -> DeployOutcome:
+        async with self._lock:
+            old = self._r.records.get(spec.name)
+            if old is not None and old.removing:
+                raise UserError(f"stack {spec.name} is being removed; deploy it again afterwards")
+            changed = _changed_services(old.spec if old else None, spec)
+            await self._prepare_engine_objects(spec)
+            record = StackRecord(
+                spec=spec,
+                scale={},
+                generation=(old.generation + 1) if old else 1,
+                deployed_at=time.time(),
+            )
+            result = "created" if old is None else ("unchanged" if old.spec == spec and not old.scale else "updated")
+            self._r.store.save_stack(record)
+            self._r.records[spec.name] = record
+            # Swarm's "until the next deploy": given-up slots get a fresh history.
+            self._r.book.reset(spec.name)
+            self._r.executor.forget_images()
+            self._r.emit("stack.deployed", stack=spec.name, reason=result)
+            self._r.mark_dirty(spec.name)
+            log.info("stack_deployed", stack=spec.name, result=result, changed=list(changed))
+            return DeployOutcome(spec.name, result, tuple(changed), spec.warnings)  # type: ignore[arg-type]
+
+    async def _prepare_engine_objects(self, spec: StackSpec) -> None:
+        """Networks and volumes first: an external network that is missing stops the deploy."""
+        for network in spec.networks.values():
+            await self._r.engine.ensure_network(spec.name, network)
+        for volume in spec.volumes.values():
+            await self._r.engine.ensure_volume(spec.name, volume)
+
+    async def scale(self, stack: str, counts: Mapping[str, int]) -> None:
+        async with self._lock:
+            record = self._record(stack)
+            for service, count in counts.items():
+                svc = record.spec.services.get(service)
+                if svc is None:
+                    raise UnknownService(stack, service)
+                if svc.mode == "global":
+                    raise UserError(f"{stack}_{service}: scale can only be used with replicated mode")
+                if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+                    raise UserError(f"{stack}_{service}: replicas must be a non-negative integer, got {count!r}")
+            record = replace(
+                record, scale={**record.scale, **counts}, generation=record.generation + 1
+            )
+            self._r.store.save_stack(record)
+            self._r.records[stack] = record
+            for service, count in counts.items():
+                self._r.book.reset(stack, service)
+                self._r.emit("service.scaled", stack=stack, service=service, replicas=count)
+            self._r.mark_dirty(stack)
+
+    async def remove(self, stack: str, *, volumes: bool = False) -> None:
+        async with self._lock:
+            record = replace(self._record(stack), removing=True)
+            self._r.store.save_stack(record)
+            self._r.records[stack] = record
+            await self._r.executor.cancel(stack)
+            await self._remove_containers(record)
+            await self._r.engine.remove_stack_networks(stack)
+            if volumes:
+                await self._r.engine.remove_stack_volumes(stack)
+            self._r.book.forget_stack(stack)
+            self._r.store.delete_stack(stack)
+            del self._r.records[stack]
+            await self._r.reconcile(stack)  # publishes `removed` for every task
+            self._r.observed.pop(stack, None)
+            self._r.emit("stack.removed", stack=stack)
+            log.info("stack_removed", stack=stack, volumes=volumes)
+
+    async def _remove_containers(self, record: StackRecord) -> None:
+        limit = asyncio.Semaphore(self._r.settings.concurrency)
+
+        async def one(container: ContainerState) -> None:
+            service = record.spec.services.get(container.key.service)
+            grace = service.stop_grace_period if service else 10.0
+            async with limit:
+                self._r.tracker.mark_stopping(container.id, "shutdown")
+                if container.alive:
+                    await self._r.engine.stop(container.id, grace)
+                await self._r.engine.remove(container.id)
+
+        containers = await self._r.engine.list_containers(record.spec.name)
+        await asyncio.gather(*(one(c) for c in containers))
+
+    async def resume_removals(self) -> None:
+        """Finish an `rm` that a previous daemon did not (its record still says removing)."""
+        for name, record in list(self._r.records.items()):
+            if record.removing:
+                await self.remove(name)
+
+    async def rollback(self, stack: str, service: str) -> None:
+        record = self._record(stack)
+        if service not in record.spec.services:
+            raise UnknownService(stack, service)
+        raise UserError(f"{stack}_{service}: there is no previous version to roll back to")
+
+    # views --------------------------------------------------------------------------------
+    def _record(self, stack: str) -> StackRecord:
+        record = self._r.records.get(stack)
+        if record is None or record.removing:
+            raise UnknownStack(stack)
+        return record
+
+    def stacks(self) -> Sequence[StackView]:
+        views = []
+        for name, record in sorted(self._r.records.items()):
+            if record.removing:
+                continue
+            running = running_counts(record, self._r.observed.get(name, []))
+            views.append(
+                StackView(
+                    name=name,
+                    services=len(record.spec.services),
+                    replicas_desired=sum(record.replicas().values()),
+                    replicas_running=sum(running.values()),
+                    deployed_at=record.deployed_at,
+                    generation=record.generation,
+                )
+            )
+        return views
+
+    def stack_spec(self, stack: str) -> StackSpec:
+        return self._record(stack).spec
+
+    async def services(self, stack: str) -> Sequence[ServiceView]:
+        record = self._record(stack)
+        observed = await self._r.engine.list_containers(stack)
+        running = running_counts(record, observed)
+        desired = record.replicas()
+        return [
+            ServiceView(
+                stack=stack,
+                name=name,
+                mode=svc.mode,
+                image=svc.image,
+                replicas_desired=desired[name],
+                replicas_running=running.get(name, 0),
+                spec_hash=spec_hash(svc),
+                ports=tuple(PortView(p.published, p.target, p.protocol, p.mode) for p in svc.ports),
+            )
+            for name, svc in sorted(record.spec.services.items())
+        ]
+
+    async def tasks(self, stack: str, *, include_history: bool = True) -> Sequence[TaskView]:
+        record = self._record(stack)
+        observed = await self._r.engine.list_containers(stack)
+        replicas = record.replicas()
+        by_slot: dict[tuple[str, int], list[ContainerState]] = {}
+        for c in observed:
+            by_slot.setdefault((c.key.service, c.key.slot), []).append(c)
+        views: list[TaskView] = []
+        for (service, slot), containers in sorted(by_slot.items()):
+            containers.sort(key=lambda c: c.created_at, reverse=True)
+            for index, c in enumerate(containers):
+                current = index == 0
+                if not current and not include_history:
+                    break
+                views.append(self._task_view(record, c, current, slot <= replicas.get(service, 0)))
+        return views
+
+    def _task_view(self, record: StackRecord, c: ContainerState, current: bool, wanted: bool) -> TaskView:
+        svc = record.spec.services.get(c.key.service)
+        state = observed_state(c, self._r.tracker.intent(c.id))
+        since = c.finished_at if not c.alive and c.finished_at else (c.started_at or c.created_at)
+        return TaskView(
+            stack=c.key.stack,
+            service=c.key.service,
+            slot=c.key.slot,
+            task_id=c.task_id,
+            container_id=c.id,
+            name=c.name,
+            image=svc.image if svc else None,
+            state=state.value,
+            desired_state="running" if current and wanted else "shutdown",
+            since=since,
+            exit_code=c.exit_code if not c.alive else None,
+            error=c.error,
+            health=c.health,
+            current=current,
+        )
+
+    async def logs(
+        self, stack: str, service: str, *, follow: bool = False, tail: int | None = None
+    ) -> AsyncIterator[LogLine]:
+        record = self._record(stack)
+        if service not in record.spec.services:
+            raise UnknownService(stack, service)
+        containers = [c for c in await self._r.engine.list_containers(stack) if c.key.service == service]
+        queue: asyncio.Queue[LogLine | None] = asyncio.Queue(maxsize=1000)
+
+        async def pump(c: ContainerState) -> None:
+            try:
+                async for text in self._r.engine.logs(c.id, follow=follow, tail=tail):
+                    await queue.put(LogLine(c.key.slot, c.task_id, "stdout", text))
+            finally:
+                await queue.put(None)
+
+        pumps = [asyncio.create_task(pump(c)) for c in containers]
+        try:
+            remaining = len(pumps)
+            while remaining:
+                line = await queue.get()
+                if line is None:
+                    remaining -= 1
+                else:
+                    yield line
+        finally:
+            for task in pumps:
+                task.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+
+    async def health(self) -> HealthView:
+        engine_error = redis_error = ""
+        try:
+            await self._r.engine.ping()
+        except Exception as exc:  # noqa: BLE001 - any failure is "unreachable", reported as text
+            engine_error = str(exc) or type(exc).__name__
+        try:
+            await asyncio.wait_for(self._redis_ping(), timeout=2)
+        except Exception as exc:  # noqa: BLE001
+            redis_error = str(exc) or type(exc).__name__
+        return HealthView(not engine_error, not redis_error, engine_error, redis_error)
+
+
+def _changed_services(old: StackSpec | None, new: StackSpec) -> list[str]:
+    if old is None:
+        return []
+    return sorted(
+        name
+        for name, svc in new.services.items()
+        if name in old.services and spec_hash(old.services[name]) != spec_hash(svc)
+    )

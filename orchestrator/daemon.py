@@ -1,0 +1,153 @@
+"""The composition root: builds every part from Settings and runs them until SIGTERM.
+
+Shutdown leaves the containers running (in the spirit of dockerd's live-restore): the next start
+adopts them through their labels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import signal
+import time
+from pathlib import Path
+
+import redis.asyncio as aioredis
+import structlog
+
+from orchestrator.controller import Controller
+from orchestrator.engine import Engine
+from orchestrator.errors import EngineUnavailable, UserError
+from orchestrator.events import make_event
+from orchestrator.http_api import make_app, serve
+from orchestrator.intake import ContainerEvent, Disconnected, EventIntake, Resync
+from orchestrator.publisher import Publisher, SeqStore
+from orchestrator.reconciler import Reconciler
+from orchestrator.settings import Settings
+from orchestrator.store import Store
+
+log = structlog.stdlib.get_logger()
+
+ENGINE_WAIT_DELAYS = (0.5, 1.0, 2.0, 5.0)
+
+
+class Daemon:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.ready = asyncio.Event()
+        self.store = Store(settings.state_dir)
+        self.publisher = Publisher(
+            settings.redis_url,
+            settings.prefix,
+            SeqStore(Path(settings.state_dir) / "seq"),
+            queue_limit=settings.queue_limit,
+            stream_maxlen=settings.stream_maxlen,
+        )
+        self.engine: Engine | None = None
+        self.reconciler: Reconciler | None = None
+        self.controller: Controller | None = None
+        self._stopping = asyncio.Event()
+
+    def emit(self, type_: str, **fields: object) -> None:
+        self.publisher.publish(make_event(type_, **fields))
+
+    async def run(self) -> None:
+        if self.settings.listens_beyond_loopback and not self.settings.token:
+            raise UserError(
+                f"refusing to listen on {self.settings.listen} without a token: "
+                "set ORCHESTRATOR_TOKEN (the API can start containers: it is root-equivalent)"
+            )
+        started = time.monotonic()
+        self.engine = await wait_for_engine(self.settings.docker_host or None)
+        self.reconciler = Reconciler(self.engine, self.store, self.settings, self.emit)
+        redis = aioredis.Redis.from_url(self.settings.redis_url, socket_timeout=2)
+        self.controller = Controller(self.reconciler, redis.ping)
+        app = make_app(self.controller, self.settings, redis=redis)
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [
+                    group.create_task(self.publisher.run(), name="publisher"),
+                    group.create_task(self.reconciler.run(), name="reconciler"),
+                    group.create_task(self._follow_engine(), name="intake"),
+                    group.create_task(serve(app, self.settings, self.ready), name="http"),
+                ]
+                await self.controller.resume_removals()
+                await self.ready.wait()
+                log.info(
+                    "daemon_started",
+                    listen=self.settings.listen,
+                    socket=self.settings.socket,
+                    stacks=len(self.reconciler.records),
+                    startup_s=round(time.monotonic() - started, 3),
+                )
+                await self._stopping.wait()
+                for task in tasks:
+                    task.cancel()
+        finally:
+            await self._close(redis)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _close(self, redis: aioredis.Redis) -> None:
+        if self.reconciler is not None:
+            await self.reconciler.executor.cancel()
+            log.info(
+                "daemon_stopped",
+                stacks=len(self.reconciler.records),
+                passes=self.reconciler.passes,
+                containers_left_running=True,
+            )
+        await self.publisher.close(timeout=2.0)
+        await redis.aclose()
+        if self.engine is not None:
+            await self.engine.close()
+
+    async def _follow_engine(self) -> None:
+        """Engine events only mark stacks dirty; a (re)connect relists everything."""
+        assert self.engine is not None and self.reconciler is not None
+        disconnected = False
+        async for item in EventIntake(self.engine).stream():
+            match item:
+                case ContainerEvent():
+                    self.reconciler.mark_dirty(item.stack)
+                case Resync():
+                    if disconnected:
+                        self.emit("engine.reconnected", reason=item.reason)
+                        disconnected = False
+                    self.reconciler.executor.forget_images()
+                    self.reconciler.mark_dirty()
+                case Disconnected():
+                    if not disconnected:
+                        self.emit("engine.disconnected", reason=str(item.error))
+                    disconnected = True
+
+
+async def wait_for_engine(docker_host: str | None) -> Engine:
+    """Connect to the engine, waiting (with growing delays) while it does not answer."""
+    engine = await Engine.connect(docker_host)
+    for attempt in itertools.count():
+        try:
+            await engine.ping()
+            return engine
+        except EngineUnavailable as exc:
+            if attempt == 0:
+                log.warning("engine_unavailable_waiting", error=str(exc))
+            await asyncio.sleep(ENGINE_WAIT_DELAYS[min(attempt, len(ENGINE_WAIT_DELAYS) - 1)])
+    raise AssertionError("unreachable")
+
+
+def run_daemon(settings: Settings) -> int:
+    """Entry point of `orchestrator daemon`: runs until SIGTERM/SIGINT."""
+
+    async def main() -> None:
+        daemon = Daemon(settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, daemon.stop)
+        await daemon.run()
+
+    asyncio.run(main())
+    return 0

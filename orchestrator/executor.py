@@ -1,0 +1,174 @@
+"""Carries out planned actions against the engine without ever blocking the reconcile loop.
+
+Actions for one slot run in order in one task (a stop-first replacement is "remove, then
+create"); different slots run concurrently, at most `concurrency` engine operations at once.
+While a slot's task runs the slot is *busy* and the planner leaves it alone; when the task ends
+the stack is marked dirty so the next pass sees the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import structlog
+
+from orchestrator.engine import Engine
+from orchestrator.errors import EngineError, EngineUnavailable, ImageUnavailable
+from orchestrator.labels import spec_hash
+from orchestrator.model import (
+    Action,
+    CreateTask,
+    RemoveContainer,
+    ServiceSpec,
+    SlotKey,
+    StopTask,
+    TaskState,
+)
+from orchestrator.restarts import RestartBook
+from orchestrator.store import StackRecord
+from orchestrator.tracker import StopIntent, TaskTracker
+
+log = structlog.stdlib.get_logger()
+
+TASK_ID_BYTES = 6
+
+
+def new_task_id() -> str:
+    return secrets.token_hex(TASK_ID_BYTES)
+
+
+class Executor:
+    def __init__(
+        self,
+        engine: Engine,
+        tracker: TaskTracker,
+        book: RestartBook,
+        *,
+        concurrency: int,
+        files_dir: Callable[[str], Path],
+        on_done: Callable[[SlotKey], None],
+    ) -> None:
+        self._engine = engine
+        self._tracker = tracker
+        self._book = book
+        self._limit = asyncio.Semaphore(concurrency)
+        self._files_dir = files_dir
+        self._on_done = on_done
+        self._inflight: dict[SlotKey, asyncio.Task[None]] = {}
+        self._images_present: set[str] = set()
+
+    def busy(self) -> frozenset[SlotKey]:
+        return frozenset(self._inflight)
+
+    def idle(self, stack: str | None = None) -> bool:
+        return not any(stack is None or key.stack == stack for key in self._inflight)
+
+    def submit(self, record: StackRecord, actions: Iterable[Action]) -> None:
+        by_slot: dict[SlotKey, list[Action]] = defaultdict(list)
+        for action in actions:
+            by_slot[action.key].append(action)
+        for key, slot_actions in by_slot.items():
+            if key in self._inflight:
+                continue  # the planner skips busy slots; a race with a finishing task is harmless
+            task = asyncio.create_task(self._run_slot(record, slot_actions), name=f"slot {key}")
+            self._inflight[key] = task
+            task.add_done_callback(lambda _t, key=key: self._finished(key))
+
+    def _finished(self, key: SlotKey) -> None:
+        self._inflight.pop(key, None)
+        self._on_done(key)
+
+    async def cancel(self, stack: str | None = None) -> None:
+        """Cancel in-flight work (of one stack, or all) and wait until it has stopped."""
+        tasks = [t for k, t in self._inflight.items() if stack is None or k.stack == stack]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run_slot(self, record: StackRecord, actions: list[Action]) -> None:
+        for action in actions:
+            try:
+                async with self._limit:
+                    await self._run(record, action)
+            except asyncio.CancelledError:
+                raise
+            except EngineUnavailable as exc:
+                log.warning("action_failed_engine_unavailable", slot=str(action.key), error=str(exc))
+                return
+            except Exception:
+                log.exception("action_failed", slot=str(action.key), action=type(action).__name__)
+                return
+
+    async def _run(self, record: StackRecord, action: Action) -> None:
+        match action:
+            case CreateTask():
+                await self._create(record, action)
+            case StopTask():
+                self._tracker.mark_stopping(action.container_id, _stop_intent(action.reason))
+                service = record.spec.services.get(action.key.service)
+                await self._engine.stop(action.container_id, _grace(service))
+            case RemoveContainer():
+                self._tracker.mark_stopping(action.container_id, "shutdown")
+                service = record.spec.services.get(action.key.service)
+                await self._engine.stop(action.container_id, _grace(service))
+                await self._engine.remove(action.container_id)
+                log.info("container_removed", slot=str(action.key), reason=action.reason,
+                         container_id=action.container_id[:12])
+
+    async def _create(self, record: StackRecord, action: CreateTask) -> None:
+        key = action.key
+        service = record.spec.services[key.service]
+        digest = spec_hash(service)
+        task_id = new_task_id()
+        self._tracker.advance(key, task_id, TaskState.NEW, reason=action.reason)
+        try:
+            await self._ensure_image(service)
+            state = await self._engine.create_task(
+                record.spec, service, key, digest, self._files_dir(key.stack), task_id=task_id
+            )
+        except EngineError as exc:
+            self._reject(key, task_id, digest, None, exc)
+            return
+        self._tracker.advance(key, task_id, TaskState.CREATED, container_id=state.id)
+        if action.reason == "restart":
+            self._book.record_restart(key, digest, state.created_at)
+        self._tracker.advance(key, task_id, TaskState.STARTING)
+        try:
+            await self._engine.start(state.id)
+        except EngineError as exc:
+            self._reject(key, task_id, digest, state.id, exc)
+            return
+        self._tracker.advance(key, task_id, TaskState.RUNNING)
+        log.info("task_started", slot=str(key), reason=action.reason, container_id=state.short_id)
+
+    def _reject(
+        self, key: SlotKey, task_id: str, digest: str, container_id: str | None, exc: EngineError
+    ) -> None:
+        reason = exc.message
+        self._book.record_rejection(key, digest, time.time(), reason)
+        self._tracker.advance(key, task_id, TaskState.REJECTED, container_id=container_id, reason=reason)
+        log.warning("task_rejected", slot=str(key), reason=reason)
+
+    async def _ensure_image(self, service: ServiceSpec) -> None:
+        if service.image and service.image in self._images_present:
+            return
+        await self._engine.ensure_image(service)
+        if service.image:
+            self._images_present.add(service.image)
+
+    def forget_images(self) -> None:
+        """After an engine restart or a deploy: images may have changed."""
+        self._images_present.clear()
+
+
+def _grace(service: ServiceSpec | None) -> float:
+    return service.stop_grace_period if service is not None else 10.0
+
+
+def _stop_intent(reason: str) -> StopIntent:
+    return "unhealthy" if reason == "unhealthy" else "shutdown"

@@ -1,0 +1,232 @@
+"""The loop at the heart of the daemon: wait for work, then observe → plan → execute → publish.
+
+Level-triggered (DESIGN.md): an engine event only marks its stack dirty. A pass lists the stack's
+containers by label, plans from that snapshot with the pure planner, hands the actions to the
+executor (which never blocks the loop) and reports what changed. Work comes from four places:
+engine events, the executor finishing a slot, a restart delay running out (the plan's
+`wake_at`), and a slow periodic resync that relists everything as a safety net.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import structlog
+
+from orchestrator import planner
+from orchestrator.engine import Engine
+from orchestrator.errors import EngineUnavailable
+from orchestrator.executor import Executor
+from orchestrator.model import ContainerState, SlotKey
+from orchestrator.restarts import RestartBook
+from orchestrator.settings import Settings
+from orchestrator.store import StackRecord, Store
+from orchestrator.tracker import TaskTracker, Transition
+
+log = structlog.stdlib.get_logger()
+
+#: emit(type, **fields): hands one state-change message to the publisher; never blocks.
+Emit = Callable[..., None]
+
+BOOK_DOCUMENT = "restarts.json"
+TRACKER_DOCUMENT = "tasks.json"
+#: After a failed pass (engine gone), try that stack again this much later.
+RETRY_AFTER_FAILURE = 1.0
+
+
+class Reconciler:
+    def __init__(self, engine: Engine, store: Store, settings: Settings, emit: Emit) -> None:
+        self.engine = engine
+        self.store = store
+        self.settings = settings
+        self.emit = emit
+        self.records: dict[str, StackRecord] = store.load_stacks()
+        self.book = _load_book(store, settings)
+        self.tracker = TaskTracker(self._on_transition)
+        self.tracker.load_json(store.load_document(TRACKER_DOCUMENT) or {})
+        self.executor = Executor(
+            engine,
+            self.tracker,
+            self.book,
+            concurrency=settings.concurrency,
+            files_dir=store.files_dir,
+            on_done=lambda key: self.mark_dirty(key.stack),
+        )
+        #: Last relist of each stack: the views (ps, services) read it.
+        self.observed: dict[str, list[ContainerState]] = {}
+        self._dirty: set[str] = set(self.records)
+        self._wake = asyncio.Event()
+        self._wake_at: dict[str, float] = {}
+        self._next_resync = time.monotonic() + settings.resync_interval
+        self._service_status: dict[tuple[str, str], tuple[int, int]] = {}
+        self._book_saved = self.book.to_json()
+        self.passes = 0
+
+    # work intake --------------------------------------------------------------------------
+    def mark_dirty(self, stack: str | None = None) -> None:
+        """Ask for a pass over one stack, or over every stack (None)."""
+        self._dirty.update(self.records if stack is None else (stack,))
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Forever: wait for work, then pass over each dirty stack."""
+        while True:
+            await self._wait_for_work()
+            while self._dirty:
+                name = self._dirty.pop()
+                await self.reconcile_guarded(name)
+
+    async def _wait_for_work(self) -> None:
+        if not self._dirty:
+            deadlines = [self._next_resync - time.monotonic()]
+            now = time.time()
+            deadlines += [at - now for at in self._wake_at.values()]
+            try:
+                async with asyncio.timeout(max(0.0, min(deadlines))):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+        self._wake.clear()
+        now = time.time()
+        for name, at in list(self._wake_at.items()):
+            if at <= now:
+                del self._wake_at[name]
+                self._dirty.add(name)
+        if time.monotonic() >= self._next_resync:
+            self._next_resync = time.monotonic() + self.settings.resync_interval
+            self._dirty.update(self.records)
+
+    # one pass -----------------------------------------------------------------------------
+    async def reconcile_guarded(self, name: str) -> None:
+        try:
+            await self.reconcile(name)
+        except asyncio.CancelledError:
+            raise
+        except EngineUnavailable as exc:
+            log.warning("reconcile_deferred_engine_unavailable", stack=name, error=str(exc))
+            self._wake_at[name] = time.time() + RETRY_AFTER_FAILURE
+        except Exception:
+            log.exception("reconcile_failed", stack=name)
+            self._wake_at[name] = time.time() + RETRY_AFTER_FAILURE
+
+    async def reconcile(self, name: str) -> None:
+        """Observe → plan → execute for one stack."""
+        record = self.records.get(name)
+        mark = self.tracker.mark()
+        observed = await self.engine.list_containers(name)
+        self.tracker.observe(name, observed, mark)
+        self.observed[name] = observed
+        self.passes += 1
+        if record is None or record.removing:
+            return
+        now = time.time()
+        plan = planner.plan(
+            record.spec,
+            record.replicas(),
+            observed,
+            self.book,
+            now,
+            busy=self.executor.busy(),
+            history_limit=self.settings.history_limit,
+        )
+        if plan.actions:
+            log.info("plan_computed", stack=name, actions=len(plan.actions))
+            self.executor.submit(record, plan.actions)
+        if plan.wake_at is not None:
+            self._wake_at[name] = plan.wake_at
+        else:
+            self._wake_at.pop(name, None)
+        self._report_services(record, observed)
+        self._save_progress()
+
+    def _report_services(self, record: StackRecord, observed: list[ContainerState]) -> None:
+        """Publish service.converged / service.degraded when a service's running count moves."""
+        desired = record.replicas()
+        running = running_counts(record, observed)
+        for service, want in desired.items():
+            have = running.get(service, 0)
+            key = (record.spec.name, service)
+            if self._service_status.get(key) == (have, want):
+                continue
+            self._service_status[key] = (have, want)
+            if have >= want:
+                self.emit("service.converged", stack=key[0], service=service, replicas=want, running=have)
+            else:
+                self.emit(
+                    "service.degraded",
+                    stack=key[0],
+                    service=service,
+                    replicas=want,
+                    running=have,
+                    reason=f"{have}/{want} replicas running",
+                )
+
+    def _save_progress(self) -> None:
+        book = self.book.to_json()
+        if book != self._book_saved:
+            self.store.save_document(BOOK_DOCUMENT, book)
+            self._book_saved = book
+        if self.tracker.changed:
+            self.store.save_document(TRACKER_DOCUMENT, self.tracker.to_json())
+            self.tracker.changed = False
+
+    def _on_transition(self, t: Transition) -> None:
+        fields: dict[str, Any] = {
+            "stack": t.key.stack,
+            "service": t.key.service,
+            "slot": t.key.slot,
+            "task_id": t.task_id,
+            "container_id": t.container_id,
+            "from": t.from_state.value if t.from_state else None,
+            "to": t.to_state.value,
+        }
+        if t.exit_code is not None:
+            fields["exit_code"] = t.exit_code
+        if t.reason:
+            fields["reason"] = t.reason
+        self.emit("task.state", **fields)
+
+    # helpers for tests and `--wait` -------------------------------------------------------
+    async def converge(self, name: str, timeout: float = 60.0) -> None:
+        """Pass over `name` until the plan is empty and nothing is in flight (tests, run-once)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                await self.reconcile(name)
+                if self.executor.idle(name) and self._is_converged(name):
+                    return
+                await asyncio.sleep(0.05)
+
+    def _is_converged(self, name: str) -> bool:
+        record = self.records.get(name)
+        if record is None:
+            return not self.observed.get(name)
+        running = running_counts(record, self.observed.get(name, []))
+        return all(running.get(s, 0) >= n for s, n in record.replicas().items())
+
+
+def running_counts(record: StackRecord, observed: list[ContainerState]) -> dict[str, int]:
+    """Running (and not unhealthy) replicas per service, counting each slot once."""
+    replicas = record.replicas()
+    slots: dict[str, set[int]] = {}
+    for c in observed:
+        if c.status == "running" and c.health != "unhealthy" and c.key.slot <= replicas.get(c.key.service, 0):
+            slots.setdefault(c.key.service, set()).add(c.key.slot)
+    return {service: len(found) for service, found in slots.items()}
+
+
+def _load_book(store: Store, settings: Settings) -> RestartBook:
+    data: Mapping[str, Any] | None = store.load_document(BOOK_DOCUMENT)
+    params = dict(
+        backoff_base=settings.backoff_base,
+        backoff_cap=settings.backoff_cap,
+        healthy_run=settings.healthy_run,
+    )
+    if data is None:
+        return RestartBook(**params)
+    return RestartBook.from_json(data, **params)
+
+
+__all__ = ["Emit", "Reconciler", "SlotKey", "running_counts"]

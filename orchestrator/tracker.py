@@ -1,0 +1,159 @@
+"""Each replica's task state, published exactly once per transition and in order.
+
+The executor reports what it does (new → created → starting → running, rejected); each reconcile
+pass reports what the engine shows (running, complete, failed, shutdown, and removed for a
+container that is gone). Transitions only move forward, so a late report never publishes a state
+twice or out of order. The tracker is saved with the pass so a restarted daemon does not publish
+a transition again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from orchestrator.model import ContainerState, SlotKey, TaskState
+
+#: Why the daemon stopped a container: decides its task state once it has exited.
+StopIntent = Literal["shutdown", "unhealthy"]
+
+_RANK = {
+    TaskState.NEW: 0,
+    TaskState.CREATED: 1,
+    TaskState.STARTING: 2,
+    TaskState.RUNNING: 3,
+    TaskState.COMPLETE: 4,
+    TaskState.FAILED: 4,
+    TaskState.SHUTDOWN: 4,
+    TaskState.REJECTED: 4,
+    TaskState.REMOVED: 5,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    key: SlotKey
+    task_id: str
+    container_id: str | None
+    from_state: TaskState | None
+    to_state: TaskState
+    exit_code: int | None = None
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class _Task:
+    key: SlotKey
+    state: TaskState
+    container_id: str | None = None
+    #: Tracker tick of the last report: a relist begun before it cannot judge this task.
+    tick: int = 0
+
+
+def observed_state(container: ContainerState, intent: StopIntent | None) -> TaskState:
+    """The task state an engine status stands for."""
+    if container.status == "created":
+        return TaskState.CREATED
+    if container.status in ("running", "paused", "restarting"):
+        return TaskState.RUNNING
+    if intent == "shutdown":
+        return TaskState.SHUTDOWN
+    if intent == "unhealthy":
+        return TaskState.FAILED
+    if container.error and container.started_at is None:
+        return TaskState.REJECTED
+    return TaskState.COMPLETE if container.exit_code == 0 else TaskState.FAILED
+
+
+class TaskTracker:
+    def __init__(self, on_transition: Callable[[Transition], None]) -> None:
+        self._on_transition = on_transition
+        self._tasks: dict[str, _Task] = {}
+        #: Containers the daemon is stopping or stopped on purpose, by container id.
+        self._intents: dict[str, StopIntent] = {}
+        self._tick = 0
+        self.changed = False
+
+    def mark(self) -> int:
+        """Call before a relist; pass the result to `observe`."""
+        return self._tick
+
+    # reports ------------------------------------------------------------------------------
+    def advance(
+        self,
+        key: SlotKey,
+        task_id: str,
+        to: TaskState,
+        *,
+        container_id: str | None = None,
+        exit_code: int | None = None,
+        reason: str = "",
+    ) -> bool:
+        """Record `to` for the task if it moves it forward; publish the transition. True if so."""
+        task = self._tasks.get(task_id)
+        if task is not None and _RANK[to] <= _RANK[task.state]:
+            return False
+        previous = task.state if task else None
+        if task is None:
+            task = self._tasks[task_id] = _Task(key=key, state=to)
+        self._tick += 1
+        task.state = to
+        task.tick = self._tick
+        task.container_id = container_id or task.container_id
+        self.changed = True
+        self._on_transition(
+            Transition(key, task_id, task.container_id, previous, to, exit_code, reason)
+        )
+        if to is TaskState.REMOVED or (to is TaskState.REJECTED and task.container_id is None):
+            del self._tasks[task_id]
+            if task.container_id:
+                self._intents.pop(task.container_id, None)
+        return True
+
+    def mark_stopping(self, container_id: str, intent: StopIntent) -> None:
+        if self._intents.get(container_id) != intent:
+            self._intents[container_id] = intent
+            self.changed = True
+
+    def intent(self, container_id: str) -> StopIntent | None:
+        return self._intents.get(container_id)
+
+    def observe(self, stack: str, containers: Iterable[ContainerState], mark: int) -> None:
+        """Report what one stack's relist (begun at `mark`) showed; vanished tasks are `removed`."""
+        seen = set()
+        for container in containers:
+            seen.add(container.task_id)
+            state = observed_state(container, self.intent(container.id))
+            self.advance(
+                container.key,
+                container.task_id,
+                state,
+                container_id=container.id,
+                exit_code=container.exit_code if state.terminal else None,
+                reason=container.error,
+            )
+        for task_id, task in list(self._tasks.items()):
+            gone = task_id not in seen and task.container_id is not None and task.tick <= mark
+            if task.key.stack == stack and gone:
+                self.advance(task.key, task_id, TaskState.REMOVED)
+
+    # persistence --------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        tasks = {
+            task_id: {
+                "stack": t.key.stack,
+                "service": t.key.service,
+                "slot": t.key.slot,
+                "state": t.state.value,
+                "container_id": t.container_id,
+            }
+            for task_id, t in self._tasks.items()
+        }
+        return {"tasks": tasks, "intents": dict(self._intents)}
+
+    def load_json(self, data: dict[str, Any]) -> None:
+        for task_id, t in data.get("tasks", {}).items():
+            key = SlotKey(t["stack"], t["service"], int(t["slot"]))
+            self._tasks[task_id] = _Task(key, TaskState(t["state"]), t["container_id"])
+        self._intents.update(data.get("intents", {}))
