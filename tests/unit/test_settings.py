@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import UserError
+from orchestrator.settings import Settings, env_name
+
+DOCS = Path(__file__).parents[2] / "docs" / "settings.md"
+
+
+def test_every_setting_is_in_the_one_table() -> None:
+    table = DOCS.read_text()
+    for field in dataclasses.fields(Settings):
+        assert f"| `{field.name}` | `{env_name(field.name)}` |" in table, field.name
+
+
+def test_environment_and_overrides() -> None:
+    env = {
+        "ORCHESTRATOR_LISTEN": "0.0.0.0:9000",
+        "ORCHESTRATOR_STATE_DIR": "/tmp/x",
+        "ORCHESTRATOR_HISTORY_LIMIT": "3",
+        "ORCHESTRATOR_BACKOFF_CAP": "2.5",
+        "DOCKER_HOST": "unix:///tmp/d.sock",
+    }
+    s = Settings.from_env(env, prefix="p")
+    assert (s.listen_host, s.listen_port) == ("0.0.0.0", 9000)
+    assert s.listens_beyond_loopback
+    assert s.history_limit == 3 and s.backoff_cap == 2.5
+    assert s.docker_host == "unix:///tmp/d.sock" and s.prefix == "p"
+    assert s.socket == "/tmp/x/orchestrator.sock"
+    assert s.host == "http://0.0.0.0:9000"
+
+
+def test_defaults_listen_on_loopback() -> None:
+    s = Settings.from_env({})
+    assert s.listen == "127.0.0.1:7420" and not s.listens_beyond_loopback
+
+
+def test_bad_number_names_the_variable() -> None:
+    with pytest.raises(UserError, match="ORCHESTRATOR_CONCURRENCY='many'"):
+        Settings.from_env({"ORCHESTRATOR_CONCURRENCY": "many"})

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.model import ContainerState, SlotKey, TaskState
+from orchestrator.tracker import TaskTracker, Transition, observed_state
+
+KEY = SlotKey("s", "web", 1)
+
+
+def container(cid: str = "c1", task: str = "t1", status: str = "running", exit_code: int | None = None,
+              error: str = "", started_at: float | None = 1.0) -> ContainerState:
+    return ContainerState(id=cid, name=f"s_web.1.{task}", key=KEY, spec_hash="h", task_id=task,
+                          created_at=0.0, status=status, exit_code=exit_code, error=error,  # type: ignore[arg-type]
+                          started_at=started_at)
+
+
+@pytest.fixture
+def seen() -> list[Transition]:
+    return []
+
+
+@pytest.fixture
+def tracker(seen: list[Transition]) -> TaskTracker:
+    return TaskTracker(seen.append)
+
+
+def states(seen: list[Transition]) -> list[tuple[str | None, str]]:
+    return [(t.from_state and t.from_state.value, t.to_state.value) for t in seen]
+
+
+def test_lifecycle_is_published_once_in_order(tracker: TaskTracker, seen: list[Transition]) -> None:
+    tracker.advance(KEY, "t1", TaskState.NEW)
+    tracker.advance(KEY, "t1", TaskState.CREATED, container_id="c1")
+    tracker.advance(KEY, "t1", TaskState.STARTING)
+    mark = tracker.mark()
+    tracker.advance(KEY, "t1", TaskState.RUNNING)
+    tracker.observe("s", [container()], mark)  # the relist agrees: nothing new
+    tracker.observe("s", [container(status="exited", exit_code=2)], tracker.mark())
+    tracker.observe("s", [], tracker.mark())
+    assert states(seen) == [
+        (None, "new"), ("new", "created"), ("created", "starting"), ("starting", "running"),
+        ("running", "failed"), ("failed", "removed"),
+    ]
+    assert seen[4].exit_code == 2
+
+
+def test_late_report_never_moves_backwards(tracker: TaskTracker, seen: list[Transition]) -> None:
+    tracker.advance(KEY, "t1", TaskState.STARTING, container_id="c1")
+    tracker.observe("s", [container(status="exited", exit_code=1)], tracker.mark())
+    assert not tracker.advance(KEY, "t1", TaskState.RUNNING)  # start() returned after the crash
+    assert states(seen)[-1] == ("starting", "failed")
+
+
+def test_relist_begun_before_a_creation_does_not_remove_it(tracker: TaskTracker, seen: list[Transition]) -> None:
+    mark = tracker.mark()
+    tracker.advance(KEY, "t1", TaskState.CREATED, container_id="c1")
+    tracker.observe("s", [], mark)
+    assert states(seen) == [(None, "created")]
+
+
+@pytest.mark.parametrize(
+    ("status", "exit_code", "intent", "error", "started", "expected"),
+    [
+        pytest.param("running", None, None, "", 1.0, TaskState.RUNNING, id="running"),
+        pytest.param("created", None, None, "", None, TaskState.CREATED, id="created"),
+        pytest.param("exited", 0, None, "", 1.0, TaskState.COMPLETE, id="exit-0-complete"),
+        pytest.param("exited", 137, None, "", 1.0, TaskState.FAILED, id="killed-failed"),
+        pytest.param("exited", 143, "shutdown", "", 1.0, TaskState.SHUTDOWN, id="stopped-by-us"),
+        pytest.param("exited", 0, "unhealthy", "", 1.0, TaskState.FAILED, id="unhealthy-is-failure"),
+        pytest.param("exited", 127, None, "exec: not found", None, TaskState.REJECTED, id="never-started"),
+    ],
+)
+def test_observed_state(status: str, exit_code: int | None, intent: str | None, error: str,
+                        started: float | None, expected: TaskState) -> None:
+    c = container(status=status, exit_code=exit_code, error=error, started_at=started)
+    assert observed_state(c, intent) is expected  # type: ignore[arg-type]
+
+
+def test_round_trip_keeps_states_and_intents(tracker: TaskTracker, seen: list[Transition]) -> None:
+    tracker.advance(KEY, "t1", TaskState.RUNNING, container_id="c1")
+    tracker.mark_stopping("c1", "shutdown")
+    again = TaskTracker(seen.append)
+    again.load_json(tracker.to_json())
+    assert not again.advance(KEY, "t1", TaskState.RUNNING)
+    again.observe("s", [container(status="exited", exit_code=143)], again.mark())
+    assert states(seen)[-1] == ("running", "shutdown")
