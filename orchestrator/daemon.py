@@ -23,7 +23,7 @@ from orchestrator.events import make_event
 from orchestrator.http_api import make_app, serve
 from orchestrator.intake import ContainerEvent, Disconnected, EventIntake, Resync
 from orchestrator.publisher import Publisher, SeqStore
-from orchestrator.reconciler import Reconciler
+from orchestrator.reconciler import Emit, Reconciler
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 
@@ -69,7 +69,9 @@ class Daemon:
                 tasks = [
                     group.create_task(self.publisher.run(), name="publisher"),
                     group.create_task(self.reconciler.run(), name="reconciler"),
-                    group.create_task(self._follow_engine(), name="intake"),
+                    group.create_task(
+                        follow_engine(self.engine, self.reconciler, self.emit), name="intake"
+                    ),
                     group.create_task(serve(app, self.settings, self.ready), name="http"),
                 ]
                 await self.controller.resume_removals()
@@ -104,24 +106,24 @@ class Daemon:
         if self.engine is not None:
             await self.engine.close()
 
-    async def _follow_engine(self) -> None:
-        """Engine events only mark stacks dirty; a (re)connect relists everything."""
-        assert self.engine is not None and self.reconciler is not None
-        disconnected = False
-        async for item in EventIntake(self.engine).stream():
-            match item:
-                case ContainerEvent():
-                    self.reconciler.mark_dirty(item.stack)
-                case Resync():
-                    if disconnected:
-                        self.emit("engine.reconnected", reason=item.reason)
-                        disconnected = False
-                    self.reconciler.executor.forget_images()
-                    self.reconciler.mark_dirty()
-                case Disconnected():
-                    if not disconnected:
-                        self.emit("engine.disconnected", reason=str(item.error))
-                    disconnected = True
+
+async def follow_engine(engine: Engine, reconciler: Reconciler, emit: Emit) -> None:
+    """Engine events only mark stacks dirty; every (re)connect relists everything."""
+    disconnected = False
+    async for item in EventIntake(engine).stream():
+        match item:
+            case ContainerEvent():
+                reconciler.mark_dirty(item.stack)
+            case Resync():
+                if disconnected:
+                    emit("engine.reconnected", reason=item.reason)
+                    disconnected = False
+                reconciler.executor.forget_images()
+                reconciler.mark_dirty()
+            case Disconnected():
+                if not disconnected:
+                    emit("engine.disconnected", reason=str(item.error))
+                disconnected = True
 
 
 async def wait_for_engine(docker_host: str | None) -> Engine:
