@@ -1,0 +1,97 @@
+"""The daemon as users run it: `python -m orchestrator daemon` in its own process, so tests can
+SIGKILL it and start it again beside the containers it left."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class DaemonProcess:
+    state_dir: Path
+    prefix: str
+    port: int = field(default_factory=free_port)
+    process: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "ORCHESTRATOR_LISTEN": f"127.0.0.1:{self.port}",
+            "ORCHESTRATOR_HOST": self.url,
+            "ORCHESTRATOR_STATE_DIR": str(self.state_dir),
+            "ORCHESTRATOR_PREFIX": self.prefix,
+            "ORCHESTRATOR_LOG_FORMAT": "json",
+        }
+
+    async def start(self, timeout: float = 30.0) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.state_dir / "daemon.log", "ab")  # noqa: SIM115 - the child owns it
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "orchestrator", "daemon", env=self.env, stdout=log, stderr=log
+        )
+        log.close()
+        async with aiohttp.ClientSession() as session:
+            async with asyncio.timeout(timeout):
+                while True:
+                    if self.process.returncode is not None:
+                        raise AssertionError(f"daemon exited: {self.log_tail()}")
+                    try:
+                        async with session.get(f"{self.url}/v1/health") as response:
+                            if response.status in (200, 503):
+                                return
+                    except aiohttp.ClientError:
+                        pass
+                    await asyncio.sleep(0.1)
+
+    async def kill(self) -> None:
+        """SIGKILL: no clean-up at all, as a crash."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        await self.process.wait()
+
+    async def stop(self) -> int:
+        if self.process is None or self.process.returncode is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(20):
+                return await self.process.wait()
+        except TimeoutError:
+            self.process.kill()
+            return await self.process.wait()
+
+    def log_tail(self, lines: int = 30) -> str:
+        path = self.state_dir / "daemon.log"
+        return "\n".join(path.read_text().splitlines()[-lines:]) if path.exists() else ""
+
+    async def request(self, method: str, path: str, **kwargs: object) -> tuple[int, object]:
+        async with aiohttp.ClientSession() as session:
+            async with session.request(method, f"{self.url}{path}", **kwargs) as response:  # type: ignore[arg-type]
+                body = await response.json(content_type=None)
+                return response.status, body
+
+    async def deploy(self, stack: str, yaml_text: str) -> object:
+        status, body = await self.request(
+            "PUT", f"/v1/stacks/{stack}", data=yaml_text, headers={"Content-Type": "application/yaml"}
+        )
+        assert status in (200, 201), body
+        return body

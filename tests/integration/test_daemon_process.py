@@ -1,0 +1,118 @@
+"""Adoption and survival (issue 3): a SIGKILLed daemon restarted beside its containers adopts
+them; a restarted Docker engine is waited for and the stacks converge again."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiodocker
+import pytest
+
+from orchestrator.labels import LABEL_STACK
+from tests.integration.conftest import BUSYBOX
+from tests.integration.daemon_process import DaemonProcess
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).parents[2]
+
+
+def stack(replicas: int) -> str:
+    return (
+        "services:\n"
+        "  web:\n"
+        f"    image: {BUSYBOX}\n"
+        "    command: [\"sleep\", \"600\"]\n"
+        "    stop_grace_period: 1s\n"
+        f"    deploy:\n      replicas: {replicas}\n"
+    )
+
+
+@pytest.fixture
+async def daemon(tmp_path: Path, redis_prefix: str, redis_client: object) -> AsyncIterator[DaemonProcess]:
+    process = DaemonProcess(tmp_path / "state", redis_prefix)
+    await process.start()
+    try:
+        yield process
+    finally:
+        await process.stop()
+
+
+async def containers(docker: aiodocker.Docker, stack_name: str) -> list[dict]:
+    return await docker.containers.list(all=True, filters={"label": [f"{LABEL_STACK}={stack_name}"]})
+
+
+async def wait_running(docker: aiodocker.Docker, stack_name: str, count: int, timeout: float = 60) -> list[str]:
+    async with asyncio.timeout(timeout):
+        while True:
+            found = [c for c in await containers(docker, stack_name) if c["State"] == "running"]
+            if len(found) == count:
+                return sorted(c["Id"] for c in found)
+            await asyncio.sleep(0.2)
+
+
+async def test_sigkilled_daemon_adopts_its_containers(
+    daemon: DaemonProcess, docker: aiodocker.Docker, stack_name: str
+) -> None:
+    await daemon.deploy(stack_name, stack(3))
+    before = await wait_running(docker, stack_name, 3)
+    await daemon.kill()
+    await daemon.start()
+    await asyncio.sleep(3)  # give a wrong daemon time to do something wrong
+    assert await wait_running(docker, stack_name, 3) == before, "no restart, no duplicate"
+    assert len(await containers(docker, stack_name)) == 3, "no orphan, no extra container"
+    # and it is in charge: a killed replica comes back
+    await docker.containers.container(before[0]).kill(signal="SIGKILL")
+    async with asyncio.timeout(30):
+        while before[0] in await wait_running(docker, stack_name, 3):
+            await asyncio.sleep(0.2)
+
+
+async def test_sigterm_leaves_containers_running(
+    daemon: DaemonProcess, docker: aiodocker.Docker, stack_name: str
+) -> None:
+    await daemon.deploy(stack_name, stack(2))
+    before = await wait_running(docker, stack_name, 2)
+    assert await daemon.stop() == 0
+    assert await wait_running(docker, stack_name, 2) == before
+    await daemon.start()
+    await asyncio.sleep(2)
+    assert await wait_running(docker, stack_name, 2) == before
+
+
+def _restart_engine() -> None:
+    """Restart the machine's dockerd the way it was started (systemd, or by scripts/setup)."""
+    if shutil.which("systemctl") and subprocess.run(
+        ["systemctl", "is-active", "--quiet", "docker"], check=False
+    ).returncode == 0:
+        subprocess.run(["systemctl", "restart", "docker"], check=True)
+        return
+    subprocess.run(["pkill", "-TERM", "-x", "dockerd"], check=True)
+    for _ in range(100):
+        if subprocess.run(["pgrep", "-x", "dockerd"], check=False, capture_output=True).returncode != 0:
+            break
+        subprocess.run(["sleep", "0.2"], check=True)
+    subprocess.run(["bash", "-c", "source scripts/lib.sh && ensure_engine"], cwd=REPO, check=True)
+
+
+@pytest.mark.engine_restart
+@pytest.mark.skipif(
+    os.environ.get("CI") != "true" and os.environ.get("ORCHESTRATOR_TEST_ENGINE_RESTART") != "1",
+    reason="restarts the machine's dockerd: runs in CI or with ORCHESTRATOR_TEST_ENGINE_RESTART=1",
+)
+async def test_engine_restart_is_waited_for_and_stacks_converge(
+    daemon: DaemonProcess, docker: aiodocker.Docker, stack_name: str
+) -> None:
+    await daemon.deploy(stack_name, stack(2))
+    before = await wait_running(docker, stack_name, 2)
+    await asyncio.to_thread(_restart_engine)
+    async with aiodocker.Docker() as fresh:
+        after = await wait_running(fresh, stack_name, 2, timeout=90)
+    assert set(after) != set(before) or after == before  # running again, whichever containers
+    status, body = await daemon.request("GET", "/v1/health")
+    assert status == 200, body
