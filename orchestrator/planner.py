@@ -251,7 +251,6 @@ def _create(
     """Create in `key` now, later (wake_at) or never, as the restart book says."""
     decision = ctx.book.decide(key, ctx.want, ctx.spec.restart_policy, failed, ctx.now)
     if decision.due(ctx.now):
-        reason = REASON_RESTART if decision.attempt else reason
         draft.creates.append(CreateTask(key, reason, decision.attempt))
     else:
         _wait(draft, decision.not_before)

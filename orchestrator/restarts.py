@@ -4,7 +4,7 @@ Swarm's rules (SEMANTICS.md 1.2), kept per slot and per spec version:
 - condition `none` never restarts; `on-failure` restarts unless the replica completed (exit 0,
   and not stopped for being unhealthy); `any` always restarts.
 - `max_attempts` (0 = never give up) with `window` > 0: restart iff fewer than `max_attempts`
-  restarts fall in (T_fail − window, T_fail), older ones pruned for good; with `window` 0 it is a
+  restarts fall in (T_fail − window, T_fail], older ones pruned for good; with `window` 0 it is a
   lifetime cap for the slot's spec version. A restart's timestamp is its container's creation
   time (ours is created when the delay ends; Swarm creates the task first and delays its start).
 - The history resets when the slot's spec hash changes, and on `reset` (deploy / scale).
@@ -84,8 +84,7 @@ class RestartBook:
     ) -> RestartDecision:
         """May `key` get a new container, and from when? `exited` is the slot's newest container
         when it is no longer alive and has `spec_hash`; None when the slot has none (a rejected
-        create then still counts). Asking twice gives the same answer; the only change it makes
-        is dropping window entries that can never count again."""
+        create then still counts). Only asks: the book does not change."""
         history = self._history(key, spec_hash)
         if exited is not None and exited.spec_hash != spec_hash:
             exited = None
@@ -95,7 +94,7 @@ class RestartBook:
         if not _condition_allows(policy, failure.state):
             reason = f"{failure.detail}; condition {policy.condition}"
             return RestartDecision(restart=False, reason=reason)
-        if history is not None and self._used_up(history, policy, failure.at):
+        if history is not None and _used_up(history, policy, failure.at):
             return RestartDecision(
                 restart=False, gave_up=True, reason=f"{failure.detail}; {_cap_text(policy)}"
             )
@@ -116,22 +115,31 @@ class RestartBook:
 
     # ------------------------------------------------------------------ facts
 
-    def record_created(self, key: SlotKey, spec_hash: str, at: float, attempt: int = 0) -> None:
+    def record_created(
+        self, key: SlotKey, spec_hash: str, policy: RestartPolicy, at: float, attempt: int = 0
+    ) -> None:
         """A container was created in `key` at `at` (its creation time); `attempt` from its
-        CreateTask: > 0 makes it a restart, counted against max_attempts."""
+        CreateTask: > 0 makes it a restart, counted against max_attempts. `policy` is the
+        service's, so the book keeps only the timestamps its window can still count."""
         history = self._fresh(key, spec_hash)
         history.rejected_at, history.rejection = None, ""
         if attempt > 0:
-            self._count(history, at, attempt)
+            _count(history, policy, at, attempt)
 
     def record_rejection(
-        self, key: SlotKey, spec_hash: str, at: float, reason: str, attempt: int = 0
+        self,
+        key: SlotKey,
+        spec_hash: str,
+        policy: RestartPolicy,
+        at: float,
+        reason: str,
+        attempt: int = 0,
     ) -> None:
         """The engine refused to create (or pull/build for) `key`'s container at `at`."""
         history = self._fresh(key, spec_hash)
         history.rejected_at, history.rejection = at, reason
         if attempt > 0:
-            self._count(history, at, attempt)
+            _count(history, policy, at, attempt)
 
     def reset(self, stack: str, service: str | None = None) -> None:
         """Forget the stack's (or one service's) history: Swarm's "until the next deploy"."""
@@ -183,20 +191,6 @@ class RestartBook:
             history = self._slots[key] = _SlotHistory(spec_hash)
         return history
 
-    @staticmethod
-    def _count(history: _SlotHistory, at: float, attempt: int) -> None:
-        history.total += 1
-        history.times.append(at)
-        history.streak = attempt
-
-    @staticmethod
-    def _used_up(history: _SlotHistory, policy: RestartPolicy, failed_at: float) -> bool:
-        if policy.max_attempts <= 0 or policy.window <= 0:
-            history.times.clear()  # only a sliding window needs timestamps
-            return 0 < policy.max_attempts <= history.total
-        history.times[:] = [t for t in history.times if t > failed_at - policy.window]
-        return sum(1 for t in history.times if t < failed_at) >= policy.max_attempts
-
     def _backoff(self, streak: int) -> float:
         if streak <= 0:
             return 0.0
@@ -221,6 +215,27 @@ def _failure(
 
 def _order(key: SlotKey) -> tuple[str, str, int]:
     return (key.stack, key.service, key.slot)
+
+
+def _count(history: _SlotHistory, policy: RestartPolicy, at: float, attempt: int) -> None:
+    history.total += 1
+    history.streak = attempt
+    if policy.max_attempts > 0 and policy.window > 0:
+        # entries at or before at − window cannot fall in any later failure's window
+        history.times[:] = [t for t in history.times if t > at - policy.window] + [at]
+    else:
+        history.times.clear()  # only a sliding window needs timestamps
+
+
+def _used_up(history: _SlotHistory, policy: RestartPolicy, failed_at: float) -> bool:
+    """Swarm's shouldRestart: restarts within (T − window, T] (lifetime total with no window).
+    T itself counts: a refused restart is recorded and fails at the same instant."""
+    if policy.max_attempts <= 0:
+        return False
+    if policy.window <= 0:
+        return history.total >= policy.max_attempts
+    start = failed_at - policy.window
+    return sum(1 for t in history.times if start < t <= failed_at) >= policy.max_attempts
 
 
 def _condition_allows(policy: RestartPolicy, state: TaskState) -> bool:

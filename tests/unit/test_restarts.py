@@ -46,7 +46,7 @@ def crash_loop(
             break
         assert decision.not_before is not None
         created = decision.not_before
-        book.record_created(KEY, HASH, created, decision.attempt)
+        book.record_created(KEY, HASH, policy, created, decision.attempt)
     return decisions
 
 
@@ -220,16 +220,16 @@ def test_max_attempts_in_a_sliding_window(window: float, failures: int, gives_up
 def test_window_bounds(failed_at: float, restart: bool) -> None:
     book = RestartBook()
     policy = RestartPolicy(delay=0.0, max_attempts=2, window=60.0)
-    book.record_created(KEY, HASH, 0.5, attempt=1)
-    book.record_created(KEY, HASH, 30.0, attempt=2)
+    book.record_created(KEY, HASH, policy, 0.5, attempt=1)
+    book.record_created(KEY, HASH, policy, 30.0, attempt=2)
     exited = container(30.0, ran=failed_at - 30.0)
     assert book.decide(KEY, HASH, policy, exited, now=failed_at).restart is restart
 
 
-def test_restarts_at_or_after_the_failure_do_not_count() -> None:
+def test_restarts_after_the_failure_do_not_count() -> None:
     book = RestartBook()
     policy = RestartPolicy(delay=0.0, max_attempts=1, window=60.0)
-    book.record_created(KEY, HASH, 50.0, attempt=1)
+    book.record_created(KEY, HASH, policy, 50.5, attempt=1)
     assert book.decide(KEY, HASH, policy, container(0.0, ran=50.0), now=60.0).restart
 
 
@@ -239,7 +239,7 @@ def test_history_resets_when_the_spec_changes() -> None:
     assert [d.restart for d in crash_loop(book, policy, [1.0, 1.0])] == [True, False]
     new = "bbbbbbbbbbbb"
     assert book.decide(KEY, new, policy, container(50, spec_hash=new), now=52).restart
-    book.record_created(KEY, new, 52.0, attempt=1)
+    book.record_created(KEY, new, policy, 52.0, attempt=1)
     assert not book.decide(KEY, new, policy, container(52, spec_hash=new), now=54).restart
     assert not book.decide(KEY, HASH, policy, container(60), now=62).gave_up  # old history is gone
 
@@ -258,7 +258,7 @@ def test_reset_gives_attempts_back(reset, web_restarts: bool, db_restarts: bool)
     policy = RestartPolicy(max_attempts=1)
     db = SlotKey("app", "db", 1)
     for key in (KEY, db):
-        book.record_created(key, HASH, 1.0, attempt=1)
+        book.record_created(key, HASH, policy, 1.0, attempt=1)
     reset(book)
     exited = container(1.0)
     assert book.decide(KEY, HASH, policy, exited, 5.0).restart is web_restarts
@@ -270,13 +270,13 @@ def test_reset_gives_attempts_back(reset, web_restarts: bool, db_restarts: bool)
 
 def test_rejections_are_retried_with_backoff() -> None:
     book, policy = RestartBook(), RestartPolicy()
-    book.record_rejection(KEY, HASH, 10.0, "no such image")
+    book.record_rejection(KEY, HASH, policy, 10.0, "no such image")
     decisions = []
     for at in (10.0, 11.0, 13.0, 17.0):  # each retry is refused again when it is due
         decision = book.decide(KEY, HASH, policy, None, now=at)
         assert decision.due(at)
         decisions.append(decision)
-        book.record_rejection(KEY, HASH, at, "no such image", decision.attempt)
+        book.record_rejection(KEY, HASH, policy, at, "no such image", decision.attempt)
     assert [d.not_before for d in decisions] == [10.0, 11.0, 13.0, 17.0]
     assert [d.attempt for d in decisions] == [1, 2, 3, 4]
     assert decisions[0].reason == "rejected: no such image"
@@ -286,44 +286,45 @@ def test_rejections_are_retried_with_backoff() -> None:
 
 def test_rejection_under_condition_none_stays_rejected() -> None:
     book = RestartBook()
-    book.record_rejection(KEY, HASH, 10.0, "no such image")
+    book.record_rejection(KEY, HASH, RestartPolicy(), 10.0, "no such image")
     decision = book.decide(KEY, HASH, RestartPolicy(condition="none"), None, now=11.0)
     assert not decision.restart and decision.reason == "rejected: no such image; condition none"
 
 
-def test_rejected_restarts_count_towards_max_attempts() -> None:
-    book, policy = RestartBook(), RestartPolicy(delay=0.0, max_attempts=2)
-    book.record_rejection(KEY, HASH, 1.0, "no such image")
-    book.record_rejection(KEY, HASH, 2.0, "no such image", attempt=1)
-    book.record_rejection(KEY, HASH, 3.0, "no such image", attempt=2)
+@pytest.mark.parametrize("window", [pytest.param(0.0, id="lifetime"), pytest.param(60.0, id="window")])
+def test_rejected_restarts_count_towards_max_attempts(window: float) -> None:
+    book, policy = RestartBook(), RestartPolicy(delay=0.0, max_attempts=2, window=window)
+    book.record_rejection(KEY, HASH, policy, 1.0, "no such image")
+    book.record_rejection(KEY, HASH, policy, 2.0, "no such image", attempt=1)
+    book.record_rejection(KEY, HASH, policy, 3.0, "no such image", attempt=2)
     assert book.decide(KEY, HASH, policy, None, now=4.0).gave_up
 
 
 def test_a_successful_create_clears_the_rejection() -> None:
     book = RestartBook()
-    book.record_rejection(KEY, HASH, 10.0, "no such image")
-    book.record_created(KEY, HASH, 12.0, attempt=1)
+    book.record_rejection(KEY, HASH, RestartPolicy(), 10.0, "no such image")
+    book.record_created(KEY, HASH, RestartPolicy(), 12.0, attempt=1)
     assert book.rejection(KEY) is None
     assert book.decide(KEY, HASH, RestartPolicy(), None, now=13.0).attempt == 0
 
 
 def test_a_rejection_older_than_the_exited_container_is_not_the_failure() -> None:
     book = RestartBook()
-    book.record_rejection(KEY, HASH, 5.0, "no such image")
+    book.record_rejection(KEY, HASH, RestartPolicy(), 5.0, "no such image")
     decision = book.decide(KEY, HASH, RestartPolicy(condition="on-failure"), container(8, code=0), 9.0)
     assert not decision.restart and decision.reason == "exit code 0; condition on-failure"
 
 
 def test_a_rejection_newer_than_the_exited_container_is_the_failure() -> None:
     book = RestartBook()
-    book.record_rejection(KEY, HASH, 20.0, "no such image")
+    book.record_rejection(KEY, HASH, RestartPolicy(), 20.0, "no such image")
     decision = book.decide(KEY, HASH, RestartPolicy(delay=3.0), container(8, code=1), 25.0)
     assert decision.not_before == 23.0 and decision.reason.startswith("rejected")
 
 
 def test_rejection_of_another_spec_is_not_reported() -> None:
     book = RestartBook()
-    book.record_rejection(KEY, HASH, 20.0, "no such image")
+    book.record_rejection(KEY, HASH, RestartPolicy(), 20.0, "no such image")
     assert book.rejection(KEY, "bbbbbbbbbbbb") is None
     assert book.rejection(KEY, HASH) == "no such image"
 
@@ -336,7 +337,7 @@ def test_json_round_trip_keeps_every_decision() -> None:
     policy = RestartPolicy(max_attempts=3, window=100.0)
     crash_loop(book, policy, [1.0, 1.0])
     other = SlotKey("app", "db", 2)
-    book.record_rejection(other, "cccccccccccc", 40.0, "pull access denied")
+    book.record_rejection(other, "cccccccccccc", policy, 40.0, "pull access denied")
     data = json.loads(json.dumps(book.to_json()))
     copy = RestartBook.from_json(data, backoff_base=2.0)
     assert copy.to_json() == book.to_json()
