@@ -94,8 +94,9 @@ class _Draft:
         def order(a: Action) -> tuple[str, int, str]:
             return (a.key.service, a.key.slot, getattr(a, "container_id", ""))
 
-        actions = [*sorted(self.removes, key=order), *sorted(self.stops, key=order)]
-        actions += sorted(self.creates, key=order)
+        actions: list[Action] = [*self.removes, *self.stops, *self.creates]
+        kind = {RemoveContainer: 0, StopTask: 1, CreateTask: 2}
+        actions.sort(key=lambda a: (kind[type(a)], *order(a)))
         return Plan(tuple(actions), min(self.wakes, default=None))
 
 
@@ -108,6 +109,7 @@ class _Context:
     want: str  # the service's current spec hash
     book: RestartBook
     now: float
+    history_limit: int
 
 
 def plan(
@@ -128,33 +130,32 @@ def plan(
     by_service = _group(c for c in observed if c.key.stack == stack.name)
     for name in sorted(by_service.keys() - stack.services.keys()):
         for containers in by_service[name].values():
-            _remove(draft, containers, busy, REASON_SERVICE_REMOVED)
+            _remove(draft, containers, REASON_SERVICE_REMOVED, busy)
     for name, spec in sorted(stack.services.items()):
         slots = by_service.get(name, {})
-        ctx = _Context(spec, stack.name, labels.spec_hash(spec), book, now)
+        ctx = _Context(spec, stack.name, labels.spec_hash(spec), book, now, history_limit)
         busy_slots = {k.slot for k in busy if (k.stack, k.service) == (stack.name, name)}
         first_start = not slots and not busy_slots
         if first_start and not _dependencies_met(spec, stack, replicas, by_service):
             continue
-        wanted = _desired(stack, replicas, name)
-        _plan_service(draft, ctx, slots, busy_slots, wanted, history_limit)
+        _plan_service(draft, ctx, slots, busy_slots, _desired(stack, replicas, name))
     return draft.finish()
 
 
 def _plan_service(
-    draft: _Draft, ctx: _Context, slots: Slots, busy: set[int], replicas: int, history_limit: int
+    draft: _Draft, ctx: _Context, slots: Slots, busy: set[int], replicas: int
 ) -> None:
     keep, drop = choose_slots(slots, busy, replicas)
     for number in drop:
         if number not in busy:
-            _remove(draft, slots.get(number, ()), (), REASON_SCALE_DOWN)
+            _remove(draft, slots.get(number, ()), REASON_SCALE_DOWN)
     views = [
         classify(SlotKey(ctx.stack, ctx.spec.name, n), slots[n], ctx.want)
         for n in keep
         if n in slots and n not in busy
     ]
     for view in views:
-        _prune(draft, view, history_limit)
+        _prune(draft, view, ctx.history_limit)
         _decide(draft, ctx, view)
     in_progress = len(busy & set(keep)) + sum(
         v.kind in (SlotKind.UPDATING, SlotKind.HANDOVER, SlotKind.DEAD_STALE) for v in views
@@ -217,7 +218,7 @@ def _alive_kind(
 
 
 def _decide(draft: _Draft, ctx: _Context, view: SlotView) -> None:
-    _remove(draft, view.duplicates, (), REASON_DUPLICATE)
+    _remove(draft, view.duplicates, REASON_DUPLICATE)
     if view.kind is SlotKind.UNHEALTHY:
         draft.stops.append(StopTask(view.key, view.current.id, REASON_UNHEALTHY))
     elif view.kind is SlotKind.HANDOVER:
@@ -267,11 +268,14 @@ def _prune(draft: _Draft, view: SlotView, history_limit: int) -> None:
         return
     dead = [c for c in view.containers if not c.alive]
     keep = max(history_limit, 1) if dead and dead[0] is view.containers[0] else history_limit
-    _remove(draft, dead[keep:], (), REASON_HISTORY)
+    _remove(draft, dead[keep:], REASON_HISTORY)
 
 
 def _remove(
-    draft: _Draft, containers: Sequence[ContainerState], busy: AbstractSet[SlotKey], reason: str
+    draft: _Draft,
+    containers: Sequence[ContainerState],
+    reason: str,
+    busy: AbstractSet[SlotKey] = frozenset(),
 ) -> None:
     draft.removes += [RemoveContainer(c.key, c.id, reason) for c in containers if c.key not in busy]
 

@@ -4,7 +4,7 @@ Swarm's rules (SEMANTICS.md 1.2), kept per slot and per spec version:
 - condition `none` never restarts; `on-failure` restarts unless the replica completed (exit 0,
   and not stopped for being unhealthy); `any` always restarts.
 - `max_attempts` (0 = never give up) with `window` > 0: restart iff fewer than `max_attempts`
-  restarts fall in (T_fail − window, T_fail], older ones pruned for good; with `window` 0 it is a
+  restarts fall in (T_fail - window, T_fail], older ones pruned for good; with `window` 0 it is a
   lifetime cap for the slot's spec version. A restart's timestamp is its container's creation
   time (ours is created when the delay ends; Swarm creates the task first and delays its start).
 - The history resets when the slot's spec hash changes, and on `reset` (deploy / scale).
@@ -154,11 +154,19 @@ class RestartBook:
 
     def to_json(self) -> dict[str, Any]:
         slots = [
-            {"stack": k.stack, "service": k.service, "slot": k.slot, "spec_hash": h.spec_hash,
-             "total": h.total, "times": list(h.times), "streak": h.streak,
-             "rejected_at": h.rejected_at, "rejection": h.rejection}
+            {
+                "stack": k.stack,
+                "service": k.service,
+                "slot": k.slot,
+                "spec_hash": h.spec_hash,
+                "total": h.total,
+                "times": list(h.times),
+                "streak": h.streak,
+                "rejected_at": h.rejected_at,
+                "rejection": h.rejection,
+            }
             for k, h in sorted(self._slots.items(), key=lambda kv: _order(kv[0]))
-        ]  # fmt: skip
+        ]
         return {"version": JSON_VERSION, "slots": slots}
 
     @classmethod
@@ -202,10 +210,13 @@ def _failure(
 ) -> _Failure | None:
     """The failure a restart would answer: a refused create newer than the exited container
     wins, since the attempt to replace that container is what failed last."""
-    if history is not None and history.rejected_at is not None:
-        if exited is None or history.rejected_at >= exited.created_at:
-            detail = f"rejected: {history.rejection}"
-            return _Failure(history.rejected_at, 0.0, TaskState.REJECTED, detail)
+    if (
+        history is not None
+        and history.rejected_at is not None
+        and _newer(history.rejected_at, exited)
+    ):
+        detail = f"rejected: {history.rejection}"
+        return _Failure(history.rejected_at, 0.0, TaskState.REJECTED, detail)
     if exited is None:
         return None
     at = exited.finished_at or exited.started_at or exited.created_at or now
@@ -221,14 +232,14 @@ def _count(history: _SlotHistory, policy: RestartPolicy, at: float, attempt: int
     history.total += 1
     history.streak = attempt
     if policy.max_attempts > 0 and policy.window > 0:
-        # entries at or before at − window cannot fall in any later failure's window
+        # entries at or before at - window cannot fall in any later failure's window
         history.times[:] = [t for t in history.times if t > at - policy.window] + [at]
     else:
         history.times.clear()  # only a sliding window needs timestamps
 
 
 def _used_up(history: _SlotHistory, policy: RestartPolicy, failed_at: float) -> bool:
-    """Swarm's shouldRestart: restarts within (T − window, T] (lifetime total with no window).
+    """Swarm's shouldRestart: restarts within (T - window, T] (lifetime total with no window).
     T itself counts: a refused restart is recorded and fails at the same instant."""
     if policy.max_attempts <= 0:
         return False
@@ -236,6 +247,10 @@ def _used_up(history: _SlotHistory, policy: RestartPolicy, failed_at: float) -> 
         return history.total >= policy.max_attempts
     start = failed_at - policy.window
     return sum(1 for t in history.times if start < t <= failed_at) >= policy.max_attempts
+
+
+def _newer(at: float, exited: ContainerState | None) -> bool:
+    return exited is None or at >= exited.created_at
 
 
 def _condition_allows(policy: RestartPolicy, state: TaskState) -> bool:

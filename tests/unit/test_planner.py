@@ -61,16 +61,24 @@ def c(
     one second later with `code` (default 1)."""
     done = status in ("exited", "dead")
     return ContainerState(
-        id=f"{spec.name}{slot}-{created:g}", name=f"{stack}_{spec.name}.{slot}.t{created:g}",
-        key=SlotKey(stack, spec.name, slot), spec_hash=STALE if stale else labels.spec_hash(spec),
-        task_id=f"t{created:g}", created_at=created, status=status,  # type: ignore[arg-type]
+        id=f"{spec.name}{slot}-{created:g}",
+        name=f"{stack}_{spec.name}.{slot}.t{created:g}",
+        key=SlotKey(stack, spec.name, slot),
+        spec_hash=STALE if stale else labels.spec_hash(spec),
+        task_id=f"t{created:g}",
+        created_at=created,
+        status=status,  # type: ignore[arg-type]
         health=health,  # type: ignore[arg-type]
-        exit_code=(1 if code is None else code) if done else None, error=error,
-        started_at=None if status == "created" else created, finished_at=created + 1 if done else None,
-    )  # fmt: skip
+        exit_code=(1 if code is None else code) if done else None,
+        error=error,
+        started_at=None if status == "created" else created,
+        finished_at=created + 1 if done else None,
+    )
 
 
-def create(spec: ServiceSpec, slot: int, reason: str = REASON_EMPTY, attempt: int = 0) -> CreateTask:
+def create(
+    spec: ServiceSpec, slot: int, reason: str = REASON_EMPTY, attempt: int = 0
+) -> CreateTask:
     return CreateTask(SlotKey(STACK, spec.name, slot), reason, attempt)
 
 
@@ -149,16 +157,22 @@ UNHEALTHY = c(WEB1, 1, 10, health="unhealthy")
 D2_3 = [c(DELAY30, 2, 12), c(DELAY30, 3, 13)]
 
 
-def rejected(at: float, attempt: int = 0, spec: ServiceSpec = WEB1) -> Callable[[RestartBook], None]:
+def rejected(
+    at: float, attempt: int = 0, spec: ServiceSpec = WEB1
+) -> Callable[[RestartBook], None]:
     def setup(book: RestartBook) -> None:
-        book.record_rejection(key(spec, 1), labels.spec_hash(spec), spec.restart_policy, at, "no such image", attempt)
+        book.record_rejection(
+            key(spec, 1), labels.spec_hash(spec), spec.restart_policy, at, "no such image", attempt
+        )
 
     return setup
 
 
 CASES = [
     # ---- replicas and slots
-    pytest.param(Case([WEB], [], [create(WEB, 1), create(WEB, 2), create(WEB, 3)]), id="fresh-deploy"),
+    pytest.param(
+        Case([WEB], [], [create(WEB, 1), create(WEB, 2), create(WEB, 3)]), id="fresh-deploy"
+    ),
     pytest.param(Case([WEB], [R1, R2, R3], []), id="converged"),
     pytest.param(Case([WEB], [R1, R2], [create(WEB, 3)]), id="missing-slot-recreated"),
     pytest.param(
@@ -170,7 +184,11 @@ CASES = [
         id="scale-up-fills-lowest-free",
     ),
     pytest.param(
-        Case([WEB], [R1, R2, R3, R4, R5], [remove(R4, REASON_SCALE_DOWN), remove(R5, REASON_SCALE_DOWN)]),
+        Case(
+            [WEB],
+            [R1, R2, R3, R4, R5],
+            [remove(R4, REASON_SCALE_DOWN), remove(R5, REASON_SCALE_DOWN)],
+        ),
         id="scale-down-highest-first",
     ),
     pytest.param(
@@ -179,173 +197,352 @@ CASES = [
     ),
     pytest.param(
         Case(
-            [WEB1], [R1, H2A, H2B, c(WEB1, 2, 3)],
-            [remove(H2A, REASON_SCALE_DOWN), remove(H2B, REASON_SCALE_DOWN),
-             remove(c(WEB1, 2, 3), REASON_SCALE_DOWN)],
-        ),  # fmt: skip
+            [WEB1],
+            [R1, H2A, H2B, c(WEB1, 2, 3)],
+            [
+                remove(H2A, REASON_SCALE_DOWN),
+                remove(H2B, REASON_SCALE_DOWN),
+                remove(c(WEB1, 2, 3), REASON_SCALE_DOWN),
+            ],
+        ),
         id="scale-down-removes-whole-slot-with-history",
     ),
     pytest.param(
-        Case([WEB], [R1, R2], [remove(R1, REASON_SCALE_DOWN), remove(R2, REASON_SCALE_DOWN)],
-             replicas={"web": 0}),  # fmt: skip
+        Case(
+            [WEB],
+            [R1, R2],
+            [remove(R1, REASON_SCALE_DOWN), remove(R2, REASON_SCALE_DOWN)],
+            replicas={"web": 0},
+        ),
         id="scale-to-zero",
     ),
-    pytest.param(Case([WEB], [R1, R2, R3], [], replicas={"web": 2}, busy=frozenset({key(WEB, 3)})),
-                 id="scale-down-skips-busy-slot"),  # fmt: skip
-    pytest.param(Case([WEB], [R1], [create(WEB, 3)], busy=frozenset({key(WEB, 2)})),
-                 id="busy-empty-slot-counts-as-occupied"),  # fmt: skip
-    pytest.param(Case([WEB1], [c(WEB1, 1, 5, "exited")], [], busy=frozenset({key(WEB1, 1)})),
-                 id="busy-exited-slot-skipped"),  # fmt: skip
     pytest.param(
-        Case([WEB1, API], [R1, R2], [remove(R2, REASON_SCALE_DOWN), create(API, 1), create(API, 2)]),
+        Case([WEB], [R1, R2, R3], [], replicas={"web": 2}, busy=frozenset({key(WEB, 3)})),
+        id="scale-down-skips-busy-slot",
+    ),
+    pytest.param(
+        Case([WEB], [R1], [create(WEB, 3)], busy=frozenset({key(WEB, 2)})),
+        id="busy-empty-slot-counts-as-occupied",
+    ),
+    pytest.param(
+        Case([WEB1], [c(WEB1, 1, 5, "exited")], [], busy=frozenset({key(WEB1, 1)})),
+        id="busy-exited-slot-skipped",
+    ),
+    pytest.param(
+        Case(
+            [WEB1, API], [R1, R2], [remove(R2, REASON_SCALE_DOWN), create(API, 1), create(API, 2)]
+        ),
         id="removals-before-creations",
     ),
     pytest.param(Case([GLOBAL], [], [create(GLOBAL, 1)]), id="global-is-one-replica"),
     pytest.param(
-        Case([WEB1], [R1, W1, W2], [remove(W1, REASON_SERVICE_REMOVED), remove(W2, REASON_SERVICE_REMOVED)]),
+        Case(
+            [WEB1],
+            [R1, W1, W2],
+            [remove(W1, REASON_SERVICE_REMOVED), remove(W2, REASON_SERVICE_REMOVED)],
+        ),
         id="removed-service",
     ),
-    pytest.param(Case([WEB1], [R1, W1, W2], [remove(W2, REASON_SERVICE_REMOVED)],
-                      busy=frozenset({W1.key})), id="removed-service-busy-slot-kept"),  # fmt: skip
-    pytest.param(Case([WEB1], [c(WEB1, 1, 10, stack="other")], [create(WEB1, 1)]), id="other-stack-ignored"),
+    pytest.param(
+        Case([WEB1], [R1, W1, W2], [remove(W2, REASON_SERVICE_REMOVED)], busy=frozenset({W1.key})),
+        id="removed-service-busy-slot-kept",
+    ),
+    pytest.param(
+        Case([WEB1], [c(WEB1, 1, 10, stack="other")], [create(WEB1, 1)]), id="other-stack-ignored"
+    ),
     # ---- duplicates
-    pytest.param(Case([WEB1], [DUP_OLD, DUP_NEW], [remove(DUP_OLD, REASON_DUPLICATE)]), id="duplicate-keeps-newest"),
+    pytest.param(
+        Case([WEB1], [DUP_OLD, DUP_NEW], [remove(DUP_OLD, REASON_DUPLICATE)]),
+        id="duplicate-keeps-newest",
+    ),
     pytest.param(
         Case([WEB1], [MATCH_OLD, STALE_NEW], [stop(STALE_NEW, REASON_UPDATE)]),
         id="duplicate-keeps-matching-over-newer-stale",
     ),
     pytest.param(
         Case(
-            [WEB1], [STALE_OLD, STALE_NEWER],
-            [remove(STALE_OLD, REASON_DUPLICATE), stop(STALE_NEWER, REASON_UPDATE),
-             create(WEB1, 1, REASON_UPDATE)],
-        ),  # fmt: skip
+            [WEB1],
+            [STALE_OLD, STALE_NEWER],
+            [
+                remove(STALE_OLD, REASON_DUPLICATE),
+                stop(STALE_NEWER, REASON_UPDATE),
+                create(WEB1, 1, REASON_UPDATE),
+            ],
+        ),
         id="duplicate-both-stale-then-update",
     ),
     # ---- history
     pytest.param(
-        Case([WEB1], [*HISTORY, c(WEB1, 1, 100)], [remove(HISTORY[0], REASON_HISTORY), remove(HISTORY[1], REASON_HISTORY)]),
+        Case(
+            [WEB1],
+            [*HISTORY, c(WEB1, 1, 100)],
+            [remove(HISTORY[0], REASON_HISTORY), remove(HISTORY[1], REASON_HISTORY)],
+        ),
         id="history-pruned-oldest-first",
     ),
-    pytest.param(Case([NONE1], NONE_HISTORY, [remove(NONE_HISTORY[0], REASON_HISTORY)]), id="history-counts-exited-current"),
     pytest.param(
-        Case([NONE1], NONE_HISTORY[:3], [remove(NONE_HISTORY[0], REASON_HISTORY), remove(NONE_HISTORY[1], REASON_HISTORY)],
-             history_limit=0),  # fmt: skip
+        Case([NONE1], NONE_HISTORY, [remove(NONE_HISTORY[0], REASON_HISTORY)]),
+        id="history-counts-exited-current",
+    ),
+    pytest.param(
+        Case(
+            [NONE1],
+            NONE_HISTORY[:3],
+            [remove(NONE_HISTORY[0], REASON_HISTORY), remove(NONE_HISTORY[1], REASON_HISTORY)],
+            history_limit=0,
+        ),
         id="history-limit-0-keeps-the-newest",
     ),
-    pytest.param(Case([WEB1], [*HISTORY, c(WEB1, 1, 100)], [], history_limit=-1), id="history-limit-negative-keeps-all"),
-    # ---- health
-    pytest.param(Case([WEB1], [UNHEALTHY], [stop(UNHEALTHY, REASON_UNHEALTHY)]), id="unhealthy-stopped"),
-    pytest.param(Case([WEB1], [c(WEB1, 1, 10, health="starting")], []), id="health-starting-left-alone"),
     pytest.param(
-        Case([WEB1], [c(WEB1, 1, 10, stale=True, health="unhealthy")],
-             [stop(c(WEB1, 1, 10, stale=True, health="unhealthy"), REASON_UNHEALTHY)]),  # fmt: skip
+        Case([WEB1], [*HISTORY, c(WEB1, 1, 100)], [], history_limit=-1),
+        id="history-limit-negative-keeps-all",
+    ),
+    # ---- health
+    pytest.param(
+        Case([WEB1], [UNHEALTHY], [stop(UNHEALTHY, REASON_UNHEALTHY)]), id="unhealthy-stopped"
+    ),
+    pytest.param(
+        Case([WEB1], [c(WEB1, 1, 10, health="starting")], []), id="health-starting-left-alone"
+    ),
+    pytest.param(
+        Case(
+            [WEB1],
+            [c(WEB1, 1, 10, stale=True, health="unhealthy")],
+            [stop(c(WEB1, 1, 10, stale=True, health="unhealthy"), REASON_UNHEALTHY)],
+        ),
         id="stale-and-unhealthy-stopped-as-unhealthy",
     ),
     # ---- restart policy
-    pytest.param(Case([WEB1], [c(WEB1, 1, 900, "exited")], [create(WEB1, 1, REASON_RESTART, 1)]), id="restart-now"),
     pytest.param(
-        Case([WEB1], [c(WEB1, 1, 900, "exited", health="unhealthy", code=143)], [create(WEB1, 1, REASON_RESTART, 1)]),
+        Case([WEB1], [c(WEB1, 1, 900, "exited")], [create(WEB1, 1, REASON_RESTART, 1)]),
+        id="restart-now",
+    ),
+    pytest.param(
+        Case(
+            [WEB1],
+            [c(WEB1, 1, 900, "exited", health="unhealthy", code=143)],
+            [create(WEB1, 1, REASON_RESTART, 1)],
+        ),
         id="restart-after-unhealthy-stop",
     ),
     pytest.param(
-        Case([WEB1], [c(WEB1, 1, 900, "created", error="exec: no such file")], [create(WEB1, 1, REASON_RESTART, 1)]),
+        Case(
+            [WEB1],
+            [c(WEB1, 1, 900, "created", error="exec: no such file")],
+            [create(WEB1, 1, REASON_RESTART, 1)],
+        ),
         id="restart-after-failed-start",
     ),
     pytest.param(Case([WEB1], [c(WEB1, 1, 999, "created")], []), id="created-not-started-is-alive"),
-    pytest.param(Case([DELAY30], [c(DELAY30, 1, 989, "exited"), *D2_3], [], wake_at=1020.0), id="restart-later-wakes"),
     pytest.param(
-        Case([DELAY30], [c(DELAY30, 1, 950, "exited"), *D2_3], [create(DELAY30, 1, REASON_RESTART, 1)]),
+        Case([DELAY30], [c(DELAY30, 1, 989, "exited"), *D2_3], [], wake_at=1020.0),
+        id="restart-later-wakes",
+    ),
+    pytest.param(
+        Case(
+            [DELAY30],
+            [c(DELAY30, 1, 950, "exited"), *D2_3],
+            [create(DELAY30, 1, REASON_RESTART, 1)],
+        ),
         id="restart-delay-elapsed",
     ),
     pytest.param(
-        Case([DELAY30], [c(DELAY30, 1, 989, "exited"), c(DELAY30, 2, 979, "exited"), D2_3[1]], [], wake_at=1010.0),
+        Case(
+            [DELAY30],
+            [c(DELAY30, 1, 989, "exited"), c(DELAY30, 2, 979, "exited"), D2_3[1]],
+            [],
+            wake_at=1010.0,
+        ),
         id="wake-at-is-the-earliest",
     ),
-    pytest.param(Case([ON_FAILURE], [c(ON_FAILURE, 1, 900, "exited", code=0)], []), id="on-failure-complete-left"),
+    pytest.param(
+        Case([ON_FAILURE], [c(ON_FAILURE, 1, 900, "exited", code=0)], []),
+        id="on-failure-complete-left",
+    ),
     pytest.param(Case([NONE1], [c(NONE1, 1, 900, "exited")], []), id="condition-none-left"),
     pytest.param(
-        Case([ONCE], [c(ONCE, 1, 900, "exited")], [],
-             book=lambda b: b.record_created(key(ONCE, 1), labels.spec_hash(ONCE), ONCE.restart_policy, 900.0, 1)),  # fmt: skip
+        Case(
+            [ONCE],
+            [c(ONCE, 1, 900, "exited")],
+            [],
+            book=lambda b: b.record_created(
+                key(ONCE, 1), labels.spec_hash(ONCE), ONCE.restart_policy, 900.0, 1
+            ),
+        ),
         id="gave-up-slot-left-and-not-replaced",
     ),
-    pytest.param(Case([WEB1], [], [create(WEB1, 1, REASON_EMPTY, 1)], book=rejected(999.0)), id="rejected-retried-at-once"),
-    pytest.param(Case([WEB1], [], [], book=rejected(999.5, attempt=2), wake_at=1001.5), id="rejected-backs-off"),
-    pytest.param(Case([NONE1], [], [], book=rejected(999.0, spec=NONE1)), id="rejected-condition-none-stays"),
+    pytest.param(
+        Case([WEB1], [], [create(WEB1, 1, REASON_EMPTY, 1)], book=rejected(999.0)),
+        id="rejected-retried-at-once",
+    ),
+    pytest.param(
+        Case([WEB1], [], [], book=rejected(999.5, attempt=2), wake_at=1001.5),
+        id="rejected-backs-off",
+    ),
+    pytest.param(
+        Case([NONE1], [], [], book=rejected(999.0, spec=NONE1)), id="rejected-condition-none-stays"
+    ),
     # ---- depends_on
-    pytest.param(Case([DB, WEB_AFTER_DB], [], [create(DB, 1)]), id="depends-on-waits-for-first-start"),
-    pytest.param(Case([DB, WEB_AFTER_DB], [c(DB, 1, 10)], [create(WEB_AFTER_DB, 1)]), id="depends-on-started"),
     pytest.param(
-        Case([DB, WEB_AFTER_DB], [c(DB, 1, 10, "created")], []), id="depends-on-created-is-not-started"
+        Case([DB, WEB_AFTER_DB], [], [create(DB, 1)]), id="depends-on-waits-for-first-start"
     ),
     pytest.param(
-        Case([DB, WEB_AFTER_HEALTHY_DB], [c(DB, 1, 10, health="starting")], []), id="depends-on-healthy-waits"
+        Case([DB, WEB_AFTER_DB], [c(DB, 1, 10)], [create(WEB_AFTER_DB, 1)]), id="depends-on-started"
     ),
     pytest.param(
-        Case([DB, WEB_AFTER_HEALTHY_DB], [c(DB, 1, 10, health="healthy")], [create(WEB_AFTER_HEALTHY_DB, 1)]),
+        Case([DB, WEB_AFTER_DB], [c(DB, 1, 10, "created")], []),
+        id="depends-on-created-is-not-started",
+    ),
+    pytest.param(
+        Case([DB, WEB_AFTER_HEALTHY_DB], [c(DB, 1, 10, health="starting")], []),
+        id="depends-on-healthy-waits",
+    ),
+    pytest.param(
+        Case(
+            [DB, WEB_AFTER_HEALTHY_DB],
+            [c(DB, 1, 10, health="healthy")],
+            [create(WEB_AFTER_HEALTHY_DB, 1)],
+        ),
         id="depends-on-healthy",
     ),
     pytest.param(
-        Case([MIGRATE, WEB_AFTER_MIGRATE], [c(MIGRATE, 1, 10, "exited", code=0)], [create(WEB_AFTER_MIGRATE, 1)]),
+        Case(
+            [MIGRATE, WEB_AFTER_MIGRATE],
+            [c(MIGRATE, 1, 10, "exited", code=0)],
+            [create(WEB_AFTER_MIGRATE, 1)],
+        ),
         id="depends-on-completed",
     ),
     pytest.param(
-        Case([MIGRATE, WEB_AFTER_MIGRATE], [c(MIGRATE, 1, 10, "exited", code=1)], []), id="depends-on-completed-failed"
+        Case([MIGRATE, WEB_AFTER_MIGRATE], [c(MIGRATE, 1, 10, "exited", code=1)], []),
+        id="depends-on-completed-failed",
     ),
     pytest.param(
-        Case([DB, WEB_AFTER_DB], [c(WEB_AFTER_DB, 1, 900, "exited")], [create(DB, 1), create(WEB_AFTER_DB, 1, REASON_RESTART, 1)]),
+        Case(
+            [DB, WEB_AFTER_DB],
+            [c(WEB_AFTER_DB, 1, 900, "exited")],
+            [create(DB, 1), create(WEB_AFTER_DB, 1, REASON_RESTART, 1)],
+        ),
         id="depends-on-only-for-first-start",
     ),
-    pytest.param(Case([DB, WEB_AFTER_DB], [], [create(WEB_AFTER_DB, 1)], replicas={"db": 0}), id="depends-on-scaled-to-zero"),
-    # ---- rolling replacement of a changed spec
-    pytest.param(Case([WEB], [S1, S2, S3], [stop(S1, REASON_UPDATE), create(WEB, 1, REASON_UPDATE)]), id="update-parallelism-1"),
     pytest.param(
-        Case([PAR2], [P1, P2, P3], [stop(P1, REASON_UPDATE), stop(P2, REASON_UPDATE),
-                                    create(PAR2, 1, REASON_UPDATE), create(PAR2, 2, REASON_UPDATE)]),  # fmt: skip
+        Case([DB, WEB_AFTER_DB], [], [create(WEB_AFTER_DB, 1)], replicas={"db": 0}),
+        id="depends-on-scaled-to-zero",
+    ),
+    # ---- rolling replacement of a changed spec
+    pytest.param(
+        Case([WEB], [S1, S2, S3], [stop(S1, REASON_UPDATE), create(WEB, 1, REASON_UPDATE)]),
+        id="update-parallelism-1",
+    ),
+    pytest.param(
+        Case(
+            [PAR2],
+            [P1, P2, P3],
+            [
+                stop(P1, REASON_UPDATE),
+                stop(P2, REASON_UPDATE),
+                create(PAR2, 1, REASON_UPDATE),
+                create(PAR2, 2, REASON_UPDATE),
+            ],
+        ),
         id="update-parallelism-2",
     ),
     pytest.param(
-        Case([PAR0], [c(PAR0, n, n, stale=True) for n in (1, 2, 3)],
-             [*(stop(c(PAR0, n, n, stale=True), REASON_UPDATE) for n in (1, 2, 3)),
-              *(create(PAR0, n, REASON_UPDATE) for n in (1, 2, 3))]),  # fmt: skip
+        Case(
+            [PAR0],
+            [c(PAR0, n, n, stale=True) for n in (1, 2, 3)],
+            [
+                *(stop(c(PAR0, n, n, stale=True), REASON_UPDATE) for n in (1, 2, 3)),
+                *(create(PAR0, n, REASON_UPDATE) for n in (1, 2, 3)),
+            ],
+        ),
         id="update-parallelism-0-all-at-once",
     ),
-    pytest.param(Case([WEB], [S1, S3], [], busy=frozenset({key(WEB, 2)})), id="update-busy-slot-uses-the-token"),
-    pytest.param(Case([PAR2], [P2, P3], [stop(P2, REASON_UPDATE), create(PAR2, 2, REASON_UPDATE)],
-                      busy=frozenset({key(PAR2, 1)})), id="update-parallelism-2-one-busy"),  # fmt: skip
-    pytest.param(Case([START_FIRST], [SF1, SF2, c(START_FIRST, 3, 13)], [create(START_FIRST, 1, REASON_UPDATE)]),
-                 id="update-start-first-creates-first"),  # fmt: skip
     pytest.param(
-        Case([START_FIRST], [SF1, c(START_FIRST, 1, 20), SF2, c(START_FIRST, 3, 13)], [stop(SF1, REASON_UPDATE)]),
+        Case([WEB], [S1, S3], [], busy=frozenset({key(WEB, 2)})),
+        id="update-busy-slot-uses-the-token",
+    ),
+    pytest.param(
+        Case(
+            [PAR2],
+            [P2, P3],
+            [stop(P2, REASON_UPDATE), create(PAR2, 2, REASON_UPDATE)],
+            busy=frozenset({key(PAR2, 1)}),
+        ),
+        id="update-parallelism-2-one-busy",
+    ),
+    pytest.param(
+        Case(
+            [START_FIRST],
+            [SF1, SF2, c(START_FIRST, 3, 13)],
+            [create(START_FIRST, 1, REASON_UPDATE)],
+        ),
+        id="update-start-first-creates-first",
+    ),
+    pytest.param(
+        Case(
+            [START_FIRST],
+            [SF1, c(START_FIRST, 1, 20), SF2, c(START_FIRST, 3, 13)],
+            [stop(SF1, REASON_UPDATE)],
+        ),
         id="update-start-first-handover-holds-the-token",
     ),
     pytest.param(
-        Case([START_FIRST], [SF1, c(START_FIRST, 1, 20, health="starting"), SF2, c(START_FIRST, 3, 13)], []),
+        Case(
+            [START_FIRST],
+            [SF1, c(START_FIRST, 1, 20, health="starting"), SF2, c(START_FIRST, 3, 13)],
+            [],
+        ),
         id="update-start-first-waits-for-ready",
     ),
     pytest.param(
-        Case([START_FIRST], [SF1, c(START_FIRST, 1, 20, health="unhealthy"), c(START_FIRST, 2, 12), c(START_FIRST, 3, 13)],
-             [stop(c(START_FIRST, 1, 20, health="unhealthy"), REASON_UNHEALTHY)]),  # fmt: skip
+        Case(
+            [START_FIRST],
+            [
+                SF1,
+                c(START_FIRST, 1, 20, health="unhealthy"),
+                c(START_FIRST, 2, 12),
+                c(START_FIRST, 3, 13),
+            ],
+            [stop(c(START_FIRST, 1, 20, health="unhealthy"), REASON_UNHEALTHY)],
+        ),
         id="update-start-first-unhealthy-replacement-stopped",
     ),
     pytest.param(
-        Case([START_FIRST], [SF1, c(START_FIRST, 1, 900, "exited"), c(START_FIRST, 2, 12), c(START_FIRST, 3, 13)],
-             [create(START_FIRST, 1, REASON_RESTART, 1)]),  # fmt: skip
+        Case(
+            [START_FIRST],
+            [SF1, c(START_FIRST, 1, 900, "exited"), c(START_FIRST, 2, 12), c(START_FIRST, 3, 13)],
+            [create(START_FIRST, 1, REASON_RESTART, 1)],
+        ),
         id="update-start-first-failed-replacement-restarted",
     ),
-    pytest.param(Case([NONE1], [c(NONE1, 1, 5, "exited", stale=True)], [create(NONE1, 1, REASON_UPDATE)]),
-                 id="update-dead-stale-replaced-at-once"),  # fmt: skip
+    pytest.param(
+        Case([NONE1], [c(NONE1, 1, 5, "exited", stale=True)], [create(NONE1, 1, REASON_UPDATE)]),
+        id="update-dead-stale-replaced-at-once",
+    ),
     pytest.param(
         Case([WEB], [c(WEB, 1, 5, "exited", stale=True), S2, R3], [create(WEB, 1, REASON_UPDATE)]),
         id="update-dead-stale-holds-the-token",
     ),
     pytest.param(
-        Case([WEB1], [c(WEB1, 1, 10, stale=True)], [], book=rejected(999.5, attempt=2), wake_at=1001.5),
+        Case(
+            [WEB1],
+            [c(WEB1, 1, 10, stale=True)],
+            [],
+            book=rejected(999.5, attempt=2),
+            wake_at=1001.5,
+        ),
         id="update-refused-backs-off-without-stopping-the-old",
     ),
     pytest.param(
-        Case([WEB], [S1, S2, c(WEB, 3, 13)], [stop(S2, REASON_UPDATE), create(WEB, 2, REASON_UPDATE, 1)],
-             book=lambda b: b.record_rejection(key(WEB, 2), labels.spec_hash(WEB), WEB.restart_policy, 990.0, "no such image")),  # fmt: skip
+        Case(
+            [WEB],
+            [S1, S2, c(WEB, 3, 13)],
+            [stop(S2, REASON_UPDATE), create(WEB, 2, REASON_UPDATE, 1)],
+            book=lambda b: b.record_rejection(
+                key(WEB, 2), labels.spec_hash(WEB), WEB.restart_policy, 990.0, "no such image"
+            ),
+        ),
         id="update-refused-slot-retried-first",
     ),
 ]
@@ -376,7 +573,9 @@ def test_planning_does_not_change_the_book() -> None:
     [
         pytest.param({1: [R1], 2: [R2]}, set(), 5, ([1, 2], []), id="under"),
         pytest.param({1: [R1], 2: [R2], 3: [R3]}, set(), 1, ([1], [2, 3]), id="highest-go"),
-        pytest.param({1: [NONE_X1], 2: [R2], 3: [R3]}, set(), 2, ([2, 3], [1]), id="non-running-go-first"),
+        pytest.param(
+            {1: [NONE_X1], 2: [R2], 3: [R3]}, set(), 2, ([2, 3], [1]), id="non-running-go-first"
+        ),
         pytest.param({1: [R1], 3: [R3]}, {2}, 2, ([1, 3], [2]), id="busy-empty-is-not-running"),
     ],
 )
@@ -410,18 +609,24 @@ class World:
 
     def apply(self, stack: StackSpec, replicas: dict[str, int]) -> list[Action]:
         self.clock += 1
-        actions = list(plan(stack, replicas, list(self.containers.values()), self.book, self.clock).actions)
+        actions = list(
+            plan(stack, replicas, list(self.containers.values()), self.book, self.clock).actions
+        )
         for action in actions:
             if isinstance(action, CreateTask):
                 made = c(stack.services[action.key.service], action.key.slot, self.clock)
                 self.containers[made.id] = made
                 spec = stack.services[action.key.service]
-                self.book.record_created(action.key, made.spec_hash, spec.restart_policy, self.clock, action.attempt)
+                self.book.record_created(
+                    action.key, made.spec_hash, spec.restart_policy, self.clock, action.attempt
+                )
             elif isinstance(action, RemoveContainer):
                 del self.containers[action.container_id]
             else:
                 old = self.containers[action.container_id]
-                self.containers[old.id] = replace(old, status="exited", exit_code=143, finished_at=self.clock)
+                self.containers[old.id] = replace(
+                    old, status="exited", exit_code=143, finished_at=self.clock
+                )
         return actions
 
     def converge(self, stack: StackSpec, replicas: dict[str, int]) -> int:
@@ -432,7 +637,9 @@ class World:
 
     def running(self, service: str) -> list[int]:
         return sorted(
-            c.key.slot for c in self.containers.values() if c.key.service == service and c.status == "running"
+            c.key.slot
+            for c in self.containers.values()
+            if c.key.service == service and c.status == "running"
         )
 
 

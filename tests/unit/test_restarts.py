@@ -27,10 +27,18 @@ def container(
     """A container of KEY created and started at `created`, exited `ran` seconds later."""
     finished = created + ran if status in ("exited", "dead") else None
     return ContainerState(
-        id=f"c{created:g}", name=f"app_web.1.c{created:g}", key=KEY, spec_hash=spec_hash,
-        task_id=f"t{created:g}", created_at=created, status=status,  # type: ignore[arg-type]
-        exit_code=code, started_at=created, finished_at=finished, **fields,  # type: ignore[arg-type]
-    )  # fmt: skip
+        id=f"c{created:g}",
+        name=f"app_web.1.c{created:g}",
+        key=KEY,
+        spec_hash=spec_hash,
+        task_id=f"t{created:g}",
+        created_at=created,
+        status=status,  # type: ignore[arg-type]
+        exit_code=code,
+        started_at=created,
+        finished_at=finished,
+        **fields,  # type: ignore[arg-type]
+    )
 
 
 def crash_loop(
@@ -71,9 +79,14 @@ def delays(decisions: list[RestartDecision], runs: list[float], start: float = 0
         pytest.param("on-failure", container(0, code=0), False, id="on-failure-exit-0-complete"),
         pytest.param("on-failure", container(0, code=1), True, id="on-failure-exit-1"),
         pytest.param("on-failure", container(0, code=137), True, id="on-failure-sigkill"),
-        pytest.param("on-failure", container(0, code=137, oom_killed=True), True, id="on-failure-oom"),
         pytest.param(
-            "on-failure", container(0, code=0, health="unhealthy"), True, id="on-failure-unhealthy-exit-0"
+            "on-failure", container(0, code=137, oom_killed=True), True, id="on-failure-oom"
+        ),
+        pytest.param(
+            "on-failure",
+            container(0, code=0, health="unhealthy"),
+            True,
+            id="on-failure-unhealthy-exit-0",
         ),
         pytest.param(
             "on-failure",
@@ -81,7 +94,9 @@ def delays(decisions: list[RestartDecision], runs: list[float], start: float = 0
             True,
             id="on-failure-start-failed",
         ),
-        pytest.param("on-failure", container(0, code=None, status="dead"), True, id="on-failure-dead"),
+        pytest.param(
+            "on-failure", container(0, code=None, status="dead"), True, id="on-failure-dead"
+        ),
         pytest.param("none", container(0, code=1), False, id="none-exit-1"),
         pytest.param("none", container(0, code=0), False, id="none-exit-0"),
     ],
@@ -115,7 +130,9 @@ def test_asking_twice_gives_the_same_answer() -> None:
     policy = RestartPolicy(max_attempts=3, window=60)
     crash_loop(book, policy, [1, 1])
     exited = container(1000, ran=1)
-    assert book.decide(KEY, HASH, policy, exited, 1001) == book.decide(KEY, HASH, policy, exited, 1005)
+    assert book.decide(KEY, HASH, policy, exited, 1001) == book.decide(
+        KEY, HASH, policy, exited, 1005
+    )
 
 
 # --------------------------------------------------------------------------- delay and backoff
@@ -138,7 +155,9 @@ def test_zero_delay_is_constant_zero_not_backoff() -> None:
     [
         pytest.param(RestartBook(), [0, 1, 2, 4, 8, 16, 32, 60, 60, 60], id="default-1s-to-60s"),
         pytest.param(
-            RestartBook(backoff_base=0.5, backoff_cap=3.0), [0, 0.5, 1, 2, 3, 3, 3, 3, 3, 3], id="custom"
+            RestartBook(backoff_base=0.5, backoff_cap=3.0),
+            [0, 0.5, 1, 2, 3, 3, 3, 3, 3, 3],
+            id="custom",
         ),
     ],
 )
@@ -195,7 +214,9 @@ def test_max_attempts_without_window_and_on_failure_ignores_completions() -> Non
         pytest.param(10.0, 40, None, id="window-10s-never-gives-up"),
     ],
 )
-def test_max_attempts_in_a_sliding_window(window: float, failures: int, gives_up_at: float | None) -> None:
+def test_max_attempts_in_a_sliding_window(
+    window: float, failures: int, gives_up_at: float | None
+) -> None:
     policy = RestartPolicy(delay=5.0, max_attempts=3, window=window)
     decisions = crash_loop(RestartBook(), policy, [1.0] * failures)
     assert len(decisions) == failures
@@ -291,7 +312,9 @@ def test_rejection_under_condition_none_stays_rejected() -> None:
     assert not decision.restart and decision.reason == "rejected: no such image; condition none"
 
 
-@pytest.mark.parametrize("window", [pytest.param(0.0, id="lifetime"), pytest.param(60.0, id="window")])
+@pytest.mark.parametrize(
+    "window", [pytest.param(0.0, id="lifetime"), pytest.param(60.0, id="window")]
+)
 def test_rejected_restarts_count_towards_max_attempts(window: float) -> None:
     book, policy = RestartBook(), RestartPolicy(delay=0.0, max_attempts=2, window=window)
     book.record_rejection(KEY, HASH, policy, 1.0, "no such image")
@@ -311,7 +334,9 @@ def test_a_successful_create_clears_the_rejection() -> None:
 def test_a_rejection_older_than_the_exited_container_is_not_the_failure() -> None:
     book = RestartBook()
     book.record_rejection(KEY, HASH, RestartPolicy(), 5.0, "no such image")
-    decision = book.decide(KEY, HASH, RestartPolicy(condition="on-failure"), container(8, code=0), 9.0)
+    decision = book.decide(
+        KEY, HASH, RestartPolicy(condition="on-failure"), container(8, code=0), 9.0
+    )
     assert not decision.restart and decision.reason == "exit code 0; condition on-failure"
 
 
@@ -342,7 +367,9 @@ def test_json_round_trip_keeps_every_decision() -> None:
     copy = RestartBook.from_json(data, backoff_base=2.0)
     assert copy.to_json() == book.to_json()
     exited = container(100.0)
-    assert copy.decide(KEY, HASH, policy, exited, 101.0) == book.decide(KEY, HASH, policy, exited, 101.0)
+    assert copy.decide(KEY, HASH, policy, exited, 101.0) == book.decide(
+        KEY, HASH, policy, exited, 101.0
+    )
     assert copy.rejection(other) == "pull access denied"
 
 
@@ -370,29 +397,49 @@ def test_lifetime_cap_keeps_no_timestamps() -> None:
 @pytest.mark.parametrize(
     ("state", "stopped_by_us", "expected"),
     [
-        pytest.param(container(0, status="created", code=None), False, TaskState.CREATED, id="created"),
         pytest.param(
-            container(0, status="created", code=127, error="exec failed"), False, TaskState.FAILED,
+            container(0, status="created", code=None), False, TaskState.CREATED, id="created"
+        ),
+        pytest.param(
+            container(0, status="created", code=127, error="exec failed"),
+            False,
+            TaskState.FAILED,
             id="start-failed",
         ),
-        pytest.param(container(0, status="running", code=None), False, TaskState.RUNNING, id="running"),
         pytest.param(
-            container(0, status="running", code=None, health="starting"), False, TaskState.STARTING,
+            container(0, status="running", code=None), False, TaskState.RUNNING, id="running"
+        ),
+        pytest.param(
+            container(0, status="running", code=None, health="starting"),
+            False,
+            TaskState.STARTING,
             id="health-starting",
         ),
         pytest.param(
-            container(0, status="running", code=None, health="healthy"), False, TaskState.RUNNING,
+            container(0, status="running", code=None, health="healthy"),
+            False,
+            TaskState.RUNNING,
             id="healthy",
         ),
-        pytest.param(container(0, status="restarting", code=None), False, TaskState.STARTING, id="restarting"),
-        pytest.param(container(0, status="paused", code=None), False, TaskState.RUNNING, id="paused"),
-        pytest.param(container(0, status="removing", code=None), False, TaskState.REMOVED, id="removing"),
+        pytest.param(
+            container(0, status="restarting", code=None), False, TaskState.STARTING, id="restarting"
+        ),
+        pytest.param(
+            container(0, status="paused", code=None), False, TaskState.RUNNING, id="paused"
+        ),
+        pytest.param(
+            container(0, status="removing", code=None), False, TaskState.REMOVED, id="removing"
+        ),
         pytest.param(container(0, code=0), False, TaskState.COMPLETE, id="exit-0"),
         pytest.param(container(0, code=2), False, TaskState.FAILED, id="exit-2"),
         pytest.param(container(0, code=137), True, TaskState.SHUTDOWN, id="stopped-by-us"),
         pytest.param(container(0, code=0), True, TaskState.SHUTDOWN, id="stopped-by-us-exit-0"),
-        pytest.param(container(0, code=143, health="unhealthy"), False, TaskState.FAILED, id="unhealthy"),
-        pytest.param(container(0, code=0, health="unhealthy"), False, TaskState.FAILED, id="unhealthy-0"),
+        pytest.param(
+            container(0, code=143, health="unhealthy"), False, TaskState.FAILED, id="unhealthy"
+        ),
+        pytest.param(
+            container(0, code=0, health="unhealthy"), False, TaskState.FAILED, id="unhealthy-0"
+        ),
         pytest.param(container(0, code=137, oom_killed=True), False, TaskState.FAILED, id="oom"),
         pytest.param(container(0, code=None, status="dead"), False, TaskState.FAILED, id="dead"),
     ],
