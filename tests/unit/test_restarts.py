@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -274,7 +275,9 @@ def test_history_resets_when_the_spec_changes() -> None:
         pytest.param(lambda b: b.forget_stack("app"), True, True, id="forget-stack"),
     ],
 )
-def test_reset_gives_attempts_back(reset, web_restarts: bool, db_restarts: bool) -> None:  # type: ignore[no-untyped-def]
+def test_reset_gives_attempts_back(
+    reset: Callable[[RestartBook], None], web_restarts: bool, db_restarts: bool
+) -> None:
     book = RestartBook()
     policy = RestartPolicy(max_attempts=1)
     db = SlotKey("app", "db", 1)
@@ -394,42 +397,21 @@ def test_lifetime_cap_keeps_no_timestamps() -> None:
 # --------------------------------------------------------------------------- task states
 
 
+def live(status: str, **fields: object) -> ContainerState:
+    return container(0, status=status, code=None, **fields)
+
+
 @pytest.mark.parametrize(
     ("state", "stopped_by_us", "expected"),
     [
-        pytest.param(
-            container(0, status="created", code=None), False, TaskState.CREATED, id="created"
-        ),
-        pytest.param(
-            container(0, status="created", code=127, error="exec failed"),
-            False,
-            TaskState.FAILED,
-            id="start-failed",
-        ),
-        pytest.param(
-            container(0, status="running", code=None), False, TaskState.RUNNING, id="running"
-        ),
-        pytest.param(
-            container(0, status="running", code=None, health="starting"),
-            False,
-            TaskState.STARTING,
-            id="health-starting",
-        ),
-        pytest.param(
-            container(0, status="running", code=None, health="healthy"),
-            False,
-            TaskState.RUNNING,
-            id="healthy",
-        ),
-        pytest.param(
-            container(0, status="restarting", code=None), False, TaskState.STARTING, id="restarting"
-        ),
-        pytest.param(
-            container(0, status="paused", code=None), False, TaskState.RUNNING, id="paused"
-        ),
-        pytest.param(
-            container(0, status="removing", code=None), False, TaskState.REMOVED, id="removing"
-        ),
+        pytest.param(live("created"), False, TaskState.CREATED, id="created"),
+        pytest.param(live("created", error="exec"), False, TaskState.FAILED, id="start-failed"),
+        pytest.param(live("running"), False, TaskState.RUNNING, id="running"),
+        pytest.param(live("running", health="starting"), False, TaskState.STARTING, id="starting"),
+        pytest.param(live("running", health="healthy"), False, TaskState.RUNNING, id="healthy"),
+        pytest.param(live("restarting"), False, TaskState.STARTING, id="restarting"),
+        pytest.param(live("paused"), False, TaskState.RUNNING, id="paused"),
+        pytest.param(live("removing"), False, TaskState.REMOVED, id="removing"),
         pytest.param(container(0, code=0), False, TaskState.COMPLETE, id="exit-0"),
         pytest.param(container(0, code=2), False, TaskState.FAILED, id="exit-2"),
         pytest.param(container(0, code=137), True, TaskState.SHUTDOWN, id="stopped-by-us"),
