@@ -298,8 +298,12 @@ class ContainerState:
 
     @property
     def alive(self) -> bool:
-        """Has (or may soon have) a process: counts as occupying its slot."""
-        return self.status in ("created", "running", "paused", "restarting")
+        """Has (or may soon have) a process: counts as occupying its slot.
+
+        A `created` container whose start failed (the engine sets `error`) never will."""
+        if self.status == "created":
+            return not self.error
+        return self.status in ("running", "paused", "restarting")
 
 
 # --------------------------------------------------------------------------- plan
@@ -311,6 +315,9 @@ class CreateTask:
 
     key: SlotKey
     reason: str
+    #: Restart attempt in the slot's current run of quick failures (0: not a restart). The
+    #: executor hands it back to RestartBook.record_created / record_rejection.
+    attempt: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +343,9 @@ Action = CreateTask | StopTask | RemoveContainer
 
 @dataclass(frozen=True, slots=True)
 class Plan:
+    #: Every RemoveContainer and StopTask comes before every CreateTask (a stop-first update
+    #: stops the old container of a slot in the same plan that creates its replacement);
+    #: within each kind, sorted by (service, slot).
     actions: tuple[Action, ...] = ()
     #: Earliest epoch time at which planning again may yield new actions (a restart delay ends).
     wake_at: float | None = None

@@ -1,0 +1,322 @@
+"""The planner: one stack's desired state + what the engine shows → the actions to converge.
+
+Pure: no I/O, no clock (`now` is a parameter); the restart book is only asked, never told.
+
+Slots work as swarmkit's replicated orchestrator (SEMANTICS.md 2.2):
+- A slot is the set of containers labelled with its number; its *current* container is the
+  alive one (the newest alive with the current spec hash, else the newest alive), or, when none
+  is alive, the newest. Slots are never renumbered.
+- Scale-down (more occupied slots than replicas): rank the slots, running first and then by
+  lower number, keep the first N and remove every container of the others. So failed or pending
+  slots go first, then the highest numbers. Scale-up fills the lowest free numbers from 1, so a
+  converged service holds slots 1..N unless a scale-down dropped a low non-running slot.
+- A slot whose current container is gone (exited, failed to start) asks the restart book;
+  a refused create is retried through the book as well, so never in a tight loop.
+- A running replica that turned unhealthy is stopped; the book then counts it as a failure.
+- Alive containers with an old spec hash are replaced by a rolling update (`_roll`, kept apart
+  so update_config's delay/monitor/failure_action can replace it); dead ones are replaced at once.
+- Two alive containers in one slot: an older-spec one waits until the other is ready (a
+  start-first handover) then is stopped; any other extra is removed at once.
+- Dead containers beyond `history_limit` per slot (the newest always kept) are removed.
+- Containers of services no longer in the spec are removed.
+- A service with no container yet waits for its `depends_on` conditions.
+Slots in `busy` (an action in flight) are left alone this pass but still count as occupied.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
+
+from orchestrator import labels
+from orchestrator.model import (
+    Action,
+    ContainerState,
+    CreateTask,
+    DependsOn,
+    Plan,
+    RemoveContainer,
+    ServiceSpec,
+    SlotKey,
+    StackSpec,
+    StopTask,
+)
+from orchestrator.restarts import RestartBook
+from orchestrator.tasks import ready
+
+REASON_EMPTY = "empty slot"
+REASON_RESTART = "restart"
+REASON_UPDATE = "update"
+REASON_UNHEALTHY = "unhealthy"
+REASON_SCALE_DOWN = "scale down"
+REASON_DUPLICATE = "duplicate"
+REASON_HISTORY = "history limit"
+REASON_SERVICE_REMOVED = "service removed"
+
+# Containers of one service: slot number -> containers, newest first.
+Slots = Mapping[int, Sequence[ContainerState]]
+
+
+class SlotKind(enum.Enum):
+    OK = "ok"
+    EXITED = "exited"  # nothing alive; the newest has the current spec: the restart policy decides
+    DEAD_STALE = "dead-stale"  # nothing alive; the newest has an old spec: replace
+    UNHEALTHY = "unhealthy"  # the current container runs but is unhealthy: stop it
+    STALE = "stale"  # alive with an old spec: waits for the rolling update
+    UPDATING = "updating"  # mid-update: the replacement is not ready, or failed
+    HANDOVER = "handover"  # the replacement is ready: stop the superseded old one
+
+
+@dataclass(frozen=True, slots=True)
+class SlotView:
+    """One slot, classified before anything is decided (as swarmkit's updatableAndDeadSlots)."""
+
+    key: SlotKey
+    kind: SlotKind
+    containers: tuple[ContainerState, ...]  # newest first
+    current: ContainerState
+    duplicates: tuple[ContainerState, ...] = ()  # extra alive ones to remove now
+    superseded: tuple[ContainerState, ...] = ()  # older-spec alive ones of a start-first update
+    failed: ContainerState | None = None  # the dead container the restart policy judges
+
+
+@dataclass(slots=True)
+class _Draft:
+    removes: list[RemoveContainer] = field(default_factory=list)
+    stops: list[StopTask] = field(default_factory=list)
+    creates: list[CreateTask] = field(default_factory=list)
+    wakes: list[float] = field(default_factory=list)
+
+    def finish(self) -> Plan:
+        def order(a: Action) -> tuple[str, int, str]:
+            return (a.key.service, a.key.slot, getattr(a, "container_id", ""))
+
+        actions: list[Action] = [*self.removes, *self.stops, *self.creates]
+        kind = {RemoveContainer: 0, StopTask: 1, CreateTask: 2}
+        actions.sort(key=lambda a: (kind[type(a)], *order(a)))
+        return Plan(tuple(actions), min(self.wakes, default=None))
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What deciding about one service needs besides its slots."""
+
+    spec: ServiceSpec
+    stack: str
+    want: str  # the service's current spec hash
+    book: RestartBook
+    now: float
+    history_limit: int
+
+
+def plan(
+    stack: StackSpec,
+    replicas: Mapping[str, int],
+    observed: Sequence[ContainerState],
+    book: RestartBook,
+    now: float,
+    busy: AbstractSet[SlotKey] = frozenset(),
+    history_limit: int = 5,
+) -> Plan:
+    """The actions that bring `stack` towards its desired state, and when to look again.
+
+    `replicas`: effective count per service (scale overrides applied, `mode: global` = 1);
+    `observed`: every container of the stack, exited ones included.
+    """
+    draft = _Draft()
+    by_service = _group(c for c in observed if c.key.stack == stack.name)
+    for name in sorted(by_service.keys() - stack.services.keys()):
+        for containers in by_service[name].values():
+            _remove(draft, containers, REASON_SERVICE_REMOVED, busy)
+    for name, spec in sorted(stack.services.items()):
+        slots = by_service.get(name, {})
+        ctx = _Context(spec, stack.name, labels.spec_hash(spec), book, now, history_limit)
+        busy_slots = {k.slot for k in busy if (k.stack, k.service) == (stack.name, name)}
+        first_start = not slots and not busy_slots
+        if first_start and not _dependencies_met(spec, stack, replicas, by_service):
+            continue
+        _plan_service(draft, ctx, slots, busy_slots, _desired(stack, replicas, name))
+    return draft.finish()
+
+
+def _plan_service(
+    draft: _Draft, ctx: _Context, slots: Slots, busy: set[int], replicas: int
+) -> None:
+    keep, drop = choose_slots(slots, busy, replicas)
+    for number in drop:
+        if number not in busy:
+            _remove(draft, slots.get(number, ()), REASON_SCALE_DOWN)
+    views = [
+        classify(SlotKey(ctx.stack, ctx.spec.name, n), slots[n], ctx.want)
+        for n in keep
+        if n in slots and n not in busy
+    ]
+    for view in views:
+        _prune(draft, view, ctx.history_limit)
+        _decide(draft, ctx, view)
+    in_progress = len(busy & set(keep)) + sum(
+        v.kind in (SlotKind.UPDATING, SlotKind.HANDOVER, SlotKind.DEAD_STALE) for v in views
+    )
+    _roll(draft, ctx, [v for v in views if v.kind is SlotKind.STALE], in_progress)
+    for number in free_slots(keep, replicas - len(keep)):
+        _create(draft, ctx, SlotKey(ctx.stack, ctx.spec.name, number), None, REASON_EMPTY)
+
+
+def free_slots(occupied: Iterable[int], count: int) -> list[int]:
+    """The `count` lowest slot numbers (from 1) not in `occupied`."""
+    taken = set(occupied)
+    return [n for n in range(1, len(taken) + count + 1) if n not in taken][: max(count, 0)]
+
+
+def choose_slots(
+    slots: Slots, busy: AbstractSet[int], replicas: int
+) -> tuple[list[int], list[int]]:
+    """(slots to keep, slots to remove): swarmkit's scale-down order, running slots first and
+    then lower numbers; a busy slot with no container yet counts as occupied, not running."""
+    occupied = set(slots) | set(busy)
+
+    def rank(number: int) -> tuple[bool, int]:
+        running = any(c.status == "running" for c in slots.get(number, ()))
+        return (not running, number)
+
+    ranked = sorted(occupied, key=rank)
+    return sorted(ranked[: max(replicas, 0)]), sorted(ranked[max(replicas, 0) :])
+
+
+def classify(key: SlotKey, containers: Sequence[ContainerState], want: str) -> SlotView:
+    """Sort out one slot's containers (newest first, at least one) against spec hash `want`."""
+    ordered = tuple(containers)
+    alive = [c for c in ordered if c.alive]
+    if not alive:
+        newest = ordered[0]
+        if newest.spec_hash == want:
+            return SlotView(key, SlotKind.EXITED, ordered, newest, failed=newest)
+        return SlotView(key, SlotKind.DEAD_STALE, ordered, newest)
+    current = next((c for c in alive if c.spec_hash == want), alive[0])
+    extras = [c for c in alive if c is not current]
+    superseded = tuple(c for c in extras if current.spec_hash == want and c.spec_hash != want)
+    duplicates = tuple(c for c in extras if c not in superseded)
+    kind, failed = _alive_kind(ordered[0], current, bool(superseded), want)
+    return SlotView(key, kind, ordered, current, duplicates, superseded, failed)
+
+
+def _alive_kind(
+    newest: ContainerState, current: ContainerState, handing_over: bool, want: str
+) -> tuple[SlotKind, ContainerState | None]:
+    if current.status == "running" and current.health == "unhealthy":
+        return SlotKind.UNHEALTHY, None
+    if handing_over:
+        return (SlotKind.HANDOVER if ready(current) else SlotKind.UPDATING), None
+    if current.spec_hash != want:
+        if newest is not current and newest.spec_hash == want and not newest.alive:
+            return SlotKind.UPDATING, newest  # a start-first replacement died: restart policy
+        return SlotKind.STALE, None
+    return SlotKind.OK, None
+
+
+def _decide(draft: _Draft, ctx: _Context, view: SlotView) -> None:
+    _remove(draft, view.duplicates, REASON_DUPLICATE)
+    if view.kind is SlotKind.UNHEALTHY:
+        draft.stops.append(StopTask(view.key, view.current.id, REASON_UNHEALTHY))
+    elif view.kind is SlotKind.HANDOVER:
+        draft.stops += [StopTask(view.key, c.id, REASON_UPDATE) for c in view.superseded]
+    elif view.kind is SlotKind.DEAD_STALE:
+        _create(draft, ctx, view.key, None, REASON_UPDATE)
+    elif view.failed is not None:  # EXITED, or UPDATING after a failed replacement
+        _create(draft, ctx, view.key, view.failed, REASON_RESTART)
+
+
+def _roll(draft: _Draft, ctx: _Context, stale: list[SlotView], in_progress: int) -> None:
+    """The rolling update: replace stale slots, at most `parallelism` at a time (0 = all),
+    counting slots already mid-update. Slots whose replacement was refused go first, since they
+    are mid-update too; then lowest slot first."""
+    config = ctx.spec.update_config
+    budget = len(stale) if config.parallelism <= 0 else config.parallelism - in_progress
+    stale = sorted(stale, key=lambda v: (ctx.book.rejection(v.key, ctx.want) is None, v.key.slot))
+    for view in stale[: max(budget, 0)]:
+        decision = ctx.book.decide(view.key, ctx.want, ctx.spec.restart_policy, None, ctx.now)
+        if not decision.due(ctx.now):
+            _wait(draft, decision.not_before)
+            continue
+        if config.order == "stop-first":
+            draft.stops.append(StopTask(view.key, view.current.id, REASON_UPDATE))
+        draft.creates.append(CreateTask(view.key, REASON_UPDATE, decision.attempt))
+
+
+def _create(
+    draft: _Draft, ctx: _Context, key: SlotKey, failed: ContainerState | None, reason: str
+) -> None:
+    """Create in `key` now, later (wake_at) or never, as the restart book says."""
+    decision = ctx.book.decide(key, ctx.want, ctx.spec.restart_policy, failed, ctx.now)
+    if decision.due(ctx.now):
+        draft.creates.append(CreateTask(key, reason, decision.attempt))
+    else:
+        _wait(draft, decision.not_before)
+
+
+def _wait(draft: _Draft, not_before: float | None) -> None:
+    if not_before is not None:  # None: not restarting at all, nothing to wake up for
+        draft.wakes.append(not_before)
+
+
+def _prune(draft: _Draft, view: SlotView, history_limit: int) -> None:
+    """Keep at most `history_limit` dead containers (Swarm's task history); never the newest."""
+    if history_limit < 0:
+        return
+    dead = [c for c in view.containers if not c.alive]
+    keep = max(history_limit, 1) if dead and dead[0] is view.containers[0] else history_limit
+    _remove(draft, dead[keep:], REASON_HISTORY)
+
+
+def _remove(
+    draft: _Draft,
+    containers: Sequence[ContainerState],
+    reason: str,
+    busy: AbstractSet[SlotKey] = frozenset(),
+) -> None:
+    draft.removes += [RemoveContainer(c.key, c.id, reason) for c in containers if c.key not in busy]
+
+
+def _group(containers: Iterable[ContainerState]) -> dict[str, dict[int, list[ContainerState]]]:
+    """service -> slot -> containers, newest first."""
+    grouped: dict[str, dict[int, list[ContainerState]]] = defaultdict(lambda: defaultdict(list))
+    for container in containers:
+        grouped[container.key.service][container.key.slot].append(container)
+    for slots in grouped.values():
+        for members in slots.values():
+            members.sort(key=lambda c: (c.created_at, c.id), reverse=True)
+    return grouped
+
+
+def _desired(stack: StackSpec, replicas: Mapping[str, int], name: str) -> int:
+    spec = stack.services.get(name)
+    if spec is None:
+        return 0
+    default = 1 if spec.mode == "global" else spec.replicas
+    return max(replicas.get(name, default), 0)
+
+
+def _dependencies_met(
+    spec: ServiceSpec,
+    stack: StackSpec,
+    replicas: Mapping[str, int],
+    by_service: Mapping[str, Slots],
+) -> bool:
+    """depends_on, for a service's first start. A dependency with no replicas wanted (scaled to
+    0, or not in the stack: the stack file validator's business) does not hold anyone back."""
+    return all(
+        _desired(stack, replicas, dep.service) == 0
+        or any(_satisfies(dep, c) for cs in by_service.get(dep.service, {}).values() for c in cs)
+        for dep in spec.depends_on
+    )
+
+
+def _satisfies(dep: DependsOn, container: ContainerState) -> bool:
+    if dep.condition == "service_completed_successfully":
+        return container.status == "exited" and container.exit_code == 0
+    if dep.condition == "service_healthy":
+        return ready(container)
+    return container.status == "running"
