@@ -28,7 +28,6 @@ from orchestrator.labels import spec_hash
 from orchestrator.model import ContainerState, StackSpec
 from orchestrator.reconciler import Reconciler, running_counts
 from orchestrator.store import StackRecord
-from orchestrator.tracker import observed_state
 
 log = structlog.stdlib.get_logger()
 
@@ -117,7 +116,7 @@ class Controller:
             service = record.spec.services.get(container.key.service)
             grace = service.stop_grace_period if service else 10.0
             async with limit:
-                self._r.tracker.mark_stopping(container.id, "shutdown")
+                self._r.tracker.mark_shutdown(container.id)
                 if container.alive:
                     await self._r.engine.stop(container.id, grace)
                 await self._r.engine.remove(container.id)
@@ -203,7 +202,7 @@ class Controller:
 
     def _task_view(self, record: StackRecord, c: ContainerState, current: bool, wanted: bool) -> TaskView:
         svc = record.spec.services.get(c.key.service)
-        state = observed_state(c, self._r.tracker.intent(c.id))
+        state = self._r.tracker.state_of(c)
         since = c.finished_at if not c.alive and c.finished_at else (c.started_at or c.created_at)
         return TaskView(
             stack=c.key.stack,

@@ -31,7 +31,8 @@ from orchestrator.model import (
 )
 from orchestrator.restarts import RestartBook
 from orchestrator.store import StackRecord
-from orchestrator.tracker import StopIntent, TaskTracker
+from orchestrator.planner import REASON_UNHEALTHY
+from orchestrator.tracker import TaskTracker
 
 log = structlog.stdlib.get_logger()
 
@@ -109,11 +110,12 @@ class Executor:
             case CreateTask():
                 await self._create(record, action)
             case StopTask():
-                self._tracker.mark_stopping(action.container_id, _stop_intent(action.reason))
+                if action.reason != REASON_UNHEALTHY:  # an unhealthy replica's stop is a failure
+                    self._tracker.mark_shutdown(action.container_id)
                 service = record.spec.services.get(action.key.service)
                 await self._engine.stop(action.container_id, _grace(service))
             case RemoveContainer():
-                self._tracker.mark_stopping(action.container_id, "shutdown")
+                self._tracker.mark_shutdown(action.container_id)
                 service = record.spec.services.get(action.key.service)
                 await self._engine.stop(action.container_id, _grace(service))
                 await self._engine.remove(action.container_id)
@@ -132,26 +134,40 @@ class Executor:
                 record.spec, service, key, digest, self._files_dir(key.stack), task_id=task_id
             )
         except EngineError as exc:
-            self._reject(key, task_id, digest, None, exc)
+            if service.image:
+                self._images_present.discard(service.image)
+            self._reject(action, service, task_id, None, exc)
             return
         self._tracker.advance(key, task_id, TaskState.CREATED, container_id=state.id)
-        if action.reason == "restart":
-            self._book.record_restart(key, digest, state.created_at)
+        self._book.record_created(
+            key, digest, service.restart_policy, state.created_at, action.attempt
+        )
         self._tracker.advance(key, task_id, TaskState.STARTING)
         try:
             await self._engine.start(state.id)
         except EngineError as exc:
-            self._reject(key, task_id, digest, state.id, exc)
+            self._reject(action, service, task_id, state.id, exc)
             return
         self._tracker.advance(key, task_id, TaskState.RUNNING)
         log.info("task_started", slot=str(key), reason=action.reason, container_id=state.short_id)
 
     def _reject(
-        self, key: SlotKey, task_id: str, digest: str, container_id: str | None, exc: EngineError
+        self,
+        action: CreateTask,
+        service: ServiceSpec,
+        task_id: str,
+        container_id: str | None,
+        exc: EngineError,
     ) -> None:
-        reason = exc.message
-        self._book.record_rejection(key, digest, time.time(), reason)
-        self._tracker.advance(key, task_id, TaskState.REJECTED, container_id=container_id, reason=reason)
+        """The engine refused the image, the create or the start: retried with backoff."""
+        key, reason = action.key, exc.message
+        if container_id is None:  # a container that exists is judged by the book as it exited
+            self._book.record_rejection(
+                key, spec_hash(service), service.restart_policy, time.time(), reason, action.attempt
+            )
+        self._tracker.advance(
+            key, task_id, TaskState.REJECTED, container_id=container_id, reason=reason
+        )
         log.warning("task_rejected", slot=str(key), reason=reason)
 
     async def _ensure_image(self, service: ServiceSpec) -> None:
@@ -168,7 +184,3 @@ class Executor:
 
 def _grace(service: ServiceSpec | None) -> float:
     return service.stop_grace_period if service is not None else 10.0
-
-
-def _stop_intent(reason: str) -> StopIntent:
-    return "unhealthy" if reason == "unhealthy" else "shutdown"

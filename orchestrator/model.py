@@ -342,6 +342,18 @@ Action = CreateTask | StopTask | RemoveContainer
 
 
 @dataclass(frozen=True, slots=True)
+class PlanNote:
+    """A restart decision worth telling subscribers about (published once per container)."""
+
+    kind: Literal["restart_scheduled", "gave_up"]
+    key: SlotKey
+    container_id: str | None
+    reason: str
+    #: restart_scheduled: when the replacement will be created (epoch seconds).
+    not_before: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     #: Every RemoveContainer and StopTask comes before every CreateTask (a stop-first update
     #: stops the old container of a slot in the same plan that creates its replacement);
@@ -349,3 +361,4 @@ class Plan:
     actions: tuple[Action, ...] = ()
     #: Earliest epoch time at which planning again may yield new actions (a restart delay ends).
     wake_at: float | None = None
+    notes: tuple[PlanNote, ...] = ()

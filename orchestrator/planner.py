@@ -38,6 +38,7 @@ from orchestrator.model import (
     CreateTask,
     DependsOn,
     Plan,
+    PlanNote,
     RemoveContainer,
     ServiceSpec,
     SlotKey,
@@ -89,6 +90,7 @@ class _Draft:
     stops: list[StopTask] = field(default_factory=list)
     creates: list[CreateTask] = field(default_factory=list)
     wakes: list[float] = field(default_factory=list)
+    notes: list[PlanNote] = field(default_factory=list)
 
     def finish(self) -> Plan:
         def order(a: Action) -> tuple[str, int, str]:
@@ -97,7 +99,7 @@ class _Draft:
         actions: list[Action] = [*self.removes, *self.stops, *self.creates]
         kind = {RemoveContainer: 0, StopTask: 1, CreateTask: 2}
         actions.sort(key=lambda a: (kind[type(a)], *order(a)))
-        return Plan(tuple(actions), min(self.wakes, default=None))
+        return Plan(tuple(actions), min(self.wakes, default=None), tuple(self.notes))
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,10 +253,16 @@ def _create(
 ) -> None:
     """Create in `key` now, later (wake_at) or never, as the restart book says."""
     decision = ctx.book.decide(key, ctx.want, ctx.spec.restart_policy, failed, ctx.now)
+    failed_id = failed.id if failed else None
     if decision.due(ctx.now):
         draft.creates.append(CreateTask(key, reason, decision.attempt))
-    else:
+    elif decision.restart:
         _wait(draft, decision.not_before)
+        draft.notes.append(
+            PlanNote("restart_scheduled", key, failed_id, decision.reason, decision.not_before)
+        )
+    elif decision.gave_up:
+        draft.notes.append(PlanNote("gave_up", key, failed_id, decision.reason))
 
 
 def _wait(draft: _Draft, not_before: float | None) -> None:

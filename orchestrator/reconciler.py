@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -20,10 +20,11 @@ from orchestrator import planner
 from orchestrator.engine import Engine
 from orchestrator.errors import EngineUnavailable
 from orchestrator.executor import Executor
-from orchestrator.model import ContainerState, SlotKey
+from orchestrator.model import ContainerState, PlanNote, SlotKey
 from orchestrator.restarts import RestartBook
 from orchestrator.settings import Settings
 from orchestrator.store import StackRecord, Store
+from orchestrator.tasks import ready
 from orchestrator.tracker import TaskTracker, Transition
 
 log = structlog.stdlib.get_logger()
@@ -63,6 +64,8 @@ class Reconciler:
         self._next_resync = time.monotonic() + settings.resync_interval
         self._service_status: dict[tuple[str, str], tuple[int, int]] = {}
         self._book_saved = self.book.to_json()
+        #: Per stack: the decisions of the last pass (so each is published once).
+        self._reported: dict[str, dict[tuple[str, SlotKey, str | None], dict[str, Any]]] = {}
         self.passes = 0
 
     # work intake --------------------------------------------------------------------------
@@ -139,8 +142,31 @@ class Reconciler:
             self._wake_at[name] = plan.wake_at
         else:
             self._wake_at.pop(name, None)
+        self._report_decisions(name, plan.notes, observed, now)
         self._report_services(record, observed)
         self._save_progress()
+
+    def _report_decisions(
+        self, stack: str, notes: Sequence[PlanNote], observed: list[ContainerState], now: float
+    ) -> None:
+        """task.restart_scheduled / task.gave_up / task.unhealthy when they first appear.
+
+        A plan repeats its notes pass after pass while they hold; only new ones are published.
+        """
+        current: dict[tuple[str, SlotKey, str | None], dict[str, Any]] = {}
+        for note in notes:
+            fields: dict[str, Any] = {"reason": note.reason}
+            if note.not_before is not None:
+                fields["delay_s"] = round(max(0.0, note.not_before - now), 3)
+            current[(f"task.{note.kind}", note.key, note.container_id)] = fields
+        for c in observed:
+            if c.status == "running" and c.health == "unhealthy":
+                reason = "healthcheck failed: the replica is stopped and counts as failed"
+                current[("task.unhealthy", c.key, c.id)] = {"task_id": c.task_id, "reason": reason}
+        for (type_, key, container_id), fields in current.items():
+            if (type_, key, container_id) not in self._reported.get(stack, {}):
+                self.emit(type_, **_slot_fields(key, container_id), **fields)
+        self._reported[stack] = current
 
     def _report_services(self, record: StackRecord, observed: list[ContainerState]) -> None:
         """Publish service.converged / service.degraded when a service's running count moves."""
@@ -175,11 +201,8 @@ class Reconciler:
 
     def _on_transition(self, t: Transition) -> None:
         fields: dict[str, Any] = {
-            "stack": t.key.stack,
-            "service": t.key.service,
-            "slot": t.key.slot,
+            **_slot_fields(t.key, t.container_id),
             "task_id": t.task_id,
-            "container_id": t.container_id,
             "from": t.from_state.value if t.from_state else None,
             "to": t.to_state.value,
         }
@@ -208,13 +231,18 @@ class Reconciler:
 
 
 def running_counts(record: StackRecord, observed: list[ContainerState]) -> dict[str, int]:
-    """Running (and not unhealthy) replicas per service, counting each slot once."""
+    """Ready replicas per service (running, and healthy where checked), each slot counted once,
+    never more than the service wants (a surplus slot waiting for removal is not a replica)."""
     replicas = record.replicas()
     slots: dict[str, set[int]] = {}
     for c in observed:
-        if c.status == "running" and c.health != "unhealthy" and c.key.slot <= replicas.get(c.key.service, 0):
+        if ready(c):
             slots.setdefault(c.key.service, set()).add(c.key.slot)
-    return {service: len(found) for service, found in slots.items()}
+    return {service: min(len(found), replicas.get(service, 0)) for service, found in slots.items()}
+
+
+def _slot_fields(key: SlotKey, container_id: str | None) -> dict[str, Any]:
+    return {"stack": key.stack, "service": key.service, "slot": key.slot, "container_id": container_id}
 
 
 def _load_book(store: Store, settings: Settings) -> RestartBook:

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from orchestrator.model import ContainerState, SlotKey, TaskState
-
-#: Why the daemon stopped a container: decides its task state once it has exited.
-StopIntent = Literal["shutdown", "unhealthy"]
+from orchestrator.tasks import task_state
 
 _RANK = {
     TaskState.NEW: 0,
@@ -51,27 +49,12 @@ class _Task:
     tick: int = 0
 
 
-def observed_state(container: ContainerState, intent: StopIntent | None) -> TaskState:
-    """The task state an engine status stands for."""
-    if container.status == "created":
-        return TaskState.CREATED
-    if container.status in ("running", "paused", "restarting"):
-        return TaskState.RUNNING
-    if intent == "shutdown":
-        return TaskState.SHUTDOWN
-    if intent == "unhealthy":
-        return TaskState.FAILED
-    if container.error and container.started_at is None:
-        return TaskState.REJECTED
-    return TaskState.COMPLETE if container.exit_code == 0 else TaskState.FAILED
-
-
 class TaskTracker:
     def __init__(self, on_transition: Callable[[Transition], None]) -> None:
         self._on_transition = on_transition
         self._tasks: dict[str, _Task] = {}
-        #: Containers the daemon is stopping or stopped on purpose, by container id.
-        self._intents: dict[str, StopIntent] = {}
+        #: Containers the daemon stops on purpose (scale-down, update, rm): they end `shutdown`.
+        self._shutdown: set[str] = set()
         self._tick = 0
         self.changed = False
 
@@ -108,23 +91,23 @@ class TaskTracker:
         if to is TaskState.REMOVED or (to is TaskState.REJECTED and task.container_id is None):
             del self._tasks[task_id]
             if task.container_id:
-                self._intents.pop(task.container_id, None)
+                self._shutdown.discard(task.container_id)
         return True
 
-    def mark_stopping(self, container_id: str, intent: StopIntent) -> None:
-        if self._intents.get(container_id) != intent:
-            self._intents[container_id] = intent
+    def mark_shutdown(self, container_id: str) -> None:
+        if container_id not in self._shutdown:
+            self._shutdown.add(container_id)
             self.changed = True
 
-    def intent(self, container_id: str) -> StopIntent | None:
-        return self._intents.get(container_id)
+    def state_of(self, container: ContainerState) -> TaskState:
+        return task_state(container, stopped_by_us=container.id in self._shutdown)
 
     def observe(self, stack: str, containers: Iterable[ContainerState], mark: int) -> None:
         """Report what one stack's relist (begun at `mark`) showed; vanished tasks are `removed`."""
         seen = set()
         for container in containers:
             seen.add(container.task_id)
-            state = observed_state(container, self.intent(container.id))
+            state = self.state_of(container)
             self.advance(
                 container.key,
                 container.task_id,
@@ -150,10 +133,10 @@ class TaskTracker:
             }
             for task_id, t in self._tasks.items()
         }
-        return {"tasks": tasks, "intents": dict(self._intents)}
+        return {"tasks": tasks, "shutdown": sorted(self._shutdown)}
 
     def load_json(self, data: dict[str, Any]) -> None:
         for task_id, t in data.get("tasks", {}).items():
             key = SlotKey(t["stack"], t["service"], int(t["slot"]))
             self._tasks[task_id] = _Task(key, TaskState(t["state"]), t["container_id"])
-        self._intents.update(data.get("intents", {}))
+        self._shutdown.update(data.get("shutdown", []))

@@ -663,3 +663,28 @@ def test_a_rolling_update_carried_out_replaces_every_slot() -> None:
     assert sorted(c.key.slot for c in live) == [1, 2, 3]
     assert {c.spec_hash for c in live} == {labels.spec_hash(new)}
     assert passes >= 3  # parallelism 1: one slot per pass
+
+
+# --------------------------------------------------------------------------- notes for events
+
+
+def test_a_restart_later_is_noted_with_its_time() -> None:
+    web = service(replicas=1, restart_policy=RestartPolicy(delay=5.0))
+    dead = c(web, 1, NOW - 2, "exited")  # exited at NOW - 1: replacement due at NOW + 4
+    result = plan(StackSpec(STACK, {"web": web}), {"web": 1}, [dead], RestartBook(), NOW)
+    assert result.actions == ()
+    (note,) = result.notes
+    assert (note.kind, note.key, note.container_id) == ("restart_scheduled", dead.key, dead.id)
+    assert note.not_before == result.wake_at == NOW + 4
+
+
+def test_giving_up_is_noted_and_a_due_restart_is_not() -> None:
+    web = service(replicas=1, restart_policy=RestartPolicy(condition="any", delay=0.0, max_attempts=1))
+    book = RestartBook()
+    first = c(web, 1, NOW - 10, "exited")
+    again = c(web, 1, NOW - 5, "exited")
+    book.record_created(first.key, labels.spec_hash(web), web.restart_policy, again.created_at, attempt=1)
+    result = plan(StackSpec(STACK, {"web": web}), {"web": 1}, [first, again], book, NOW)
+    assert [(n.kind, n.container_id) for n in result.notes] == [("gave_up", again.id)]
+    fresh = plan(StackSpec(STACK, {"web": web}), {"web": 1}, [first], RestartBook(), NOW)
+    assert fresh.notes == () and fresh.actions

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.model import ContainerState, SlotKey, TaskState
-from orchestrator.tracker import TaskTracker, Transition, observed_state
+from orchestrator.tracker import TaskTracker, Transition
 
 KEY = SlotKey("s", "web", 1)
 
@@ -59,27 +59,9 @@ def test_relist_begun_before_a_creation_does_not_remove_it(tracker: TaskTracker,
     assert states(seen) == [(None, "created")]
 
 
-@pytest.mark.parametrize(
-    ("status", "exit_code", "intent", "error", "started", "expected"),
-    [
-        pytest.param("running", None, None, "", 1.0, TaskState.RUNNING, id="running"),
-        pytest.param("created", None, None, "", None, TaskState.CREATED, id="created"),
-        pytest.param("exited", 0, None, "", 1.0, TaskState.COMPLETE, id="exit-0-complete"),
-        pytest.param("exited", 137, None, "", 1.0, TaskState.FAILED, id="killed-failed"),
-        pytest.param("exited", 143, "shutdown", "", 1.0, TaskState.SHUTDOWN, id="stopped-by-us"),
-        pytest.param("exited", 0, "unhealthy", "", 1.0, TaskState.FAILED, id="unhealthy-is-failure"),
-        pytest.param("exited", 127, None, "exec: not found", None, TaskState.REJECTED, id="never-started"),
-    ],
-)
-def test_observed_state(status: str, exit_code: int | None, intent: str | None, error: str,
-                        started: float | None, expected: TaskState) -> None:
-    c = container(status=status, exit_code=exit_code, error=error, started_at=started)
-    assert observed_state(c, intent) is expected  # type: ignore[arg-type]
-
-
 def test_round_trip_keeps_states_and_intents(tracker: TaskTracker, seen: list[Transition]) -> None:
     tracker.advance(KEY, "t1", TaskState.RUNNING, container_id="c1")
-    tracker.mark_stopping("c1", "shutdown")
+    tracker.mark_shutdown("c1")
     again = TaskTracker(seen.append)
     again.load_json(tracker.to_json())
     assert not again.advance(KEY, "t1", TaskState.RUNNING)
