@@ -61,14 +61,15 @@ def load_stack_text(
     problems = Problems()
     base_dir = Path(base_dir)
     environment = _environment(base_dir, os.environ if env is None else env, problems)
+    if not texts:
+        raise ValueError("load_stack_text needs at least one file")
     trees = []
     for file, text in texts:
         tree = read_yaml(text, file, problems)
-        if tree is not None:
+        if tree is not None:  # a bad value is reported and kept raw, so later checks still run
             trees.append(interpolate_tree(tree, environment, "", tree.where, problems))
-    problems.raise_if_any()
-    if not trees:
-        raise ValueError("load_stack_text needs at least one file")
+    if len(trees) < len(texts):
+        problems.raise_if_any()  # cannot merge what could not be parsed
     merged = drop_reset(trees[0])
     for tree in trees[1:]:
         merged = merge(merged, tree, ())
