@@ -38,10 +38,11 @@ def type_name(value: Any) -> str:
 
 
 class Section:
-    def __init__(self, data: YMap, path: str, ctx: Context) -> None:
+    def __init__(self, data: YMap, path: str, ctx: Context, at: Where | None = None) -> None:
         self.data = data
         self.path = path
         self.ctx = ctx
+        self.at = at or data.where  # where the mapping's own key is: problems with it point there
 
     # ----------------------------------------------------------------- places and problems
     def key_path(self, key: str) -> str:
@@ -50,7 +51,7 @@ class Section:
     def where(self, key: str | None = None) -> Where:
         if key is not None and key in self.data.key_where:
             return self.data.key_where[key]
-        return self.data.where
+        return self.at
 
     def error(self, key: str | None, message: str, where: Where | None = None) -> None:
         path = self.key_path(key) if key is not None else self.path
@@ -133,7 +134,7 @@ class Section:
         if not isinstance(value, YMap):
             self.error(key, f"must be a mapping, not {type_name(value)}")
             return None
-        return Section(value, self.key_path(key), self.ctx)
+        return Section(value, self.key_path(key), self.ctx, self.where(key))
 
     def seq(self, key: str, allow_string: bool = False) -> list[tuple[Any, str, Where]]:
         """Items of a list as (value, path, where); a lone string counts as a one-item list."""
@@ -200,7 +201,7 @@ def sub_section(value: Any, path: str, where: Where, ctx: Context, what: str = "
     if not isinstance(value, YMap):
         ctx.problems.error(where_of(value, where), path, f"must be {what}, not {type_name(value)}")
         return None
-    return Section(value, path, ctx)
+    return Section(value, path, ctx, where)
 
 
 def to_str(value: Any) -> str:

@@ -128,7 +128,7 @@ def _environment(section: Section) -> dict[str, str | None]:
     for item, path, where in section.seq("env_file", allow_string=True):
         file, required = item, True
         if isinstance(item, YMap):
-            entry = Section(item, path, section.ctx)
+            entry = Section(item, path, section.ctx, where)
             entry.check_keys(("path", "required", "format"))
             file, required = entry.str("path"), entry.bool("required", True)
         if not isinstance(file, str) or not file:
@@ -182,7 +182,7 @@ def _ports(section: Section) -> tuple[PortSpec, ...]:
     ports: list[PortSpec] = []
     for item, path, where in section.seq("ports"):
         if isinstance(item, YMap):
-            port = _long_port(Section(item, path, section.ctx))
+            port = _long_port(Section(item, path, section.ctx, where))
             ports.extend(port)
             continue
         try:
