@@ -4,6 +4,7 @@ names `docker stack deploy` gives them (`<stack>_<name>` unless `name:` or `exte
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from orchestrator.model import FileObjectSpec, NetworkSpec, VolumeSpec
@@ -25,10 +26,7 @@ def normalise_name(name: str) -> str:
 
 def read_networks(section: Section | None, ctx: Context) -> dict[str, NetworkSpec]:
     result: dict[str, NetworkSpec] = {}
-    for name, value in (section.items() if section else ()):
-        if name.startswith("x-"):
-            continue
-        entry = _entry(section, name, value)  # type: ignore[arg-type]
+    for name, entry in _entries(section):
         if entry is None:
             result[name] = NetworkSpec(name=name, engine_name=f"{ctx.stack}_{name}")
             continue
@@ -53,10 +51,12 @@ def read_networks(section: Section | None, ctx: Context) -> dict[str, NetworkSpe
     return result
 
 
-def _entry(section: Section, name: str, value: object) -> Section | None:
-    if value is None:
-        return None
-    return sub_section(value, section.key_path(name), section.where(name), section.ctx)
+def _entries(section: Section | None) -> Iterator[tuple[str, Section | None]]:
+    """The named entries of a top-level section (None for `name:` with no value)."""
+    for name, value in section.items() if section else ():
+        if name.startswith("x-"):
+            continue
+        yield name, None if value is None else sub_section(value, section.key_path(name), section.where(name), section.ctx)
 
 
 def _external(entry: Section, name: str, ctx: Context, conflicting: tuple[str, ...]) -> tuple[bool, str]:
@@ -100,10 +100,7 @@ def _subnets(ipam: Section | None) -> tuple[str, ...]:
 
 def read_volumes(section: Section | None, ctx: Context) -> dict[str, VolumeSpec]:
     result: dict[str, VolumeSpec] = {}
-    for name, value in (section.items() if section else ()):
-        if name.startswith("x-"):
-            continue
-        entry = _entry(section, name, value)  # type: ignore[arg-type]
+    for name, entry in _entries(section):
         if entry is None:
             result[name] = VolumeSpec(name=name, engine_name=f"{ctx.stack}_{name}")
             continue
@@ -124,10 +121,7 @@ def read_file_objects(section: Section | None, ctx: Context) -> dict[str, FileOb
     """Top-level secrets/configs: from a file (must exist), an environment variable, inline
     content (configs), or external."""
     result: dict[str, FileObjectSpec] = {}
-    for name, value in (section.items() if section else ()):
-        if name.startswith("x-"):
-            continue
-        entry = _entry(section, name, value)  # type: ignore[arg-type]
+    for name, entry in _entries(section):
         if entry is None:
             section.error(name, "needs file, environment, content or external")  # type: ignore[union-attr]
             continue
