@@ -36,6 +36,22 @@ def _cmd_daemon(args: argparse.Namespace) -> int:
     return run_daemon(settings)
 
 
+def _cmd_config(args: argparse.Namespace) -> int:
+    from orchestrator.stackfile import StackFileError, dump, load_stack, stack_to_data
+
+    try:
+        stack = load_stack(args.compose_file, name=args.stack)
+    except StackFileError as exc:
+        print(f"error: {len(exc.problems)} problem(s) in the stack file:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    for warning in stack.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    sys.stdout.write(dump(stack_to_data(stack), args.format))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orchestrator",
@@ -55,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     daemon.add_argument("--log-format", choices=["auto", "json", "console"],
                         help="ORCHESTRATOR_LOG_FORMAT")
     daemon.set_defaults(func=_cmd_daemon)
+
+    config = sub.add_parser("config", help="print the normalized stack of one or more stack files")
+    config.add_argument("-c", "--compose-file", action="append", required=True, metavar="FILE",
+                        help="stack file; repeat to merge several in order")
+    config.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    config.add_argument("stack", nargs="?", help="stack name (default: top-level name, else the directory)")
+    config.set_defaults(func=_cmd_config)
     return parser
 
 
