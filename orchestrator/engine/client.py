@@ -135,7 +135,7 @@ class Engine:
             key=key,
             spec_hash=spec_hash,
             task_id=task_id,
-            created_at=created_ns / 1e9,
+            created_at=created_ns / 10**9,
             status="created",
         )
 

@@ -97,7 +97,7 @@ def container_state(entry: JSON, facts: Facts | None) -> ContainerState | None:
         key=key,
         spec_hash=tags.get(labels.LABEL_SPEC_HASH, ""),
         task_id=tags.get(labels.LABEL_TASK_ID, ""),
-        created_at=int(created_ns) / 1e9 if created_ns.isdigit() else float(entry.get("Created", 0)),
+        created_at=int(created_ns) / 10**9 if created_ns.isdigit() else float(entry.get("Created", 0)),
         status=status,
         health=facts.health if newer and facts is not None else health_from_status(entry.get("Status", "")),
         exit_code=facts.exit_code if facts else None,
