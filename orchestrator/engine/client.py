@@ -111,7 +111,8 @@ class Engine:
         request = containers.create_request(
             stack, service, key, spec_hash=spec_hash, task_id=task_id, created_ns=created_ns, files_dir=files_dir
         )
-        await asyncio.to_thread(_write_files, request.files)
+        if request.files:
+            await asyncio.to_thread(_write_files, request.files)
         try:
             with engine_errors():
                 created = await self._docker.containers.create(request.config, name=request.name)
