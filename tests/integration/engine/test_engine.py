@@ -4,7 +4,7 @@ removals are idempotent, images are pulled-or-built-or-rejected with the engine'
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import aiodocker
@@ -35,15 +35,6 @@ from orchestrator.model import (
 from tests.integration.conftest import BUSYBOX
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def engine(docker: aiodocker.Docker) -> AsyncIterator[Engine]:
-    client = await Engine.connect()
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 async def run_task(engine: Engine, stack: StackSpec, service: ServiceSpec, files_dir: Path, slot: int = 1) -> ContainerState:
@@ -164,10 +155,8 @@ async def test_aliases_resolve_on_each_network(engine: Engine, stack_name: str, 
         assert done.exit_code == 0, output
 
 
-async def test_list_reports_exit_code_once_inspected(engine: Engine, stack_name: str, tmp_path: Path) -> None:
-    stack = StackSpec(name=stack_name, services={}, networks={"default": NetworkSpec("default", f"{stack_name}_default")})
-    await engine.ensure_network(stack_name, stack.networks["default"])
-    quitter = await run_task(engine, stack, ServiceSpec(name="quit", image=BUSYBOX, command=("sh", "-c", "exit 3")), tmp_path)
+async def test_list_reports_exit_code_once_inspected(engine: Engine, stack_name: str, default_stack: StackSpec, tmp_path: Path) -> None:
+    quitter = await run_task(engine, default_stack, ServiceSpec(name="quit", image=BUSYBOX, command=("sh", "-c", "exit 3")), tmp_path)
     state = await wait_for_state(engine, stack_name, quitter.id, lambda s: s.status == "exited")
     assert state.exit_code == 3 and not state.oom_killed
     # Both set; for an instant exit the engine may record FinishedAt a hair before StartedAt.
@@ -179,22 +168,18 @@ async def test_list_reports_exit_code_once_inspected(engine: Engine, stack_name:
     assert not [entry for entry in logs if entry["event"] == "container_inspected"]
 
 
-async def test_list_reports_an_unhealthy_container(engine: Engine, stack_name: str, tmp_path: Path) -> None:
-    stack = StackSpec(name=stack_name, services={}, networks={"default": NetworkSpec("default", f"{stack_name}_default")})
-    await engine.ensure_network(stack_name, stack.networks["default"])
+async def test_list_reports_an_unhealthy_container(engine: Engine, stack_name: str, default_stack: StackSpec, tmp_path: Path) -> None:
     sick = ServiceSpec(
         name="sick", image=BUSYBOX, command=("sleep", "300"),
         healthcheck=Healthcheck(test=("CMD", "false"), interval=0.2, timeout=1, retries=1),
     )  # fmt: skip
-    created = await run_task(engine, stack, sick, tmp_path)
+    created = await run_task(engine, default_stack, sick, tmp_path)
     state = await wait_for_state(engine, stack_name, created.id, lambda s: s.health == "unhealthy")
     assert state.status == "running"
 
 
-async def test_stop_and_remove_are_idempotent(engine: Engine, stack_name: str, tmp_path: Path) -> None:
-    stack = StackSpec(name=stack_name, services={}, networks={"default": NetworkSpec("default", f"{stack_name}_default")})
-    await engine.ensure_network(stack_name, stack.networks["default"])
-    created = await run_task(engine, stack, ServiceSpec(name="s", image=BUSYBOX, command=("sleep", "300")), tmp_path)
+async def test_stop_and_remove_are_idempotent(engine: Engine, stack_name: str, default_stack: StackSpec, tmp_path: Path) -> None:
+    created = await run_task(engine, default_stack, ServiceSpec(name="s", image=BUSYBOX, command=("sleep", "300")), tmp_path)
     await engine.stop(created.id, timeout=0)
     await engine.stop(created.id, timeout=0)  # already stopped: 304
     await engine.remove(created.id)
@@ -217,7 +202,7 @@ async def test_present_image_needs_nothing(engine: Engine) -> None:
 
 
 async def test_build_only_service_is_built_through_the_engine(
-    engine: Engine, docker: aiodocker.Docker, stack_name: str, tmp_path: Path
+    engine: Engine, docker: aiodocker.Docker, stack_name: str, default_stack: StackSpec, tmp_path: Path
 ) -> None:
     (tmp_path / "Dockerfile").write_text(f"FROM {BUSYBOX}\nRUN echo built > /built\n")
     service = ServiceSpec(name="app", build=BuildSpec(context=str(tmp_path)), command=("cat", "/built"))
@@ -225,9 +210,7 @@ async def test_build_only_service_is_built_through_the_engine(
     try:
         await engine.ensure_image(service, stack_name)
         await docker.images.inspect(image)
-        stack = StackSpec(name=stack_name, services={}, networks={"default": NetworkSpec("default", f"{stack_name}_default")})
-        await engine.ensure_network(stack_name, stack.networks["default"])
-        created = await run_task(engine, stack, service, tmp_path)
+        created = await run_task(engine, default_stack, service, tmp_path)
         await wait_for_state(engine, stack_name, created.id, lambda s: s.status == "exited")
         assert [line async for line in engine.logs(created.id, follow=False)] == ["built"]
         await engine.remove(created.id)
@@ -279,11 +262,9 @@ async def test_missing_external_network_or_volume_is_the_users_mistake(engine: E
         await engine.ensure_volume(stack_name, VolumeSpec("ext", f"{stack_name}_nowhere", external=True))
 
 
-async def test_logs_split_into_lines_and_honour_tail(engine: Engine, stack_name: str, tmp_path: Path) -> None:
-    stack = StackSpec(name=stack_name, services={}, networks={"default": NetworkSpec("default", f"{stack_name}_default")})
-    await engine.ensure_network(stack_name, stack.networks["default"])
+async def test_logs_split_into_lines_and_honour_tail(engine: Engine, stack_name: str, default_stack: StackSpec, tmp_path: Path) -> None:
     talker = ServiceSpec(name="talk", image=BUSYBOX, command=("sh", "-c", "echo one; echo two >&2; sleep 0.2; echo three"))
-    created = await run_task(engine, stack, talker, tmp_path)
+    created = await run_task(engine, default_stack, talker, tmp_path)
     await wait_for_state(engine, stack_name, created.id, lambda s: s.status == "exited")
     assert sorted([line async for line in engine.logs(created.id, follow=False)]) == ["one", "three", "two"]
     assert [line async for line in engine.logs(created.id, follow=False, tail=1)] == ["three"]

@@ -16,27 +16,16 @@ import pytest
 from orchestrator.engine import Engine
 from orchestrator.intake import ContainerEvent, Disconnected, EventIntake, IntakeItem, Resync
 from orchestrator.labels import spec_hash
-from orchestrator.model import ContainerState, NetworkSpec, ServiceSpec, SlotKey, StackSpec
+from orchestrator.model import ContainerState, ServiceSpec, SlotKey, StackSpec
 from tests.integration.conftest import BUSYBOX
-from tests.integration.engine_proxy import EngineProxy
+from tests.integration.engine.engine_proxy import EngineProxy
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def engine(docker: object) -> AsyncIterator[Engine]:
-    client = await Engine.connect()
-    try:
-        yield client
-    finally:
-        await client.close()
-
-
-@pytest.fixture
-async def stack(engine: Engine, stack_name: str) -> StackSpec:
-    spec = StackSpec(name=stack_name, services={}, networks={"default": NetworkSpec("default", f"{stack_name}_default")})
-    await engine.ensure_network(stack_name, spec.networks["default"])
-    return spec
+def stack(default_stack: StackSpec) -> StackSpec:
+    return default_stack
 
 
 async def run_exiting(engine: Engine, stack: StackSpec, service: str, code: int, tmp_path: Path, slot: int = 1) -> ContainerState:
