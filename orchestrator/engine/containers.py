@@ -72,31 +72,8 @@ def create_request(
 ) -> CreateRequest:
     attachments = service.networks or (NetworkAttachment(DEFAULT_NETWORK),)
     endpoints = [(network_name(stack, a.network), endpoint_config(service, a)) for a in attachments]
-    mounts, binds = mount_configs(stack, service)
     file_mounts, files = file_object_mounts(stack, service, files_dir)
-    host_config: JSON = {
-        "RestartPolicy": {"Name": "no"},  # the daemon restarts replicas, never the engine
-        "NetworkMode": endpoints[0][0],
-        "PortBindings": port_bindings(service.ports),
-        "Mounts": mounts + file_mounts,
-        "Binds": binds,
-        "Tmpfs": dict(_split_tmpfs(entry) for entry in service.tmpfs),
-        "ReadonlyRootfs": service.read_only,
-        "CapAdd": list(service.cap_add),
-        "CapDrop": list(service.cap_drop),
-        "Ulimits": [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in service.ulimits],
-        "Sysctls": dict(service.sysctls),
-        "ExtraHosts": list(service.extra_hosts),
-        "Dns": list(service.dns),
-        **resource_limits(service),
-    }
-    if service.init is not None:
-        host_config["Init"] = service.init
-    if service.logging is not None:
-        host_config["LogConfig"] = {
-            "Type": service.logging.driver or "",
-            "Config": dict(service.logging.options),
-        }
+    host = host_config(stack, service, network_mode=endpoints[0][0], extra_mounts=file_mounts)
     config: JSON = {
         "Image": image_name(stack.name, service),
         "Env": [k if v is None else f"{k}={v}" for k, v in service.environment.items()],
@@ -106,7 +83,7 @@ def create_request(
         },
         "ExposedPorts": {_port_key(p): {} for p in service.ports},
         "StopTimeout": math.ceil(service.stop_grace_period),
-        "HostConfig": host_config,
+        "HostConfig": host,
         "NetworkingConfig": {"EndpointsConfig": dict(endpoints[:1])},
     }
     optional = {
@@ -125,6 +102,31 @@ def create_request(
         extra_networks=tuple(endpoints[1:]),
         files=files,
     )
+
+
+def host_config(stack: StackSpec, service: ServiceSpec, *, network_mode: str, extra_mounts: list[JSON]) -> JSON:
+    mounts, binds = mount_configs(stack, service)
+    config: JSON = {
+        "RestartPolicy": {"Name": "no"},  # the daemon restarts replicas, never the engine
+        "NetworkMode": network_mode,
+        "PortBindings": port_bindings(service.ports),
+        "Mounts": mounts + extra_mounts,
+        "Binds": binds,
+        "Tmpfs": dict(_split_tmpfs(entry) for entry in service.tmpfs),
+        "ReadonlyRootfs": service.read_only,
+        "CapAdd": list(service.cap_add),
+        "CapDrop": list(service.cap_drop),
+        "Ulimits": [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in service.ulimits],
+        "Sysctls": dict(service.sysctls),
+        "ExtraHosts": list(service.extra_hosts),
+        "Dns": list(service.dns),
+        **resource_limits(service),
+    }
+    if service.init is not None:
+        config["Init"] = service.init
+    if service.logging is not None:
+        config["LogConfig"] = {"Type": service.logging.driver or "", "Config": dict(service.logging.options)}
+    return config
 
 
 def endpoint_config(service: ServiceSpec, attachment: NetworkAttachment) -> JSON:
@@ -235,7 +237,10 @@ def file_object_mounts(
     `content:` written under files_dir. Secrets land in /run/secrets/, configs in /."""
     mounts: list[JSON] = []
     files: dict[Path, tuple[str, int]] = {}
-    kinds = (("secrets", service.secrets, stack.secrets, "/run/secrets/"), ("configs", service.configs, stack.configs, "/"))
+    kinds = (
+        ("secrets", service.secrets, stack.secrets, "/run/secrets/"),
+        ("configs", service.configs, stack.configs, "/"),
+    )
     for kind, references, declared, base in kinds:
         for ref in references:
             source = _file_source(kind, ref, declared.get(ref.source), files_dir, files)

@@ -56,15 +56,23 @@ def events_of(items: list[IntakeItem], container_id: str) -> list[tuple[str, int
 
 
 async def test_resync_first_then_start_and_die_with_exit_codes(engine: Engine, stack: StackSpec, tmp_path: Path) -> None:
-    intake = EventIntake(engine, stack=stack.name)
+    # A short idle ping: the quiet stream is checked (and kept) several times before events come.
+    intake = EventIntake(engine, stack=stack.name, idle_ping=0.1)
     async with aclosing(intake.stream()) as items:
         assert await anext(items) == Resync("connected")
-        ok = await run_exiting(engine, stack, "ok", 0, tmp_path)
-        bad = await run_exiting(engine, stack, "bad", 4, tmp_path)
-        seen = await take_until(items, died(ok.id))
+
+        async def later() -> tuple[ContainerState, ContainerState]:
+            await asyncio.sleep(0.5)
+            return (await run_exiting(engine, stack, "ok", 0, tmp_path), await run_exiting(engine, stack, "bad", 4, tmp_path))
+
+        starter = asyncio.create_task(later())
+        seen = await take_until(items, lambda item: isinstance(item, ContainerEvent) and item.action == "die")
+        ok, bad = await starter
         seen += [] if any(died(bad.id)(i) for i in seen) else await take_until(items, died(bad.id))
+        seen += [] if any(died(ok.id)(i) for i in seen) else await take_until(items, died(ok.id))
     assert events_of(seen, ok.id) == [("create", None), ("start", None), ("die", 0)]
     assert events_of(seen, bad.id) == [("create", None), ("start", None), ("die", 4)]
+    assert all(isinstance(i, ContainerEvent) for i in seen)  # no Disconnected while quiet
     first = next(i for i in seen if isinstance(i, ContainerEvent))
     assert (first.stack, first.slot) == (stack.name, 1)
 
