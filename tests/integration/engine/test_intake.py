@@ -145,6 +145,8 @@ async def restart_dockerd() -> None:
     async with asyncio.timeout(60):
         while Path(f"/proc/{pid}").exists():
             await asyncio.sleep(0.2)
-    log = open("/tmp/orchestrator-setup/dockerd.log", "ab")  # noqa: SIM115 - handed to the daemon
+    log_path = Path("/tmp/orchestrator-setup/dockerd.log")  # where scripts/lib.sh logs dockerd
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = log_path.open("ab")
     subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)  # noqa: S603
     log.close()
