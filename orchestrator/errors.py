@@ -24,6 +24,16 @@ class EngineError(OrchestratorError):
         self.message = message
 
 
+class ImageUnavailable(EngineError):
+    """A service's image is neither present, nor pullable, nor buildable; `reason` is the
+    engine's own message (shown to the user as the replica's `rejected` reason)."""
+
+    def __init__(self, image: str, reason: str) -> None:
+        super().__init__(0, f"image {image} is unavailable: {reason}")
+        self.image = image
+        self.reason = reason
+
+
 class UnknownStack(UserError):
     def __init__(self, stack: str) -> None:
         super().__init__(f"no such stack: {stack}")

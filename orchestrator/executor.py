@@ -18,6 +18,7 @@ from pathlib import Path
 import structlog
 
 from orchestrator.engine import Engine
+from orchestrator.engine.containers import image_name
 from orchestrator.errors import EngineError, EngineUnavailable, ImageUnavailable
 from orchestrator.labels import spec_hash
 from orchestrator.model import (
@@ -129,13 +130,12 @@ class Executor:
         task_id = new_task_id()
         self._tracker.advance(key, task_id, TaskState.NEW, reason=action.reason)
         try:
-            await self._ensure_image(service)
+            await self._ensure_image(key.stack, service)
             state = await self._engine.create_task(
                 record.spec, service, key, digest, self._files_dir(key.stack), task_id=task_id
             )
         except EngineError as exc:
-            if service.image:
-                self._images_present.discard(service.image)
+            self._images_present.discard(image_name(key.stack, service))
             self._reject(action, service, task_id, None, exc)
             return
         self._tracker.advance(key, task_id, TaskState.CREATED, container_id=state.id)
@@ -170,12 +170,12 @@ class Executor:
         )
         log.warning("task_rejected", slot=str(key), reason=reason)
 
-    async def _ensure_image(self, service: ServiceSpec) -> None:
-        if service.image and service.image in self._images_present:
-            return
-        await self._engine.ensure_image(service)
-        if service.image:
-            self._images_present.add(service.image)
+    async def _ensure_image(self, stack: str, service: ServiceSpec) -> None:
+        """Present, pulled or built; remembered so a steady state asks the engine only once."""
+        name = image_name(stack, service)
+        if name not in self._images_present:
+            await self._engine.ensure_image(service, stack)
+            self._images_present.add(name)
 
     def forget_images(self) -> None:
         """After an engine restart or a deploy: images may have changed."""

@@ -1,0 +1,252 @@
+"""`Engine`: the narrow, typed gateway to one Docker engine.
+
+The rest of the daemon sees ContainerState, EngineEvent and our errors, never aiodocker types.
+How a spec becomes a create request lives in `containers`, how list/inspect JSON becomes
+ContainerState in `observe`, images in `images`, networks/volumes in `objects`, the event
+stream in `events`; this module holds the connection and the calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiodocker
+import aiohttp
+import structlog
+
+from orchestrator import labels
+from orchestrator.engine import containers, images, objects
+from orchestrator.engine.calls import engine_errors, is_missing
+from orchestrator.engine.events import EngineEvent, EventStream
+from orchestrator.engine.observe import Facts, FactsCache, container_state, facts_from_inspect
+from orchestrator.errors import EngineError, EngineUnavailable, ImageUnavailable
+from orchestrator.model import ContainerState, NetworkSpec, ServiceSpec, SlotKey, StackSpec, VolumeSpec
+
+log = structlog.stdlib.get_logger()
+
+#: Plain requests: fail fast on a dead engine; streams and stops/pulls set their own (unbounded).
+_REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10, sock_read=120)
+#: Concurrent inspects during one list (only containers whose state changed get inspected).
+_INSPECT_CONCURRENCY = 16
+#: The fields of a list entry we read (DockerContainer offers only item access).
+_LIST_FIELDS = ("Id", "Names", "State", "Status", "Labels", "Ports", "Created")
+
+
+class Engine:
+    def __init__(self, docker: aiodocker.Docker) -> None:
+        """Use `await Engine.connect()`."""
+        self._docker = docker
+        self._facts = FactsCache()
+        self._image_locks: dict[str, asyncio.Lock] = {}
+
+    @classmethod
+    async def connect(cls, docker_host: str | None = None) -> Engine:
+        """An engine client for `docker_host`, else as the docker CLI finds it (DOCKER_HOST,
+        the current context, the default socket). The engine need not be up yet."""
+        try:
+            docker = aiodocker.Docker(url=docker_host, timeout=_REQUEST_TIMEOUT)
+        except (ValueError, aiodocker.DockerError) as exc:
+            raise EngineUnavailable(f"no Docker engine configured: {exc}") from exc
+        return cls(docker)
+
+    @property
+    def host(self) -> str:
+        return str(self._docker.docker_host)
+
+    async def close(self) -> None:
+        await self._docker.close()
+
+    async def ping(self) -> None:
+        with engine_errors():
+            await self._docker.version()
+
+    # ----------------------------------------------------------------------- containers
+
+    async def list_containers(self, stack: str | None = None) -> list[ContainerState]:
+        """Every container of ours (of one stack, or all), exited ones included: one list call,
+        plus an inspect only for a container whose state changed since we last looked."""
+        with engine_errors():
+            listed = await self._docker.containers.list(all=True, filters=labels.stack_filter(stack))
+        entries = [{name: c[name] for name in _LIST_FIELDS if name in c} for c in listed]
+        if stack is None:
+            self._facts.keep_only({entry["Id"] for entry in entries})
+        fresh = await self._inspect_changed(entries)
+        states = (container_state(e, fresh.get(e["Id"]) or self._facts.lookup(e)) for e in entries)
+        return [state for state in states if state is not None]
+
+    async def _inspect_changed(self, entries: list[dict[str, Any]]) -> dict[str, Facts]:
+        """Inspect the containers whose cached facts do not match their listed state."""
+        limit = asyncio.Semaphore(_INSPECT_CONCURRENCY)
+        fresh: dict[str, Facts] = {}
+
+        async def inspect(container_id: str) -> None:
+            async with limit:
+                try:
+                    with engine_errors():
+                        data = await self._docker.containers.container(container_id).show()
+                except EngineError as exc:
+                    if is_missing(exc):  # removed since the list: its entry is left without facts
+                        return
+                    raise
+            fresh[container_id] = facts = facts_from_inspect(data)
+            self._facts.store(container_id, facts)
+            log.debug("container_inspected", container_id=container_id[:12])
+
+        await asyncio.gather(*(inspect(e["Id"]) for e in entries if self._facts.needs_inspect(e)))
+        return fresh
+
+    async def create_task(
+        self,
+        stack: StackSpec,
+        service: ServiceSpec,
+        key: SlotKey,
+        spec_hash: str,
+        files_dir: Path,
+        task_id: str | None = None,
+    ) -> ContainerState:
+        """Create (not start) a fresh container for `key`'s slot, attached to all its networks."""
+        task_id = task_id or secrets.token_hex(5)
+        created_ns = time.time_ns()
+        request = containers.create_request(
+            stack, service, key, spec_hash=spec_hash, task_id=task_id, created_ns=created_ns, files_dir=files_dir
+        )
+        if request.files:
+            await asyncio.to_thread(_write_files, request.files)
+        try:
+            with engine_errors():
+                created = await self._docker.containers.create(request.config, name=request.name)
+        except EngineError as exc:
+            if is_missing(exc) and "image" in exc.message.lower():
+                raise ImageUnavailable(request.config["Image"], exc.message) from exc
+            raise
+        try:
+            for network, endpoint in request.extra_networks:
+                with engine_errors():
+                    await aiodocker.networks.DockerNetwork(self._docker, network).connect(
+                        {"Container": created.id, "EndpointConfig": endpoint}
+                    )
+        except BaseException:
+            await asyncio.shield(self.remove(created.id))  # never leave a half-attached replica
+            raise
+        log.debug("container_created", container_id=created.id[:12], name=request.name)
+        return ContainerState(
+            id=created.id,
+            name=request.name,
+            key=key,
+            spec_hash=spec_hash,
+            task_id=task_id,
+            created_at=created_ns / 10**9,
+            status="created",
+        )
+
+    async def start(self, container_id: str) -> None:
+        with engine_errors():  # 304 (already started) is not an error
+            await self._docker.containers.container(container_id).start()
+
+    async def stop(self, container_id: str, timeout: float) -> None:
+        """Graceful: the stop signal, then SIGKILL after `timeout` seconds. Gone or stopped is fine."""
+        try:
+            with engine_errors():
+                await self._docker.containers.container(container_id).stop(t=math.ceil(timeout))
+        except EngineError as exc:
+            if not is_missing(exc):
+                raise
+
+    async def remove(self, container_id: str) -> None:
+        """Force-remove with its anonymous volumes; already gone counts as success."""
+        try:
+            with engine_errors():
+                await self._docker.containers.container(container_id).delete(force=True, v=True)
+        except EngineError as exc:
+            if not (is_missing(exc) or "already in progress" in exc.message):
+                raise
+        self._facts.forget(container_id)
+
+    async def logs(self, container_id: str, follow: bool, tail: int | None = None) -> AsyncIterator[str]:
+        """stdout and stderr, line by line (without the newline)."""
+        params: dict[str, Any] = {"stdout": True, "stderr": True}
+        if tail is not None:
+            params["tail"] = tail
+        container = self._docker.containers.container(container_id)
+        pending = ""
+        with engine_errors():
+            if follow:
+                chunks: AsyncIterator[str] | Sequence[str] = container.log(follow=True, **params)
+            else:
+                chunks = await container.log(follow=False, **params)
+            async for chunk in _iterate(chunks):
+                *lines, pending = (pending + chunk).split("\n")
+                for line in lines:
+                    yield line
+        if pending:
+            yield pending
+
+    # ----------------------------------------------------------------------- images, networks, volumes
+
+    async def ensure_image(self, service: ServiceSpec, stack: str | None = None) -> None:
+        """Present, else pulled, else built (`build:`), else ImageUnavailable with the engine's
+        reason. `stack` names the image of a `build:`-only service (`<stack>_<service>`)."""
+        if service.image is None and stack is None:
+            raise ValueError(f"service {service.name} has no image: pass its stack to name the build")
+        image = containers.image_name(stack or "", service)
+        lock = self._image_locks.setdefault(image, asyncio.Lock())
+        async with lock:  # replicas of one service ask at once: one pull/build
+            await images.ensure_image(self._docker, image, service.build, pullable=service.image is not None)
+
+    async def ensure_network(self, stack: str, net: NetworkSpec) -> None:
+        await objects.ensure_network(self._docker, stack, net)
+
+    async def ensure_volume(self, stack: str, vol: VolumeSpec) -> None:
+        await objects.ensure_volume(self._docker, stack, vol)
+
+    async def remove_stack_networks(self, stack: str) -> None:
+        await objects.remove_stack_networks(self._docker, stack)
+
+    async def remove_stack_volumes(self, stack: str) -> None:
+        await objects.remove_stack_volumes(self._docker, stack)
+
+    # ----------------------------------------------------------------------- events
+
+    def events(
+        self, *, stack: str | None = None, actions: Sequence[str] = (), since_ns: int | None = None
+    ) -> EventStream:
+        """One connection to the container event stream of our containers (see EventStream).
+        Opening it forgets all cached inspect facts, and each event its container's: events
+        are the only news of a change the list's status would not show (a restart in place)."""
+        filters = {"type": ["container"], **labels.stack_filter(stack)}
+        if actions:
+            filters["event"] = list(actions)
+        self._facts.forget()
+        return EventStream(self._docker, filters=filters, since_ns=since_ns, on_event=self._saw)
+
+    def _saw(self, event: EngineEvent) -> None:
+        self._facts.forget(event.actor_id)
+
+
+def _write_files(files: Mapping[Path, tuple[str, int]]) -> None:
+    """Write secret/config contents atomically; an unchanged file is left alone (running
+    replicas have it bind-mounted)."""
+    for path, (text, mode) in files.items():
+        if path.exists() and path.read_text() == text:
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_text(text)
+        os.chmod(partial, mode)
+        os.replace(partial, path)
+
+
+async def _iterate(chunks: AsyncIterator[str] | Sequence[str]) -> AsyncIterator[str]:
+    if isinstance(chunks, Sequence):
+        for chunk in chunks:
+            yield chunk
+    else:
+        async for chunk in chunks:
+            yield chunk

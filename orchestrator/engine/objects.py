@@ -1,0 +1,104 @@
+"""A stack's networks and named volumes: created on deploy (labelled as ours), reused when they
+exist, required when external, removed by label."""
+
+from __future__ import annotations
+
+import aiodocker
+import structlog
+
+from orchestrator import labels
+from orchestrator.engine.calls import engine_errors, is_missing
+from orchestrator.errors import EngineError, UserError
+from orchestrator.model import NetworkSpec, VolumeSpec
+
+log = structlog.stdlib.get_logger()
+
+_CONFLICT = 409
+
+
+def _ours(stack: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {**(extra or {}), labels.LABEL_STACK: stack, labels.LABEL_MANAGED: "true"}
+
+
+def _managed_filter(stack: str) -> dict[str, list[str]]:
+    return {"label": [f"{labels.LABEL_STACK}={stack}", f"{labels.LABEL_MANAGED}=true"]}
+
+
+async def ensure_network(docker: aiodocker.Docker, stack: str, net: NetworkSpec) -> None:
+    if await _network_exists(docker, net.engine_name):
+        return
+    if net.external:
+        raise UserError(f"network {net.engine_name!r} is declared external but does not exist on the engine")
+    config = {
+        "Name": net.engine_name,
+        "CheckDuplicate": True,
+        "Driver": net.driver or "bridge",
+        "Options": dict(net.driver_opts),
+        "Internal": net.internal,
+        "Attachable": net.attachable,
+        "EnableIPv6": net.enable_ipv6,
+        "Labels": _ours(stack, dict(net.labels)),
+    }
+    if net.subnets:
+        config["IPAM"] = {"Driver": "default", "Config": [{"Subnet": s} for s in net.subnets]}
+    try:
+        with engine_errors():
+            await docker.networks.create(config)
+    except EngineError as exc:
+        if exc.status != _CONFLICT:  # created meanwhile by a concurrent pass: fine
+            raise
+    log.info("network_created", stack=stack, network=net.engine_name)
+
+
+async def _network_exists(docker: aiodocker.Docker, name: str) -> bool:
+    # The name filter matches substrings, and a lookup by name also matches id prefixes.
+    with engine_errors():
+        found = await docker.networks.list(filters={"name": [name]})
+    return any(network["Name"] == name for network in found)
+
+
+async def ensure_volume(docker: aiodocker.Docker, stack: str, vol: VolumeSpec) -> None:
+    if vol.external:
+        try:
+            with engine_errors():
+                await docker.volumes.get(vol.engine_name)
+        except EngineError as exc:
+            if is_missing(exc):
+                raise UserError(
+                    f"volume {vol.engine_name!r} is declared external but does not exist on the engine"
+                ) from exc
+            raise
+        return
+    config = {
+        "Name": vol.engine_name,
+        "Driver": vol.driver or "local",
+        "DriverOpts": dict(vol.driver_opts),
+        "Labels": _ours(stack, dict(vol.labels)),
+    }
+    with engine_errors():  # creating an existing volume returns it unchanged
+        await docker.volumes.create(config)
+
+
+async def remove_stack_networks(docker: aiodocker.Docker, stack: str) -> None:
+    with engine_errors():
+        networks = await docker.networks.list(filters=_managed_filter(stack))
+    for network in networks:
+        await _ignore_missing(aiodocker.networks.DockerNetwork(docker, network["Id"]).delete())
+        log.info("network_removed", stack=stack, network=network["Name"])
+
+
+async def remove_stack_volumes(docker: aiodocker.Docker, stack: str) -> None:
+    with engine_errors():
+        volumes = (await docker.volumes.list(filters=_managed_filter(stack))).get("Volumes") or []
+    for volume in volumes:
+        await _ignore_missing(aiodocker.volumes.DockerVolume(docker, volume["Name"]).delete())
+        log.info("volume_removed", stack=stack, volume=volume["Name"])
+
+
+async def _ignore_missing(removal: object) -> None:
+    try:
+        with engine_errors():
+            await removal  # type: ignore[misc]
+    except EngineError as exc:
+        if not is_missing(exc):
+            raise

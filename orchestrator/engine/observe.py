@@ -1,0 +1,136 @@
+"""Engine list/inspect JSON → ContainerState. Pure: no I/O, no aiodocker.
+
+One list call tells status, health (in its status text), labels and published ports. Exit code,
+start/finish times, the OOM flag and the engine's error need an inspect; those facts never change
+while a container stays in the same state, so they are cached by id (`FactsCache`) and a steady
+pass does no inspect at all.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from orchestrator import labels
+from orchestrator.model import ContainerState, EngineStatus, Health, SlotKey
+
+JSON = dict[str, Any]
+
+_HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
+#: States whose facts an inspect would not add to (nothing has run yet).
+_NOTHING_TO_INSPECT = frozenset({"created"})
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What only an inspect tells, valid as long as the container stays in `status`."""
+
+    status: str
+    exit_code: int | None
+    started_at: float | None
+    finished_at: float | None
+    oom_killed: bool
+    error: str
+    health: Health | None = None
+
+
+class FactsCache:
+    """Inspect results by container id; an entry is stale once the listed status differs."""
+
+    def __init__(self) -> None:
+        self._facts: dict[str, Facts] = {}
+
+    def lookup(self, entry: JSON) -> Facts | None:
+        facts = self._facts.get(entry["Id"])
+        return facts if facts is not None and facts.status == entry["State"] else None
+
+    def needs_inspect(self, entry: JSON) -> bool:
+        return entry["State"] not in _NOTHING_TO_INSPECT and self.lookup(entry) is None
+
+    def store(self, container_id: str, facts: Facts) -> None:
+        self._facts[container_id] = facts
+
+    def forget(self, container_id: str | None = None) -> None:
+        """Drop one container's facts (an event says it changed), or all (events were missed)."""
+        if container_id is None:
+            self._facts.clear()
+        else:
+            self._facts.pop(container_id, None)
+
+    def keep_only(self, container_ids: set[str]) -> None:
+        for gone in self._facts.keys() - container_ids:
+            del self._facts[gone]
+
+
+def facts_from_inspect(data: JSON) -> Facts:
+    state = data["State"]
+    running = state.get("Status") in ("running", "paused", "restarting")
+    return Facts(
+        status=state.get("Status", ""),
+        exit_code=None if running or state.get("Status") == "created" else state.get("ExitCode"),
+        started_at=parse_time(state.get("StartedAt")),
+        finished_at=None if running else parse_time(state.get("FinishedAt")),
+        oom_killed=bool(state.get("OOMKilled")),
+        error=state.get("Error") or "",
+        health=(state.get("Health") or {}).get("Status") or None,
+    )
+
+
+def container_state(entry: JSON, facts: Facts | None) -> ContainerState | None:
+    """A list entry (+ inspect facts) as our ContainerState; None if it lacks our labels.
+
+    Facts whose status differs from the entry's come from an inspect made after the list, so
+    they are newer: the engine sends `die` before its list stops saying "running"."""
+    tags = entry.get("Labels") or {}
+    try:
+        key = SlotKey(tags[labels.LABEL_STACK], tags[labels.LABEL_SERVICE], int(tags[labels.LABEL_SLOT]))
+    except (KeyError, ValueError):
+        return None
+    created_ns = tags.get(labels.LABEL_CREATED_NS, "")
+    newer = facts is not None and facts.status != entry["State"]
+    status = cast(EngineStatus, facts.status if newer and facts is not None else entry["State"])
+    return ContainerState(
+        id=entry["Id"],
+        name=(entry.get("Names") or ["/"])[0].lstrip("/"),
+        key=key,
+        spec_hash=tags.get(labels.LABEL_SPEC_HASH, ""),
+        task_id=tags.get(labels.LABEL_TASK_ID, ""),
+        created_at=int(created_ns) / 10**9 if created_ns.isdigit() else float(entry.get("Created", 0)),
+        status=status,
+        health=facts.health if newer and facts is not None else health_from_status(entry.get("Status", "")),
+        exit_code=facts.exit_code if facts else None,
+        started_at=facts.started_at if facts else None,
+        finished_at=facts.finished_at if facts else None,
+        oom_killed=facts.oom_killed if facts else False,
+        error=facts.error if facts else "",
+        ports=published_ports(entry.get("Ports") or []) if status in ("running", "paused") else {},
+    )
+
+
+def health_from_status(status: str) -> Health | None:
+    """The list's status text carries health: "Up 3 seconds (unhealthy)"."""
+    match = _HEALTH_IN_STATUS.search(status)
+    if match is None:
+        return None
+    word = match.group(1)
+    return "starting" if word == "health: starting" else cast(Health, word)
+
+
+def published_ports(ports: list[JSON]) -> dict[str, int]:
+    """"80/tcp" -> host port; the first binding wins when a port is bound on IPv4 and IPv6."""
+    result: dict[str, int] = {}
+    for port in ports:
+        if port.get("PublicPort"):
+            result.setdefault(f"{port['PrivatePort']}/{port.get('Type', 'tcp')}", int(port["PublicPort"]))
+    return result
+
+
+def parse_time(value: str | None) -> float | None:
+    """RFC 3339 with nanoseconds → epoch seconds; the engine's zero time means "never"."""
+    if not value or value.startswith("0001-01-01"):
+        return None
+    # Python parses at most microseconds: cut the fraction to 6 digits.
+    value = re.sub(r"(\.\d{6})\d+", r"\1", value).replace("Z", "+00:00")
+    return datetime.fromisoformat(value).timestamp()

@@ -1,0 +1,121 @@
+"""Engine list/inspect JSON → ContainerState, and the inspect cache, without an engine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from orchestrator.engine.observe import (
+    FactsCache,
+    container_state,
+    facts_from_inspect,
+    health_from_status,
+    parse_time,
+    published_ports,
+)
+from orchestrator.labels import container_labels
+from orchestrator.model import SlotKey
+
+
+def _entry(state: str = "running", status: str = "Up 2 seconds", **extra: Any) -> dict[str, Any]:
+    return {
+        "Id": "c" * 64,
+        "Names": ["/s_web.1.abc"],
+        "State": state,
+        "Status": status,
+        "Created": 100,
+        "Labels": container_labels(SlotKey("s", "web", 1), "hash", "abc", 1_500_000_000_250_000_000),
+        "Ports": [],
+        **extra,
+    }
+
+
+def _inspect(status: str, exit_code: int = 0, **state: Any) -> dict[str, Any]:
+    return {
+        "State": {
+            "Status": status, "ExitCode": exit_code, "OOMKilled": False, "Error": "",
+            "StartedAt": "2024-05-01T10:00:00.123456789Z", "FinishedAt": "2024-05-01T10:00:05Z", **state,
+        }
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("status", "health"),
+    [
+        pytest.param("Up 3 seconds (healthy)", "healthy", id="healthy"),
+        pytest.param("Up 3 seconds (unhealthy)", "unhealthy", id="unhealthy"),
+        pytest.param("Up 1 second (health: starting)", "starting", id="starting"),
+        pytest.param("Up 3 minutes", None, id="no-healthcheck"),
+        pytest.param("Exited (3) 2 seconds ago", None, id="exited"),
+    ],
+)
+def test_health_from_the_list_status_text(status: str, health: str | None) -> None:
+    assert health_from_status(status) == health
+
+
+def test_times_parse_nanoseconds_and_the_zero_time_is_never() -> None:
+    assert parse_time("2024-05-01T10:00:00.123456789Z") == pytest.approx(1714557600.123456)
+    assert parse_time("2024-05-01T12:00:00+02:00") == 1714557600.0
+    assert parse_time("0001-01-01T00:00:00Z") is None
+    assert parse_time(None) is None
+
+
+def test_published_ports_first_binding_wins_and_unpublished_are_skipped() -> None:
+    ports = [
+        {"IP": "127.0.0.1", "PrivatePort": 80, "PublicPort": 49153, "Type": "tcp"},
+        {"IP": "::1", "PrivatePort": 80, "PublicPort": 49154, "Type": "tcp"},
+        {"PrivatePort": 9000, "Type": "tcp"},
+        {"IP": "127.0.0.1", "PrivatePort": 53, "PublicPort": 5353, "Type": "udp"},
+    ]
+    assert published_ports(ports) == {"80/tcp": 49153, "53/udp": 5353}
+
+
+def test_running_container_from_the_list_alone() -> None:
+    entry = _entry(status="Up 1 second (unhealthy)", Ports=[{"PrivatePort": 80, "PublicPort": 3, "Type": "tcp"}])
+    state = container_state(entry, None)
+    assert state is not None
+    assert (state.key, state.name, state.spec_hash, state.task_id) == (SlotKey("s", "web", 1), "s_web.1.abc", "hash", "abc")
+    assert state.created_at == 1_500_000_000.25  # from our label, not the list's whole seconds
+    assert (state.status, state.health, state.ports) == ("running", "unhealthy", {"80/tcp": 3})
+
+
+def test_exited_container_takes_its_facts_from_inspect() -> None:
+    facts = facts_from_inspect(_inspect("exited", 3, OOMKilled=True, Error="boom"))
+    state = container_state(_entry("exited", "Exited (3) 1 second ago"), facts)
+    assert state is not None
+    assert (state.exit_code, state.oom_killed, state.error) == (3, True, "boom")
+    assert state.started_at == pytest.approx(1714557600.123456)
+    assert state.finished_at == 1714557605.0
+
+
+def test_an_inspect_newer_than_the_list_wins() -> None:
+    # The engine emits `die` before its list stops saying "running".
+    facts = facts_from_inspect(_inspect("exited", 1))
+    state = container_state(_entry("running", Ports=[{"PrivatePort": 80, "PublicPort": 3}]), facts)
+    assert state is not None
+    assert (state.status, state.exit_code, state.ports) == ("exited", 1, {})
+
+
+def test_a_running_inspect_has_no_exit_code() -> None:
+    facts = facts_from_inspect(_inspect("running", 0, Health={"Status": "healthy"}))
+    assert (facts.exit_code, facts.finished_at, facts.health) == (None, None, "healthy")
+
+
+def test_containers_without_our_labels_are_skipped() -> None:
+    assert container_state(_entry(Labels={"other": "x"}), None) is None
+
+
+def test_cache_holds_facts_while_the_state_stays() -> None:
+    cache = FactsCache()
+    exited, created = _entry("exited"), _entry("created")
+    assert cache.needs_inspect(exited)
+    assert not cache.needs_inspect(created)  # nothing has run: nothing to inspect
+    cache.store(exited["Id"], facts_from_inspect(_inspect("exited", 2)))
+    assert not cache.needs_inspect(exited)
+    assert cache.needs_inspect(_entry("running"))  # started again: stale
+    cache.forget(exited["Id"])
+    assert cache.needs_inspect(exited)
+    cache.store(exited["Id"], facts_from_inspect(_inspect("exited", 2)))
+    cache.keep_only(set())
+    assert cache.needs_inspect(exited)
