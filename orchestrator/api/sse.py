@@ -3,7 +3,7 @@
 `id:` is the message's gapless `seq`. A client resumes with `Last-Event-ID` (what browsers send
 on reconnect) or `?since=N`: everything retained with seq > N is replayed, then live messages
 follow. If the stream was trimmed past N, an `event: gap` tells the client what it missed.
-Stream entries carry the JSON message in their `data` field (the publisher's format).
+Stream entries are the publisher's: id `<seq>-0`, the JSON message in field `event`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from orchestrator.api import bodies
 from orchestrator.api.errors import RequestError, error_response
 from orchestrator.api.state import REDIS, SETTINGS, STOPPING
-from orchestrator.labels import events_stream
+from orchestrator.labels import STREAM_FIELD_EVENT, events_stream, stream_entry_id
 
 log = structlog.stdlib.get_logger()
 
@@ -35,7 +35,7 @@ def _decode(value: Any) -> str:
 
 def parse_entry(entry_id: Any, fields: dict[Any, Any]) -> Entry | None:
     """(stream id, message) or None for an entry that is not a JSON message with a seq."""
-    data = {_decode(k): v for k, v in fields.items()}.get("data")
+    data = {_decode(k): v for k, v in fields.items()}.get(STREAM_FIELD_EVENT)
     try:
         message = json.loads(_decode(data)) if data is not None else None
     except ValueError:
@@ -45,46 +45,26 @@ def parse_entry(entry_id: Any, fields: dict[Any, Any]) -> Entry | None:
     return _decode(entry_id), message
 
 
-async def replay(redis: Any, stream: str, since: int) -> tuple[str, list[Entry]]:
-    """Retained messages with seq > since (oldest first) and the stream id to follow from.
-
-    Reads backwards page by page and stops at the first seq <= since: a recent resume costs
-    one page, whatever the stream's length.
-    """
-    newer: list[Entry] = []
-    upper = "+"
-    last_id = "0-0"
-    while True:
-        page = await redis.xrevrange(stream, max=upper, min="-", count=PAGE)
-        if last_id == "0-0" and page:
-            last_id = _decode(page[0][0])
-        done = len(page) < PAGE
-        for entry_id, fields in page:
-            parsed = parse_entry(entry_id, fields)
-            if parsed is None:
-                continue
-            if parsed[1]["seq"] <= since:
-                done = True
-                break
-            newer.append(parsed)
-        if done:
-            break
-        upper = "(" + _decode(page[-1][0])
-    newer.reverse()
-    return last_id, newer
-
-
-async def follow(redis: Any, stream: str, last_id: str) -> AsyncIterator[Entry | None]:
-    """Live messages after `last_id`; None every KEEPALIVE_MS without one."""
+async def entries(redis: Any, stream: str, since: int | None) -> AsyncIterator[Entry | None]:
+    """Retained messages with seq > since (entry ids are `<seq>-0`), then live ones; None
+    every KEEPALIVE_MS without a message. since=None: live messages only."""
+    if since is None:
+        latest = await redis.xrevrange(stream, max="+", min="-", count=1)
+        last_id = _decode(latest[0][0]) if latest else "0-0"
+    else:
+        last_id = stream_entry_id(since)
+        while page := await redis.xrange(stream, min="(" + last_id, max="+", count=PAGE):
+            for entry_id, fields in page:
+                last_id = _decode(entry_id)
+                if (parsed := parse_entry(entry_id, fields)) is not None:
+                    yield parsed
     while True:
         answer = await redis.xread({stream: last_id}, block=KEEPALIVE_MS, count=PAGE)
         if not answer:
             yield None
-            continue
-        for entry_id, fields in answer[0][1]:
+        for entry_id, fields in answer[0][1] if answer else ():
             last_id = _decode(entry_id)
-            parsed = parse_entry(entry_id, fields)
-            if parsed is not None:
+            if (parsed := parse_entry(entry_id, fields)) is not None:
                 yield parsed
 
 
@@ -111,10 +91,8 @@ async def events(request: web.Request) -> web.StreamResponse:
     redis = request.app[REDIS]
     if redis is None:
         return error_response(503, "events_unavailable", "the daemon has no Redis connection")
-    stream = events_stream(request.app[SETTINGS].prefix)
     try:
-        last_id, backlog = await replay(redis, stream, since) if since is not None else (
-            await _latest_id(redis, stream), [])
+        await redis.ping()
     except (OSError, RedisError) as exc:
         return error_response(503, "events_unavailable", f"Redis is not reachable: {exc}")
     response = web.StreamResponse(headers={
@@ -122,36 +100,30 @@ async def events(request: web.Request) -> web.StreamResponse:
         "X-Accel-Buffering": "no",
     })
     await response.prepare(request)
-    await _stream(request, response, redis, stream, last_id, backlog, since, stack)
+    stream = events_stream(request.app[SETTINGS].prefix)
+    await _stream(request, response, entries(redis, stream, since), since, stack)
     return response
 
 
-async def _latest_id(redis: Any, stream: str) -> str:
-    page = await redis.xrevrange(stream, max="+", min="-", count=1)
-    return _decode(page[0][0]) if page else "0-0"
-
-
-async def _stream(request: web.Request, response: web.StreamResponse, redis: Any, stream: str,
-                  last_id: str, backlog: list[Entry], since: int | None, stack: str | None) -> None:
-    if since is not None and backlog and backlog[0][1]["seq"] > since + 1:
-        gap = {"from": since + 1, "to": backlog[0][1]["seq"] - 1}
-        await response.write(f"event: gap\ndata: {json.dumps(gap)}\n\n".encode())
+async def _stream(request: web.Request, response: web.StreamResponse,
+                  source: AsyncIterator[Entry | None], since: int | None, stack: str | None) -> None:
     stopping = request.app[STOPPING]
+    expected = None if since is None else since + 1
     try:
-        for _, message in backlog:
-            await _send(response, message, stack)
-        async for entry in follow(redis, stream, last_id):
+        async for entry in source:
             if stopping.is_set():
                 break
             if entry is None:
                 await response.write(b": keepalive\n\n")
-            else:
-                await _send(response, entry[1], stack)
+                continue
+            message = entry[1]
+            if expected is not None and message["seq"] > expected:
+                # Trimmed from the capped stream (or never kept): say what the client missed.
+                gap = {"from": expected, "to": message["seq"] - 1}
+                await response.write(f"event: gap\ndata: {json.dumps(gap)}\n\n".encode())
+            expected = None
+            if stack is None or message.get("stack") == stack:
+                await response.write(format_event(message))
     except (OSError, RedisError) as exc:
         # Headers are sent: end the stream; the client resumes with Last-Event-ID.
         log.warning("event_stream_ended", error=str(exc))
-
-
-async def _send(response: web.StreamResponse, message: dict[str, Any], stack: str | None) -> None:
-    if stack is None or message.get("stack") == stack:
-        await response.write(format_event(message))
