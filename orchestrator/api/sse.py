@@ -9,6 +9,7 @@ Stream entries are the publisher's: id `<seq>-0`, the JSON message in field `eve
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,7 +25,8 @@ from orchestrator.labels import STREAM_FIELD_EVENT, events_stream, stream_entry_
 log = structlog.stdlib.get_logger()
 
 PAGE = 500
-KEEPALIVE_MS = 15_000
+POLL_MS = 1000
+KEEPALIVE_S = 15.0
 
 Entry = tuple[str, dict[str, Any]]
 
@@ -47,7 +49,7 @@ def parse_entry(entry_id: Any, fields: dict[Any, Any]) -> Entry | None:
 
 async def entries(redis: Any, stream: str, since: int | None) -> AsyncIterator[Entry | None]:
     """Retained messages with seq > since (entry ids are `<seq>-0`), then live ones; None
-    every KEEPALIVE_MS without a message. since=None: live messages only."""
+    after each quiet poll. since=None: live messages only."""
     if since is None:
         latest = await redis.xrevrange(stream, max="+", min="-", count=1)
         last_id = _decode(latest[0][0]) if latest else "0-0"
@@ -58,14 +60,25 @@ async def entries(redis: Any, stream: str, since: int | None) -> AsyncIterator[E
                 last_id = _decode(entry_id)
                 if (parsed := parse_entry(entry_id, fields)) is not None:
                     yield parsed
+    block_ms = _block_ms(redis)
     while True:
-        answer = await redis.xread({stream: last_id}, block=KEEPALIVE_MS, count=PAGE)
+        answer = await redis.xread({stream: last_id}, block=block_ms, count=PAGE)
         if not answer:
             yield None
         for entry_id, fields in answer[0][1] if answer else ():
             last_id = _decode(entry_id)
             if (parsed := parse_entry(entry_id, fields)) is not None:
                 yield parsed
+
+
+def _block_ms(redis: Any) -> int:
+    """How long one XREAD may block: short, so shutdown ends a quiet stream promptly, and
+    under the client's socket timeout, which would otherwise end the read as a timeout."""
+    kwargs = redis.connection_pool.connection_kwargs
+    timeout = kwargs.get("socket_timeout") or kwargs.get("orig_socket_timeout")
+    if not timeout:
+        return POLL_MS
+    return max(50, min(POLL_MS, int(timeout * 1000 * 0.8)))
 
 
 def format_event(message: dict[str, Any]) -> bytes:
@@ -109,13 +122,19 @@ async def _stream(request: web.Request, response: web.StreamResponse,
                   source: AsyncIterator[Entry | None], since: int | None, stack: str | None) -> None:
     stopping = request.app[STOPPING]
     expected = None if since is None else since + 1
+    written = time.monotonic()
     try:
         async for entry in source:
             if stopping.is_set():
                 break
             if entry is None:
-                await response.write(b": keepalive\n\n")
+                # A comment now and then keeps proxies from closing the stream and lets us
+                # notice a client that went away.
+                if time.monotonic() - written >= KEEPALIVE_S:
+                    await response.write(b": keepalive\n\n")
+                    written = time.monotonic()
                 continue
+            written = time.monotonic()
             message = entry[1]
             if expected is not None and message["seq"] > expected:
                 # Trimmed from the capped stream (or never kept): say what the client missed.

@@ -15,7 +15,7 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
 from orchestrator import events
-from orchestrator.api import make_app
+from orchestrator.api import make_app, sse
 from orchestrator.labels import events_stream
 from orchestrator.publisher import Publisher
 from orchestrator.seq_store import SeqStore
@@ -66,6 +66,24 @@ async def read_events(response: ClientResponse, count: int) -> list[tuple[str | 
     return found
 
 
+async def test_a_quiet_stream_outlives_the_redis_socket_timeout(
+        redis_client: aioredis.Redis, prefix: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sse, "KEEPALIVE_S", 1.0)  # past two socket timeouts
+    quick = aioredis.Redis.from_url(REDIS_URL, socket_timeout=0.5)
+    app = make_app(FakeControl(), Settings(prefix=prefix), quick, loader=fake_load)
+    try:
+        async with TestClient(TestServer(app)) as client, client.get("/v1/events") as response:
+            keepalive = await asyncio.wait_for(response.content.readline(), 5)
+            assert keepalive == b": keepalive\n"
+            await publish(prefix, tmp_path, events.stack_deployed("late"))
+            [(event_id, _, _)] = await read_events(response, 1)
+            assert event_id == "1"
+            response.close()
+    finally:
+        await quick.aclose()
+
+
 async def test_resume_replays_then_follows_live(client: TestClient, prefix: str, tmp_path: Path) -> None:
     await publish(prefix, tmp_path, *(events.stack_deployed(f"s{i}") for i in range(1, 5)))
     async with client.get("/v1/events?since=2") as response:
@@ -75,6 +93,7 @@ async def test_resume_replays_then_follows_live(client: TestClient, prefix: str,
             ("3", "stack.deployed", "s3"), ("4", "stack.deployed", "s4")]
         await publish(prefix, tmp_path, events.stack_removed("s1"))
         [(event_id, kind, data)] = await read_events(response, 1)
+        response.close()
     assert (event_id, kind, data["seq"]) == ("5", "stack.removed", 5)
 
 
@@ -84,6 +103,7 @@ async def test_last_event_id_header_and_stack_filter(client: TestClient, prefix:
                   events.stack_removed("a"))
     async with client.get("/v1/events?stack=a&since=0", headers={"Last-Event-ID": "1"}) as response:
         [(event_id, kind, _)] = await read_events(response, 1)
+        response.close()
     assert (event_id, kind) == ("3", "stack.removed")
 
 
@@ -93,6 +113,7 @@ async def test_trimmed_history_is_reported_as_a_gap(client: TestClient, prefix: 
     await redis_client.xtrim(events_stream(prefix), minid="3-0", approximate=False)
     async with client.get("/v1/events?since=0") as response:
         found = await read_events(response, 3)
+        response.close()
     assert found[0] == (None, "gap", {"from": 1, "to": 2})
     assert [i for i, _, _ in found[1:]] == ["3", "4"]
 
@@ -104,4 +125,5 @@ async def test_without_since_only_new_events_arrive(client: TestClient, prefix: 
         await asyncio.sleep(0.2)  # let the handler note the stream's tail before we publish
         await publish(prefix, tmp_path, events.stack_deployed("new"))
         [(event_id, _, data)] = await read_events(response, 1)
+        response.close()
     assert (event_id, data["stack"]) == ("2", "new")
