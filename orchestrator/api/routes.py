@@ -18,6 +18,7 @@ from orchestrator.api.errors import RequestError, error_body
 from orchestrator.api.state import CONTROL, LOADER
 from orchestrator.control import DeployOutcome, LogLine
 from orchestrator.errors import OrchestratorError, UnknownService, UnknownStack
+from orchestrator.tables import log_line_text
 
 T = TypeVar("T")
 log = structlog.stdlib.get_logger()
@@ -136,10 +137,8 @@ def _stream_error(message: str, fmt: str) -> str:
 
 
 def _log_line(line: LogLine, stack: str, service: str, fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps(dataclasses.asdict(line)) + "\n"
-    text = line.text if line.text.endswith("\n") else line.text + "\n"
-    return f"{stack}_{service}.{line.slot}.{line.task_id} | {text}"
+    plain = dataclasses.asdict(line)
+    return json.dumps(plain) + "\n" if fmt == "json" else log_line_text(stack, service, plain)
 
 
 async def health(request: web.Request) -> web.Response:
