@@ -45,7 +45,7 @@ class FakeStackFileError(UserError):
         self.problems = problems
 
 
-_SERVICE_KEYS = {"image", "deploy"}
+_SERVICE_KEYS = {"image", "deploy", "command"}
 _VAR = re.compile(r"\$\{(\w+)\}")
 
 

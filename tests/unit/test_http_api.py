@@ -289,3 +289,15 @@ async def test_openapi_documents_exactly_the_routes(client: TestClient) -> None:
     documented = {(method, path) for path, ops in document["paths"].items() for method in ops}
     assert documented == _routes(client.app)
     assert document["openapi"] == "3.1.0"
+
+
+async def test_the_real_stack_file_loader_reports_path_and_line(control: FakeControl) -> None:
+    pytest.importorskip("orchestrator.stackfile")  # the stackfile branch, once merged
+    app = make_app(control, Settings())  # the default loader: stackfile.load_stack_text
+    text = "services:\n  web:\n    image: busybox\n    deploy:\n      replicas: lots\n"
+    async with TestClient(TestServer(app)) as client:
+        response = await client.put("/v1/stacks/shop", data=text, headers=YAML)
+        error = await error_of(response, 400)
+    assert error["code"] == "invalid_stack_file"
+    assert (error["problems"][0]["path"], error["problems"][0]["line"]) == (
+        "services.web.deploy.replicas", 5)
