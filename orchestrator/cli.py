@@ -70,6 +70,22 @@ def _add_client_commands(sub: Any) -> None:
     rollback.add_argument("service")
 
 
+def _cmd_config(args: argparse.Namespace) -> int:
+    from orchestrator.stackfile import StackFileError, dump, load_stack, stack_to_data
+
+    try:
+        stack = load_stack(args.compose_file, name=args.stack)
+    except StackFileError as exc:
+        print(f"error: {len(exc.problems)} problem(s) in the stack file:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    for warning in stack.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    sys.stdout.write(dump(stack_to_data(stack), args.format))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orchestrator",
@@ -80,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=_cmd_version)
     _add_client_commands(sub)
+
+    config = sub.add_parser("config", help="print the normalized stack of one or more stack files")
+    config.add_argument("-c", "--compose-file", action="append", required=True, metavar="FILE",
+                        help="stack file; repeat to merge several in order")
+    config.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    config.add_argument("stack", nargs="?", help="stack name (default: top-level name, else the directory)")
+    config.set_defaults(func=_cmd_config)
     return parser
 
 
@@ -91,10 +114,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _report(exc: OrchestratorError) -> None:
-    print(f"error: {exc}", file=sys.stderr)
-    for problem in getattr(exc, "problems", None) or ():
+    problems = getattr(exc, "problems", None)
+    if not problems:
+        print(f"error: {exc}", file=sys.stderr)
+        return
+    # The daemon's stack-file problems, printed as `orchestrator config` prints them.
+    print(f"error: {len(problems)} problem(s) in the stack file:", file=sys.stderr)
+    for problem in problems:
         where = ":".join(str(p) for p in (problem.get("file"), problem.get("line")) if p)
-        print(f"  {where}: {problem.get('path') or ''}: {problem.get('message')}", file=sys.stderr)
+        path = f" {problem['path']}:" if problem.get("path") else ""
+        print(f"  {where}:{path} {problem.get('message')}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

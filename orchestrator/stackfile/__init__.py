@@ -1,0 +1,146 @@
+"""Stack files (compose file format 3.x / the compose-spec) -> the frozen StackSpec.
+
+The pipeline, one module each: read YAML with positions (yamlread) -> interpolate each file
+(interpolate) -> merge the files in order (merge) -> read every key into the model (toplevel,
+service, deploy, mounts, with reader's typed getters) -> cross-checks (validate). Every problem
+of every file is collected before StackFileError is raised. Loading is pure: the only I/O is
+reading the given files, `.env` beside the first file, env_files, and checking that secret and
+config files exist. docs/stackfile.md says which keys warn, which fail, and which defaults apply.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from orchestrator.model import NetworkAttachment, NetworkSpec, ServiceSpec, StackSpec
+from orchestrator.stackfile.interpolate import interpolate_tree, parse_env_file
+from orchestrator.stackfile.merge import drop_reset, merge
+from orchestrator.stackfile.problems import Problem, Problems, StackFileError
+from orchestrator.stackfile.reader import Context, Section
+from orchestrator.stackfile.render import dump, stack_to_data
+from orchestrator.stackfile.service import read_service
+from orchestrator.stackfile.toplevel import normalise_name, read_file_objects, read_networks, read_volumes
+from orchestrator.stackfile.validate import check_stack
+from orchestrator.stackfile.yamlread import YMap, read_yaml
+
+__all__ = ["Problem", "StackFileError", "dump", "load_stack", "load_stack_text", "stack_to_data"]
+
+_TOP_KEYS = ("version", "name", "services", "networks", "volumes", "secrets", "configs")
+_TOP_FORBIDDEN = {"include": "include is not supported; pass every file with -c", "models": "models are not supported"}
+
+
+def load_stack(
+    paths: str | Path | Sequence[str | Path],
+    env: Mapping[str, str] | None = None,
+    name: str | None = None,
+) -> StackSpec:
+    """Load one stack file, or several merged in order (`-c base.yml -c override.yml`)."""
+    files = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+    if not files:
+        raise ValueError("load_stack needs at least one file")
+    texts, problems = [], Problems()
+    for file in files:
+        try:
+            texts.append((str(file), file.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.error((str(file), 0), "", f"cannot read the file: {getattr(exc, 'strerror', None) or exc}")
+    problems.raise_if_any()
+    return load_stack_text(texts, files[0].expanduser().resolve().parent, env, name)
+
+
+def load_stack_text(
+    texts: Sequence[tuple[str, str]],
+    base_dir: Path,
+    env: Mapping[str, str] | None = None,
+    name: str | None = None,
+) -> StackSpec:
+    """Load (filename, YAML text) pairs; relative paths and `.env` resolve against `base_dir`."""
+    problems = Problems()
+    base_dir = Path(base_dir)
+    environment = _environment(base_dir, os.environ if env is None else env, problems)
+    if not texts:
+        raise ValueError("load_stack_text needs at least one file")
+    trees = []
+    for file, text in texts:
+        tree = read_yaml(text, file, problems)
+        if tree is not None:  # a bad value is reported and kept raw, so later checks still run
+            trees.append(interpolate_tree(tree, environment, "", tree.where, problems))
+    if len(trees) < len(texts):
+        problems.raise_if_any()  # cannot merge what could not be parsed
+    merged = drop_reset(trees[0])
+    for tree in trees[1:]:
+        merged = merge(merged, tree, ())
+    stack = _assemble(merged, base_dir, environment, name, problems)
+    problems.raise_if_any()
+    return stack
+
+
+def _environment(base_dir: Path, env: Mapping[str, str], problems: Problems) -> dict[str, str]:
+    """`.env` beside the first file, under the given environment (which wins, as in compose)."""
+    dotenv = base_dir / ".env"
+    values: dict[str, str] = {}
+    if dotenv.is_file():
+        try:
+            parsed = parse_env_file(dotenv.read_text(encoding="utf-8"), str(dotenv), problems, env)
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.error((str(dotenv), 0), "", f"cannot read the file: {exc}")
+            parsed = {}
+        values = {k: v for k, v in parsed.items() if v is not None}
+    values.update(env)
+    return values
+
+
+def _assemble(tree: YMap, base_dir: Path, env: Mapping[str, str], name: str | None, problems: Problems) -> StackSpec:
+    stack_name = normalise_name(name or _str_or_empty(tree.get("name")) or base_dir.name)
+    if not stack_name:
+        problems.error(tree.where, "name", "the stack name is empty after normalisation (use [a-z0-9_-])")
+        stack_name = "stack"
+    ctx = Context(problems, base_dir, env, stack_name)
+    root = Section(tree, "", ctx)
+    for key, reason in _TOP_FORBIDDEN.items():
+        if key in tree:
+            root.error(key, reason)
+    root.check_keys((*_TOP_KEYS, *_TOP_FORBIDDEN))
+    services_section = root.section("services")
+    if services_section is None and "services" not in tree:
+        root.error(None, "a stack file needs services")
+    services: dict[str, ServiceSpec] = {}
+    for service_name in services_section.data if services_section else ():
+        if service_name.startswith("x-"):
+            continue
+        section = services_section.section(service_name)  # type: ignore[union-attr]
+        if section is not None:
+            services[service_name] = read_service(service_name, section)
+    networks = read_networks(root.section("networks"), ctx)
+    services = _join_default_network(services, networks, stack_name)
+    stack = StackSpec(
+        name=stack_name,
+        services=services,
+        networks=networks,
+        volumes=read_volumes(root.section("volumes"), ctx),
+        secrets=read_file_objects(root.section("secrets"), ctx),
+        configs=read_file_objects(root.section("configs"), ctx),
+        warnings=tuple(problems.warnings),
+    )
+    check_stack(stack, tree, problems)
+    return stack
+
+
+def _str_or_empty(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _join_default_network(
+    services: dict[str, ServiceSpec], networks: dict[str, NetworkSpec], stack: str
+) -> dict[str, ServiceSpec]:
+    """A service that names no network joins `default` (`<stack>_default`), as in compose."""
+    result = {}
+    for name, service in services.items():
+        if not service.networks:
+            service = replace(service, networks=(NetworkAttachment(network="default"),))
+            networks.setdefault("default", NetworkSpec(name="default", engine_name=f"{stack}_default"))
+        result[name] = service
+    return result

@@ -1,0 +1,138 @@
+"""A service's `deploy:` section, and the `restart:` fallback when it has no restart_policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from orchestrator.model import DeployMode, Resources, RestartPolicy, UpdateConfig
+from orchestrator.stackfile.reader import Section
+
+_DEPLOY_KEYS = ("mode", "replicas", "labels", "resources", "restart_policy", "update_config", "rollback_config", "endpoint_mode")
+_DEPLOY_IGNORED = {
+    "placement": "placement has no meaning on one engine; ignored",
+}
+_UPDATE_KEYS = ("parallelism", "delay", "failure_action", "monitor", "max_failure_ratio", "order")
+
+
+@dataclass(frozen=True, slots=True)
+class Deploy:
+    mode: DeployMode = "replicated"
+    replicas: int | None = None  # None: not given (1, or `scale:`)
+    labels: dict[str, str] = field(default_factory=dict)
+    resources: Resources = field(default_factory=Resources)
+    restart_policy: RestartPolicy | None = None  # None: not given, `restart:` decides
+    update_config: UpdateConfig = field(default_factory=UpdateConfig)
+    rollback_config: UpdateConfig = field(default_factory=UpdateConfig)
+    endpoint_mode: str = "vip"
+
+
+def read_deploy(section: Section | None) -> Deploy:
+    if section is None:
+        return Deploy()
+    section.check_keys(_DEPLOY_KEYS, _DEPLOY_IGNORED)
+    mode = section.choice("mode", ("replicated", "global", "replicated-job", "global-job"), "replicated")
+    if mode.endswith("-job"):
+        section.error("mode", f"mode {mode!r} (run-to-completion jobs) is not supported")
+        mode = "replicated"
+    replicas = section.int("replicas", None)
+    if replicas is not None and mode == "global":
+        section.error("replicas", "replicas can only be used with mode: replicated")
+    endpoint_mode = section.choice("endpoint_mode", ("vip", "dnsrr"), "vip")
+    if "endpoint_mode" in section and endpoint_mode == "vip":
+        section.warn("endpoint_mode", "no virtual IP on one engine: replicas share the service's DNS name (round robin), as with dnsrr")
+    labels = section.mapping("labels", allow_none=False)
+    return Deploy(
+        mode=mode,
+        replicas=replicas,
+        labels={k: v or "" for k, v in labels.items()},
+        resources=_resources(section.section("resources")),
+        restart_policy=_restart_policy(section.section("restart_policy")),
+        update_config=_update_config(section.section("update_config"), rollback=False),
+        rollback_config=_update_config(section.section("rollback_config"), rollback=True),
+        endpoint_mode=endpoint_mode,
+    )
+
+
+def _resources(section: Section | None) -> Resources:
+    if section is None:
+        return Resources()
+    section.check_keys(("limits", "reservations"))
+    limits, reservations = section.section("limits"), section.section("reservations")
+    cpus_limit = memory_limit = pids_limit = cpus_reservation = memory_reservation = None
+    if limits is not None:
+        limits.check_keys(("cpus", "memory", "pids"))
+        cpus_limit = limits.cpus("cpus")
+        memory_limit = limits.bytes("memory")
+        pids_limit = limits.int("pids", None, minimum=-1)
+    if reservations is not None:
+        reservations.check_keys(
+            ("cpus", "memory"),
+            {
+                "generic_resources": "generic resources are a Swarm scheduling option; ignored",
+                "devices": "device reservations are not supported; ignored",
+            },
+        )
+        cpus_reservation = reservations.cpus("cpus")
+        if cpus_reservation is not None:
+            reservations.warn("cpus", "a CPU reservation only guides Swarm's scheduler; it has no effect on one engine")
+        memory_reservation = reservations.bytes("memory")
+    return Resources(cpus_limit, memory_limit, pids_limit, cpus_reservation, memory_reservation)
+
+
+def _restart_policy(section: Section | None) -> RestartPolicy | None:
+    if section is None:
+        return None
+    section.check_keys(("condition", "delay", "max_attempts", "window"))
+    defaults = RestartPolicy()
+    return RestartPolicy(
+        condition=section.choice("condition", ("none", "on-failure", "any"), defaults.condition),
+        delay=section.duration("delay", defaults.delay),
+        max_attempts=section.int("max_attempts", defaults.max_attempts),
+        window=section.duration("window", defaults.window),
+    )
+
+
+def _update_config(section: Section | None, rollback: bool) -> UpdateConfig:
+    defaults = UpdateConfig()
+    if section is None:
+        return defaults
+    section.check_keys(_UPDATE_KEYS)
+    actions = ("pause", "continue") if rollback else ("pause", "continue", "rollback")
+    ratio = section.float("max_failure_ratio", defaults.max_failure_ratio)
+    if not 0.0 <= ratio <= 1.0:
+        section.error("max_failure_ratio", f"must be between 0 and 1, not {ratio}")
+    return UpdateConfig(
+        parallelism=section.int("parallelism", defaults.parallelism),
+        delay=section.duration("delay", defaults.delay),
+        failure_action=section.choice("failure_action", actions, defaults.failure_action),
+        monitor=section.duration("monitor", defaults.monitor),
+        max_failure_ratio=ratio,
+        order=section.choice("order", ("stop-first", "start-first"), defaults.order),
+    )
+
+
+def restart_fallback(section: Section) -> RestartPolicy | None:
+    """`restart:` mapped as docker/cli's convertRestartPolicy does when deploy.restart_policy is
+    absent: "no"/"" -> the default policy; always/unless-stopped -> any; on-failure[:N] ->
+    on-failure with max_attempts N. None when `restart:` is not given."""
+    if "restart" not in section:
+        return None
+    text = section.str("restart", "")
+    name, _colon, count = text.partition(":")
+    if name in ("", "no") and not count:
+        section.warn(
+            "restart",
+            f"restart: {text!r} does not stop restarts in a stack: docker stack deploy (and this "
+            "daemon) then use the default restart policy (condition any); set "
+            "deploy.restart_policy.condition: none for that",
+        )
+        return RestartPolicy()
+    if name in ("always", "unless-stopped") and not count:
+        return RestartPolicy(condition="any")
+    if name == "on-failure":
+        if count and not count.isdigit():
+            section.error("restart", f"invalid restart policy {text!r}: the retry count must be a number")
+            return None
+        return RestartPolicy(condition="on-failure", max_attempts=int(count) if count else 0)
+    section.error("restart", f"unknown restart policy {text!r} (no, always, on-failure[:N], unless-stopped)")
+    return None

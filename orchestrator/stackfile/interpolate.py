@@ -1,0 +1,179 @@
+"""`${VAR}` interpolation as compose does it, and `.env` / env_file parsing.
+
+Syntax (compose-spec 12-interpolation.md, compose-go template.go): `$VAR`, `${VAR}`,
+`${VAR:-default}`, `${VAR-default}`, `${VAR:?error}`, `${VAR?error}`, `${VAR:+alt}`, `${VAR+alt}`,
+nesting inside defaults (`${A:-${B:-x}}`), `$$` for a literal `$`. Values only, never keys.
+An unset variable without a default becomes "" with a warning, as compose does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from orchestrator.stackfile.problems import Problems, Where
+from orchestrator.stackfile.yamlread import YMap, YSeq
+
+_NAME = re.compile(r"[_a-zA-Z][_a-zA-Z0-9]*")
+_OPERATORS = (":?", "?", ":-", "-", ":+", "+")  # compose-go's matching order
+
+
+class InterpolationError(Exception):
+    pass
+
+
+def interpolate_tree(data: Any, env: Mapping[str, str], path: str, where: Where, problems: Problems) -> Any:
+    """A copy of `data` with every string value interpolated; problems name path and line."""
+    if isinstance(data, YMap):
+        out = YMap(data.where)
+        for key, value in data.items():
+            key_where = data.key_where[key]
+            out.put(key, interpolate_tree(value, env, _join(path, key), key_where, problems), key_where, data.tags.get(key))
+        return out
+    if isinstance(data, YSeq):
+        seq = YSeq(data.where)
+        for index, (value, item_where) in enumerate(zip(data, data.item_where, strict=True)):
+            seq.add(interpolate_tree(value, env, f"{path}[{index}]", item_where, problems), item_where)
+        return seq
+    if isinstance(data, str) and "$" in data:
+        try:
+            return substitute(data, env, lambda name: problems.warn(path, f"variable {name} is not set, using an empty string"))
+        except InterpolationError as exc:
+            problems.error(where, path, str(exc))
+            return data
+    return data
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def substitute(text: str, env: Mapping[str, str], on_missing: Callable[[str], None] | None = None) -> str:
+    """Interpolate one string. Raises InterpolationError for `${VAR:?err}` and bad syntax."""
+    return _Expander(text, env, on_missing).expand(0, closing=False, dry=False)[0]
+
+
+class _Expander:
+    """A small recursive-descent reader of one string; `dry` parses an unused default without
+    evaluating it (compose evaluates `${A:-${B:?e}}` lazily: no error when A is set)."""
+
+    def __init__(self, text: str, env: Mapping[str, str], on_missing: Callable[[str], None] | None) -> None:
+        self.text, self.env, self.on_missing = text, env, on_missing
+
+    def fail(self, why: str) -> InterpolationError:
+        return InterpolationError(f"invalid interpolation format in {self.text!r}: {why}")
+
+    def expand(self, pos: int, closing: bool, dry: bool) -> tuple[str, int]:
+        """Expand from `pos` up to the end, or up to the `}` closing a `${...}` when `closing`."""
+        text, out = self.text, []
+        while pos < len(text):
+            char = text[pos]
+            if closing and char == "}":
+                return "".join(out), pos + 1
+            if char != "$":
+                out.append(char)
+                pos += 1
+                continue
+            nxt = text[pos + 1 : pos + 2]
+            if nxt == "$":
+                out.append("$")
+                pos += 2
+            elif nxt == "{":
+                value, pos = self.braced(pos + 2, dry)
+                out.append(value)
+            else:
+                match = _NAME.match(text, pos + 1)
+                if match is None:
+                    raise self.fail("a lone '$' (write '$$' for a literal '$')")
+                out.append(self.lookup(match.group(), dry))
+                pos = match.end()
+        if closing:
+            raise self.fail("missing '}'")
+        return "".join(out), pos
+
+    def braced(self, pos: int, dry: bool) -> tuple[str, int]:
+        match = _NAME.match(self.text, pos)
+        if match is None:
+            raise self.fail("bad variable name")
+        name, pos = match.group(), match.end()
+        if self.text[pos : pos + 1] == "}":
+            return self.lookup(name, dry), pos + 1
+        operator = next((op for op in _OPERATORS if self.text.startswith(op, pos)), None)
+        if operator is None:
+            raise self.fail(f"unexpected {self.text[pos:pos + 1]!r} after {name}")
+        value = self.env.get(name)
+        present = value is not None and (value != "" or not operator.startswith(":"))
+        use_arg = present if operator in (":+", "+") else not present
+        arg, end = self.expand(pos + len(operator), closing=True, dry=dry or not use_arg)
+        if dry:
+            return "", end
+        if operator in (":?", "?"):
+            if not present:
+                raise InterpolationError(f"required variable {name} is missing a value" + (f": {arg}" if arg else ""))
+            return str(value), end
+        if operator in (":+", "+"):
+            return (arg if present else ""), end
+        return (str(value) if present else arg), end
+
+    def lookup(self, name: str, dry: bool) -> str:
+        value = self.env.get(name)
+        if value is None:
+            if self.on_missing is not None and not dry:
+                self.on_missing(name)
+            return ""
+        return value
+
+
+# --------------------------------------------------------------------------- .env files
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"'}
+
+
+def parse_env_file(text: str, file: str, problems: Problems, env: Mapping[str, str]) -> dict[str, str | None]:
+    """`VAR=VAL` lines (compose's env_file format). A bare `VAR` has no value (None)."""
+    result: dict[str, str | None] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].lstrip()
+        name, sep, value = line.partition("=")
+        name = name.strip()
+        if not _NAME.fullmatch(name):
+            problems.error((file, number), "", f"invalid variable name {name!r} in env file")
+            continue
+        if not sep:
+            result[name] = None
+            continue
+        try:
+            result[name] = _env_value(value.strip(), {**env, **{k: v for k, v in result.items() if v is not None}})
+        except InterpolationError as exc:
+            problems.error((file, number), name, str(exc))
+    return result
+
+
+def _env_value(value: str, env: Mapping[str, str]) -> str:
+    if value[:1] == "'":
+        end = value.find("'", 1)
+        if end < 0:
+            raise InterpolationError("unterminated single quote")
+        return value[1:end]
+    if value[:1] == '"':
+        out: list[str] = []
+        pos = 1
+        while pos < len(value) and value[pos] != '"':
+            if value[pos] == "\\" and pos + 1 < len(value):
+                out.append(_ESCAPES.get(value[pos + 1], "\\" + value[pos + 1]))
+                pos += 2
+            else:
+                out.append(value[pos])
+                pos += 1
+        if pos >= len(value):
+            raise InterpolationError("unterminated double quote")
+        return substitute("".join(out), env)
+    comment = value.find(" #")
+    if comment >= 0:
+        value = value[:comment].rstrip()
+    return substitute(value, env)

@@ -1,0 +1,95 @@
+"""How a service is reached and what it reaches: ports (short and long syntax), network
+attachments (list or map with aliases and addresses), extra_hosts."""
+
+from __future__ import annotations
+
+from orchestrator.model import NetworkAttachment, PortSpec
+from orchestrator.stackfile.reader import Section, sub_section, to_str
+from orchestrator.stackfile.shortsyntax import parse_port, parse_port_range
+from orchestrator.stackfile.yamlread import YMap
+
+
+def read_ports(section: Section) -> tuple[PortSpec, ...]:
+    ports: list[PortSpec] = []
+    for item, path, where in section.seq("ports"):
+        if isinstance(item, YMap):
+            port = _long_port(Section(item, path, section.ctx, where))
+            ports.extend(port)
+            continue
+        try:
+            ports.extend(parse_port(item))
+        except ValueError as exc:
+            section.ctx.problems.error(where, path, str(exc))
+    return tuple(ports)
+
+
+def _long_port(entry: Section) -> list[PortSpec]:
+    entry.check_keys(
+        ("target", "published", "host_ip", "protocol", "mode"),
+        {"app_protocol": "app_protocol is informational; ignored", "name": "port names are informational; ignored"},
+    )
+    target = entry.int("target", None, minimum=1)
+    if target is None:
+        if "target" not in entry:
+            entry.error(None, "a port needs a target")
+        return []
+    published: int | None = None
+    if "published" in entry:
+        try:
+            start, end = parse_port_range(to_str(entry.raw("published")))
+        except ValueError as exc:
+            entry.error("published", str(exc))
+            return []
+        if start != end:
+            entry.error("published", "a published port range for one target port is not supported")
+        published = start
+    return [
+        PortSpec(
+            target=target,
+            published=published,
+            protocol=entry.choice("protocol", ("tcp", "udp", "sctp"), "tcp"),
+            mode=entry.choice("mode", ("ingress", "host"), "ingress"),
+            host_ip=entry.str("host_ip"),
+        )
+    ]
+
+
+def read_networks(section: Section) -> tuple[NetworkAttachment, ...]:
+    value = section.raw("networks")
+    if value is None:
+        return ()
+    if not isinstance(value, YMap):
+        return tuple(NetworkAttachment(network=name) for name in section.str_list("networks", allow_string=False))
+    attachments = []
+    for name, options in value.items():
+        path = f"{section.key_path('networks')}.{name}"
+        entry = None if options is None else sub_section(options, path, value.key_where[name], section.ctx)
+        if entry is None:
+            attachments.append(NetworkAttachment(network=name))
+            continue
+        entry.check_keys(
+            ("aliases", "ipv4_address", "ipv6_address"),
+            {key: "not supported; ignored" for key in ("link_local_ips", "mac_address", "driver_opts", "priority", "gw_priority", "interface_name")},
+        )
+        attachments.append(
+            NetworkAttachment(
+                network=name,
+                aliases=entry.str_list("aliases", allow_string=False),
+                ipv4_address=entry.str("ipv4_address"),
+                ipv6_address=entry.str("ipv6_address"),
+            )
+        )
+    return tuple(attachments)
+
+
+def read_extra_hosts(section: Section) -> tuple[str, ...]:
+    value = section.raw("extra_hosts")
+    if isinstance(value, YMap):
+        return tuple(f"{host}:{ip}" for host, ip in section.mapping("extra_hosts", allow_none=False).items())
+    hosts = []
+    for entry in section.str_list("extra_hosts", allow_string=False):
+        host, sep, address = entry.partition("=") if "=" in entry else entry.partition(":")
+        if not sep or not host or not address:
+            section.error("extra_hosts", f"{entry!r} must be 'host:ip' or 'host=ip'")
+        hosts.append(f"{host}:{address}")
+    return tuple(hosts)

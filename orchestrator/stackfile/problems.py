@@ -1,0 +1,58 @@
+"""What went wrong in a stack file, where: the problems a load collects before it raises."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from orchestrator.errors import UserError
+
+#: A place in a stack file: (file name, 1-based line or 0 when unknown).
+Where = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    file: str
+    path: str  # "services.web.deploy.replicas"; "" for the document itself
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        place = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{place}: {self.path}: {self.message}" if self.path else f"{place}: {self.message}"
+
+
+class StackFileError(UserError):
+    """A stack file cannot be loaded. Carries every problem found, the first one as attributes."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        if not problems:
+            raise ValueError("StackFileError needs at least one problem")
+        self.problems = problems
+        first = problems[0]
+        self.file, self.path, self.line, self.message = first.file, first.path, first.line, first.message
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclass(slots=True)
+class Problems:
+    """Collects errors and warnings while a stack is read, so a user sees all of them at once."""
+
+    errors: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def error(self, where: Where, path: str, message: str) -> None:
+        self.errors.append(Problem(where[0], path, where[1] or None, message))
+
+    def warn(self, path: str, message: str) -> None:
+        note = f"{path}: {message}" if path else message
+        if note not in self.warnings:
+            self.warnings.append(note)
+
+    def raise_if_any(self) -> None:
+        if self.errors:
+            raise StackFileError(sorted(self.errors, key=_order))
+
+
+def _order(problem: Problem) -> tuple[str, int, str]:
+    return (problem.file, problem.line or 0, problem.path)

@@ -1,0 +1,251 @@
+"""Typed reading of one mapping of a stack file: every getter checks the type, converts, and on a
+mistake records a problem that names the key path and line, then returns a default so that the
+rest of the file is still checked."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from orchestrator.stackfile import units
+from orchestrator.stackfile.problems import Problems, Where
+from orchestrator.stackfile.yamlread import YMap, YSeq, where_of
+
+T = TypeVar("T")
+_TRUE = {"true", "yes", "y", "on", "1"}
+_FALSE = {"false", "no", "n", "off", "0"}
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    problems: Problems
+    base_dir: Path
+    env: Mapping[str, str]
+    stack: str
+
+
+def type_name(value: Any) -> str:
+    if isinstance(value, YMap):
+        return "a mapping"
+    if isinstance(value, YSeq):
+        return "a list"
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string"}.get(type(value), type(value).__name__)
+
+
+class Section:
+    def __init__(self, data: YMap, path: str, ctx: Context, at: Where | None = None) -> None:
+        self.data = data
+        self.path = path
+        self.ctx = ctx
+        self.at = at or data.where  # where the mapping's own key is: problems with it point there
+
+    # ----------------------------------------------------------------- places and problems
+    def key_path(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def where(self, key: str | None = None) -> Where:
+        if key is not None and key in self.data.key_where:
+            return self.data.key_where[key]
+        return self.at
+
+    def error(self, key: str | None, message: str, where: Where | None = None) -> None:
+        path = self.key_path(key) if key is not None else self.path
+        self.ctx.problems.error(where or self.where(key), path, message)
+
+    def warn(self, key: str, message: str) -> None:
+        self.ctx.problems.warn(self.key_path(key), message)
+
+    def check_keys(self, allowed: Iterable[str], ignored: Mapping[str, str] | None = None) -> None:
+        """Unknown keys are errors; `ignored` keys are valid but have no effect here (warned)."""
+        allowed = set(allowed)
+        ignored = ignored or {}
+        for key in self.data:
+            if key.startswith("x-") or key in allowed:
+                continue
+            if key in ignored:
+                self.warn(key, ignored[key])
+            else:
+                self.error(key, f"unknown key {key!r}" + _suggest(key, allowed | set(ignored)))
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.data and self.data[key] is not None
+
+    def raw(self, key: str) -> Any:
+        return self.data.get(key)
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        return iter(self.data.items())
+
+    # ----------------------------------------------------------------- typed getters
+    def _convert(self, key: str, default: T, convert: Callable[[Any], T]) -> T:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        try:
+            return convert(value)
+        except ValueError as exc:
+            self.error(key, str(exc))
+            return default
+
+    def str(self, key: str, default: Any = None) -> Any:
+        return self._convert(key, default, to_str)
+
+    def int(self, key: str, default: Any = None, minimum: int | None = 0) -> Any:
+        return self._convert(key, default, lambda v: to_int(v, minimum))
+
+    def float(self, key: str, default: Any = None) -> Any:
+        return self._convert(key, default, to_float)
+
+    def bool(self, key: str, default: Any = None) -> Any:
+        return self._convert(key, default, to_bool)
+
+    def duration(self, key: str, default: Any = None) -> Any:
+        return self._convert(key, default, units.parse_duration)
+
+    def bytes(self, key: str, default: Any = None) -> Any:
+        return self._convert(key, default, units.parse_bytes)
+
+    def cpus(self, key: str, default: Any = None) -> Any:
+        return self._convert(key, default, units.parse_cpus)
+
+    def mode(self, key: str) -> Any:
+        return self._convert(key, None, units.parse_mode)
+
+    def choice(self, key: str, choices: Iterable[str], default: Any = None) -> Any:
+        options = tuple(choices)
+
+        def check(value: Any) -> str:
+            text = to_str(value)
+            if text not in options:
+                raise ValueError(f"{text!r} is not one of {', '.join(options)}")
+            return text
+
+        return self._convert(key, default, check)
+
+    def section(self, key: str) -> Section | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, YMap):
+            self.error(key, f"must be a mapping, not {type_name(value)}")
+            return None
+        return Section(value, self.key_path(key), self.ctx, self.where(key))
+
+    def seq(self, key: str, allow_string: bool = False) -> list[tuple[Any, str, Where]]:
+        """Items of a list as (value, path, where); a lone string counts as a one-item list."""
+        value = self.data.get(key)
+        if value is None:
+            return []
+        if allow_string and isinstance(value, str):
+            return [(value, self.key_path(key), self.where(key))]
+        if not isinstance(value, YSeq):
+            self.error(key, f"must be a list, not {type_name(value)}")
+            return []
+        path = self.key_path(key)
+        return [(item, f"{path}[{i}]", w) for i, (item, w) in enumerate(zip(value, value.item_where, strict=True))]
+
+    def str_list(self, key: str, allow_string: bool = True) -> tuple[str, ...]:
+        out = []
+        for item, path, where in self.seq(key, allow_string):
+            if isinstance(item, (YMap, YSeq)) or item is None:
+                self.ctx.problems.error(where, path, f"must be a string, not {type_name(item)}")
+            else:
+                out.append(to_str(item))
+        return tuple(out)
+
+    def mapping(self, key: str, separator: str = "=", allow_none: bool = True) -> dict[str, str | None]:
+        """A map, or a list of `name=value` strings (compose's two forms for labels, env, ...)."""
+        value = self.data.get(key)
+        out: dict[str, str | None] = {}
+        if value is None:
+            return out
+        if isinstance(value, YMap):
+            for name, item in value.items():
+                if isinstance(item, (YMap, YSeq)):
+                    self.ctx.problems.error(value.key_where[name], f"{self.key_path(key)}.{name}", f"must be a string, not {type_name(item)}")
+                elif item is None and not allow_none:
+                    self.ctx.problems.error(value.key_where[name], f"{self.key_path(key)}.{name}", "must have a value")
+                else:
+                    out[name] = None if item is None else to_str(item)
+            return out
+        for item, path, where in self.seq(key):
+            if not isinstance(item, str):
+                self.ctx.problems.error(where, path, f"must be a 'name{separator}value' string, not {type_name(item)}")
+                continue
+            name, sep, rest = item.partition(separator)
+            if not name.strip():
+                self.ctx.problems.error(where, path, f"{item!r} has no name")
+            elif not sep and not allow_none:
+                self.ctx.problems.error(where, path, f"{item!r} must be 'name{separator}value'")
+            else:
+                out[name.strip()] = rest if sep else None
+        return out
+
+    def path_value(self, key: str) -> str | None:
+        """A host path: `~` expanded, relative to the first file's directory."""
+        text = self.str(key)
+        return None if text is None else resolve_path(text, self.ctx.base_dir)
+
+
+def resolve_path(text: str, base_dir: Path) -> str:
+    path = Path(text).expanduser()
+    return str(path if path.is_absolute() else (base_dir / path).resolve(strict=False))
+
+
+def sub_section(value: Any, path: str, where: Where, ctx: Context, what: str = "a mapping") -> Section | None:
+    if not isinstance(value, YMap):
+        ctx.problems.error(where_of(value, where), path, f"must be {what}, not {type_name(value)}")
+        return None
+    return Section(value, path, ctx, where)
+
+
+def to_str(value: Any) -> str:
+    if isinstance(value, (YMap, YSeq)):
+        raise ValueError(f"must be a string, not {type_name(value)}")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def to_int(value: Any, minimum: int | None = 0) -> int:
+    if isinstance(value, bool) or isinstance(value, (YMap, YSeq)):
+        raise ValueError(f"must be an integer, not {type_name(value)}")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"must be an integer, not {value}")
+        value = int(value)
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise ValueError(f"must be an integer, not {value!r}") from None
+    if minimum is not None and value < minimum:
+        raise ValueError(f"must be at least {minimum}, not {value}")
+    return int(value)
+
+
+def to_float(value: Any) -> float:
+    if isinstance(value, bool) or isinstance(value, (YMap, YSeq)):
+        raise ValueError(f"must be a number, not {type_name(value)}")
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"must be a number, not {value!r}") from None
+
+
+def to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+        return value.lower() in _TRUE
+    raise ValueError(f"must be true or false, not {value!r}")
+
+
+def _suggest(key: str, known: set[str]) -> str:
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

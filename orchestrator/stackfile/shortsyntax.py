@@ -1,0 +1,142 @@
+"""The one-string forms of ports and volumes. Each parser raises ValueError for the user."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.model import PortSpec
+
+_PROTOCOLS = ("tcp", "udp", "sctp")
+_RANGE = re.compile(r"(\d+)(?:-(\d+))?")
+
+
+def parse_port_range(text: str) -> tuple[int, int]:
+    match = _RANGE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"invalid port {text!r}")
+    start = int(match.group(1))
+    end = int(match.group(2)) if match.group(2) else start
+    if not (0 < start <= end <= 65535):
+        raise ValueError(f"invalid port range {text!r} (ports are 1-65535, start <= end)")
+    return start, end
+
+
+def parse_port(spec: Any) -> list[PortSpec]:
+    """`[[IP:](HOST|RANGE):](PORT|RANGE)[/PROTOCOL]`; IPv6 hosts in brackets (`[::1]:80:80`)."""
+    if isinstance(spec, bool) or not isinstance(spec, (str, int)):
+        raise ValueError("a port must be a string like \"8080:80\" or a mapping")
+    text = str(spec).strip()
+    text, _slash, protocol = text.partition("/")
+    protocol = protocol or "tcp"
+    if protocol not in _PROTOCOLS:
+        raise ValueError(f"invalid protocol {protocol!r} in port {spec!r} (tcp, udp or sctp)")
+    host_ip, published, target = _split_port(text, spec)
+    target_start, target_end = parse_port_range(target)
+    if not published:
+        return [PortSpec(target=t, protocol=protocol, host_ip=host_ip) for t in range(target_start, target_end + 1)]  # type: ignore[arg-type]
+    pub_start, pub_end = parse_port_range(published)
+    count = target_end - target_start + 1
+    if pub_end - pub_start + 1 != count:
+        raise ValueError(
+            f"port {spec!r}: the published range and the target range must have the same size"
+            " (a host range for one container port is not supported)"
+        )
+    return [
+        PortSpec(target=target_start + i, published=pub_start + i, protocol=protocol, host_ip=host_ip)  # type: ignore[arg-type]
+        for i in range(count)
+    ]
+
+
+def _split_port(text: str, spec: Any) -> tuple[str | None, str, str]:
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0 or text[close + 1 : close + 2] != ":":
+            raise ValueError(f"invalid port {spec!r}: bad IPv6 address")
+        host_ip = text[1:close]
+        published, _colon, target = text[close + 2 :].rpartition(":")
+        if not target:
+            raise ValueError(f"invalid port {spec!r}")
+        return host_ip, published, target
+    parts = text.split(":")
+    if len(parts) == 1:
+        return None, "", parts[0]
+    if len(parts) == 2:
+        return None, parts[0], parts[1]
+    # IP:HOST:PORT, where an unbracketed IPv6 address holds colons itself.
+    return ":".join(parts[:-2]) or None, parts[-2], parts[-1]
+
+
+def port_merge_key(item: Any) -> Any:
+    """Ports are unique by (ip, target, published, protocol) when files are merged."""
+    if hasattr(item, "get"):
+        return (item.get("host_ip"), item.get("target"), str(item.get("published")), item.get("protocol", "tcp"))
+    ports = parse_port(item)
+    first = ports[0]
+    return (first.host_ip, first.target, str(first.published), first.protocol) if len(ports) == 1 else str(item)
+
+
+# --------------------------------------------------------------------------- volumes
+
+_ACCESS = {"rw", "ro"}
+_SELINUX = {"z", "Z"}
+_CONSISTENCY = {"cached", "delegated", "consistent"}
+_PROPAGATION = {"shared", "rshared", "slave", "rslave", "private", "rprivate"}
+
+
+@dataclass(frozen=True, slots=True)
+class ShortVolume:
+    type: str  # "volume" | "bind"
+    source: str | None
+    target: str
+    read_only: bool = False
+    propagation: str | None = None
+    nocopy: bool = False
+    #: Options that were valid but have no meaning here (z, Z, cached, ...).
+    ignored: tuple[str, ...] = ()
+
+
+def parse_volume(spec: Any) -> ShortVolume:
+    """`[SOURCE:]TARGET[:MODE,...]`. A source starting with `.`, `/` or `~` is a bind mount,
+    anything else names a volume; no source makes an anonymous volume."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError("a volume must be a string like \"data:/var/lib/data\" or a mapping")
+    parts = spec.split(":")
+    if len(parts) > 3:
+        raise ValueError(f"invalid volume {spec!r}: too many ':'")
+    if len(parts) == 1:
+        return ShortVolume("volume", None, _target(parts[0], spec))
+    if len(parts) == 2 and parts[1].split(",")[0] in _ACCESS | _SELINUX | _CONSISTENCY | _PROPAGATION | {"nocopy"} and parts[0].startswith("/"):
+        source, target, options = None, parts[0], parts[1]
+    else:
+        source, target, options = parts[0], parts[1], parts[2] if len(parts) == 3 else ""
+    read_only, propagation, nocopy, ignored = False, None, False, []
+    for option in filter(None, options.split(",")):
+        if option in _ACCESS:
+            read_only = option == "ro"
+        elif option in _PROPAGATION:
+            propagation = option
+        elif option == "nocopy":
+            nocopy = True
+        elif option in _SELINUX | _CONSISTENCY:
+            ignored.append(option)
+        else:
+            raise ValueError(f"invalid volume {spec!r}: unknown option {option!r}")
+    if not source:
+        return ShortVolume("volume", None, _target(target, spec), read_only, propagation, nocopy, tuple(ignored))
+    kind = "bind" if source.startswith((".", "/", "~")) else "volume"
+    return ShortVolume(kind, source, _target(target, spec), read_only, propagation, nocopy, tuple(ignored))
+
+
+def _target(target: str, spec: str) -> str:
+    if not target.startswith("/"):
+        raise ValueError(f"invalid volume {spec!r}: the container path {target!r} must be absolute")
+    return target
+
+
+def volume_merge_key(item: Any) -> Any:
+    """Volumes are unique by target when files are merged."""
+    if hasattr(item, "get"):
+        return item.get("target")
+    return parse_volume(item).target

@@ -1,0 +1,115 @@
+"""Checks across the whole stack, after every key was read: references to things that are not
+defined, dependency cycles, ports that cannot all be bound."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from orchestrator.model import ServiceSpec, StackSpec
+from orchestrator.stackfile.problems import Problems, Where
+from orchestrator.stackfile.yamlread import YMap, YSeq
+
+_SERVICE_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+
+
+def locate(tree: YMap, *keys: str | int) -> Where:
+    """The place of the deepest existing key along `keys` (a best effort for messages)."""
+    node: object = tree
+    where = tree.where
+    for key in keys:
+        if isinstance(node, YMap) and isinstance(key, str) and key in node:
+            where, node = node.key_where[key], node[key]
+        elif isinstance(node, YSeq) and isinstance(key, int) and key < len(node):
+            where, node = node.item_where[key], node[key]
+        else:
+            break
+    return where
+
+
+def check_stack(stack: StackSpec, tree: YMap, problems: Problems) -> None:
+    for name, service in stack.services.items():
+        if not _SERVICE_NAME.fullmatch(name):
+            problems.error(locate(tree, "services", name), f"services.{name}", "invalid service name (letters, digits, '_', '.', '-')")
+        _check_references(stack, service, tree, problems)
+    _check_cycles(stack.services, tree, problems)
+    _check_ports(stack.services, tree, problems)
+
+
+def _check_references(stack: StackSpec, service: ServiceSpec, tree: YMap, problems: Problems) -> None:
+    base = ("services", service.name)
+
+    def missing(key: str, index: int | str, what: str, name: str) -> None:
+        problems.error(locate(tree, *base, key, index), f"services.{service.name}.{key}", f"{what} {name!r} is not defined")
+
+    for attachment in service.networks:
+        if attachment.network not in stack.networks:
+            missing("networks", attachment.network, "network", attachment.network)
+    for index, mount in enumerate(service.volumes):
+        if mount.type == "volume" and mount.source and mount.source not in stack.volumes:
+            missing("volumes", index, "volume", mount.source)
+    for key, defined in (("secrets", stack.secrets), ("configs", stack.configs)):
+        for index, ref in enumerate(getattr(service, key)):
+            if ref.source not in defined:
+                missing(key, index, key[:-1], ref.source)
+    for index, dependency in enumerate(service.depends_on):
+        if dependency.service not in stack.services:
+            missing("depends_on", index if _is_list(tree, *base, "depends_on") else dependency.service, "service", dependency.service)
+        elif dependency.service == service.name:
+            problems.error(locate(tree, *base, "depends_on"), f"services.{service.name}.depends_on", "a service cannot depend on itself")
+
+
+def _is_list(tree: YMap, *keys: str) -> bool:
+    node: object = tree
+    for key in keys:
+        node = node.get(key) if isinstance(node, YMap) else None
+    return isinstance(node, YSeq)
+
+
+def _check_cycles(services: Mapping[str, ServiceSpec], tree: YMap, problems: Problems) -> None:
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    reported: set[frozenset[str]] = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        state[name] = 1
+        for dependency in services[name].depends_on:
+            target = dependency.service
+            if target not in services or target == name:
+                continue
+            if state.get(target) == 1:
+                cycle = trail[trail.index(target) :] + [target]
+                if frozenset(cycle) not in reported:
+                    reported.add(frozenset(cycle))
+                    problems.error(
+                        locate(tree, "services", cycle[0], "depends_on"),
+                        f"services.{cycle[0]}.depends_on",
+                        "dependency cycle: " + " -> ".join(cycle),
+                    )
+            elif target not in state:
+                visit(target, [*trail, target])
+        state[name] = 2
+
+    for name in services:
+        if name not in state:
+            visit(name, [name])
+
+
+def _check_ports(services: Mapping[str, ServiceSpec], tree: YMap, problems: Problems) -> None:
+    seen: dict[tuple[str, int, str], str] = {}
+    for service in services.values():
+        for port in service.ports:
+            if port.published is None:
+                continue
+            path = f"services.{service.name}.ports"
+            where = locate(tree, "services", service.name, "ports")
+            key = (port.host_ip or "0.0.0.0", port.published, port.protocol)
+            if key in seen:
+                problems.error(where, path, f"published port {port.published}/{port.protocol} is already used by service {seen[key]!r}")
+            seen.setdefault(key, service.name)
+            if port.mode == "host" and service.replicas > 1:
+                problems.error(
+                    where,
+                    path,
+                    f"host-mode port {port.published} cannot be bound by {service.replicas} replicas on one"
+                    " engine; use mode: ingress or replicas: 1",
+                )

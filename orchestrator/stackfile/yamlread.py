@@ -1,0 +1,307 @@
+"""YAML text -> plain data that remembers where every entry came from.
+
+Compose reads YAML with go-yaml v3 (YAML 1.2 core schema): `no`/`on` are strings, `22:22` is a
+string, `0440` is octal. ruamel's parser (libyaml through ruamel.yaml.clib when installed) gives
+the events; this module builds the tree from them and resolves plain scalars itself, so we decide
+exactly what they mean. Anchors and aliases are shared values (an alias bomb is capped); `<<`
+merge keys are applied here (local keys win; with a list of maps the first one wins).
+`!reset`/`!override` mark a mapping value for the merge of several files.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import re
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import (
+    AliasEvent,
+    DocumentStartEvent,
+    Event,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+)
+
+from orchestrator.stackfile.problems import Problems, Where
+
+_STR, _INT, _FLOAT, _BOOL, _NULL = (f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null"))
+_MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+MERGE_TAGS = ("!reset", "!override")
+#: An alias bomb ("billion laughs") must not eat the machine: cap the expanded size.
+MAX_NODES = 2_000_000
+
+_INT_RE = re.compile(r"[-+]?(0|[1-9][0-9_]*)")
+_OCTAL_RE = re.compile(r"[-+]?0o?[0-7_]+")
+_HEX_RE = re.compile(r"[-+]?0x[0-9a-fA-F_]+")
+_BIN_RE = re.compile(r"[-+]?0b[01_]+")
+_FLOAT_RE = re.compile(r"[-+]?(\.[0-9]+|[0-9][0-9_]*(\.[0-9_]*)?)([eE][-+]?[0-9]+)?")
+_SPECIAL_FLOATS = {".inf": math.inf, "+.inf": math.inf, "-.inf": -math.inf, ".nan": math.nan}
+
+
+class YMap(dict[str, Any]):
+    """A mapping with the place of each key, and the merge tag (if any) of each value."""
+
+    __slots__ = ("where", "key_where", "tags")
+
+    def __init__(self, where: Where) -> None:
+        super().__init__()
+        self.where = where
+        self.key_where: dict[str, Where] = {}
+        self.tags: dict[str, str] = {}
+
+    def put(self, key: str, value: Any, where: Where, tag: str | None = None) -> None:
+        self[key] = value
+        self.key_where[key] = where
+        if tag:
+            self.tags[key] = tag
+        else:
+            self.tags.pop(key, None)
+
+
+class YSeq(list[Any]):
+    """A sequence with the place of each item."""
+
+    __slots__ = ("where", "item_where")
+
+    def __init__(self, where: Where) -> None:
+        super().__init__()
+        self.where = where
+        self.item_where: list[Where] = []
+
+    def add(self, value: Any, where: Where) -> None:
+        self.append(value)
+        self.item_where.append(where)
+
+
+def where_of(value: Any, fallback: Where) -> Where:
+    return value.where if isinstance(value, (YMap, YSeq)) else fallback
+
+
+def _parser() -> YAML:
+    yaml = YAML(typ="safe")  # C parser (libyaml) when ruamel.yaml.clib is installed
+    yaml.version = (1, 2)
+    return yaml
+
+
+def read_yaml(text: str, file: str, problems: Problems) -> YMap | None:
+    """Parse one stack file. None (with problems recorded) when it is not a usable document."""
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # building thousands of small containers otherwise triggers many useless collections
+    try:
+        return _read(text, file, problems)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _read(text: str, file: str, problems: Problems) -> YMap | None:
+    try:
+        # The parser's events, not ruamel's composer: building our tree straight from them is
+        # several times faster, and scalars are resolved here anyway.
+        events = list(_parser().parse(text))
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 0
+        problems.error((file, line), "", f"invalid YAML: {exc.problem or exc.context}")
+        return None
+    except (YAMLError, ValueError) as exc:  # e.g. characters YAML does not allow
+        problems.error((file, 0), "", f"invalid YAML: {exc}")
+        return None
+    documents = sum(1 for event in events if isinstance(event, DocumentStartEvent))
+    if documents == 0 or (documents == 1 and _is_null(events[2])):
+        problems.error((file, 1), "", "the file is empty")
+        return None
+    if documents > 1:
+        problems.error((file, 0), "", "a stack file holds one YAML document, not several")
+        return None
+    if not isinstance(events[2], MappingStartEvent):
+        problems.error((file, _line(events[2])), "", "the top level must be a mapping")
+        return None
+    try:
+        result = _Builder(file, problems, events).build("")
+    except _TooBig:
+        problems.error((file, 0), "", f"the document expands to more than {MAX_NODES} nodes (alias bomb?)")
+        return None
+    return result if isinstance(result, YMap) else None
+
+
+class _TooBig(Exception):
+    pass
+
+
+def _line(event: Event) -> int:
+    return int(event.start_mark.line) + 1
+
+
+def _is_null(event: Event) -> bool:
+    return isinstance(event, ScalarEvent) and event.tag is None and bool(event.implicit[0]) and resolve_plain(event.value) is None
+
+
+def _tag(event: Event) -> str | None:
+    tag = getattr(event, "tag", None)
+    return tag if tag is None or isinstance(tag, str) else str(tag)
+
+
+_MERGE_KEY = object()
+
+
+class _Builder:
+    """Recursive descent over the parser's events, from the document's root node."""
+
+    def __init__(self, file: str, problems: Problems, events: list[Event]) -> None:
+        self.file = file
+        self.problems = problems
+        self.events = events
+        self.pos = 2  # after StreamStart and DocumentStart
+        self.count = 0  # nodes built, each alias counted at the full size of what it repeats
+        self.anchors: dict[str, tuple[Any, int]] = {}  # anchor -> (value, size)
+        self.open_anchors: set[str] = set()
+
+    def error(self, event: Event, path: str, message: str) -> None:
+        self.problems.error((self.file, _line(event)), path, message)
+
+    def build(self, path: str) -> Any:
+        event = self.events[self.pos]
+        self.pos += 1
+        if isinstance(event, AliasEvent):
+            return self.alias(event, path)
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise _TooBig
+        anchor, count_before, tag = event.anchor, self.count, _tag(event)
+        if isinstance(event, ScalarEvent):
+            value = self.scalar(event, tag, path)
+        else:
+            if anchor:
+                self.open_anchors.add(anchor)
+            if tag is not None and tag not in (_MAP, _SEQ, *MERGE_TAGS):
+                self.error(event, path, f"unsupported YAML tag {tag}")
+            value = self.sequence(event, path) if isinstance(event, SequenceStartEvent) else self.mapping(event, path)
+            self.open_anchors.discard(anchor)
+        if anchor:
+            self.anchors[anchor] = (value, self.count - count_before + 1)
+        return value
+
+    def alias(self, event: AliasEvent, path: str) -> Any:
+        if event.anchor in self.open_anchors:
+            self.error(event, path, "an alias refers to its own anchor (recursive structure)")
+            return None
+        if event.anchor not in self.anchors:
+            self.error(event, path, f"alias *{event.anchor} has no anchor")
+            return None
+        value, size = self.anchors[event.anchor]
+        self.count += size  # shared here, but later passes walk it once per use
+        if self.count > MAX_NODES:
+            raise _TooBig
+        return value
+
+    def sequence(self, start: Event, path: str) -> YSeq:
+        seq = YSeq((self.file, _line(start)))
+        while not isinstance(self.events[self.pos], SequenceEndEvent):
+            item = self.events[self.pos]
+            item_path = f"{path}[{len(seq)}]"
+            if _tag(item) in MERGE_TAGS:
+                self.error(item, item_path, f"{_tag(item)} is only allowed on a mapping value")
+            seq.add(self.build(item_path), (self.file, _line(item)))
+        self.pos += 1
+        return seq
+
+    def mapping(self, start: Event, path: str) -> YMap:
+        result = YMap((self.file, _line(start)))
+        merged: list[YMap] = []
+        while not isinstance(self.events[self.pos], MappingEndEvent):
+            key_event = self.events[self.pos]
+            key = self.key(path)
+            value_event = self.events[self.pos]
+            if key is _MERGE_KEY:
+                merged.extend(self.merge_sources(value_event, path))
+                continue
+            key_path = f"{path}.{key}" if path else str(key)
+            value = self.build(key_path)
+            if key is None:
+                continue
+            if key in result:
+                self.error(key_event, key_path, "duplicate key")
+                continue
+            tag = _tag(value_event)
+            result.put(key, value, (self.file, _line(key_event)), tag if tag in MERGE_TAGS else None)
+        self.pos += 1
+        for source in merged:  # YAML merge: keys already present (local or earlier source) win
+            for key, value in source.items():
+                if key not in result:
+                    result.put(key, value, source.key_where[key], source.tags.get(key))
+        return result
+
+    def merge_sources(self, event: Event, path: str) -> list[YMap]:
+        value = self.build(path)
+        items = value if isinstance(value, YSeq) else [value]
+        sources = [item for item in items if isinstance(item, YMap)]
+        if len(sources) != len(items):
+            self.error(event, path or "<<", "a << merge key needs a mapping or a list of mappings")
+        return sources
+
+    def key(self, path: str) -> Any:
+        event = self.events[self.pos]
+        if not isinstance(event, ScalarEvent):
+            self.error(event, path, "a mapping key must be a scalar")
+            self.build(path)  # skip it
+            return None
+        self.pos += 1
+        plain = event.tag is None and event.implicit[0]
+        if plain and event.value == "<<":
+            return _MERGE_KEY
+        if plain and event.value in ("", "~", "null", "Null", "NULL"):
+            self.error(event, path, "a mapping key must not be null")
+            return None
+        return str(event.value)
+
+    def scalar(self, event: ScalarEvent, tag: str | None, path: str) -> Any:
+        text: str = event.value
+        if tag is None:
+            return resolve_plain(text) if event.implicit[0] else text
+        if tag in (_STR, "!"):
+            return text
+        if tag in MERGE_TAGS:
+            return text if event.style else resolve_plain(text)
+        if tag in (_INT, _FLOAT, _BOOL, _NULL):
+            value = resolve_plain(text)
+            expected = {_INT: int, _FLOAT: (int, float), _BOOL: bool, _NULL: type(None)}[tag]
+            if isinstance(value, expected) and not (tag == _INT and isinstance(value, bool)):
+                return float(value) if tag == _FLOAT else value
+            self.error(event, path, f"{text!r} is not a valid {tag.rsplit(':', 1)[1]}")
+            return None
+        self.error(event, path, f"unsupported YAML tag {tag}")
+        return None
+
+
+def resolve_plain(text: str) -> Any:
+    """An untagged plain scalar as go-yaml v3 reads it (YAML 1.2 core schema + `0755` octal)."""
+    if text in ("", "~", "null", "Null", "NULL"):
+        return None
+    if text in ("true", "True", "TRUE"):
+        return True
+    if text in ("false", "False", "FALSE"):
+        return False
+    first = text[0]
+    if not (first.isdigit() or first in "+-."):
+        return text
+    clean = text.replace("_", "")
+    if _INT_RE.fullmatch(text):
+        return int(clean)
+    for pattern, base in ((_OCTAL_RE, 8), (_HEX_RE, 16), (_BIN_RE, 2)):
+        if pattern.fullmatch(text):
+            digits = clean.lstrip("+-")
+            digits = digits[2:] if digits[1:2] in ("o", "x", "b") else digits
+            number = int(digits, base) if digits else 0
+            return -number if clean.startswith("-") else number
+    if text.lower() in _SPECIAL_FLOATS:
+        return _SPECIAL_FLOATS[text.lower()]
+    if _FLOAT_RE.fullmatch(text):
+        return float(clean)
+    return text

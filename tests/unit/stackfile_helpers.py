@@ -1,0 +1,31 @@
+"""Helpers shared by the stackfile tests: write YAML into tmp_path and load it."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from orchestrator.model import StackSpec
+from orchestrator.stackfile import StackFileError, load_stack
+
+
+def write(directory: Path, name: str, text: str) -> Path:
+    path = directory / name
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+def load(directory: Path, text: str, env: Mapping[str, str] | None = None, **files: str) -> StackSpec:
+    """Load `text` as stack.yml in `directory` (beside any extra files given by name)."""
+    for name, content in files.items():
+        write(directory, name.replace("__", "."), content)
+    return load_stack(write(directory, "stack.yml", text), env=env or {}, name="test")
+
+
+def load_error(directory: Path, text: str, env: Mapping[str, str] | None = None) -> StackFileError:
+    with pytest.raises(StackFileError) as info:
+        load(directory, text, env)
+    return info.value
