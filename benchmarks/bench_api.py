@@ -53,9 +53,9 @@ async def fake_daemon() -> AsyncIterator[str]:
 
     from orchestrator.api import make_app  # noqa: PLC0415
     from orchestrator.settings import Settings  # noqa: PLC0415
-    from tests.unit.fake_control import FakeControl, fake_load  # noqa: PLC0415
+    from tests.unit.fake_control import FakeControl  # noqa: PLC0415
 
-    runner = web.AppRunner(make_app(FakeControl(), Settings(), loader=fake_load), access_log=None)
+    runner = web.AppRunner(make_app(FakeControl(), Settings()), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

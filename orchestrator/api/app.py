@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +16,9 @@ from orchestrator.api import routes, sse
 from orchestrator.api.auth import auth_middleware
 from orchestrator.api.errors import error_middleware
 from orchestrator.api.openapi import openapi_json
-from orchestrator.api.state import BODY_LIMIT, CONTROL, LOADER, REDIS, SETTINGS, STOPPING, StackLoader
+from orchestrator.api.state import BODY_LIMIT, CONTROL, REDIS, SETTINGS, STOPPING
 from orchestrator.control import Control
 from orchestrator.errors import UserError
-from orchestrator.model import StackSpec
 from orchestrator.settings import Settings
 
 log = structlog.stdlib.get_logger()
@@ -29,26 +27,18 @@ BODY_LIMIT_BYTES = 1024 * 1024
 SHUTDOWN_TIMEOUT = 5.0
 
 
-def _load_stack_text(files: Sequence[tuple[str, str]], base_dir: Path,
-                     env: Mapping[str, str] | None, name: str | None) -> StackSpec:
-    from orchestrator.stackfile import load_stack_text  # noqa: PLC0415 - the only YAML reader
-
-    return load_stack_text(files, base_dir, env=env, name=name)
-
-
 def _get(path: str, handler: Any) -> web.RouteDef:
     return web.get(path, handler, allow_head=False)  # the router lists exactly what is documented
 
 
 def make_app(control: Control, settings: Settings, redis: Any = None, *,
-             loader: StackLoader = _load_stack_text,
              body_limit: int = BODY_LIMIT_BYTES) -> web.Application:
+    """`redis`: a redis.asyncio client for /v1/events (None: that route answers 503)."""
     app = web.Application(middlewares=[error_middleware, auth_middleware],
                           client_max_size=body_limit)
     app[CONTROL] = control
     app[SETTINGS] = settings
     app[REDIS] = redis
-    app[LOADER] = loader
     app[BODY_LIMIT] = body_limit
     app[STOPPING] = asyncio.Event()
     app.on_shutdown.append(_stop_streams)

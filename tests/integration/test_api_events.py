@@ -21,7 +21,7 @@ from orchestrator.publisher import Publisher
 from orchestrator.seq_store import SeqStore
 from orchestrator.settings import Settings
 from tests.integration.conftest import REDIS_URL
-from tests.unit.fake_control import FakeControl, fake_load
+from tests.unit.fake_control import FakeControl
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +45,7 @@ async def publish(prefix: str, tmp_path: Path, *evs: events.Event) -> None:
 
 @pytest.fixture(name="client")
 async def _client(redis_client: aioredis.Redis, prefix: str) -> AsyncIterator[TestClient]:
-    app = make_app(FakeControl(), Settings(prefix=prefix), redis_client, loader=fake_load)
+    app = make_app(FakeControl(), Settings(prefix=prefix), redis_client)
     async with TestClient(TestServer(app)) as client:
         yield client
 
@@ -71,7 +71,7 @@ async def test_a_quiet_stream_outlives_the_redis_socket_timeout(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sse, "KEEPALIVE_S", 1.0)  # past two socket timeouts
     quick = aioredis.Redis.from_url(REDIS_URL, socket_timeout=0.5)
-    app = make_app(FakeControl(), Settings(prefix=prefix), quick, loader=fake_load)
+    app = make_app(FakeControl(), Settings(prefix=prefix), quick)
     try:
         async with TestClient(TestServer(app)) as client, client.get("/v1/events") as response:
             keepalive = await asyncio.wait_for(response.content.readline(), 5)

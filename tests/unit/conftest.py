@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from orchestrator.api import make_app
 from orchestrator.settings import Settings
-from tests.unit.fake_control import FakeControl, fake_load
+from tests.unit.fake_control import FakeControl
 
 STACK_YAML = """\
 services:
@@ -34,6 +34,6 @@ def _settings() -> Settings:
 
 @pytest.fixture(name="client")
 async def _client(control: FakeControl, settings: Settings) -> AsyncIterator[TestClient]:
-    app = make_app(control, settings, loader=fake_load, body_limit=64 * 1024)
+    app = make_app(control, settings, body_limit=64 * 1024)
     async with TestClient(TestServer(app)) as client:
         yield client

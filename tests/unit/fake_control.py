@@ -1,23 +1,12 @@
-"""An in-memory Control and a tiny stack-file loader for the API's unit tests (STYLE.md allows
-a fake here: the real reconciler is exercised by the integration tests).
-
-The fake loader reads the small subset of a stack file the tests use (services with image,
-deploy.replicas, ${VAR} interpolation) and reports problems with key path and line, the way
-stackfile.StackFileError does (a UserError with `.problems`).
-"""
+"""An in-memory Control for the API's unit tests (STYLE.md allows a fake here: the real
+reconciler is exercised by the integration tests). Stack files go through the real loader."""
 
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any
-
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
+from dataclasses import replace
 
 from orchestrator.control import (
     DeployOutcome,
@@ -27,62 +16,8 @@ from orchestrator.control import (
     StackView,
     TaskView,
 )
-from orchestrator.errors import Conflict, UnknownService, UnknownStack, UserError
+from orchestrator.errors import Conflict, UnknownService, UnknownStack
 from orchestrator.model import ServiceSpec, StackSpec
-
-
-@dataclass(frozen=True)
-class Problem:
-    file: str
-    path: str
-    line: int | None
-    message: str
-
-
-class FakeStackFileError(UserError):
-    def __init__(self, problems: list[Problem]) -> None:
-        super().__init__(f"{len(problems)} problem(s) in the stack file")
-        self.problems = problems
-
-
-_SERVICE_KEYS = {"image", "deploy", "command"}
-_VAR = re.compile(r"\$\{(\w+)\}")
-
-
-def fake_load(files: Sequence[tuple[str, str]], base_dir: Path, env: Mapping[str, str] | None,
-              name: str | None) -> StackSpec:
-    env = env or {}
-    problems: list[Problem] = []
-    services: dict[str, ServiceSpec] = {}
-    for file_name, text in files:
-        try:
-            data = YAML(typ="rt").load(_VAR.sub(lambda m: env.get(m.group(1), ""), text))
-        except YAMLError as exc:
-            problems.append(Problem(file_name, "", None, f"not YAML: {exc}"))
-            continue
-        if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
-            problems.append(Problem(file_name, "services", 1, "a mapping of services is required"))
-            continue
-        for svc, body in data["services"].items():
-            services[svc] = _service(file_name, svc, body or {}, problems)
-    if problems:
-        raise FakeStackFileError(problems)
-    return StackSpec(name=name or "stack", services=services,
-                     warnings=("fake warning",) if "warn" in services else ())
-
-
-def _service(file_name: str, svc: str, body: Any, problems: list[Problem]) -> ServiceSpec:
-    for key in body:
-        if key not in _SERVICE_KEYS:
-            problems.append(Problem(file_name, f"services.{svc}.{key}", body.lc.key(key)[0] + 1,
-                                    "unknown field"))
-    replicas = (body.get("deploy") or {}).get("replicas", 1)
-    if not isinstance(replicas, int) or replicas < 0:
-        deploy = body["deploy"]
-        problems.append(Problem(file_name, f"services.{svc}.deploy.replicas",
-                                deploy.lc.key("replicas")[0] + 1, "must be a non-negative integer"))
-        replicas = 0
-    return ServiceSpec(name=svc, image=body.get("image"), replicas=replicas)
 
 
 class FakeControl:

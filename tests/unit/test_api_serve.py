@@ -15,13 +15,13 @@ from orchestrator.api import make_app, serve
 from orchestrator.client import Client
 from orchestrator.errors import UserError
 from orchestrator.settings import Settings
-from tests.unit.fake_control import FakeControl, fake_load
+from tests.unit.fake_control import FakeControl
 
 
 @contextlib.asynccontextmanager
 async def serving(settings: Settings) -> AsyncIterator[None]:
     ready = asyncio.Event()
-    task = asyncio.create_task(serve(make_app(FakeControl(), settings, loader=fake_load), settings, ready))
+    task = asyncio.create_task(serve(make_app(FakeControl(), settings), settings, ready))
     waiter = asyncio.create_task(ready.wait())
     try:
         await asyncio.wait({task, waiter}, timeout=5, return_when=asyncio.FIRST_COMPLETED)

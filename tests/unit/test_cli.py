@@ -79,7 +79,8 @@ def test_bad_stack_file_lists_each_problem(served: Served, tmp_path: Path,
     path.write_text("services:\n  web:\n    image: x\n    bogus: 1\n")
     code, out, err = run(capsys, "deploy", "-c", str(path), "shop")
     assert (code, out) == (1, "")
-    assert err.splitlines()[1] == f"  {path}:4: services.web.bogus: unknown field"
+    assert err.splitlines()[0] == "error: 1 problem(s) in the stack file:"
+    assert err.splitlines()[1].startswith(f"  {path}:4: services.web.bogus: unknown key 'bogus'")
     assert "Traceback" not in err
 
 

@@ -16,7 +16,7 @@ from orchestrator.control import LogLine
 from orchestrator.errors import UserError
 from orchestrator.settings import Settings
 from tests.unit.conftest import STACK_YAML
-from tests.unit.fake_control import FakeControl, fake_load
+from tests.unit.fake_control import FakeControl
 
 YAML = {"Content-Type": "application/yaml"}
 
@@ -54,8 +54,10 @@ async def test_deploy_json_body_sends_files_env_and_base_dir(client: TestClient,
 
 
 async def test_deploy_returns_the_loaders_warnings(client: TestClient) -> None:
-    status, body = await deploy(client, text="services:\n  warn:\n    image: x\n")
-    assert (status, body["warnings"]) == (201, ["fake warning"])
+    text = "services:\n  web:\n    image: x\n    deploy:\n      placement: {constraints: [a==b]}\n"
+    status, body = await deploy(client, text=text)
+    assert status == 201
+    assert [w.split(":")[0] for w in body["warnings"]] == ["services.web.deploy.placement"]
 
 
 async def test_bad_stack_file_is_400_with_every_problem_path_and_line(
@@ -249,14 +251,14 @@ class Exploding(FakeControl):
 
 
 async def test_unexpected_failure_is_a_bare_500() -> None:
-    app = make_app(Exploding(), Settings(), loader=fake_load)
+    app = make_app(Exploding(), Settings())
     async with TestClient(TestServer(app)) as client:
         error = await error_of(await client.get("/v1/stacks"), 500)
     assert "secret" not in error["message"]
 
 
 async def test_token_is_required_everywhere_but_health(control: FakeControl) -> None:
-    app = make_app(control, Settings(token="s3cret"), loader=fake_load)
+    app = make_app(control, Settings(token="s3cret"))
     async with TestClient(TestServer(app)) as client:
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"}):
             response = await client.get("/v1/stacks", headers=headers)
@@ -290,14 +292,3 @@ async def test_openapi_documents_exactly_the_routes(client: TestClient) -> None:
     assert documented == _routes(client.app)
     assert document["openapi"] == "3.1.0"
 
-
-async def test_the_real_stack_file_loader_reports_path_and_line(control: FakeControl) -> None:
-    pytest.importorskip("orchestrator.stackfile")  # the stackfile branch, once merged
-    app = make_app(control, Settings())  # the default loader: stackfile.load_stack_text
-    text = "services:\n  web:\n    image: busybox\n    deploy:\n      replicas: lots\n"
-    async with TestClient(TestServer(app)) as client:
-        response = await client.put("/v1/stacks/shop", data=text, headers=YAML)
-        error = await error_of(response, 400)
-    assert error["code"] == "invalid_stack_file"
-    assert (error["problems"][0]["path"], error["problems"][0]["line"]) == (
-        "services.web.deploy.replicas", 5)

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from orchestrator.api import make_app
 from orchestrator.settings import Settings
-from tests.unit.fake_control import FakeControl, fake_load
+from tests.unit.fake_control import FakeControl
 
 
 @dataclass
@@ -25,7 +25,7 @@ class Served:
 @contextlib.contextmanager
 def serve_in_thread(settings: Settings | None = None) -> Iterator[Served]:
     control = FakeControl()
-    app = make_app(control, settings or Settings(), loader=fake_load, body_limit=64 * 1024)
+    app = make_app(control, settings or Settings(), body_limit=64 * 1024)
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0, access_log=None)
     loop.run_until_complete(runner.setup())
