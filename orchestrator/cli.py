@@ -1,16 +1,21 @@
 """`orchestrator ...`: parses arguments and delegates. Exit codes: 0 ok, 1 failure, 2 usage.
 
-Each subcommand is a `_cmd_<name>(args) -> int` function registered in `build_parser()`.
+Client commands (deploy, ls, services, ps, scale, logs, rm, rollback) live in cli_commands and
+talk to the daemon's HTTP API; a failure is one `error: ...` line on stderr, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
-from orchestrator import __version__
-from orchestrator.errors import UserError
+from orchestrator import __version__, cli_commands
+from orchestrator.errors import OrchestratorError
+
+Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
 def _cmd_version(args: argparse.Namespace) -> int:
@@ -34,6 +39,53 @@ def _cmd_daemon(args: argparse.Namespace) -> int:
     fmt = settings.log_format
     configure_logging(settings.log_level, json=None if fmt == "auto" else fmt == "json")
     return run_daemon(settings)
+
+
+def _client_parent() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--host", help="daemon address: http://HOST:PORT or unix:///PATH "
+                        "(default: ORCHESTRATOR_HOST, else the daemon's default listen address)")
+    return parent
+
+
+def _add(sub: Any, name: str, command: Command, help_text: str, *,
+         listing: bool = False) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, parents=[_client_parent()])
+    parser.set_defaults(func=command)
+    if listing:
+        parser.add_argument("--format", choices=("table", "json"), default="table")
+    return parser
+
+
+def _add_client_commands(sub: Any) -> None:
+    deploy = _add(sub, "deploy", cli_commands.deploy, "deploy or update a stack")
+    deploy.add_argument("-c", "--compose-file", action="append", required=True, metavar="FILE",
+                        help="stack file; repeat to merge several")
+    deploy.add_argument("stack")
+    deploy.add_argument("--wait", action="store_true", help="show progress until converged")
+    deploy.add_argument("--timeout", type=float, default=300.0, metavar="S",
+                        help="seconds --wait waits (default 300)")
+    _add(sub, "ls", cli_commands.ls, "list stacks", listing=True)
+    _add(sub, "services", cli_commands.services, "list a stack's services",
+         listing=True).add_argument("stack")
+    ps = _add(sub, "ps", cli_commands.ps, "list a stack's tasks", listing=True)
+    ps.add_argument("stack")
+    ps.add_argument("--no-trunc", action="store_true", help="do not truncate IDs and errors")
+    ps.add_argument("-a", "--all", action="store_true", help="include exited tasks (history)")
+    scale = _add(sub, "scale", cli_commands.scale, "set services' replica counts")
+    scale.add_argument("stack")
+    scale.add_argument("pairs", nargs="+", type=cli_commands.scale_pair, metavar="SERVICE=N")
+    logs = _add(sub, "logs", cli_commands.logs, "show a service's logs (all replicas)")
+    logs.add_argument("stack")
+    logs.add_argument("service")
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.add_argument("--tail", type=int, default=None, metavar="N", help="lines per replica")
+    rm = _add(sub, "rm", cli_commands.rm, "remove a stack")
+    rm.add_argument("stack")
+    rm.add_argument("--volumes", action="store_true", help="also remove its named volumes")
+    rollback = _add(sub, "rollback", cli_commands.rollback, "roll a service back")
+    rollback.add_argument("stack")
+    rollback.add_argument("service")
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
@@ -61,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=_cmd_version)
+    _add_client_commands(sub)
 
     daemon = sub.add_parser("daemon", help="run the daemon (settings: docs/settings.md)")
     daemon.add_argument("--listen", help="HTTP address host:port (ORCHESTRATOR_LISTEN)")
@@ -81,12 +134,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except UserError as exc:
+def _run(args: argparse.Namespace) -> int:
+    result = args.func(args)
+    if asyncio.iscoroutine(result):
+        result = asyncio.run(result)
+    return int(result)
+
+
+def _report(exc: OrchestratorError) -> None:
+    problems = getattr(exc, "problems", None)
+    if not problems:
         print(f"error: {exc}", file=sys.stderr)
+        return
+    # The daemon's stack-file problems, printed as `orchestrator config` prints them.
+    print(f"error: {len(problems)} problem(s) in the stack file:", file=sys.stderr)
+    for problem in problems:
+        where = ":".join(str(p) for p in (problem.get("file"), problem.get("line")) if p)
+        path = f" {problem['path']}:" if problem.get("path") else ""
+        print(f"  {where}:{path} {problem.get('message')}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2)
+        return int(exc.code or 0)
+    try:
+        return _run(args)
+    except OrchestratorError as exc:
+        _report(exc)
         return 1
     except KeyboardInterrupt:
         return 130

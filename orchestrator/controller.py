@@ -14,6 +14,7 @@ from dataclasses import replace
 
 import structlog
 
+from orchestrator import events
 from orchestrator.control import (
     DeployOutcome,
     HealthView,
@@ -58,7 +59,7 @@ class Controller:
             # Swarm's "until the next deploy": given-up slots get a fresh history.
             self._r.book.reset(spec.name)
             self._r.executor.forget_images()
-            self._r.emit("stack.deployed", stack=spec.name, reason=result)
+            self._r.emit(events.stack_deployed(spec.name, result))
             self._r.mark_dirty(spec.name)
             log.info("stack_deployed", stack=spec.name, result=result, changed=list(changed))
             return DeployOutcome(spec.name, result, tuple(changed), spec.warnings)  # type: ignore[arg-type]
@@ -88,7 +89,7 @@ class Controller:
             self._r.records[stack] = record
             for service, count in counts.items():
                 self._r.book.reset(stack, service)
-                self._r.emit("service.scaled", stack=stack, service=service, replicas=count)
+                self._r.emit(events.service_scaled(stack, service, count))
             self._r.mark_dirty(stack)
 
     async def remove(self, stack: str, *, volumes: bool = False) -> None:
@@ -106,7 +107,7 @@ class Controller:
             del self._r.records[stack]
             await self._r.reconcile(stack)  # publishes `removed` for every task
             self._r.observed.pop(stack, None)
-            self._r.emit("stack.removed", stack=stack)
+            self._r.emit(events.stack_removed(stack))
             log.info("stack_removed", stack=stack, volumes=volumes)
 
     async def _remove_containers(self, record: StackRecord) -> None:

@@ -18,12 +18,13 @@ import structlog
 
 from orchestrator.controller import Controller
 from orchestrator.engine import Engine
-from orchestrator.errors import EngineUnavailable, UserError
-from orchestrator.events import make_event
-from orchestrator.http_api import make_app, serve
-from orchestrator.intake import ContainerEvent, Disconnected, EventIntake, Resync
-from orchestrator.publisher import Publisher, SeqStore
-from orchestrator.reconciler import Emit, Reconciler
+from orchestrator.errors import EngineUnavailable
+from orchestrator.events import Event
+from orchestrator.api import check_exposure, make_app, serve
+from orchestrator.intake import EventIntake
+from orchestrator.publisher import Publisher
+from orchestrator.seq_store import SeqStore
+from orchestrator.reconciler import Reconciler
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 
@@ -40,7 +41,7 @@ class Daemon:
         self.publisher = Publisher(
             settings.redis_url,
             settings.prefix,
-            SeqStore(Path(settings.state_dir) / "seq"),
+            SeqStore(Path(settings.state_dir) / "event-seq"),
             queue_limit=settings.queue_limit,
             stream_maxlen=settings.stream_maxlen,
         )
@@ -49,15 +50,11 @@ class Daemon:
         self.controller: Controller | None = None
         self._stopping = asyncio.Event()
 
-    def emit(self, type_: str, **fields: object) -> None:
-        self.publisher.publish(make_event(type_, **fields))
+    def emit(self, event: Event) -> None:
+        self.publisher.publish(event)
 
     async def run(self) -> None:
-        if self.settings.listens_beyond_loopback and not self.settings.token:
-            raise UserError(
-                f"refusing to listen on {self.settings.listen} without a token: "
-                "set ORCHESTRATOR_TOKEN (the API can start containers: it is root-equivalent)"
-            )
+        check_exposure(self.settings)
         started = time.monotonic()
         self.engine = await wait_for_engine(self.settings.docker_host or None)
         self.reconciler = Reconciler(self.engine, self.store, self.settings, self.emit)
@@ -70,7 +67,7 @@ class Daemon:
                     group.create_task(self.publisher.run(), name="publisher"),
                     group.create_task(self.reconciler.run(), name="reconciler"),
                     group.create_task(
-                        follow_engine(self.engine, self.reconciler, self.emit), name="intake"
+                        self.reconciler.follow(EventIntake(self.engine)), name="intake"
                     ),
                     group.create_task(serve(app, self.settings, self.ready), name="http"),
                 ]
@@ -105,25 +102,6 @@ class Daemon:
         await redis.aclose()
         if self.engine is not None:
             await self.engine.close()
-
-
-async def follow_engine(engine: Engine, reconciler: Reconciler, emit: Emit) -> None:
-    """Engine events only mark stacks dirty; every (re)connect relists everything."""
-    disconnected = False
-    async for item in EventIntake(engine).stream():
-        match item:
-            case ContainerEvent():
-                reconciler.mark_dirty(item.stack)
-            case Resync():
-                if disconnected:
-                    emit("engine.reconnected", reason=item.reason)
-                    disconnected = False
-                reconciler.executor.forget_images()
-                reconciler.mark_dirty()
-            case Disconnected():
-                if not disconnected:
-                    emit("engine.disconnected", reason=str(item.error))
-                disconnected = True
 
 
 async def wait_for_engine(docker_host: str | None) -> Engine:

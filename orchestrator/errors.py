@@ -45,3 +45,7 @@ class UnknownService(UserError):
         super().__init__(f"no such service in stack {stack}: {service}")
         self.stack = stack
         self.service = service
+
+
+class Conflict(UserError):
+    """The request is valid but clashes with the current state (HTTP 409)."""

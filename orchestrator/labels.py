@@ -33,6 +33,16 @@ def events_stream(prefix: str) -> str:
     return f"{prefix}:stream"
 
 
+#: Fields of a stream entry: the message's seq (also its entry id, `<seq>-0`) and its JSON.
+STREAM_FIELD_SEQ = "seq"
+STREAM_FIELD_EVENT = "event"
+
+
+def stream_entry_id(seq: int) -> str:
+    """The stream entry id of message `seq`: readers resume with XRANGE from `<seq>-0`."""
+    return f"{seq}-0"
+
+
 def seq_key(prefix: str) -> str:
     return f"{prefix}:seq"
 

@@ -10,16 +10,20 @@ engine events, the executor finishing a slot, a restart delay running out (the p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from dataclasses import replace
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
 
-from orchestrator import planner
+from orchestrator import events, planner
 from orchestrator.engine import Engine
 from orchestrator.errors import EngineUnavailable
+from orchestrator.events import Event
 from orchestrator.executor import Executor
+from orchestrator.intake import ContainerEvent, Disconnected, EventIntake, Resync
 from orchestrator.model import ContainerState, PlanNote, SlotKey
 from orchestrator.restarts import RestartBook
 from orchestrator.settings import Settings
@@ -29,8 +33,8 @@ from orchestrator.tracker import TaskTracker, Transition
 
 log = structlog.stdlib.get_logger()
 
-#: emit(type, **fields): hands one state-change message to the publisher; never blocks.
-Emit = Callable[..., None]
+#: Hands one state change to the publisher; never blocks.
+Emit = Callable[[Event], None]
 
 BOOK_DOCUMENT = "restarts.json"
 TRACKER_DOCUMENT = "tasks.json"
@@ -65,7 +69,7 @@ class Reconciler:
         self._service_status: dict[tuple[str, str], tuple[int, int]] = {}
         self._book_saved = self.book.to_json()
         #: Per stack: the decisions of the last pass (so each is published once).
-        self._reported: dict[str, dict[tuple[str, SlotKey, str | None], dict[str, Any]]] = {}
+        self._reported: dict[str, dict[tuple[str, SlotKey, str | None], Event]] = {}
         self.passes = 0
 
     # work intake --------------------------------------------------------------------------
@@ -73,6 +77,25 @@ class Reconciler:
         """Ask for a pass over one stack, or over every stack (None)."""
         self._dirty.update(self.records if stack is None else (stack,))
         self._wake.set()
+
+    async def follow(self, intake: EventIntake) -> None:
+        """Engine events only mark stacks dirty; every (re)connect relists everything."""
+        disconnected = False
+        async with contextlib.aclosing(intake.stream()) as items:
+            async for item in items:
+                match item:
+                    case ContainerEvent():
+                        self.mark_dirty(item.stack)
+                    case Resync():
+                        if disconnected:
+                            self.emit(events.engine_reconnected())
+                            disconnected = False
+                        self.executor.forget_images()
+                        self.mark_dirty()
+                    case Disconnected():
+                        if not disconnected:
+                            self.emit(events.engine_disconnected(str(item.error)))
+                        disconnected = True
 
     async def run(self) -> None:
         """Forever: wait for work, then pass over each dirty stack."""
@@ -153,19 +176,24 @@ class Reconciler:
 
         A plan repeats its notes pass after pass while they hold; only new ones are published.
         """
-        current: dict[tuple[str, SlotKey, str | None], dict[str, Any]] = {}
+        current: dict[tuple[str, SlotKey, str | None], Event] = {}
         for note in notes:
-            fields: dict[str, Any] = {"reason": note.reason}
-            if note.not_before is not None:
-                fields["delay_s"] = round(max(0.0, note.not_before - now), 3)
-            current[(f"task.{note.kind}", note.key, note.container_id)] = fields
+            if note.kind == "restart_scheduled":
+                delay = round(max(0.0, (note.not_before or now) - now), 3)
+                event = events.task_restart_scheduled(note.key, delay, note.reason)
+            else:
+                event = events.task_gave_up(note.key, note.reason)
+            current[(note.kind, note.key, note.container_id)] = replace(
+                event, container_id=note.container_id
+            )
         for c in observed:
             if c.status == "running" and c.health == "unhealthy":
                 reason = "healthcheck failed: the replica is stopped and counts as failed"
-                current[("task.unhealthy", c.key, c.id)] = {"task_id": c.task_id, "reason": reason}
-        for (type_, key, container_id), fields in current.items():
-            if (type_, key, container_id) not in self._reported.get(stack, {}):
-                self.emit(type_, **_slot_fields(key, container_id), **fields)
+                current[("unhealthy", c.key, c.id)] = events.task_unhealthy(c.key, c.id, c.task_id, reason)
+        reported = self._reported.get(stack, {})
+        for key, event in current.items():
+            if key not in reported:
+                self.emit(event)
         self._reported[stack] = current
 
     def _report_services(self, record: StackRecord, observed: list[ContainerState]) -> None:
@@ -179,16 +207,10 @@ class Reconciler:
                 continue
             self._service_status[key] = (have, want)
             if have >= want:
-                self.emit("service.converged", stack=key[0], service=service, replicas=want, running=have)
+                self.emit(events.service_converged(key[0], service, want))
             else:
-                self.emit(
-                    "service.degraded",
-                    stack=key[0],
-                    service=service,
-                    replicas=want,
-                    running=have,
-                    reason=f"{have}/{want} replicas running",
-                )
+                reason = f"{have}/{want} replicas running"
+                self.emit(events.service_degraded(key[0], service, want, have, reason))
 
     def _save_progress(self) -> None:
         book = self.book.to_json()
@@ -200,17 +222,12 @@ class Reconciler:
             self.tracker.changed = False
 
     def _on_transition(self, t: Transition) -> None:
-        fields: dict[str, Any] = {
-            **_slot_fields(t.key, t.container_id),
-            "task_id": t.task_id,
-            "from": t.from_state.value if t.from_state else None,
-            "to": t.to_state.value,
-        }
-        if t.exit_code is not None:
-            fields["exit_code"] = t.exit_code
-        if t.reason:
-            fields["reason"] = t.reason
-        self.emit("task.state", **fields)
+        self.emit(
+            events.task_state(
+                t.key, t.container_id, t.task_id, t.from_state, t.to_state,
+                t.exit_code, t.reason or None,
+            )  # fmt: skip
+        )
 
     # helpers for tests and `--wait` -------------------------------------------------------
     async def converge(self, name: str, timeout: float = 60.0) -> None:
@@ -240,9 +257,6 @@ def running_counts(record: StackRecord, observed: list[ContainerState]) -> dict[
             slots.setdefault(c.key.service, set()).add(c.key.slot)
     return {service: min(len(found), replicas.get(service, 0)) for service, found in slots.items()}
 
-
-def _slot_fields(key: SlotKey, container_id: str | None) -> dict[str, Any]:
-    return {"stack": key.stack, "service": key.service, "slot": key.slot, "container_id": container_id}
 
 
 def _load_book(store: Store, settings: Settings) -> RestartBook:

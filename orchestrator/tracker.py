@@ -34,7 +34,7 @@ class Transition:
     key: SlotKey
     task_id: str
     container_id: str | None
-    from_state: TaskState | None
+    from_state: TaskState
     to_state: TaskState
     exit_code: int | None = None
     reason: str = ""
@@ -77,7 +77,8 @@ class TaskTracker:
         task = self._tasks.get(task_id)
         if task is not None and _RANK[to] <= _RANK[task.state]:
             return False
-        previous = task.state if task else None
+        # Every task begins as `new`; entering it is not a transition, so it is not published.
+        previous = task.state if task else TaskState.NEW
         if task is None:
             task = self._tasks[task_id] = _Task(key=key, state=to)
         self._tick += 1
@@ -85,9 +86,10 @@ class TaskTracker:
         task.tick = self._tick
         task.container_id = container_id or task.container_id
         self.changed = True
-        self._on_transition(
-            Transition(key, task_id, task.container_id, previous, to, exit_code, reason)
-        )
+        if to is not TaskState.NEW:
+            self._on_transition(
+                Transition(key, task_id, task.container_id, previous, to, exit_code, reason)
+            )
         if to is TaskState.REMOVED or (to is TaskState.REJECTED and task.container_id is None):
             del self._tasks[task_id]
             if task.container_id:

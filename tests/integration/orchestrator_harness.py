@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.controller import Controller
-from orchestrator.daemon import follow_engine
 from orchestrator.engine import Engine
+import jsonschema
+
+from orchestrator.events import Event, load_schema
+from orchestrator.intake import EventIntake
 from orchestrator.model import ContainerState
 from orchestrator.reconciler import Reconciler
 from orchestrator.settings import Settings
@@ -75,15 +78,17 @@ async def running_orchestrator(state_dir: Path, **overrides: Any) -> AsyncIterat
     settings = Settings.from_env({}, state_dir=str(state_dir), **overrides)
     events: list[dict[str, Any]] = []
 
-    def emit(type_: str, **fields: Any) -> None:
-        events.append({"type": type_, **fields})
+    def emit(event: Event) -> None:
+        message = event.message(len(events) + 1, time.time())
+        validate_message(message)
+        events.append(message)
 
     engine = await Engine.connect(None)
     reconciler = Reconciler(engine, Store(state_dir), settings, emit)
     controller = Controller(reconciler, _no_redis)
     tasks = [
         asyncio.create_task(reconciler.run(), name="reconciler"),
-        asyncio.create_task(follow_engine(engine, reconciler, emit), name="intake"),
+        asyncio.create_task(reconciler.follow(EventIntake(engine)), name="intake"),
     ]
     try:
         yield Running(engine, reconciler, controller, events)
@@ -93,6 +98,14 @@ async def running_orchestrator(state_dir: Path, **overrides: Any) -> AsyncIterat
         await asyncio.gather(*tasks, return_exceptions=True)
         await reconciler.executor.cancel()
         await engine.close()
+
+
+_VALIDATOR = jsonschema.Draft202012Validator(load_schema())
+
+
+def validate_message(message: dict[str, Any]) -> None:
+    """Every message the daemon publishes must match docs/events.md's schema."""
+    _VALIDATOR.validate(message)
 
 
 async def _no_redis() -> None:

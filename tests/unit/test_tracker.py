@@ -25,8 +25,8 @@ def tracker(seen: list[Transition]) -> TaskTracker:
     return TaskTracker(seen.append)
 
 
-def states(seen: list[Transition]) -> list[tuple[str | None, str]]:
-    return [(t.from_state and t.from_state.value, t.to_state.value) for t in seen]
+def states(seen: list[Transition]) -> list[tuple[str, str]]:
+    return [(t.from_state.value, t.to_state.value) for t in seen]
 
 
 def test_lifecycle_is_published_once_in_order(tracker: TaskTracker, seen: list[Transition]) -> None:
@@ -39,10 +39,10 @@ def test_lifecycle_is_published_once_in_order(tracker: TaskTracker, seen: list[T
     tracker.observe("s", [container(status="exited", exit_code=2)], tracker.mark())
     tracker.observe("s", [], tracker.mark())
     assert states(seen) == [
-        (None, "new"), ("new", "created"), ("created", "starting"), ("starting", "running"),
+        ("new", "created"), ("created", "starting"), ("starting", "running"),
         ("running", "failed"), ("failed", "removed"),
     ]
-    assert seen[4].exit_code == 2
+    assert seen[3].exit_code == 2
 
 
 def test_late_report_never_moves_backwards(tracker: TaskTracker, seen: list[Transition]) -> None:
@@ -56,7 +56,7 @@ def test_relist_begun_before_a_creation_does_not_remove_it(tracker: TaskTracker,
     mark = tracker.mark()
     tracker.advance(KEY, "t1", TaskState.CREATED, container_id="c1")
     tracker.observe("s", [], mark)
-    assert states(seen) == [(None, "created")]
+    assert states(seen) == [("new", "created")]
 
 
 def test_round_trip_keeps_states_and_intents(tracker: TaskTracker, seen: list[Transition]) -> None:

@@ -1,0 +1,114 @@
+"""Latency of the HTTP API: `GET /v1/stacks/{s}/tasks` (the `ps` view) on a stack of N
+replicas and a no-op redeploy (`PUT` of the same stack file), against `GET /v1/health` as the
+baseline measured in the same run (timings on a shared machine only mean something as ratios).
+
+    python benchmarks/bench_api.py --host http://127.0.0.1:7420        # a running daemon
+    python benchmarks/bench_api.py --fake                              # the app over a fake Control
+
+The stack `bench-api` (one busybox service of --replicas replicas) is deployed first and
+removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from orchestrator.client import Client  # noqa: E402
+
+STACK = "bench-api"
+IMAGE = "orchestrator-test/busybox:latest"
+
+
+def stack_text(replicas: int) -> str:
+    return (f"services:\n  web:\n    image: {IMAGE}\n    command: [\"sleep\", \"3600\"]\n"
+            f"    deploy:\n      replicas: {replicas}\n")
+
+
+async def timed(call: Callable[[], Awaitable[object]], count: int) -> list[float]:
+    samples = []
+    for _ in range(count):
+        start = time.perf_counter()
+        await call()
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def percentile(samples: list[float], q: float) -> float:
+    return statistics.quantiles(samples, n=100, method="inclusive")[q - 1] if len(samples) > 1 else samples[0]
+
+
+@contextlib.asynccontextmanager
+async def fake_daemon() -> AsyncIterator[str]:
+    from aiohttp import web  # noqa: PLC0415 - only for --fake
+
+    from orchestrator.api import make_app  # noqa: PLC0415
+    from orchestrator.settings import Settings  # noqa: PLC0415
+    from tests.unit.fake_control import FakeControl  # noqa: PLC0415
+
+    runner = web.AppRunner(make_app(FakeControl(), Settings()), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def wait_running(client: Client, replicas: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        [service] = await client.services(STACK)
+        if service["replicas_running"] == replicas:
+            return
+        await asyncio.sleep(0.5)
+    raise SystemExit(f"stack {STACK} did not reach {replicas} running replicas in {timeout} s")
+
+
+async def measure(host: str, token: str, replicas: int, count: int) -> None:
+    files = [("stack.yml", stack_text(replicas))]
+    async with Client(host, token) as client:
+        await client.deploy(STACK, files, {}, "/")
+        try:
+            await wait_running(client, replicas, timeout=300)
+            rows = [
+                ("GET /v1/health (baseline)", await timed(lambda: client.request("GET", "/v1/health"), count)),
+                (f"GET tasks, {replicas} replicas", await timed(lambda: client.tasks(STACK), count)),
+                ("PUT no-op redeploy", await timed(lambda: client.deploy(STACK, files, {}, "/"), count)),
+            ]
+        finally:
+            await client.remove(STACK)
+    base = statistics.median(rows[0][1])
+    print(f"{'request':32} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'p50/baseline':>13}")
+    for name, samples in rows:
+        p50 = statistics.median(samples)
+        print(f"{name:32} {len(samples):5d} {p50:8.2f} {percentile(samples, 99):8.2f} {p50 / base:13.1f}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default=os.environ.get("ORCHESTRATOR_HOST", "http://127.0.0.1:7420"))
+    parser.add_argument("--fake", action="store_true", help="serve the app over a fake Control")
+    parser.add_argument("--replicas", type=int, default=100)
+    parser.add_argument("--count", type=int, default=300, help="requests per measurement")
+    args = parser.parse_args()
+    token = os.environ.get("ORCHESTRATOR_TOKEN", "")
+    if args.fake:
+        async with fake_daemon() as host:
+            await measure(host, token, args.replicas, args.count)
+    else:
+        await measure(args.host, token, args.replicas, args.count)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

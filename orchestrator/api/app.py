@@ -1,0 +1,108 @@
+"""make_app: the aiohttp application; serve: run it on a TCP address and a unix socket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from orchestrator.api import routes, sse
+from orchestrator.api.auth import auth_middleware
+from orchestrator.api.errors import error_middleware
+from orchestrator.api.openapi import openapi_json
+from orchestrator.api.state import BODY_LIMIT, CONTROL, REDIS, SETTINGS, STOPPING
+from orchestrator.control import Control
+from orchestrator.errors import UserError
+from orchestrator.settings import Settings
+
+log = structlog.stdlib.get_logger()
+
+BODY_LIMIT_BYTES = 1024 * 1024
+SHUTDOWN_TIMEOUT = 5.0
+
+
+def _get(path: str, handler: Any) -> web.RouteDef:
+    return web.get(path, handler, allow_head=False)  # the router lists exactly what is documented
+
+
+def make_app(control: Control, settings: Settings, redis: Any = None, *,
+             body_limit: int = BODY_LIMIT_BYTES) -> web.Application:
+    """`redis`: a redis.asyncio client for /v1/events (None: that route answers 503)."""
+    app = web.Application(middlewares=[error_middleware, auth_middleware],
+                          client_max_size=body_limit)
+    app[CONTROL] = control
+    app[SETTINGS] = settings
+    app[REDIS] = redis
+    app[BODY_LIMIT] = body_limit
+    app[STOPPING] = asyncio.Event()
+    app.on_shutdown.append(_stop_streams)
+    app.router.add_routes([
+        _get("/v1/stacks", routes.list_stacks),
+        web.put("/v1/stacks/{stack}", routes.deploy_stack),
+        _get("/v1/stacks/{stack}", routes.inspect_stack),
+        web.delete("/v1/stacks/{stack}", routes.remove_stack),
+        _get("/v1/stacks/{stack}/services", routes.list_services),
+        _get("/v1/stacks/{stack}/tasks", routes.list_tasks),
+        web.post("/v1/stacks/{stack}/scale", routes.scale_services),
+        web.post("/v1/stacks/{stack}/services/{service}/rollback", routes.rollback_service),
+        _get("/v1/stacks/{stack}/services/{service}/logs", routes.service_logs),
+        _get("/v1/events", sse.events),
+        _get("/v1/health", routes.health),
+        _get("/v1/openapi.json", openapi_json),
+        _get("/metrics", routes.prometheus),
+    ])
+    return app
+
+
+async def _stop_streams(app: web.Application) -> None:
+    app[STOPPING].set()
+
+
+def check_exposure(settings: Settings) -> None:
+    """The endpoint can start any container (root-equivalent): beyond loopback it needs a token."""
+    if settings.listens_beyond_loopback and not settings.token:
+        raise UserError(
+            f"refusing to listen on {settings.listen} without a token: anyone who reaches it can "
+            "run containers as root. Set ORCHESTRATOR_TOKEN, or listen on 127.0.0.1")
+
+
+async def serve(app: web.Application, settings: Settings, ready: asyncio.Event) -> None:
+    """Serve until cancelled; `ready` is set once both listeners accept connections."""
+    check_exposure(settings)
+    runner = web.AppRunner(app, handle_signals=False, handler_cancellation=True,
+                           shutdown_timeout=SHUTDOWN_TIMEOUT, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.listen_host, settings.listen_port).start()
+        if settings.socket:
+            _clear_stale_socket(Path(settings.socket))
+            await web.UnixSite(runner, settings.socket).start()
+            os.chmod(settings.socket, 0o600)  # root-equivalent: the owner only
+        log.info("api_listening", listen=settings.listen, socket=settings.socket or None)
+        ready.set()
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+def _clear_stale_socket(path: Path) -> None:
+    """Remove a socket left by a daemon that died; refuse if one still answers on it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return
+    finally:
+        probe.close()
+    raise UserError(f"another daemon is already serving on {path}")

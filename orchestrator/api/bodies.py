@@ -1,0 +1,146 @@
+"""Reading what a caller sends: names, query flags, the deploy and scale bodies.
+
+Everything here raises RequestError (a 400 naming the offending parameter) and nothing else,
+so a malformed request can never become a 500.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from orchestrator.api.errors import RequestError
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/plain"})
+DEFAULT_FILE_NAME = "stack.yml"
+
+
+def name_param(request: web.Request, key: str) -> str:
+    return check_name(request.match_info[key], key)
+
+
+def check_name(value: str, path: str) -> str:
+    if not NAME_RE.match(value):
+        raise RequestError(
+            f"invalid name {value!r}: use 1-63 characters a-z, 0-9, '_' or '-', "
+            "starting with a letter or digit", path=path, code="invalid_name")
+    return value
+
+
+def bool_query(request: web.Request, key: str) -> bool:
+    raw = request.query.get(key, "false").lower()
+    if raw in ("true", "1", "yes"):
+        return True
+    if raw in ("false", "0", "no", ""):
+        return False
+    raise RequestError(f"{key} must be true or false, not {raw!r}", path=key)
+
+
+def int_query(request: web.Request, key: str, *, default: int | None = None) -> int | None:
+    raw = request.query.get(key)
+    if raw is None or raw in ("", "all"):
+        return default
+    if not raw.isdigit():
+        raise RequestError(f"{key} must be a non-negative integer or 'all', not {raw!r}", path=key)
+    return int(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class DeployRequest:
+    files: tuple[tuple[str, str], ...]
+    base_dir: Path
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+async def read_deploy(request: web.Request) -> DeployRequest:
+    """YAML text of one stack file, or JSON `{"files": [...], "env": {...}, "base_dir": ...}`."""
+    content_type = request.content_type
+    if content_type in YAML_TYPES:
+        text = await _text(request)
+        base_dir = request.query.get("base_dir", "/")
+        return DeployRequest(((DEFAULT_FILE_NAME, text),), _base_dir(base_dir, "base_dir"))
+    if content_type == "application/json":
+        return _deploy_from_json(await read_json(request))
+    raise RequestError(
+        f"unsupported Content-Type {content_type!r}: send the stack file as application/yaml "
+        "or a JSON body {files, env, base_dir} as application/json",
+        code="unsupported_media_type", status=415)
+
+
+def _deploy_from_json(body: Any) -> DeployRequest:
+    _require_object(body, "")
+    unknown = sorted(set(body) - {"files", "env", "base_dir"})
+    if unknown:
+        raise RequestError(f"unknown field {unknown[0]!r}", path=unknown[0])
+    files = body.get("files")
+    if not isinstance(files, list) or not files:
+        raise RequestError("files must be a non-empty list of {name, content}", path="files")
+    parsed = tuple(_file_entry(entry, f"files[{i}]") for i, entry in enumerate(files))
+    env = body.get("env", {})
+    _require_object(env, "env")
+    for key, value in env.items():
+        if not isinstance(value, str):
+            raise RequestError("environment values must be strings", path=f"env.{key}")
+    base_dir = body.get("base_dir", "/")
+    if not isinstance(base_dir, str):
+        raise RequestError("base_dir must be a string", path="base_dir")
+    return DeployRequest(parsed, _base_dir(base_dir, "base_dir"), dict(env))
+
+
+def _file_entry(entry: Any, path: str) -> tuple[str, str]:
+    _require_object(entry, path)
+    name, content = entry.get("name"), entry.get("content")
+    if not isinstance(name, str) or not name:
+        raise RequestError("name must be a non-empty string", path=f"{path}.name")
+    if not isinstance(content, str):
+        raise RequestError("content must be a string (the file's text)", path=f"{path}.content")
+    return name, content
+
+
+def _base_dir(raw: str, path: str) -> Path:
+    if not raw.startswith("/") or "\x00" in raw:
+        raise RequestError("base_dir must be an absolute path", path=path)
+    return Path(raw)
+
+
+def read_scale(body: Any) -> dict[str, int]:
+    _require_object(body, "")
+    if not body:
+        raise RequestError("give at least one service: {\"web\": 3}")
+    counts: dict[str, int] = {}
+    for service, count in body.items():
+        check_name(service, service)
+        # bool is an int in Python; `true` is not a replica count.
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise RequestError(f"replica count must be a non-negative integer, not {count!r}",
+                               path=service)
+        counts[service] = count
+    return counts
+
+
+async def read_json(request: web.Request) -> Any:
+    text = await _text(request)
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise RequestError(f"body is not valid JSON: {exc}", code="invalid_json") from None
+
+
+async def _text(request: web.Request) -> str:
+    raw = await request.read()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RequestError("body is not UTF-8 text", code="invalid_encoding") from None
+
+
+def _require_object(value: Any, path: str) -> None:
+    if not isinstance(value, dict):
+        raise RequestError("expected a JSON object", path=path or None)

@@ -1,0 +1,136 @@
+"""`GET /v1/openapi.json`: the OpenAPI 3.1 document of every route (a test checks it against
+the router both ways). View schemas come from the dataclasses via `schemas.ref`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from orchestrator.api.bodies import NAME_RE
+from orchestrator.api.schemas import ref
+from orchestrator.control import DeployOutcome, HealthView, LogLine, ServiceView, StackView, TaskView
+from orchestrator.model import StackSpec
+
+_NAME = {"type": "string", "pattern": NAME_RE.pattern}
+
+
+def _param(name: str, where: str, schema: dict[str, Any], doc: str) -> dict[str, Any]:
+    return {"name": name, "in": where, "required": where == "path", "schema": schema,
+            "description": doc}
+
+
+STACK = _param("stack", "path", _NAME, "Stack name.")
+SERVICE = _param("service", "path", _NAME, "Service name within the stack.")
+_BOOL = {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"]}
+_ERRORS = ("400", "401", "404", "405", "409", "413")
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _op(summary: str, ok: str, ok_schema: dict[str, Any] | None, *, params: tuple[Any, ...] = (),
+        errors: tuple[str, ...] = ("400", "401", "404"), **extra: Any) -> dict[str, Any]:
+    responses: dict[str, Any] = {ok: {"description": "OK", **(_json(ok_schema) if ok_schema else {})}}
+    for code in errors:
+        responses[code] = {"$ref": f"#/components/responses/Error{code}"}
+    return {"summary": summary, "parameters": list(params), "responses": responses, **extra}
+
+
+def build_document() -> dict[str, Any]:
+    c: dict[str, Any] = {}
+    error = {"type": "object", "required": ["error"], "properties": {"error": {
+        "type": "object", "required": ["code", "message"],
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                       "path": {"type": ["string", "null"]},
+                       "problems": {"type": "array", "items": {"type": "object"}}}}}}
+    c["Error"] = error
+    deploy_json = {"type": "object", "required": ["files"], "additionalProperties": False,
+                   "properties": {
+                       "files": {"type": "array", "minItems": 1, "items": {
+                           "type": "object", "required": ["name", "content"],
+                           "properties": {"name": {"type": "string", "minLength": 1},
+                                          "content": {"type": "string"}}}},
+                       "env": {"type": "object", "additionalProperties": {"type": "string"}},
+                       "base_dir": {"type": "string", "pattern": "^/"}}}
+    deploy_body = {"required": True, "content": {
+        "application/yaml": {"schema": {"type": "string"}},
+        "text/plain": {"schema": {"type": "string"}},
+        "application/json": {"schema": deploy_json}}}
+    scale_body = {"required": True, **_json({
+        "type": "object", "minProperties": 1,
+        "propertyNames": _NAME, "additionalProperties": {"type": "integer", "minimum": 0}})}
+    array = lambda cls: {"type": "array", "items": ref(cls, c)}  # noqa: E731
+    stack_detail = {"type": "object", "required": ["name", "spec", "services"], "properties": {
+        "name": {"type": "string"}, "summary": {"anyOf": [ref(StackView, c), {"type": "null"}]},
+        "spec": ref(StackSpec, c), "services": array(ServiceView)}}
+    deploy_ok = {"description": "Deployed", **_json(ref(DeployOutcome, c))}
+    paths: dict[str, Any] = {
+        "/v1/stacks": {"get": _op("List stacks", "200", array(StackView), errors=("401",))},
+        "/v1/stacks/{stack}": {
+            "put": _op("Deploy or update a stack from its stack file(s)", "200", ref(DeployOutcome, c),
+                       params=(STACK, _param("base_dir", "query", {"type": "string"},
+                                             "Directory relative paths resolve against (YAML body).")),
+                       errors=(*_ERRORS, "415"), requestBody=deploy_body),
+            "get": _op("Inspect a stack: spec, summary and services", "200", stack_detail,
+                       params=(STACK,)),
+            "delete": _op("Remove a stack", "200", {"type": "object"}, params=(
+                STACK, _param("volumes", "query", _BOOL, "Also remove the stack's named volumes."))),
+        },
+        "/v1/stacks/{stack}/services": {"get": _op(
+            "A stack's services (replicas desired/running, image, ports, update state)", "200",
+            array(ServiceView), params=(STACK,))},
+        "/v1/stacks/{stack}/tasks": {"get": _op(
+            "A stack's tasks (the `ps` view)", "200", array(TaskView),
+            params=(STACK, _param("all", "query", _BOOL, "Include exited tasks (history).")))},
+        "/v1/stacks/{stack}/scale": {"post": _op(
+            "Set replica counts", "200", {"type": "object"}, params=(STACK,),
+            errors=_ERRORS, requestBody=scale_body)},
+        "/v1/stacks/{stack}/services/{service}/rollback": {"post": _op(
+            "Roll a service back to its previous spec", "202", {"type": "object"},
+            params=(STACK, SERVICE), errors=("400", "401", "404", "409"))},
+        "/v1/stacks/{stack}/services/{service}/logs": {"get": _op(
+            "A service's logs, all replicas interleaved; streamed", "200", None,
+            params=(STACK, SERVICE,
+                    _param("follow", "query", _BOOL, "Keep streaming new lines."),
+                    _param("tail", "query", {"type": "string", "pattern": "^([0-9]+|all)$"},
+                           "Lines from the end of each replica's log."),
+                    _param("format", "query", {"type": "string", "enum": ["json", "text"]},
+                           "json: one LogLine per line; text: `<stack>_<service>.<slot>.<task> | text`.")))},
+        "/v1/events": {"get": _op(
+            "State-change events as Server-Sent Events (id = seq)", "200", None,
+            params=(_param("since", "query", {"type": "string", "pattern": "^[0-9]+$"},
+                           "Replay events with seq > since, then follow."),
+                    _param("Last-Event-ID", "header", {"type": "string", "pattern": "^[0-9]+$"},
+                           "As since; takes precedence."),
+                    _param("stack", "query", _NAME, "Only this stack's events.")),
+            errors=("400", "401", "503"))},
+        "/v1/health": {"get": _op("Engine and Redis reachability (open without a token)", "200",
+                                  ref(HealthView, c), errors=("503",))},
+        "/v1/openapi.json": {"get": _op("This document", "200", {"type": "object"}, errors=("401",))},
+        "/metrics": {"get": _op("Prometheus metrics (text format)", "200", None, errors=("401",))},
+    }
+    paths["/v1/stacks/{stack}"]["put"]["responses"]["201"] = deploy_ok
+    ref(LogLine, c)
+    statuses = {"400": "Bad input", "401": "Missing or wrong bearer token", "404": "Unknown stack, service or route",
+                "405": "Method not allowed", "409": "Conflict with the current state",
+                "413": "Body over the size limit", "415": "Unsupported Content-Type",
+                "503": "Engine or Redis unreachable"}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "orchestrator", "version": "1",
+                 "description": "Control endpoint of the orchestrator daemon. See docs/api.md."},
+        "paths": paths,
+        "components": {
+            "schemas": c,
+            "responses": {f"Error{k}": {"description": v, **_json({"$ref": "#/components/schemas/Error"})}
+                          for k, v in statuses.items()},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}, {}],
+    }
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(build_document())

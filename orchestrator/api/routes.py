@@ -1,0 +1,162 @@
+"""The JSON routes under /v1/ (events are in sse.py): each reads its input through `bodies`,
+calls one Control method and serialises the frozen views with `dataclasses.asdict`."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import structlog
+from aiohttp import web
+
+from orchestrator import metrics
+from orchestrator.api import bodies
+from orchestrator.api.errors import RequestError, error_body
+from orchestrator.api.state import CONTROL
+from orchestrator.control import DeployOutcome, LogLine
+from orchestrator.errors import OrchestratorError, UnknownService, UnknownStack
+from orchestrator.stackfile import load_stack_text
+from orchestrator.tables import log_line_text
+
+T = TypeVar("T")
+log = structlog.stdlib.get_logger()
+
+
+def as_json(value: Any, status: int = 200) -> web.Response:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    elif isinstance(value, (list, tuple)):
+        value = [dataclasses.asdict(v) for v in value]
+    return web.json_response(value, status=status)
+
+
+async def _committed(action: Awaitable[T]) -> T:
+    """A change the caller asked for runs to its end even if the caller hangs up meanwhile."""
+    return await asyncio.shield(action)
+
+
+async def list_stacks(request: web.Request) -> web.Response:
+    return as_json(list(request.app[CONTROL].stacks()))
+
+
+async def deploy_stack(request: web.Request) -> web.Response:
+    stack = bodies.name_param(request, "stack")
+    deploy = await bodies.read_deploy(request)
+    # The request's env only: the daemon's own environment (its token…) is never interpolated.
+    spec = load_stack_text(deploy.files, deploy.base_dir, env=deploy.env, name=stack)
+    outcome = await _committed(request.app[CONTROL].deploy(spec))
+    return web.json_response(_deploy_body(outcome, spec.warnings),
+                             status=201 if outcome.result == "created" else 200)
+
+
+def _deploy_body(outcome: DeployOutcome, spec_warnings: tuple[str, ...]) -> dict[str, Any]:
+    body = dataclasses.asdict(outcome)
+    body["warnings"] = list(dict.fromkeys((*spec_warnings, *outcome.warnings)))
+    return body
+
+
+async def inspect_stack(request: web.Request) -> web.Response:
+    stack = bodies.name_param(request, "stack")
+    control = request.app[CONTROL]
+    spec = control.stack_spec(stack)
+    summary = next((s for s in control.stacks() if s.name == stack), None)
+    return web.json_response({
+        "name": stack,
+        "summary": dataclasses.asdict(summary) if summary else None,
+        "spec": dataclasses.asdict(spec),
+        "services": [dataclasses.asdict(s) for s in await control.services(stack)],
+    })
+
+
+async def remove_stack(request: web.Request) -> web.Response:
+    stack = bodies.name_param(request, "stack")
+    volumes = bodies.bool_query(request, "volumes")
+    await _committed(request.app[CONTROL].remove(stack, volumes=volumes))
+    return web.json_response({"stack": stack, "removed": True, "volumes": volumes})
+
+
+async def list_services(request: web.Request) -> web.Response:
+    stack = bodies.name_param(request, "stack")
+    return as_json(list(await request.app[CONTROL].services(stack)))
+
+
+async def list_tasks(request: web.Request) -> web.Response:
+    stack = bodies.name_param(request, "stack")
+    history = bodies.bool_query(request, "all")
+    return as_json(list(await request.app[CONTROL].tasks(stack, include_history=history)))
+
+
+async def scale_services(request: web.Request) -> web.Response:
+    stack = bodies.name_param(request, "stack")
+    counts = bodies.read_scale(await bodies.read_json(request))
+    await _committed(request.app[CONTROL].scale(stack, counts))
+    return web.json_response({"stack": stack, "replicas": counts})
+
+
+async def rollback_service(request: web.Request) -> web.Response:
+    stack = bodies.name_param(request, "stack")
+    service = bodies.name_param(request, "service")
+    await _committed(request.app[CONTROL].rollback(stack, service))
+    return web.json_response({"stack": stack, "service": service, "rollback": "started"},
+                             status=202)
+
+
+async def service_logs(request: web.Request) -> web.StreamResponse:
+    """One JSON object per line (application/x-ndjson), or `?format=text` for the
+    `<stack>_<service>.<slot>.<task> | text` lines the CLI prints."""
+    stack = bodies.name_param(request, "stack")
+    service = bodies.name_param(request, "service")
+    follow = bodies.bool_query(request, "follow")
+    tail = bodies.int_query(request, "tail")
+    fmt = request.query.get("format", "json")
+    if fmt not in ("json", "text"):
+        raise RequestError("format must be json or text", path="format")
+    control = request.app[CONTROL]
+    if service not in control.stack_spec(stack).services:  # 404 before the stream starts
+        raise UnknownService(stack, service)
+    response = web.StreamResponse(headers={
+        "Content-Type": "application/x-ndjson" if fmt == "json" else "text/plain; charset=utf-8",
+    })
+    await response.prepare(request)
+    try:
+        async for line in control.logs(stack, service, follow=follow, tail=tail):
+            await response.write(_log_line(line, stack, service, fmt).encode())
+    except (OrchestratorError, OSError) as exc:
+        # The status is already sent: end the stream with the reason instead.
+        log.warning("log_stream_failed", stack=stack, service=service, error=str(exc))
+        await response.write(_stream_error(str(exc), fmt).encode())
+    await response.write_eof()
+    return response
+
+
+def _stream_error(message: str, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(error_body("stream_failed", message)) + "\n"
+    return f"error: {message}\n"
+
+
+def _log_line(line: LogLine, stack: str, service: str, fmt: str) -> str:
+    plain = dataclasses.asdict(line)
+    return json.dumps(plain) + "\n" if fmt == "json" else log_line_text(stack, service, plain)
+
+
+async def health(request: web.Request) -> web.Response:
+    view = await request.app[CONTROL].health()
+    return as_json(view, status=200 if view.engine and view.redis else 503)
+
+
+async def prometheus(request: web.Request) -> web.Response:
+    control = request.app[CONTROL]
+    services = []
+    for stack in control.stacks():
+        try:
+            services.extend(await control.services(stack.name))
+        except UnknownStack:  # removed while we looked
+            continue
+    metrics.refresh_replicas(services)
+    response = web.Response(body=metrics.render())
+    response.headers["Content-Type"] = metrics.CONTENT_TYPE
+    return response

@@ -1,0 +1,19 @@
+"""Typed keys of what make_app stores on the aiohttp Application."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from orchestrator.control import Control
+from orchestrator.settings import Settings
+
+CONTROL = web.AppKey("control", Control)
+SETTINGS = web.AppKey("settings", Settings)
+#: redis.asyncio.Redis or None (then /v1/events answers 503).
+REDIS = web.AppKey("redis", Any)
+BODY_LIMIT = web.AppKey("body_limit", int)
+#: Set when the app shuts down, so long-lived streams end promptly.
+STOPPING = web.AppKey("stopping", asyncio.Event)

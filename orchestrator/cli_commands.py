@@ -1,0 +1,179 @@
+"""The bodies of the CLI's client commands: each talks to the daemon through `Client` and
+prints like the docker CLI. They raise OrchestratorError for anything cli.main reports as
+`error: ...` with exit code 1."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from orchestrator import tables
+from orchestrator.client import Client
+from orchestrator.errors import UserError
+from orchestrator.settings import Settings
+
+#: `$VAR`, `${VAR}`, `${VAR:-default}`…, not `$$` (an escaped dollar).
+_VARIABLE = re.compile(r"(?<!\$)\$(?:\{([A-Za-z_][A-Za-z0-9_]*)|([A-Za-z_][A-Za-z0-9_]*))")
+POLL_S = 0.5
+
+
+def client_for(args: argparse.Namespace) -> Client:
+    settings = Settings.from_env(host=getattr(args, "host", None))
+    return Client(settings.host, settings.token)
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2))
+
+
+# ------------------------------------------------------------------------------ deploy
+
+
+def read_files(paths: Sequence[str]) -> list[tuple[str, str]]:
+    files = []
+    for path in paths:
+        try:
+            files.append((path, Path(path).read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"cannot read {path}: {exc}") from None
+    return files
+
+
+def referenced_env(files: Sequence[tuple[str, str]], env: Mapping[str, str]) -> dict[str, str]:
+    """Only the variables the files interpolate: the rest of the environment (tokens,
+    passwords) never leaves this process."""
+    names = {a or b for _, text in files for a, b in _VARIABLE.findall(text)}
+    return {name: env[name] for name in sorted(names) if name in env}
+
+
+async def deploy(args: argparse.Namespace) -> int:
+    files = read_files(args.compose_file)
+    base_dir = str(Path(args.compose_file[0]).resolve().parent)
+    async with client_for(args) as client:
+        outcome = await client.deploy(args.stack, files, referenced_env(files, os.environ), base_dir)
+        for warning in outcome.get("warnings", ()):
+            print(f"warning: {warning}", file=sys.stderr)
+        _print_outcome(outcome)
+        if args.wait:
+            return await wait_converged(client, args.stack, args.timeout)
+    return 0
+
+
+def _print_outcome(outcome: Mapping[str, Any]) -> None:
+    stack, result = outcome["stack"], outcome["result"]
+    if result == "unchanged":
+        print(f"Stack {stack} is up to date")
+        return
+    verb = "Creating" if result == "created" else "Updating"
+    for service in outcome.get("changed_services", ()):
+        print(f"{verb} service {stack}_{service}")
+
+
+async def wait_converged(client: Client, stack: str, timeout: float) -> int:
+    """Print `web: 3/5` whenever a service's progress changes, until every service runs its
+    desired replicas (0 ok) or `timeout` passes or an update pauses (1)."""
+    deadline = time.monotonic() + timeout
+    shown: dict[str, str] = {}
+    while True:
+        services = await client.services(stack)
+        for svc in services:
+            progress = f"{svc['name']}: {svc['replicas_running']}/{svc['replicas_desired']}"
+            if svc.get("update_state") not in (None, "none", "completed"):
+                progress += f" ({svc['update_state']})"
+            if shown.get(svc["name"]) != progress:
+                shown[svc["name"]] = progress
+                print(progress, flush=True)
+        paused = [s for s in services if s.get("update_state") in ("paused", "rolled_back")]
+        if paused:
+            names = ", ".join(f"{s['name']} ({s['update_state']}: {s.get('update_message', '')})"
+                              for s in paused)
+            raise UserError(f"update did not complete: {names}")
+        if all(_converged(s) for s in services):
+            print(f"Stack {stack} converged")
+            return 0
+        if time.monotonic() >= deadline:
+            raise UserError(f"timed out after {timeout:g} s waiting for stack {stack} to converge")
+        await asyncio.sleep(POLL_S)
+
+
+def _converged(svc: Mapping[str, Any]) -> bool:
+    updating = svc.get("update_state") in ("updating", "rolling_back")
+    return svc["replicas_running"] == svc["replicas_desired"] and not updating
+
+
+# ------------------------------------------------------------------------------ listings
+
+
+async def ls(args: argparse.Namespace) -> int:
+    async with client_for(args) as client:
+        stacks = await client.stacks()
+    print_json(stacks) if args.format == "json" else print(tables.stacks_table(stacks))
+    return 0
+
+
+async def services(args: argparse.Namespace) -> int:
+    async with client_for(args) as client:
+        rows = await client.services(args.stack)
+    print_json(rows) if args.format == "json" else print(tables.services_table(rows))
+    return 0
+
+
+async def ps(args: argparse.Namespace) -> int:
+    async with client_for(args) as client:
+        rows = await client.tasks(args.stack, history=args.all)
+    if args.format == "json":
+        print_json(rows)
+    else:
+        print(tables.tasks_table(rows, no_trunc=args.no_trunc))
+    return 0
+
+
+# ------------------------------------------------------------------------------ changes
+
+
+def scale_pair(text: str) -> tuple[str, int]:
+    """argparse type of `SERVICE=N`: a bad one is a usage error (exit 2)."""
+    service, sep, count = text.partition("=")
+    if not sep or not service or not count.isdigit():
+        raise argparse.ArgumentTypeError(f"invalid scale specifier {text!r}: use SERVICE=N")
+    return service, int(count)
+
+
+async def scale(args: argparse.Namespace) -> int:
+    counts = dict(args.pairs)
+    async with client_for(args) as client:
+        await client.scale(args.stack, counts)
+    for service, count in counts.items():
+        print(f"{args.stack}_{service} scaled to {count}")
+    return 0
+
+
+async def rm(args: argparse.Namespace) -> int:
+    async with client_for(args) as client:
+        await client.remove(args.stack, volumes=args.volumes)
+    print(f"Removing stack {args.stack}" + (" and its volumes" if args.volumes else ""))
+    return 0
+
+
+async def rollback(args: argparse.Namespace) -> int:
+    async with client_for(args) as client:
+        await client.rollback(args.stack, args.service)
+    print(f"{args.stack}_{args.service}: rollback started")
+    return 0
+
+
+async def logs(args: argparse.Namespace) -> int:
+    async with client_for(args) as client:
+        async for line in client.logs(args.stack, args.service, follow=args.follow, tail=args.tail):
+            out = sys.stderr if line.get("stream") == "stderr" else sys.stdout
+            out.write(tables.log_line_text(args.stack, args.service, line))
+            out.flush()
+    return 0

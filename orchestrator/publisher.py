@@ -1,0 +1,253 @@
+"""Sends events to Redis: pub/sub channels for live readers, a capped stream for replay.
+
+`publish()` is called by the reconcile loop, so it must cost microseconds and never block or
+fail: it stamps the time and appends to a bounded in-memory queue. `run()` is the sender task.
+It takes batches off the queue, numbers them, and sends each batch as one MULTI/EXEC: per
+message an XADD to `<prefix>:stream` (entry id `<seq>-0`), then a PUBLISH to `<prefix>:events`
+and to `<prefix>:events:<stack>`. XADD comes first and the batch is atomic, so a reader that
+subscribes and then reads the stream misses nothing (see event_follow).
+
+`seq` is assigned when a message is taken off the queue, not in `publish()`. The sender has
+then talked to Redis at least once and knows the stream's last seq, so numbering continues from
+max(seq file, stream tail) even when the file lags; and messages dropped from a full queue never
+had a number, so the numbers that go out have no gaps (an `events.dropped` message counts the
+loss instead). If Redis is unreachable the queue waits; when it is full the oldest are dropped.
+The sender reconnects with capped exponential backoff and logs each outage once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+import redis.exceptions
+import structlog
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff, NoBackoff
+
+from orchestrator import labels
+from orchestrator.events import Event, events_dropped
+from orchestrator.seq_store import SeqStore
+
+log = structlog.stdlib.get_logger()
+
+# Anything that means "Redis is not answering properly right now": retried, never raised.
+_UNAVAILABLE = (redis.exceptions.RedisError, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class _Numbered:
+    """A message with its seq, taken off the queue and not yet confirmed by Redis."""
+
+    seq: int
+    stack: str | None
+    json: str
+
+
+class Publisher:
+    def __init__(
+        self,
+        redis_url: str,
+        prefix: str,
+        seq_store: SeqStore,
+        queue_limit: int = 10_000,
+        stream_maxlen: int = 10_000,
+        batch_size: int = 500,
+        persist_interval: float = 0.5,
+        reconnect_max_delay: float = 5.0,
+    ) -> None:
+        # No retries inside the client: the sender owns reconnecting, with its own backoff.
+        self._client = aioredis.Redis.from_url(
+            redis_url, decode_responses=True, socket_connect_timeout=2.0, socket_timeout=10.0,
+            retry=Retry(NoBackoff(), 0),
+        )  # fmt: skip
+        self._prefix = prefix
+        self._stream = labels.events_stream(prefix)
+        self._all_channel = labels.events_channel(prefix)
+        self._seq_store = seq_store
+        self._queue_limit = queue_limit
+        self._stream_maxlen = stream_maxlen
+        self._batch_size = batch_size
+        self._persist_interval = persist_interval
+        self._backoff = ExponentialBackoff(cap=reconnect_max_delay, base=0.05)
+
+        self._queue: deque[tuple[Event, float]] = deque()
+        self._dropped = 0
+        self._dropped_at = 0.0
+        self._wakeup = asyncio.Event()
+        self._unconfirmed: list[_Numbered] = []
+        self._seq = seq_store.load()  # last seq handed out
+        self._confirmed = self._seq  # last seq Redis acknowledged
+        self._persisted = self._seq
+        self._persisted_at = time.monotonic()
+        self._persisting: asyncio.Task[None] | None = None
+        self._connected = False
+        self._outage_since: float | None = None
+        self._closing = False
+        self._abandoned = False
+        self._runner: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+
+    @property
+    def last_seq(self) -> int:
+        """The last seq Redis acknowledged."""
+        return self._confirmed
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue) + len(self._unconfirmed)
+
+    def publish(self, event: Event) -> None:
+        """Queue `event` for sending. Never blocks, never raises; call it from the event loop."""
+        now = time.time()
+        if len(self._queue) >= self._queue_limit:
+            self._queue.popleft()
+            if not self._dropped:
+                log.warning("event_queue_overflowed", limit=self._queue_limit)
+            self._dropped += 1
+            self._dropped_at = now
+        self._queue.append((event, now))
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """The sender: runs until `close()` (or cancellation), sending in order."""
+        if self._stopped.is_set():
+            return  # closed before it started
+        self._runner = asyncio.current_task()
+        try:
+            await self._send_until_closed()
+        except asyncio.CancelledError:
+            if not self._abandoned:
+                raise
+            self._runner.uncancel()  # close() gave up waiting: a normal end
+        finally:
+            await self._finish()
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Send what can be sent within `timeout` seconds, then stop `run()` and save the seq."""
+        self._closing = True
+        self._wakeup.set()
+        if self._runner is None:
+            await asyncio.sleep(0)  # a sender task created just now gets to start
+        if self._runner is None or self._runner.done():
+            await self._finish()
+            return
+        try:
+            await asyncio.wait_for(self._stopped.wait(), timeout)
+        except TimeoutError:
+            self._abandoned = True
+            self._runner.cancel()
+            await self._stopped.wait()
+
+    # ----------------------------------------------------------------------- the sender
+
+    async def _send_until_closed(self) -> None:
+        failures = 0
+        while True:
+            if not (self._queue or self._dropped or self._unconfirmed):
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            try:
+                await self._send_available()
+                failures = 0
+            except _UNAVAILABLE as exc:
+                self._note_outage(exc)
+                failures += 1
+                await asyncio.sleep(self._backoff.compute(failures))
+
+    async def _send_available(self) -> None:
+        if not self._connected:
+            await self._resume()
+        while self._queue or self._dropped or self._unconfirmed:
+            if not self._unconfirmed:
+                self._unconfirmed = self._take_batch()
+            await self._send(self._unconfirmed)
+            self._confirmed = self._unconfirmed[-1].seq
+            self._unconfirmed = []
+            self._maybe_persist()
+
+    async def _resume(self) -> None:
+        """On (re)connecting: learn the stream's last seq and forget what it already holds.
+
+        A batch is one transaction, so a batch whose reply was lost is either wholly in the
+        stream (then it is not sent again) or not at all."""
+        newest = await self._client.xrevrange(self._stream, count=1)
+        tail = int(newest[0][0].partition("-")[0]) if newest else 0
+        self._unconfirmed = [message for message in self._unconfirmed if message.seq > tail]
+        self._seq = max(self._seq, tail)
+        self._confirmed = max(self._confirmed, tail)
+        self._connected = True
+        if self._outage_since is not None:
+            log.info(
+                "redis_reconnected", outage_s=round(time.monotonic() - self._outage_since, 3),
+                queued=self.queued, dropped=self._dropped,
+            )  # fmt: skip
+            self._outage_since = None
+
+    def _take_batch(self) -> list[_Numbered]:
+        batch: list[_Numbered] = []
+        if self._dropped:
+            batch.append(self._number(events_dropped(self._dropped), self._dropped_at))
+            self._dropped = 0
+        while self._queue and len(batch) < self._batch_size:
+            batch.append(self._number(*self._queue.popleft()))
+        return batch
+
+    def _number(self, event: Event, stamped: float) -> _Numbered:
+        self._seq += 1
+        return _Numbered(self._seq, event.stack, event.to_json(self._seq, stamped))
+
+    async def _send(self, batch: list[_Numbered]) -> None:
+        async with self._client.pipeline(transaction=True) as pipe:
+            for message in batch:
+                pipe.xadd(
+                    self._stream,
+                    {labels.STREAM_FIELD_SEQ: message.seq, labels.STREAM_FIELD_EVENT: message.json},
+                    id=labels.stream_entry_id(message.seq), maxlen=self._stream_maxlen, approximate=True,
+                )  # fmt: skip
+                pipe.publish(self._all_channel, message.json)
+                if message.stack is not None:
+                    pipe.publish(labels.events_channel(self._prefix, message.stack), message.json)
+            await pipe.execute()
+
+    def _note_outage(self, exc: BaseException) -> None:
+        self._connected = False
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+            log.warning("redis_unavailable", error=str(exc) or type(exc).__name__, queued=self.queued)
+
+    # ----------------------------------------------------------------------- the seq file
+
+    def _maybe_persist(self) -> None:
+        """Save the seq in the background, at most every `persist_interval` seconds."""
+        due = time.monotonic() - self._persisted_at >= self._persist_interval
+        if due and self._confirmed != self._persisted and self._persisting is None:
+            self._persisting = asyncio.create_task(self._persist(self._confirmed))
+
+    async def _persist(self, seq: int) -> None:
+        try:
+            await asyncio.to_thread(self._seq_store.save, seq)
+            self._persisted = seq
+        except OSError as exc:
+            log.error("seq_file_write_failed", path=str(self._seq_store.path), error=str(exc))
+        finally:
+            self._persisted_at = time.monotonic()
+            self._persisting = None
+
+    async def _finish(self) -> None:
+        if self._stopped.is_set():
+            return
+        if self._persisting is not None:
+            await self._persisting
+        if self._confirmed != self._persisted:
+            await self._persist(self._confirmed)
+        await self._client.aclose()
+        if self.queued:
+            log.warning("publisher_stopped_with_unsent_events", unsent=self.queued, dropped=self._dropped)
+        self._stopped.set()

@@ -1,0 +1,111 @@
+"""An in-memory Control for the API's unit tests (STYLE.md allows a fake here: the real
+reconciler is exercised by the integration tests). Stack files go through the real loader."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import replace
+
+from orchestrator.control import (
+    DeployOutcome,
+    HealthView,
+    LogLine,
+    ServiceView,
+    StackView,
+    TaskView,
+)
+from orchestrator.errors import Conflict, UnknownService, UnknownStack
+from orchestrator.model import ServiceSpec, StackSpec
+
+
+class FakeControl:
+    """Keeps specs and replica counts; every replica is "running" at once."""
+
+    def __init__(self) -> None:
+        self.specs: dict[str, StackSpec] = {}
+        self.counts: dict[str, dict[str, int]] = {}
+        self.previous: dict[tuple[str, str], ServiceSpec] = {}
+        self.removed_volumes: list[str] = []
+        self.healthy = True
+        self.log_lines: list[LogLine] = []
+        self.deployed_at = time.time() - 5
+
+    async def deploy(self, spec: StackSpec) -> DeployOutcome:
+        old = self.specs.get(spec.name)
+        self.specs[spec.name] = spec
+        self.counts[spec.name] = {n: s.replicas for n, s in spec.services.items()}
+        if old is None:
+            return DeployOutcome(spec.name, "created", tuple(spec.services))
+        changed = tuple(n for n, s in spec.services.items() if old.services.get(n) != s)
+        for n in changed:
+            if n in old.services:
+                self.previous[(spec.name, n)] = old.services[n]
+        return DeployOutcome(spec.name, "updated" if changed else "unchanged", changed)
+
+    async def remove(self, stack: str, *, volumes: bool = False) -> None:
+        self.stack_spec(stack)
+        del self.specs[stack], self.counts[stack]
+        if volumes:
+            self.removed_volumes.append(stack)
+
+    async def scale(self, stack: str, counts: Mapping[str, int]) -> None:
+        spec = self.stack_spec(stack)
+        for service in counts:
+            if service not in spec.services:
+                raise UnknownService(stack, service)
+        self.counts[stack].update(counts)
+
+    async def rollback(self, stack: str, service: str) -> None:
+        spec = self.stack_spec(stack)
+        if service not in spec.services:
+            raise UnknownService(stack, service)
+        previous = self.previous.pop((stack, service), None)
+        if previous is None:
+            raise Conflict(f"service {stack}_{service} has no previous spec to roll back to")
+        self.specs[stack] = replace(spec, services={**spec.services, service: previous})
+
+    def stacks(self) -> Sequence[StackView]:
+        return [StackView(name, len(spec.services), sum(self.counts[name].values()),
+                          sum(self.counts[name].values()), self.deployed_at, 1)
+                for name, spec in sorted(self.specs.items())]
+
+    def stack_spec(self, stack: str) -> StackSpec:
+        if stack not in self.specs:
+            raise UnknownStack(stack)
+        return self.specs[stack]
+
+    async def services(self, stack: str) -> Sequence[ServiceView]:
+        spec = self.stack_spec(stack)
+        return [ServiceView(stack, n, s.mode, s.image, self.counts[stack][n],
+                            self.counts[stack][n], "abc123def456")
+                for n, s in sorted(spec.services.items())]
+
+    async def tasks(self, stack: str, *, include_history: bool = True) -> Sequence[TaskView]:
+        spec = self.stack_spec(stack)
+        rows = []
+        for n, s in sorted(spec.services.items()):
+            for slot in range(1, self.counts[stack][n] + 1):
+                task = f"t{slot:02d}{n}"[:12]
+                rows.append(TaskView(stack, n, slot, task, f"c{slot:063d}", f"{stack}_{n}.{slot}.{task}",
+                                     s.image, "running", "running", self.deployed_at))
+                if include_history:
+                    rows.append(TaskView(stack, n, slot, "old" + task, f"d{slot:063d}",
+                                         f"{stack}_{n}.{slot}.old{task}", s.image, "failed",
+                                         "shutdown", self.deployed_at - 60, exit_code=1,
+                                         error="task: non-zero exit (1)", current=False))
+        return rows
+
+    async def logs(self, stack: str, service: str, *, follow: bool = False,
+                   tail: int | None = None) -> AsyncIterator[LogLine]:
+        lines = self.log_lines if tail is None else self.log_lines[len(self.log_lines) - tail:]
+        for line in lines:
+            yield line
+        while follow:
+            await asyncio.sleep(3600)
+
+    async def health(self) -> HealthView:
+        if self.healthy:
+            return HealthView(engine=True, redis=True)
+        return HealthView(engine=False, redis=True, engine_error="engine not reachable")

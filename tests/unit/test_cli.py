@@ -1,0 +1,175 @@
+"""The CLI's client commands, run through `cli.main([...])` against the real app over a fake
+Control; and the table formatting."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator import tables
+from orchestrator.cli import main
+from orchestrator.cli_commands import referenced_env
+from orchestrator.control import LogLine
+from orchestrator.settings import Settings
+from tests.unit.conftest import STACK_YAML
+from tests.unit.threaded_server import Served, serve_in_thread
+
+
+@pytest.fixture(name="served")
+def _served(monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
+    with serve_in_thread() as served:
+        monkeypatch.setenv("ORCHESTRATOR_HOST", served.url)
+        monkeypatch.delenv("ORCHESTRATOR_TOKEN", raising=False)
+        yield served
+
+
+@pytest.fixture(name="stack_file")
+def _stack_file(tmp_path: Path) -> Path:
+    path = tmp_path / "stack.yml"
+    path.write_text(STACK_YAML)
+    return path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_deploy_then_list(served: Served, stack_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "deploy", "-c", str(stack_file), "shop")
+    assert (code, out) == (0, "Creating service shop_web\nCreating service shop_worker\n")
+    assert run(capsys, "deploy", "-c", str(stack_file), "shop")[1] == "Stack shop is up to date\n"
+    code, out, _ = run(capsys, "ls")
+    assert code == 0
+    header, row = out.splitlines()
+    assert header.split() == ["NAME", "SERVICES", "REPLICAS", "DEPLOYED"]
+    assert row.split()[:3] == ["shop", "2", "3/3"]
+    code, out, _ = run(capsys, "ls", "--format", "json")
+    assert [s["name"] for s in json.loads(out)] == ["shop"]
+
+
+def test_deploy_sends_only_the_referenced_environment(
+        served: Served, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "s.yml"
+    path.write_text("services:\n  web:\n    image: ${IMAGE}\n")
+    monkeypatch.setenv("IMAGE", "nginx:1")
+    assert run(capsys, "deploy", "-c", str(path), "shop")[0] == 0
+    assert served.control.specs["shop"].services["web"].image == "nginx:1"
+    assert referenced_env([("f", "a: ${A:-x} $B $$C ${D}")], {"A": "1", "B": "2", "C": "3", "SECRET": "s"}) \
+        == {"A": "1", "B": "2"}
+
+
+def test_deploy_wait_prints_progress_until_converged(
+        served: Served, stack_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "deploy", "-c", str(stack_file), "shop", "--wait", "--timeout", "5")
+    assert code == 0
+    assert out.splitlines()[-3:] == ["web: 2/2", "worker: 1/1", "Stack shop converged"]
+
+
+def test_bad_stack_file_lists_each_problem(served: Served, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.yml"
+    path.write_text("services:\n  web:\n    image: x\n    bogus: 1\n")
+    code, out, err = run(capsys, "deploy", "-c", str(path), "shop")
+    assert (code, out) == (1, "")
+    assert err.splitlines()[0] == "error: 1 problem(s) in the stack file:"
+    assert err.splitlines()[1].startswith(f"  {path}:4: services.web.bogus: unknown key 'bogus'")
+    assert "Traceback" not in err
+
+
+def test_services_and_ps_tables(served: Served, stack_file: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, "deploy", "-c", str(stack_file), "shop")
+    code, out, _ = run(capsys, "services", "shop")
+    lines = out.splitlines()
+    assert lines[0].split() == ["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"]
+    assert lines[1].split() == ["abc123def456", "shop_web", "replicated", "2/2", "busybox"]
+    code, out, _ = run(capsys, "ps", "shop", "--all")
+    lines = out.splitlines()
+    assert lines[0].startswith("ID ")
+    assert re.search(r"Running \d+ seconds ago", lines[1])
+    assert " \\_ shop_web.1" in lines[2] and '"task: non-zero exit (1)"' in lines[2]
+    assert len(lines) == 7
+    assert len(json.loads(run(capsys, "ps", "shop", "--format", "json")[1])) == 3
+
+
+def test_scale_rm_rollback_and_logs(served: Served, stack_file: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, "deploy", "-c", str(stack_file), "shop")
+    assert run(capsys, "scale", "shop", "web=4")[1] == "shop_web scaled to 4\n"
+    assert served.control.counts["shop"]["web"] == 4
+    served.control.log_lines = [LogLine(1, "t01web", "stdout", "hi"), LogLine(2, "t02web", "stderr", "bad")]
+    code, out, err = run(capsys, "logs", "shop", "web", "--tail", "5")
+    assert (code, out, err) == (0, "shop_web.1.t01web | hi\n", "shop_web.2.t02web | bad\n")
+    code, _, err = run(capsys, "rollback", "shop", "web")
+    assert code == 1 and "no previous spec" in err
+    assert run(capsys, "rm", "shop", "--volumes")[0] == 0
+    assert served.control.removed_volumes == ["shop"]
+    code, _, err = run(capsys, "services", "shop")
+    assert (code, err) == (1, "error: no such stack: shop\n")
+
+
+def test_usage_errors_exit_2(served: Served, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "scale", "shop", "web")[0] == 2
+    assert run(capsys, "scale", "shop", "web=-1")[0] == 2
+    assert run(capsys, "nonsense")[0] == 2
+
+
+def test_unreachable_daemon_is_exit_1_with_a_clear_message(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code, _, err = run(capsys, "ls", "--host", f"http://127.0.0.1:{port}")
+    assert code == 1
+    assert err.startswith(f"error: the daemon is not running at http://127.0.0.1:{port}")
+    assert "orchestrator daemon" in err
+    code, _, err = run(capsys, "ls", "--host", f"unix://{tmp_path}/none.sock")
+    assert code == 1 and "not running at unix://" in err
+
+
+def test_token_from_the_environment(capsys: pytest.CaptureFixture[str],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    with serve_in_thread(Settings(token="s3cret")) as served:
+        monkeypatch.setenv("ORCHESTRATOR_HOST", served.url)
+        monkeypatch.delenv("ORCHESTRATOR_TOKEN", raising=False)
+        code, _, err = run(capsys, "ls")
+        assert (code, err) == (1, "error: missing or wrong bearer token\n")
+        monkeypatch.setenv("ORCHESTRATOR_TOKEN", "s3cret")
+        assert run(capsys, "ls")[0] == 0
+
+
+# ---------------------------------------------------------------------------- tables
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (0.5, "Less than a second"), (1, "1 second"), (5, "5 seconds"), (90, "About a minute"),
+    (600, "10 minutes"), (3600, "About an hour"), (5 * 3600, "5 hours"),
+    (3 * 86400, "3 days"), (20 * 86400, "2 weeks"), (90 * 86400, "3 months"),
+    (3 * 365 * 86400, "3 years"),
+])
+def test_human_duration(seconds: float, text: str) -> None:
+    assert tables.human_duration(seconds) == text
+
+
+def test_table_columns_are_aligned_with_three_spaces() -> None:
+    assert tables.render_table(("A", "LONG"), [("xyz", "1"), ("q", "22")]) == (
+        "A     LONG\nxyz   1\nq     22")
+
+
+def test_ps_truncates_ids_and_errors_unless_asked() -> None:
+    row = {"stack": "s", "service": "web", "slot": 1, "task_id": "a" * 25, "image": "img",
+           "desired_state": "shutdown", "state": "failed", "since": 100.0, "current": False,
+           "error": "x" * 40}
+    short = tables.tasks_table([row], now=160.0).splitlines()[1]
+    assert short.split()[:3] == ["a" * 12, "\\_", "s_web.1"]
+    assert "Failed About a minute ago" in short and '"' + "x" * 29 + '…"' in short
+    full = tables.tasks_table([row], no_trunc=True, now=160.0).splitlines()[1]
+    assert "a" * 25 in full and "x" * 40 in full

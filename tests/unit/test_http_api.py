@@ -1,0 +1,294 @@
+"""The HTTP API over a fake Control: every route, every error class, the token rule, and the
+OpenAPI document against the router."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from orchestrator.api import check_exposure, make_app
+from orchestrator.api.openapi import build_document
+from orchestrator.control import LogLine
+from orchestrator.errors import UserError
+from orchestrator.settings import Settings
+from tests.unit.conftest import STACK_YAML
+from tests.unit.fake_control import FakeControl
+
+YAML = {"Content-Type": "application/yaml"}
+
+
+async def deploy(client: TestClient, stack: str = "shop", text: str = STACK_YAML) -> Any:
+    response = await client.put(f"/v1/stacks/{stack}", data=text, headers=YAML)
+    return response.status, await response.json()
+
+
+async def error_of(response: Any, status: int) -> dict[str, Any]:
+    assert response.status == status, await response.text()
+    assert response.content_type == "application/json"
+    body = await response.json()
+    return body["error"]
+
+
+# ---------------------------------------------------------------------------- deploy
+
+
+async def test_deploy_yaml_creates_then_reports_unchanged(client: TestClient) -> None:
+    assert await deploy(client) == (201, {
+        "stack": "shop", "result": "created", "changed_services": ["web", "worker"], "warnings": []})
+    status, body = await deploy(client)
+    assert (status, body["result"]) == (200, "unchanged")
+
+
+async def test_deploy_json_body_sends_files_env_and_base_dir(client: TestClient,
+                                                            control: FakeControl) -> None:
+    override = "services:\n  web:\n    image: ${IMAGE}\n"
+    response = await client.put("/v1/stacks/shop", json={
+        "files": [{"name": "a.yml", "content": STACK_YAML}, {"name": "b.yml", "content": override}],
+        "env": {"IMAGE": "nginx"}, "base_dir": "/srv/shop"})
+    assert response.status == 201
+    assert control.specs["shop"].services["web"].image == "nginx"
+
+
+async def test_deploy_returns_the_loaders_warnings(client: TestClient) -> None:
+    text = "services:\n  web:\n    image: x\n    deploy:\n      placement: {constraints: [a==b]}\n"
+    status, body = await deploy(client, text=text)
+    assert status == 201
+    assert [w.split(":")[0] for w in body["warnings"]] == ["services.web.deploy.placement"]
+
+
+async def test_bad_stack_file_is_400_with_every_problem_path_and_line(
+        client: TestClient, control: FakeControl) -> None:
+    text = STACK_YAML + "  db:\n    image: redis\n    bogus: 1\n    deploy:\n      replicas: -1\n"
+    response = await client.put("/v1/stacks/shop", data=text, headers=YAML)
+    error = await error_of(response, 400)
+    assert error["code"] == "invalid_stack_file"
+    assert error["path"] == "services.db.bogus"
+    assert [(p["path"], p["line"]) for p in error["problems"]] == [
+        ("services.db.bogus", 10), ("services.db.deploy.replicas", 12)]
+    assert control.specs == {}  # nothing deployed
+
+
+@pytest.mark.parametrize(("body", "path"), [
+    pytest.param({"files": []}, "files", id="no-files"),
+    pytest.param({"files": [{"name": "a"}]}, "files[0].content", id="no-content"),
+    pytest.param({"files": [{"name": "", "content": ""}]}, "files[0].name", id="empty-name"),
+    pytest.param({"files": [{"name": "a", "content": "x"}], "env": {"A": 1}}, "env.A", id="env-int"),
+    pytest.param({"files": [{"name": "a", "content": "x"}], "base_dir": "rel"}, "base_dir",
+                 id="relative-base-dir"),
+    pytest.param({"files": [{"name": "a", "content": "x"}], "extra": 1}, "extra", id="unknown"),
+    pytest.param([1], None, id="not-an-object"),
+])
+async def test_bad_deploy_body_names_the_field(client: TestClient, body: Any, path: str | None) -> None:
+    error = await error_of(await client.put("/v1/stacks/shop", json=body), 400)
+    assert error.get("path") == path
+
+
+async def test_deploy_rejects_bad_json_and_unknown_content_type(client: TestClient) -> None:
+    bad = await client.put("/v1/stacks/shop", data="{", headers={"Content-Type": "application/json"})
+    assert (await error_of(bad, 400))["code"] == "invalid_json"
+    other = await client.put("/v1/stacks/shop", data=b"x", headers={"Content-Type": "image/png"})
+    assert (await error_of(other, 415))["code"] == "unsupported_media_type"
+    binary = await client.put("/v1/stacks/shop", data=b"\xff\xfe", headers=YAML)
+    assert (await error_of(binary, 400))["code"] == "invalid_encoding"
+
+
+async def test_body_over_the_limit_is_413(client: TestClient) -> None:
+    response = await client.put("/v1/stacks/shop", data="#" * (65 * 1024), headers=YAML)
+    assert (await error_of(response, 413))["code"] == "body_too_large"
+
+
+@pytest.mark.parametrize("name", ["Shop", "-x", "a" * 64, "a.b", "%C3%A9"])
+async def test_bad_names_are_400(client: TestClient, name: str) -> None:
+    error = await error_of(await client.get(f"/v1/stacks/{name}/services"), 400)
+    assert (error["code"], error["path"]) == ("invalid_name", "stack")
+
+
+# ---------------------------------------------------------------------------- reads
+
+
+async def test_list_and_inspect(client: TestClient) -> None:
+    assert await (await client.get("/v1/stacks")).json() == []
+    await deploy(client)
+    [stack] = await (await client.get("/v1/stacks")).json()
+    assert (stack["name"], stack["services"], stack["replicas_desired"]) == ("shop", 2, 3)
+    detail = await (await client.get("/v1/stacks/shop")).json()
+    assert detail["spec"]["services"]["web"]["replicas"] == 2
+    assert detail["summary"]["name"] == "shop"
+    assert [s["name"] for s in detail["services"]] == ["web", "worker"]
+
+
+async def test_services_and_tasks(client: TestClient) -> None:
+    await deploy(client)
+    services = await (await client.get("/v1/stacks/shop/services")).json()
+    assert [(s["name"], s["replicas_desired"], s["replicas_running"]) for s in services] == [
+        ("web", 2, 2), ("worker", 1, 1)]
+    current = await (await client.get("/v1/stacks/shop/tasks")).json()
+    assert [t["current"] for t in current] == [True] * 3
+    everything = await (await client.get("/v1/stacks/shop/tasks?all=true")).json()
+    assert len(everything) == 6
+    error = await error_of(await client.get("/v1/stacks/shop/tasks?all=maybe"), 400)
+    assert error["path"] == "all"
+
+
+@pytest.mark.parametrize("path", [
+    "/v1/stacks/nope", "/v1/stacks/nope/services", "/v1/stacks/nope/tasks",
+    "/v1/stacks/nope/services/web/logs",
+])
+async def test_unknown_stack_is_404(client: TestClient, path: str) -> None:
+    error = await error_of(await client.get(path), 404)
+    assert (error["code"], error["path"]) == ("unknown_stack", "stack")
+
+
+async def test_unknown_route_and_method(client: TestClient) -> None:
+    assert (await error_of(await client.get("/v2/nothing"), 404))["code"] == "not_found"
+    response = await client.post("/v1/stacks")
+    assert (await error_of(response, 405))["code"] == "method_not_allowed"
+    assert response.headers["Allow"] == "GET"
+
+
+# ---------------------------------------------------------------------------- changes
+
+
+async def test_scale(client: TestClient, control: FakeControl) -> None:
+    await deploy(client)
+    response = await client.post("/v1/stacks/shop/scale", json={"web": 5, "worker": 0})
+    assert response.status == 200
+    assert control.counts["shop"] == {"web": 5, "worker": 0}
+    error = await error_of(await client.post("/v1/stacks/shop/scale", json={"db": 1}), 404)
+    assert error["code"] == "unknown_service"
+    assert control.counts["shop"] == {"web": 5, "worker": 0}
+
+
+@pytest.mark.parametrize(("body", "path"), [
+    pytest.param({"web": -1}, "web", id="negative"),
+    pytest.param({"web": 1.5}, "web", id="float"),
+    pytest.param({"web": True}, "web", id="bool"),
+    pytest.param({"web": "3"}, "web", id="string"),
+    pytest.param({"Web": 3}, "Web", id="bad-name"),
+    pytest.param({}, None, id="empty"),
+    pytest.param([3], None, id="list"),
+])
+async def test_scale_counts_are_validated(client: TestClient, body: Any, path: str | None) -> None:
+    await deploy(client)
+    error = await error_of(await client.post("/v1/stacks/shop/scale", json=body), 400)
+    assert error.get("path") == path
+
+
+async def test_rollback_conflicts_without_a_previous_spec(client: TestClient,
+                                                          control: FakeControl) -> None:
+    await deploy(client)
+    url = "/v1/stacks/shop/services/web/rollback"
+    assert (await error_of(await client.post(url), 409))["code"] == "conflict"
+    await deploy(client, text=STACK_YAML.replace("image: busybox", "image: v2", 1))
+    assert (await client.post(url)).status == 202
+    assert control.specs["shop"].services["web"].image == "busybox"
+    missing = await client.post("/v1/stacks/shop/services/db/rollback")
+    assert (await error_of(missing, 404))["code"] == "unknown_service"
+
+
+async def test_remove(client: TestClient, control: FakeControl) -> None:
+    await deploy(client)
+    response = await client.delete("/v1/stacks/shop?volumes=true")
+    assert await response.json() == {"stack": "shop", "removed": True, "volumes": True}
+    assert control.removed_volumes == ["shop"]
+    assert (await error_of(await client.delete("/v1/stacks/shop"), 404))["code"] == "unknown_stack"
+
+
+# ---------------------------------------------------------------------------- logs, health, metrics
+
+
+async def test_logs_as_json_lines_and_text(client: TestClient, control: FakeControl) -> None:
+    await deploy(client)
+    control.log_lines = [LogLine(1, "t01web", "stdout", "hello"), LogLine(2, "t02web", "stderr", "oops\n")]
+    response = await client.get("/v1/stacks/shop/services/web/logs")
+    assert response.content_type == "application/x-ndjson"
+    lines = [json.loads(x) for x in (await response.text()).splitlines()]
+    assert [(x["slot"], x["text"]) for x in lines] == [(1, "hello"), (2, "oops\n")]
+    text = await (await client.get("/v1/stacks/shop/services/web/logs?format=text&tail=1")).text()
+    assert text == "shop_web.2.t02web | oops\n"
+    error = await error_of(await client.get("/v1/stacks/shop/services/db/logs"), 404)
+    assert error["code"] == "unknown_service"
+    error = await error_of(await client.get("/v1/stacks/shop/services/web/logs?tail=-1"), 400)
+    assert error["path"] == "tail"
+
+
+async def test_health_is_503_when_the_engine_is_down(client: TestClient, control: FakeControl) -> None:
+    assert (await client.get("/v1/health")).status == 200
+    control.healthy = False
+    response = await client.get("/v1/health")
+    assert response.status == 503
+    assert (await response.json())["engine_error"] == "engine not reachable"
+
+
+async def test_metrics_show_replicas_per_service(client: TestClient) -> None:
+    await deploy(client)
+    await client.post("/v1/stacks/shop/scale", json={"web": 4})
+    response = await client.get("/metrics")
+    text = await response.text()
+    assert response.content_type == "text/plain"
+    assert 'orchestrator_replicas_desired{service="web",stack="shop"} 4.0' in text
+    assert "orchestrator_reconcile_pass_seconds_bucket" in text
+    await client.delete("/v1/stacks/shop")
+    assert 'stack="shop"' not in (await (await client.get("/metrics")).text()).split(
+        "orchestrator_http_requests")[0]
+
+
+async def test_events_without_redis_is_503(client: TestClient) -> None:
+    assert (await error_of(await client.get("/v1/events"), 503))["code"] == "events_unavailable"
+    assert (await error_of(await client.get("/v1/events?since=x"), 400))["path"] == "since"
+
+
+# ---------------------------------------------------------------------------- errors and auth
+
+
+class Exploding(FakeControl):
+    def stacks(self) -> Any:
+        raise RuntimeError("secret internals")
+
+
+async def test_unexpected_failure_is_a_bare_500() -> None:
+    app = make_app(Exploding(), Settings())
+    async with TestClient(TestServer(app)) as client:
+        error = await error_of(await client.get("/v1/stacks"), 500)
+    assert "secret" not in error["message"]
+
+
+async def test_token_is_required_everywhere_but_health(control: FakeControl) -> None:
+    app = make_app(control, Settings(token="s3cret"))
+    async with TestClient(TestServer(app)) as client:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"}):
+            response = await client.get("/v1/stacks", headers=headers)
+            assert (await error_of(response, 401))["code"] == "unauthorized"
+            assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert (await client.get("/metrics")).status == 401
+        assert (await client.get("/v1/health")).status == 200
+        ok = await client.get("/v1/stacks", headers={"Authorization": "Bearer s3cret"})
+        assert ok.status == 200
+
+
+def test_listening_beyond_loopback_needs_a_token() -> None:
+    with pytest.raises(UserError, match="ORCHESTRATOR_TOKEN"):
+        check_exposure(Settings(listen="0.0.0.0:7420"))
+    check_exposure(Settings(listen="0.0.0.0:7420", token="t"))
+    check_exposure(Settings(listen="127.0.0.1:7420"))
+
+
+# ---------------------------------------------------------------------------- OpenAPI
+
+
+def _routes(app: web.Application) -> set[tuple[str, str]]:
+    return {(r.method.lower(), r.resource.canonical) for r in app.router.routes()
+            if r.resource is not None}
+
+
+async def test_openapi_documents_exactly_the_routes(client: TestClient) -> None:
+    document = await (await client.get("/v1/openapi.json")).json()
+    assert document == json.loads(json.dumps(build_document()))
+    documented = {(method, path) for path, ops in document["paths"].items() for method in ops}
+    assert documented == _routes(client.app)
+    assert document["openapi"] == "3.1.0"
+
