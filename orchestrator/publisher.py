@@ -58,10 +58,11 @@ class Publisher:
         batch_size: int = 500,
         persist_interval: float = 0.5,
         reconnect_max_delay: float = 5.0,
+        socket_timeout: float = 10.0,
     ) -> None:
         # No retries inside the client: the sender owns reconnecting, with its own backoff.
         self._client = aioredis.Redis.from_url(
-            redis_url, decode_responses=True, socket_connect_timeout=2.0, socket_timeout=10.0,
+            redis_url, decode_responses=True, socket_connect_timeout=2.0, socket_timeout=socket_timeout,
             retry=Retry(NoBackoff(), 0),
         )  # fmt: skip
         self._prefix = prefix
