@@ -4,6 +4,9 @@ enough to catch a message that lacks what its type needs."""
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -107,3 +110,18 @@ def test_the_schema_rejects_malformed_messages(change: dict[str, Any], validator
     message = EXAMPLES["task.state"].message(seq=1, time=TIME) | change
     with pytest.raises(jsonschema.ValidationError):
         validator.validate(message)
+
+
+def test_docs_explain_every_type_with_a_valid_example(validator: jsonschema.Draft202012Validator) -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "events.md").read_text()
+    examples = dict(re.findall(r"^### `([a-z_.]+)`\n.*?```json\n(.*?)\n```", doc, flags=re.M | re.S))
+    assert sorted(examples) == sorted(EVENT_TYPES)
+    for name, text in examples.items():
+        message = json.loads(text)
+        validator.validate(message)
+        assert message["type"] == name
+        assert message == EXAMPLES[name].message(seq=message["seq"], time=message_time(message))
+
+
+def message_time(message: dict[str, Any]) -> float:
+    return datetime.fromisoformat(message["time"]).timestamp()
