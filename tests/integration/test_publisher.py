@@ -57,12 +57,17 @@ async def stream_messages(client: aioredis.Redis, prefix: str) -> list[Message]:
     return messages
 
 
-async def wait_for_stream(client: aioredis.Redis, prefix: str, count: int, timeout: float = 20.0) -> list[Message]:
-    async with asyncio.timeout(timeout):
-        while (length := await client.xlen(labels.events_stream(prefix))) < count:
-            await asyncio.sleep(0.02)
-    assert length == count
-    return await stream_messages(client, prefix)
+async def wait_for_stream(url: str, prefix: str, count: int, timeout: float = 20.0) -> list[Message]:
+    """The stream's messages once it holds `count` (and not more)."""
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        async with asyncio.timeout(timeout):
+            while (length := await client.xlen(labels.events_stream(prefix))) < count:
+                await asyncio.sleep(0.02)
+        assert length == count
+        return await stream_messages(client, prefix)
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture
@@ -144,13 +149,11 @@ async def test_messages_wait_while_redis_is_down_and_then_go_out_in_order(
     private_redis: PrivateRedis, redis_prefix: str, start_publisher: StartPublisher
 ) -> None:
     await private_redis.start()
-    client = aioredis.Redis.from_url(private_redis.url, decode_responses=True)
     with capture_logs() as logs:
         publisher = start_publisher(private_redis.url)
         for slot in range(1, 6):
             publisher.publish(running("shop", slot))
-        await wait_for_stream(client, redis_prefix, 5)
-        await client.aclose()
+        await wait_for_stream(private_redis.url, redis_prefix, 5)
 
         private_redis.stop()  # the data goes with it: --save "" --appendonly no
         for slot in range(6, 26):
@@ -158,11 +161,7 @@ async def test_messages_wait_while_redis_is_down_and_then_go_out_in_order(
         await asyncio.sleep(0.5)  # several failed attempts to send
         assert publisher.queued == 20
         await private_redis.start()
-        client = aioredis.Redis.from_url(private_redis.url, decode_responses=True)
-        try:
-            after = await wait_for_stream(client, redis_prefix, 20)
-        finally:
-            await client.aclose()
+        after = await wait_for_stream(private_redis.url, redis_prefix, 20)
 
     assert [(m["seq"], m["slot"]) for m in after] == [(n, n) for n in range(6, 26)]
     outage_logs = [entry["event"] for entry in logs if entry["event"].startswith("redis_")]
@@ -178,11 +177,7 @@ async def test_a_full_queue_drops_the_oldest_and_says_how_many_first(
             publisher.publish(running("shop", slot))
         await asyncio.sleep(0.3)
         await private_redis.start()
-        client = aioredis.Redis.from_url(private_redis.url, decode_responses=True)
-        try:
-            messages = await wait_for_stream(client, redis_prefix, 11)
-        finally:
-            await client.aclose()
+        messages = await wait_for_stream(private_redis.url, redis_prefix, 11)
 
     assert (messages[0]["seq"], messages[0]["type"], messages[0]["dropped"]) == (1, "events.dropped", 15)
     assert [(m["seq"], m["slot"]) for m in messages[1:]] == [(n - 14, n) for n in range(16, 26)]
@@ -193,12 +188,11 @@ async def test_a_batch_whose_reply_was_lost_is_not_sent_twice(
     private_redis: PrivateRedis, redis_prefix: str, start_publisher: StartPublisher
 ) -> None:
     await private_redis.start()
-    client = aioredis.Redis.from_url(private_redis.url, decode_responses=True)
     blocker = aioredis.Redis.from_url(private_redis.url)
     try:
         publisher = start_publisher(private_redis.url, socket_timeout=0.3)
         publisher.publish(running("shop", 1))
-        await wait_for_stream(client, redis_prefix, 1)
+        await wait_for_stream(private_redis.url, redis_prefix, 1)
         # The server stalls; the batch sent meanwhile times out on our side, but the server
         # runs it once it wakes. The publisher must find it in the stream and not resend it.
         stall = asyncio.create_task(blocker.execute_command("DEBUG", "SLEEP", "1"))
@@ -207,10 +201,9 @@ async def test_a_batch_whose_reply_was_lost_is_not_sent_twice(
             publisher.publish(running("shop", slot))
         await stall
         publisher.publish(running("shop", 6))
-        messages = await wait_for_stream(client, redis_prefix, 6)
+        messages = await wait_for_stream(private_redis.url, redis_prefix, 6)
     finally:
         await blocker.aclose()
-        await client.aclose()
     assert [(m["seq"], m["slot"]) for m in messages] == [(n, n) for n in range(1, 7)]
 
 
