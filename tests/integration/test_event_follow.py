@@ -6,18 +6,22 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import jsonschema
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from orchestrator import events, labels
+from orchestrator.event_follow import Follower
 from orchestrator.model import SlotKey, TaskState
 from orchestrator.publisher import Publisher
 from orchestrator.seq_store import SeqStore
 from tests.integration.conftest import REDIS_URL
+from tests.integration.private_redis import PrivateRedis, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -108,3 +112,37 @@ async def test_stack_filter_and_readable_lines(publisher: Publisher, redis_prefi
         ("3", "task.state", "shop/web.1 new→created"),
         ("5", "service.scaled", "shop/web replicas=2"),
     ]
+
+
+async def test_the_follower_resumes_after_redis_restarts(tmp_path: Path, redis_prefix: str) -> None:
+    server = PrivateRedis(free_port())
+    await server.start()
+    publisher = Publisher(server.url, redis_prefix, SeqStore(tmp_path / "seq"), reconnect_max_delay=0.2)
+    sender = asyncio.create_task(publisher.run())
+    client = aioredis.Redis.from_url(server.url, decode_responses=True, retry=Retry(NoBackoff(), 0))
+    seen: list[int] = []
+    follower = asyncio.create_task(Follower(client, redis_prefix, lambda m: seen.append(m["seq"]), since=1).run())
+    try:
+        for slot in range(1, 6):
+            publisher.publish(started("shop", slot))
+        await wait_until(lambda: len(seen) == 5)
+        server.stop()
+        for slot in range(6, 11):
+            publisher.publish(started("shop", slot))
+        await asyncio.sleep(0.5)
+        await server.start()
+        await wait_until(lambda: len(seen) >= 10)
+    finally:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+        await client.aclose()
+        await publisher.close(timeout=1.0)
+        await sender
+        server.stop()
+    assert seen == list(range(1, 11))
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)
