@@ -1,6 +1,6 @@
 """Publisher throughput, latency to a subscriber, and what `publish()` costs the caller.
 
-Run: .venv/bin/python benchmarks/bench_publisher.py [--rate 10000] [--seconds 2]
+Run: .venv/bin/python benchmarks/bench_publisher.py [--rates 500,10000] [--seconds 2] [--burst 20000]
 
 Beside our Publisher, the same run measures the obvious alternative: awaiting a plain
 `redis.publish()` per message from the loop (the baseline). A subscriber in another process
@@ -142,16 +142,15 @@ def publish_cost(calls: int) -> list[str]:
     return rows
 
 
-async def main(rate: float, seconds: float, burst: int) -> None:
+async def main(rates: list[float], seconds: float, burst: int) -> None:
     prefix = f"bench-{secrets.token_hex(4)}"
     channel = labels.events_channel(prefix)
-    count = int(rate * seconds)
     client = aioredis.Redis.from_url(REDIS_URL)
     results: list[Result] = []
     try:
-        for paced in (rate, None):
-            n = count if paced else burst
-            label = f"{rate:,.0f}/s paced" if paced else "burst (all at once)"
+        for paced in (*rates, None):
+            n = int(paced * seconds) if paced else burst
+            label = f"{paced:,.0f}/s paced" if paced else "burst (all at once)"
             with tempfile.TemporaryDirectory() as state:
                 publisher = Publisher(REDIS_URL, prefix, SeqStore(Path(state) / "seq"), queue_limit=max(n, 10_000))
                 sender = asyncio.create_task(publisher.run())
@@ -172,14 +171,19 @@ async def main(rate: float, seconds: float, burst: int) -> None:
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for result in results:
         print(result.row())
+    ours, theirs = results[-2], results[-1]
+    ratio = (ours.received / ours.seconds) / (theirs.received / theirs.seconds)
+    print(f"\nburst throughput, Publisher / awaited publish per message: {ratio:.1f}x")
     print("\n| call | mean µs | p99 µs |\n| --- | --- | --- |")
     print("\n".join(publish_cost(100_000)))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=10_000, help="paced publishing rate, messages/s")
+    parser.add_argument(
+        "--rates", default="500,10000", help="paced publishing rates to measure, messages/s, comma-separated"
+    )
     parser.add_argument("--seconds", type=float, default=2.0, help="how long to publish at that rate")
     parser.add_argument("--burst", type=int, default=20_000, help="messages published at once")
     options = parser.parse_args()
-    asyncio.run(main(options.rate, options.seconds, options.burst))
+    asyncio.run(main([float(rate) for rate in options.rates.split(",")], options.seconds, options.burst))
