@@ -14,6 +14,7 @@ from typing import Any
 
 from orchestrator import __version__, cli_commands
 from orchestrator.errors import OrchestratorError
+from orchestrator.event_follow import follow_events
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
@@ -104,6 +105,20 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_events(args: argparse.Namespace) -> int:
+    return follow_events(stack=args.stack, since=args.since, as_json=args.json)
+
+
+def _seq(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a sequence number: {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orchestrator",
@@ -131,6 +146,20 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--format", choices=("yaml", "json"), default="yaml")
     config.add_argument("stack", nargs="?", help="stack name (default: top-level name, else the directory)")
     config.set_defaults(func=_cmd_config)
+
+    events = sub.add_parser(
+        "events",
+        help="print the daemon's events as they happen (from Redis)",
+        description="Print the daemon's events, one line each, until interrupted. Reads Redis at "
+        "ORCHESTRATOR_REDIS_URL with the prefix ORCHESTRATOR_PREFIX.",
+    )
+    events.add_argument("--stack", metavar="S", help="only events of stack S")
+    events.add_argument(
+        "--since", metavar="SEQ", type=_seq,
+        help="first replay the stored events from sequence number SEQ on (0: all that are kept)",
+    )  # fmt: skip
+    events.add_argument("--json", action="store_true", help="print each event as its JSON message")
+    events.set_defaults(func=_cmd_events)
     return parser
 
 

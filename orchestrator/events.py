@@ -176,4 +176,4 @@ def engine_reconnected() -> Event:
 
 def events_dropped(count: int) -> Event:
     """Sent by the publisher itself: `count` older events were dropped while Redis was away."""
-    return Event("events.dropped", dropped=count, reason="publisher queue full while Redis was unavailable")
+    return Event("events.dropped", dropped=count, reason="publisher queue full: Redis unavailable or too slow")

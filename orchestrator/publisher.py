@@ -2,10 +2,10 @@
 
 `publish()` is called by the reconcile loop, so it must cost microseconds and never block or
 fail: it stamps the time and appends to a bounded in-memory queue. `run()` is the sender task.
-It takes batches off the queue, numbers them, and sends each batch as one MULTI/EXEC: per
-message an XADD to `<prefix>:stream` (entry id `<seq>-0`), then a PUBLISH to `<prefix>:events`
-and to `<prefix>:events:<stack>`. XADD comes first and the batch is atomic, so a reader that
-subscribes and then reads the stream misses nothing (see event_follow).
+It takes batches off the queue, numbers them, and sends each batch as one atomic Lua script
+call: per message an XADD to `<prefix>:stream` (entry id `<seq>-0`), then a PUBLISH to
+`<prefix>:events` and to `<prefix>:events:<stack>`. XADD comes first and the batch is atomic, so
+a reader that subscribes and then reads the stream misses nothing (see event_follow).
 
 `seq` is assigned when a message is taken off the queue, not in `publish()`. The sender has
 then talked to Redis at least once and knows the stream's last seq, so numbering continues from
@@ -37,6 +37,24 @@ log = structlog.stdlib.get_logger()
 # Anything that means "Redis is not answering properly right now": retried, never raised.
 _UNAVAILABLE = (redis.exceptions.RedisError, OSError)
 
+# One batch, atomically (a script runs as a whole, like MULTI/EXEC). A script rather than a
+# pipeline because the client then encodes one command per batch instead of three per message:
+# that is most of the sender's CPU (benchmarks/bench_publisher.py).
+# KEYS[1]: the stream. ARGV: maxlen, all-events channel, the two stream field names, then per
+# message: seq, its stack's channel ("" if none), the JSON.
+_SEND_BATCH = """
+local maxlen, everything, seq_field, event_field = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+for i = 5, #ARGV, 3 do
+    local seq, stack_channel, message = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, seq .. '-0', seq_field, seq, event_field, message)
+    redis.call('PUBLISH', everything, message)
+    if stack_channel ~= '' then
+        redis.call('PUBLISH', stack_channel, message)
+    end
+end
+return (#ARGV - 4) / 3
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class _Numbered:
@@ -55,15 +73,17 @@ class Publisher:
         seq_store: SeqStore,
         queue_limit: int = 10_000,
         stream_maxlen: int = 10_000,
-        batch_size: int = 500,
+        batch_size: int = 200,
         persist_interval: float = 0.5,
         reconnect_max_delay: float = 5.0,
+        socket_timeout: float = 10.0,
     ) -> None:
         # No retries inside the client: the sender owns reconnecting, with its own backoff.
         self._client = aioredis.Redis.from_url(
-            redis_url, decode_responses=True, socket_connect_timeout=2.0, socket_timeout=10.0,
+            redis_url, decode_responses=True, socket_connect_timeout=2.0, socket_timeout=socket_timeout,
             retry=Retry(NoBackoff(), 0),
         )  # fmt: skip
+        self._send_batch = self._client.register_script(_SEND_BATCH)
         self._prefix = prefix
         self._stream = labels.events_stream(prefix)
         self._all_channel = labels.events_channel(prefix)
@@ -204,17 +224,13 @@ class Publisher:
         return _Numbered(self._seq, event.stack, event.to_json(self._seq, stamped))
 
     async def _send(self, batch: list[_Numbered]) -> None:
-        async with self._client.pipeline(transaction=True) as pipe:
-            for message in batch:
-                pipe.xadd(
-                    self._stream,
-                    {labels.STREAM_FIELD_SEQ: message.seq, labels.STREAM_FIELD_EVENT: message.json},
-                    id=labels.stream_entry_id(message.seq), maxlen=self._stream_maxlen, approximate=True,
-                )  # fmt: skip
-                pipe.publish(self._all_channel, message.json)
-                if message.stack is not None:
-                    pipe.publish(labels.events_channel(self._prefix, message.stack), message.json)
-            await pipe.execute()
+        arguments: list[str | int] = [
+            self._stream_maxlen, self._all_channel, labels.STREAM_FIELD_SEQ, labels.STREAM_FIELD_EVENT
+        ]  # fmt: skip
+        for message in batch:
+            stack_channel = "" if message.stack is None else labels.events_channel(self._prefix, message.stack)
+            arguments += (message.seq, stack_channel, message.json)
+        await self._send_batch(keys=[self._stream], args=arguments)
 
     def _note_outage(self, exc: BaseException) -> None:
         self._connected = False
