@@ -24,6 +24,7 @@ import socket
 import struct
 import time
 from collections.abc import Iterable, Sequence
+from typing import cast
 
 import structlog
 
@@ -66,10 +67,10 @@ class _Pipe(asyncio.Protocol):
         self.relay: _Relay | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
+        self.transport = cast(asyncio.Transport, transport)
         if self.paused:
-            transport.pause_reading()
+            self.transport.pause_reading()
 
     def data_received(self, data: bytes) -> None:
         if self.peer is None:
