@@ -23,7 +23,7 @@ import errno
 import socket
 import struct
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import cast
 
 import structlog
@@ -57,8 +57,9 @@ def _reset(transport: asyncio.Transport) -> None:
 class _Pipe(asyncio.Protocol):
     """One side of a relayed connection: what it reads goes to its peer's transport."""
 
-    def __init__(self, *, paused: bool = False) -> None:
-        self.paused = paused  # a client waits, unread, until a backend is linked
+    def __init__(self, on_made: Callable[[_Pipe], None] | None = None) -> None:
+        # A client's pipe: reading waits until a backend is linked; on_made starts the connect.
+        self.on_made = on_made
         self.transport: asyncio.Transport | None = None
         self.peer: _Pipe | None = None
         self.early = bytearray()  # read before the peer existed
@@ -69,8 +70,9 @@ class _Pipe(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
         self.transport = cast(asyncio.Transport, transport)
-        if self.paused:
+        if self.on_made is not None:
             self.transport.pause_reading()
+            self.on_made(self)
 
     def data_received(self, data: bytes) -> None:
         if self.peer is None:
@@ -233,15 +235,15 @@ class IngressPort:
     # --- accepting and connecting ---------------------------------------------------------
 
     def _accepted(self) -> _Pipe:
-        client = _Pipe(paused=True)
+        return _Pipe(on_made=self._client_made)
+
+    def _client_made(self, client: _Pipe) -> None:
         task = asyncio.get_running_loop().create_task(self._connect(client))
         self._connecting.add(task)
         task.add_done_callback(self._connecting.discard)
-        return client
 
     async def _connect(self, client: _Pipe) -> None:
-        await asyncio.sleep(0)  # connection_made has run: the client's transport exists
-        assert client.transport is not None
+        assert client.transport is not None  # set by connection_made, which started this task
         loop = asyncio.get_running_loop()
         try:
             for backend in self._candidates():
