@@ -98,3 +98,82 @@ build_test_images() {
 }
 
 file_is_static() { ! ldd "$1" >/dev/null 2>&1; }
+
+# --- Images of the demo stack (scripts/build-images) ------------------------------------------
+
+PYTHON_BASE_IMAGE=orchestrator/python-base:bookworm
+PYTHON_BASE_PACKAGES=python3,python3-aiohttp,python3-redis,ca-certificates
+DEMO_WEB_IMAGE=orchestrator/demo-web:latest
+DEMO_REDIS_IMAGE=orchestrator/redis:7
+IMAGE_DIGEST_LABEL=orchestrator.build.digest
+
+debian_mirror() {
+  # The Debian mirror this machine's apt uses (deb822 .sources or one-line sources.list).
+  local uri
+  uri=$(grep -hsE '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}' \
+        | grep -E '/debian/?$' | head -n1)
+  [ -n "$uri" ] || uri=$(grep -hsE '^deb[[:space:]]+(\[[^]]*\][[:space:]]+)?[a-z]+://' \
+        /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+        | grep -oE '[a-z]+://[^[:space:]]+/debian/?' | head -n1)
+  printf '%s\n' "${uri:-http://deb.debian.org/debian}"
+}
+
+image_digest_is() {
+  # image_digest_is IMAGE DIGEST: true when IMAGE exists and carries that input digest.
+  [ "$(docker image inspect -f "{{ index .Config.Labels \"$IMAGE_DIGEST_LABEL\" }}" "$1" 2>/dev/null)" = "$2" ]
+}
+
+build_python_base() {
+  # Debian bookworm (minbase) with Python, aiohttp and redis from Debian's packages, imported as
+  # an image: no registry needed. Takes ~40 s, so it is rebuilt only when its inputs change.
+  local mirror digest root
+  mirror=$(debian_mirror)
+  digest=$(printf 'bookworm minbase %s %s' "$PYTHON_BASE_PACKAGES" "$mirror" | sha256sum | cut -c1-16)
+  image_digest_is "$PYTHON_BASE_IMAGE" "$digest" && return 0
+  command -v debootstrap >/dev/null || apt_install debootstrap
+  root=$(mktemp -d /tmp/orchestrator-base.XXXXXX)
+  say "building image $PYTHON_BASE_IMAGE (debootstrap from $mirror, about 40 s)"
+  if ! debootstrap --variant=minbase --include="$PYTHON_BASE_PACKAGES" bookworm "$root" "$mirror" \
+        >"$STATE_LOG_DIR/debootstrap.log" 2>&1; then
+    rm -rf "$root"
+    die "debootstrap failed: see $STATE_LOG_DIR/debootstrap.log"
+  fi
+  # Package caches and lists only make the image bigger; builds FROM it run apt-get update.
+  rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/tmp/* 2>/dev/null || true
+  tar -C "$root" -c . | docker import \
+      -c "LABEL $IMAGE_DIGEST_LABEL=$digest" -c 'ENV LANG=C.UTF-8' -c 'CMD ["python3"]' \
+      - "$PYTHON_BASE_IMAGE" >"$STATE_LOG_DIR/import.log" 2>&1
+  local status=$?
+  rm -rf "$root"
+  [ "$status" = 0 ] || die "docker import failed: see $STATE_LOG_DIR/import.log"
+  BUILT_IMAGES+=("$PYTHON_BASE_IMAGE")
+}
+
+build_from_dockerfile() {
+  # build_from_dockerfile IMAGE CONTEXT BASE: docker build with BASE_IMAGE=BASE, skipped when the
+  # image already carries the digest of its context and base.
+  local image=$1 ctx=$2 base=$3 digest
+  digest=$( (cd "$ctx" && find . -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 \
+              | sort -z | xargs -0 sha256sum; docker image inspect -f '{{.Id}}' "$base") \
+            | sha256sum | cut -c1-16)
+  image_digest_is "$image" "$digest" && return 0
+  say "building image $image from $ctx (base $base)"
+  docker build -q --build-arg "BASE_IMAGE=$base" --label "$IMAGE_DIGEST_LABEL=$digest" -t "$image" "$ctx" \
+      >"$STATE_LOG_DIR/build-$(basename "$ctx").log" 2>&1 \
+    || die "could not build $image: see $STATE_LOG_DIR/build-$(basename "$ctx").log"
+  BUILT_IMAGES+=("$image")
+}
+
+build_app_images() {
+  # The getting-started stack's images, built locally (no registry answers on these machines):
+  # the Debian Python base, the demo web app on it, and Redis from Debian's redis-server on it.
+  BUILT_IMAGES=()
+  build_python_base
+  build_from_dockerfile "$DEMO_WEB_IMAGE" app "$PYTHON_BASE_IMAGE"
+  build_from_dockerfile "$DEMO_REDIS_IMAGE" images/redis "$PYTHON_BASE_IMAGE"
+  if [ "${#BUILT_IMAGES[@]}" = 0 ]; then
+    say "images up to date: $PYTHON_BASE_IMAGE $DEMO_WEB_IMAGE $DEMO_REDIS_IMAGE"
+  else
+    say "built: ${BUILT_IMAGES[*]}"
+  fi
+}
