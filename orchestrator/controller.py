@@ -24,7 +24,8 @@ from orchestrator.control import (
     StackView,
     TaskView,
 )
-from orchestrator.errors import UnknownService, UnknownStack, UserError
+from orchestrator.errors import Conflict, UnknownService, UnknownStack, UserError
+from orchestrator.ingress_routes import ingress_ports
 from orchestrator.labels import spec_hash
 from orchestrator.model import ContainerState, StackSpec
 from orchestrator.reconciler import Reconciler, running_counts
@@ -45,6 +46,7 @@ class Controller:
             old = self._r.records.get(spec.name)
             if old is not None and old.removing:
                 raise UserError(f"stack {spec.name} is being removed; deploy it again afterwards")
+            self._check_published_ports(spec)
             changed = _changed_services(old.spec if old else None, spec)
             await self._prepare_engine_objects(spec)
             record = StackRecord(
@@ -63,6 +65,24 @@ class Controller:
             self._r.mark_dirty(spec.name)
             log.info("stack_deployed", stack=spec.name, result=result, changed=list(changed))
             return DeployOutcome(spec.name, result, tuple(changed), spec.warnings)  # type: ignore[arg-type]
+
+    def _check_published_ports(self, spec: StackSpec) -> None:
+        """Ingress ports are the daemon's own listeners: TCP only, and one stack per port."""
+        taken = {
+            (p.published, p.protocol): name
+            for name, record in self._r.records.items()
+            if name != spec.name
+            for svc in record.spec.services.values()
+            for p in ingress_ports(svc.ports)
+        }
+        for svc in spec.services.values():
+            for p in ingress_ports(svc.ports):
+                where = f"services.{svc.name}.ports ({p.published}:{p.target}/{p.protocol})"
+                if p.protocol != "tcp":
+                    raise UserError(f"{where}: the ingress relays TCP only; publish it with mode: host")
+                if (p.published, p.protocol) in taken:
+                    other = taken[(p.published, p.protocol)]
+                    raise Conflict(f"{where}: port {p.published} is already published by stack {other}")
 
     async def _prepare_engine_objects(self, spec: StackSpec) -> None:
         """Networks and volumes first: an external network that is missing stops the deploy."""

@@ -21,6 +21,8 @@ from orchestrator.engine import Engine
 from orchestrator.errors import EngineUnavailable
 from orchestrator.events import Event
 from orchestrator.api import check_exposure, make_app, serve
+from orchestrator.ingress import Ingress
+from orchestrator.ingress_routes import IngressRoutes
 from orchestrator.intake import EventIntake
 from orchestrator.publisher import Publisher
 from orchestrator.seq_store import SeqStore
@@ -46,6 +48,7 @@ class Daemon:
             stream_maxlen=settings.stream_maxlen,
         )
         self.engine: Engine | None = None
+        self.routes = IngressRoutes(Ingress(settings.ingress_host))
         self.reconciler: Reconciler | None = None
         self.controller: Controller | None = None
         self._stopping = asyncio.Event()
@@ -57,7 +60,9 @@ class Daemon:
         check_exposure(self.settings)
         started = time.monotonic()
         self.engine = await wait_for_engine(self.settings.docker_host or None)
-        self.reconciler = Reconciler(self.engine, self.store, self.settings, self.emit)
+        self.reconciler = Reconciler(
+            self.engine, self.store, self.settings, self.emit, routes=self.routes
+        )
         redis = aioredis.Redis.from_url(self.settings.redis_url, socket_timeout=2)
         self.controller = Controller(self.reconciler, redis.ping)
         app = make_app(self.controller, self.settings, redis=redis)
@@ -98,6 +103,7 @@ class Daemon:
                 passes=self.reconciler.passes,
                 containers_left_running=True,
             )
+        await self.routes.close()
         await self.publisher.close(timeout=2.0)
         await redis.aclose()
         if self.engine is not None:

@@ -291,6 +291,8 @@ class ContainerState:
     error: str = ""
     #: Published ports: "80/tcp" -> host port (on 127.0.0.1 for ingress-mode ports).
     ports: Mapping[str, int] = field(default_factory=dict)
+    #: IPv4 address on its first network (running containers), for the ingress.
+    address: str | None = None
 
     @property
     def short_id(self) -> str:

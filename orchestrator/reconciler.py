@@ -23,6 +23,7 @@ from orchestrator.engine import Engine
 from orchestrator.errors import EngineUnavailable
 from orchestrator.events import Event
 from orchestrator.executor import Executor
+from orchestrator.ingress_routes import IngressRoutes
 from orchestrator.intake import ContainerEvent, Disconnected, EventIntake, Resync
 from orchestrator.model import ContainerState, PlanNote, SlotKey
 from orchestrator.restarts import RestartBook
@@ -38,13 +39,23 @@ Emit = Callable[[Event], None]
 
 BOOK_DOCUMENT = "restarts.json"
 TRACKER_DOCUMENT = "tasks.json"
+#: Engine actions after which a replica takes no new connections.
+_GONE_ACTIONS = frozenset({"die", "kill", "stop", "destroy", "oom"})
 #: After a failed pass (engine gone), try that stack again this much later.
 RETRY_AFTER_FAILURE = 1.0
 
 
 class Reconciler:
-    def __init__(self, engine: Engine, store: Store, settings: Settings, emit: Emit) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        store: Store,
+        settings: Settings,
+        emit: Emit,
+        routes: IngressRoutes | None = None,
+    ) -> None:
         self.engine = engine
+        self.routes = routes
         self.store = store
         self.settings = settings
         self.emit = emit
@@ -85,6 +96,8 @@ class Reconciler:
             async for item in items:
                 match item:
                     case ContainerEvent():
+                        if self.routes and (item.action in _GONE_ACTIONS or item.health == "unhealthy"):
+                            self.routes.container_gone(item.container_id)
                         self.mark_dirty(item.stack)
                     case Resync():
                         if disconnected:
@@ -147,6 +160,8 @@ class Reconciler:
         self.observed[name] = observed
         self.passes += 1
         if record is None or record.removing:
+            if self.routes:
+                await self.routes.update(name, None, ())
             return
         now = time.time()
         plan = planner.plan(
@@ -165,6 +180,8 @@ class Reconciler:
             self._wake_at[name] = plan.wake_at
         else:
             self._wake_at.pop(name, None)
+        if self.routes:
+            await self.routes.update(name, record.spec, observed)
         self._report_decisions(name, plan.notes, observed, now)
         self._report_services(record, observed)
         self._save_progress()

@@ -39,6 +39,8 @@ class Settings:
     token: str = ""
     #: Docker engine address, as the docker CLI reads it (DOCKER_HOST; empty = local socket).
     docker_host: str = ""
+    #: Address the ingress listens on for published ports (mode: ingress), as docker's -p does.
+    ingress_host: str = "0.0.0.0"
     #: Seconds between full relists when no event arrives (safety net only).
     resync_interval: float = 60.0
     #: Restart backoff when a restart_policy gives no delay: first restart at once, then

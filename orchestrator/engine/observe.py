@@ -106,7 +106,18 @@ def container_state(entry: JSON, facts: Facts | None) -> ContainerState | None:
         oom_killed=facts.oom_killed if facts else False,
         error=facts.error if facts else "",
         ports=published_ports(entry.get("Ports") or []) if status in ("running", "paused") else {},
+        address=first_address(entry) if status in ("running", "paused") else None,
     )
+
+
+def first_address(entry: JSON) -> str | None:
+    """The replica's IPv4 address on its first network (where the ingress reaches it)."""
+    networks = (entry.get("NetworkSettings") or {}).get("Networks") or {}
+    for name in sorted(networks):
+        address = (networks[name] or {}).get("IPAddress")
+        if address:
+            return str(address)
+    return None
 
 
 def health_from_status(status: str) -> Health | None:
