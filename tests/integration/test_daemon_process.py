@@ -34,7 +34,10 @@ def stack(replicas: int) -> str:
 
 
 @pytest.fixture
-async def daemon(tmp_path: Path, redis_prefix: str, redis_client: object) -> AsyncIterator[DaemonProcess]:
+async def daemon(
+    tmp_path: Path, redis_prefix: str, redis_client: object, stack_name: str
+) -> AsyncIterator[DaemonProcess]:
+    # Depends on stack_name so that the daemon stops before the stack's objects are cleaned up.
     process = DaemonProcess(tmp_path / "state", redis_prefix)
     await process.start()
     try:
