@@ -47,8 +47,11 @@ async def test_replicas_reached_with_swarm_names_and_aliases(orch: Running, stac
     running = await orch.wait_running(stack_name, "web", 3)
     assert [c.key.slot for c in running] == [1, 2, 3]
     assert all(c.name.startswith(f"{stack_name}_web.{c.key.slot}.") for c in running)
-    converged = [e for e in orch.events if e["type"] == "service.converged" and e["service"] == "web"]
-    assert converged and converged[-1]["running"] == 3
+
+    async def converged() -> list:
+        return [e for e in orch.events if e["type"] == "service.converged" and e["service"] == "web"]
+
+    assert (await orch.wait_for(converged, 10))[-1]["running"] == 3
 
 
 async def test_scale_up_fills_lowest_free_slots_and_down_removes_highest(
