@@ -120,3 +120,21 @@ async def test_engine_restart_is_waited_for_and_stacks_converge(
     assert len(after) == 2 and len(await containers(docker, stack_name)) >= 2
     status, body = await daemon.request("GET", "/v1/health")
     assert status == 200, body
+
+
+async def test_port_in_use_is_one_clear_line_and_exit_1(tmp_path: Path, redis_prefix: str) -> None:
+    import socket
+    import sys
+
+    process = DaemonProcess(tmp_path / "state", redis_prefix)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", process.port))
+        taken.listen()
+        result = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "orchestrator", "daemon", env=process.env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, stderr = await asyncio.wait_for(result.communicate(), 30)
+    assert result.returncode == 1
+    text = stderr.decode()
+    assert "address already in use" in text and "Traceback" not in text
