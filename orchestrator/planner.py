@@ -54,6 +54,7 @@ REASON_UPDATE = "update"
 REASON_UNHEALTHY = "unhealthy"
 REASON_SCALE_DOWN = "scale down"
 REASON_DUPLICATE = "duplicate"
+REASON_NEVER_STARTED = "never started"
 REASON_HISTORY = "history limit"
 REASON_SERVICE_REMOVED = "service removed"
 
@@ -69,6 +70,7 @@ class SlotKind(enum.Enum):
     STALE = "stale"  # alive with an old spec: waits for the rolling update
     UPDATING = "updating"  # mid-update: the replacement is not ready, or failed
     HANDOVER = "handover"  # the replacement is ready: stop the superseded old one
+    STUCK = "stuck"  # created but never started, and nobody is starting it (a daemon died)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +210,8 @@ def classify(key: SlotKey, containers: Sequence[ContainerState], want: str) -> S
 def _alive_kind(
     newest: ContainerState, current: ContainerState, handing_over: bool, want: str
 ) -> tuple[SlotKind, ContainerState | None]:
+    if current.status == "created":  # the slot is not busy, so no start is coming
+        return SlotKind.STUCK, None
     if current.status == "running" and current.health == "unhealthy":
         return SlotKind.UNHEALTHY, None
     if handing_over:
@@ -223,6 +227,8 @@ def _decide(draft: _Draft, ctx: _Context, view: SlotView) -> None:
     _remove(draft, view.duplicates, REASON_DUPLICATE)
     if view.kind is SlotKind.UNHEALTHY:
         draft.stops.append(StopTask(view.key, view.current.id, REASON_UNHEALTHY))
+    elif view.kind is SlotKind.STUCK:  # removed, the next pass fills the slot as new
+        _remove(draft, [view.current], REASON_NEVER_STARTED)
     elif view.kind is SlotKind.HANDOVER:
         draft.stops += [StopTask(view.key, c.id, REASON_UPDATE) for c in view.superseded]
     elif view.kind is SlotKind.DEAD_STALE:
