@@ -161,7 +161,9 @@ async def test_delay_is_honoured(orch: Running, stack_name: str, tmp_path: Path)
 
 
 async def test_default_backoff_is_immediate_then_grows(orch: Running, stack_name: str, tmp_path: Path) -> None:
-    # no delay: first restart at once, then 0.3 s, 0.6 s, 1.2 s (backoff_base 0.3 in the fixture)
+    # no delay: first restart at once, then 0.3 s, 0.6 s, 1.2 s (backoff_base 0.3 in the fixture).
+    # Timings on a shared machine only ever come out longer, so only lower bounds are asserted;
+    # "at once" is read from the decisions: no restart was scheduled for the first failure.
     await orch.deploy(stack_name, stack_yaml(service("crash", "exit 1", restart="condition: any\n")), tmp_path)
 
     async def five() -> list | None:
@@ -170,11 +172,9 @@ async def test_default_backoff_is_immediate_then_grows(orch: Running, stack_name
 
     cs = await orch.wait_for(five, 30)
     gaps = [b.created_at - a.finished_at for a, b in zip(cs, cs[1:5], strict=False)]
-    assert gaps[0] < 0.3, f"first restart should be immediate: {gaps}"
     assert gaps[1] >= 0.25 and gaps[2] >= 0.55 and gaps[3] >= 1.1, gaps
-    assert gaps[3] > gaps[1], gaps
-    scheduled = [e for e in orch.events if e["type"] == "task.restart_scheduled"]
-    assert scheduled and scheduled[0]["delay_s"] >= 0
+    scheduled = {e["container_id"] for e in orch.events if e["type"] == "task.restart_scheduled"}
+    assert cs[0].id not in scheduled, "the first restart must not wait"
 
 
 async def test_unhealthy_replica_is_stopped_and_replaced(orch: Running, stack_name: str, tmp_path: Path) -> None:
