@@ -259,13 +259,11 @@ async def test_remove_stops_gracefully_and_leaves_volumes(orch: Running, stack_n
     )
     await orch.deploy(stack_name, yaml_text, tmp_path)
     await orch.wait_running(stack_name, "web", 2)
-    started = time.monotonic()
     await orch.controller.remove(stack_name)
-    assert time.monotonic() - started < 10
     flt = {"label": [f"{LABEL_STACK}={stack_name}"]}
     assert await docker.containers.list(all=True, filters=flt) == []
     assert await docker.networks.list(filters=flt) == []
     volumes = (await docker.volumes.list(filters=flt)).get("Volumes") or []
     assert [v["Name"] for v in volumes] == [f"{stack_name}_data"], "named volumes stay unless asked"
     shutdown = orch.task_events(stack_name, "shutdown")
-    assert len(shutdown) == 2
+    assert [e.get("exit_code") for e in shutdown] == [0, 0], "stopped by the stop signal, not killed"
