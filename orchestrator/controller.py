@@ -313,10 +313,11 @@ def _rejected_row(record: StackRecord, key: SlotKey, rejection: Rejection) -> Ta
 
 
 def _changed_services(old: StackSpec | None, new: StackSpec) -> list[str]:
-    if old is None:
-        return []
+    """Services that get new containers: every one of a new stack, else the added ones and
+    those whose spec hash changed (`deploy` prints "Creating/Updating service" for each)."""
+    before = old.services if old else {}
     return sorted(
         name
         for name, svc in new.services.items()
-        if name in old.services and spec_hash(old.services[name]) != spec_hash(svc)
+        if name not in before or spec_hash(before[name]) != spec_hash(svc)
     )
