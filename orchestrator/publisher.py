@@ -168,6 +168,10 @@ class Publisher:
     async def _send_until_closed(self) -> None:
         failures = 0
         while True:
+            if self._runner is not None and self._runner.cancelling():
+                # redis-py (8.1) can swallow a cancellation that lands mid-command: it finishes
+                # the command and returns. Honour it here, or shutdown would wait forever.
+                raise asyncio.CancelledError
             if not (self._queue or self._dropped or self._unconfirmed):
                 if self._closing:
                     return
