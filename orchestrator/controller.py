@@ -24,7 +24,7 @@ from orchestrator.control import (
     StackView,
     TaskView,
 )
-from orchestrator.errors import Conflict, UnknownService, UnknownStack, UserError
+from orchestrator.errors import Conflict, EngineError, UnknownService, UnknownStack, UserError
 from orchestrator.ingress_routes import ingress_ports
 from orchestrator.labels import spec_hash
 from orchestrator.model import ContainerState, SlotKey, StackSpec, TaskState
@@ -34,6 +34,9 @@ from orchestrator.tasks import failure_reason
 from orchestrator.tracker import Rejection
 
 log = structlog.stdlib.get_logger()
+
+#: Waits between attempts to remove a stack's networks while the engine says "active endpoints".
+NETWORK_REMOVE_RETRIES = (0.2, 0.5, 1.0)
 
 
 class Controller:
@@ -121,7 +124,7 @@ class Controller:
             self._r.records[stack] = record
             await self._r.executor.cancel(stack)
             await self._remove_containers(record)
-            await self._r.engine.remove_stack_networks(stack)
+            leftover = await self._remove_networks(stack)
             if volumes:
                 await self._r.engine.remove_stack_volumes(stack)
             self._r.book.forget_stack(stack)
@@ -132,6 +135,27 @@ class Controller:
             self._r.observed.pop(stack, None)
             self._r.emit(events.stack_removed(stack))
             log.info("stack_removed", stack=stack, volumes=volumes)
+            if leftover is not None:
+                raise EngineError(leftover.status, f"stack {stack} is removed, but not its "
+                                  f"network: {leftover.message}")
+
+    async def _remove_networks(self, stack: str) -> EngineError | None:
+        """The engine sometimes keeps a stale endpoint on a network whose containers are all
+        gone ("has active endpoints", moby#42119), for good: the stack is removed anyway (a
+        stuck `removing` record could be neither removed nor deployed again) and the caller
+        is told which network is left."""
+        for delay in (*NETWORK_REMOVE_RETRIES, None):
+            try:
+                await self._r.engine.remove_stack_networks(stack)
+                return None
+            except EngineError as exc:
+                if "active endpoints" not in exc.message:
+                    raise
+                if delay is None:
+                    log.warning("network_remove_failed", stack=stack, error=exc.message)
+                    return exc
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
 
     async def _remove_containers(self, record: StackRecord) -> None:
         limit = asyncio.Semaphore(self._r.settings.concurrency)

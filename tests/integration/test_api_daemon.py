@@ -265,3 +265,28 @@ async def test_refuses_to_listen_beyond_loopback_without_a_token(tmp_path: Path)
     assert child.returncode == 1, message
     assert "refusing to listen on 0.0.0.0" in message and "ORCHESTRATOR_TOKEN" in message
     assert "Traceback" not in message
+
+
+async def test_rm_finishes_when_the_engine_keeps_the_network(
+    daemon: DaemonProcess, docker: aiodocker.Docker, stack_name: str
+) -> None:
+    """A container that is not the daemon's holds the stack's network (as a stale endpoint of
+    the engine does): the stack is removed all the same and the answer names the network."""
+    await daemon.deploy(stack_name, stack(service("web", ECHO)))
+    await daemon.poll(f"/v1/stacks/{stack_name}/services", running("web", 1))
+    stranger: aiodocker.containers.DockerContainer | None = await docker.containers.run({
+        "Image": BUSYBOX, "Cmd": ["sleep", "60"],
+        "HostConfig": {"NetworkMode": f"{stack_name}_default", "Init": True},
+    }, name=f"{stack_name}-stranger")
+    try:
+        status, body = await daemon.request("DELETE", f"/v1/stacks/{stack_name}")
+        assert (status, body["error"]["code"]) == (502, "engine_error"), body
+        assert f"stack {stack_name} is removed, but not its network" in body["error"]["message"]
+        assert (await daemon.request("GET", f"/v1/stacks/{stack_name}"))[0] == 404
+        await stranger.delete(force=True)
+        stranger = None
+        status, _ = await daemon.request("PUT", f"/v1/stacks/{stack_name}", data=stack(service("web", ECHO)))
+        assert status == 201, "the name is free again"
+    finally:
+        if stranger is not None:
+            await stranger.delete(force=True)
