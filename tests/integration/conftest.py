@@ -106,8 +106,9 @@ async def daemon(
     try:
         yield process
     finally:
-        await process.stop()
+        code = await process.stop()
         await delete_prefixed(redis_client, redis_prefix)
+    assert code == 0, f"the daemon did not stop cleanly on SIGTERM ({code}):\n{process.log_tail()}"
 
 
 async def delete_prefixed(client: aioredis.Redis, prefix: str) -> None:
