@@ -85,6 +85,19 @@ async def spawned_daemon() -> AsyncIterator[str]:
             raise
         finally:
             await daemon.stop()
+            await _delete_redis_keys(daemon.prefix)
+
+
+async def _delete_redis_keys(prefix: str) -> None:
+    import redis.asyncio as aioredis  # noqa: PLC0415
+
+    from tests.integration.conftest import REDIS_URL, delete_prefixed  # noqa: PLC0415
+
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        await delete_prefixed(client, prefix)
+    finally:
+        await client.aclose()
 
 
 async def wait_running(client: Client, replicas: int, timeout: float) -> None:
