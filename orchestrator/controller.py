@@ -24,14 +24,19 @@ from orchestrator.control import (
     StackView,
     TaskView,
 )
-from orchestrator.errors import Conflict, UnknownService, UnknownStack, UserError
+from orchestrator.errors import Conflict, EngineError, UnknownService, UnknownStack, UserError
 from orchestrator.ingress_routes import ingress_ports
 from orchestrator.labels import spec_hash
-from orchestrator.model import ContainerState, StackSpec
+from orchestrator.model import ContainerState, SlotKey, StackSpec, TaskState
 from orchestrator.reconciler import Reconciler, running_counts
 from orchestrator.store import StackRecord
+from orchestrator.tasks import failure_reason
+from orchestrator.tracker import Rejection
 
 log = structlog.stdlib.get_logger()
+
+#: Waits between attempts to remove a stack's networks while the engine says "active endpoints".
+NETWORK_REMOVE_RETRIES = (0.2, 0.5, 1.0)
 
 
 class Controller:
@@ -119,16 +124,38 @@ class Controller:
             self._r.records[stack] = record
             await self._r.executor.cancel(stack)
             await self._remove_containers(record)
-            await self._r.engine.remove_stack_networks(stack)
+            leftover = await self._remove_networks(stack)
             if volumes:
                 await self._r.engine.remove_stack_volumes(stack)
             self._r.book.forget_stack(stack)
+            self._r.tracker.forget_stack(stack)
             self._r.store.delete_stack(stack)
             del self._r.records[stack]
             await self._r.reconcile(stack)  # publishes `removed` for every task
             self._r.observed.pop(stack, None)
             self._r.emit(events.stack_removed(stack))
             log.info("stack_removed", stack=stack, volumes=volumes)
+            if leftover is not None:
+                raise EngineError(leftover.status, f"stack {stack} is removed, but not its "
+                                  f"network: {leftover.message}")
+
+    async def _remove_networks(self, stack: str) -> EngineError | None:
+        """The engine sometimes keeps a stale endpoint on a network whose containers are all
+        gone ("has active endpoints", moby#42119), for good: the stack is removed anyway (a
+        stuck `removing` record could be neither removed nor deployed again) and the caller
+        is told which network is left."""
+        for delay in (*NETWORK_REMOVE_RETRIES, None):
+            try:
+                await self._r.engine.remove_stack_networks(stack)
+                return None
+            except EngineError as exc:
+                if "active endpoints" not in exc.message:
+                    raise
+                if delay is None:
+                    log.warning("network_remove_failed", stack=stack, error=exc.message)
+                    return exc
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
 
     async def _remove_containers(self, record: StackRecord) -> None:
         limit = asyncio.Semaphore(self._r.settings.concurrency)
@@ -155,7 +182,8 @@ class Controller:
         record = self._record(stack)
         if service not in record.spec.services:
             raise UnknownService(stack, service)
-        raise UserError(f"{stack}_{service}: there is no previous version to roll back to")
+        # Issue 7 keeps the previous spec; until then there is never one: a clash with state.
+        raise Conflict(f"{stack}_{service}: there is no previous version to roll back to")
 
     # views --------------------------------------------------------------------------------
     def _record(self, stack: str) -> StackRecord:
@@ -205,23 +233,30 @@ class Controller:
         ]
 
     async def tasks(self, stack: str, *, include_history: bool = True) -> Sequence[TaskView]:
+        """Per slot its newest task first (`current`), then the older ones (history)."""
         record = self._record(stack)
         observed = await self._r.engine.list_containers(stack)
-        replicas = record.replicas()
-        by_slot: dict[tuple[str, int], list[ContainerState]] = {}
+        # (when the task began, its row) per slot; a rejection has no container to list.
+        rows: dict[SlotKey, list[tuple[float, TaskView]]] = {}
         for c in observed:
-            by_slot.setdefault((c.key.service, c.key.slot), []).append(c)
+            rows.setdefault(c.key, []).append((c.created_at, self._container_row(record, c)))
+        for key, rejection in self._r.tracker.rejections(stack).items():
+            if key.service in record.spec.services:
+                rows.setdefault(key, []).append((rejection.at, _rejected_row(record, key, rejection)))
+        replicas = record.replicas()
         views: list[TaskView] = []
-        for (service, slot), containers in sorted(by_slot.items()):
-            containers.sort(key=lambda c: c.created_at, reverse=True)
-            for index, c in enumerate(containers):
-                current = index == 0
-                if not current and not include_history:
+        for key in sorted(rows, key=lambda k: (k.service, k.slot)):
+            wanted = key.slot <= replicas.get(key.service, 0)
+            newest_first = sorted(rows[key], key=lambda row: row[0], reverse=True)
+            for index, (_, row) in enumerate(newest_first):
+                if index and not include_history:
                     break
-                views.append(self._task_view(record, c, current, slot <= replicas.get(service, 0)))
+                current = index == 0
+                desired = "running" if current and wanted else "shutdown"
+                views.append(replace(row, current=current, desired_state=desired))
         return views
 
-    def _task_view(self, record: StackRecord, c: ContainerState, current: bool, wanted: bool) -> TaskView:
+    def _container_row(self, record: StackRecord, c: ContainerState) -> TaskView:
         svc = record.spec.services.get(c.key.service)
         state = self._r.tracker.state_of(c)
         since = c.finished_at if not c.alive and c.finished_at else (c.started_at or c.created_at)
@@ -234,12 +269,11 @@ class Controller:
             name=c.name,
             image=svc.image if svc else None,
             state=state.value,
-            desired_state="running" if current and wanted else "shutdown",
+            desired_state="running",
             since=since,
             exit_code=c.exit_code if not c.alive else None,
-            error=c.error,
+            error=failure_reason(c) if state is TaskState.FAILED else c.error,
             health=c.health,
-            current=current,
         )
 
     async def logs(
@@ -285,11 +319,29 @@ class Controller:
         return HealthView(not engine_error, not redis_error, engine_error, redis_error)
 
 
+def _rejected_row(record: StackRecord, key: SlotKey, rejection: Rejection) -> TaskView:
+    svc = record.spec.services[key.service]
+    return TaskView(
+        stack=key.stack,
+        service=key.service,
+        slot=key.slot,
+        task_id=rejection.task_id,
+        container_id="",
+        name=f"{key.stack}_{key.service}.{key.slot}.{rejection.task_id}",
+        image=svc.image,
+        state=TaskState.REJECTED.value,
+        desired_state="running",
+        since=rejection.at,
+        error=rejection.reason,
+    )
+
+
 def _changed_services(old: StackSpec | None, new: StackSpec) -> list[str]:
-    if old is None:
-        return []
+    """Services that get new containers: every one of a new stack, else the added ones and
+    those whose spec hash changed (`deploy` prints "Creating/Updating service" for each)."""
+    before = old.services if old else {}
     return sorted(
         name
         for name, svc in new.services.items()
-        if name in old.services and spec_hash(old.services[name]) != spec_hash(svc)
+        if name not in before or spec_hash(before[name]) != spec_hash(svc)
     )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import structlog
 
+from orchestrator import metrics
 from orchestrator.engine import Engine
 from orchestrator.engine.containers import image_name
 from orchestrator.errors import EngineError, EngineUnavailable
@@ -32,7 +33,7 @@ from orchestrator.model import (
 )
 from orchestrator.restarts import RestartBook
 from orchestrator.store import StackRecord
-from orchestrator.planner import REASON_UNHEALTHY
+from orchestrator.planner import REASON_RESTART, REASON_UNHEALTHY
 from orchestrator.tracker import TaskTracker
 
 log = structlog.stdlib.get_logger()
@@ -149,6 +150,8 @@ class Executor:
             self._reject(action, service, task_id, state.id, exc)
             return
         self._tracker.advance(key, task_id, TaskState.RUNNING)
+        if action.reason == REASON_RESTART:
+            metrics.RESTARTS.labels(key.stack, key.service).inc()
         log.info("task_started", slot=str(key), reason=action.reason, container_id=state.short_id)
 
     def _reject(

@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from orchestrator import events, planner
+from orchestrator import events, metrics, planner
 from orchestrator.engine import Engine
 from orchestrator.errors import EngineUnavailable
 from orchestrator.events import Event
@@ -153,6 +153,10 @@ class Reconciler:
 
     async def reconcile(self, name: str) -> None:
         """Observe → plan → execute for one stack."""
+        with metrics.RECONCILE_PASS_SECONDS.time():
+            await self._reconcile(name)
+
+    async def _reconcile(self, name: str) -> None:
         record = self.records.get(name)
         mark = self.tracker.mark()
         observed = await self.engine.list_containers(name)
