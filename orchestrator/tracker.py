@@ -101,6 +101,10 @@ class TaskTracker:
             self._shutdown.add(container_id)
             self.changed = True
 
+    def stopped_on_purpose(self) -> frozenset[str]:
+        """Containers the daemon stopped deliberately (their end is no failure)."""
+        return frozenset(self._shutdown)
+
     def state_of(self, container: ContainerState) -> TaskState:
         return task_state(container, stopped_by_us=container.id in self._shutdown)
 
