@@ -279,7 +279,7 @@ def _update_budget(
     progress = updates.Progress(
         stale=tuple(v.key.slot for v in stale),
         in_progress=tuple(in_progress),
-        versions={n: _version(slots[n]) for n in keep if slots.get(n)},
+        versions={n: _version(slots.get(n, ())) for n in keep},
         failures=updates.task_failures(status, monitor, members, ctx.stopped, rejections, ctx.now),
     )
     result = updates.step(status, ctx.spec, progress, ctx.now)
@@ -292,9 +292,9 @@ def _update_budget(
     return result.budget
 
 
-def _version(containers: Sequence[ContainerState]) -> str:
-    """The spec hash a slot runs: its newest alive container's, else its newest's."""
-    return next((c.spec_hash for c in containers if c.alive), containers[0].spec_hash)
+def _version(containers: Sequence[ContainerState]) -> str | None:
+    """The spec hash a slot runs: its newest alive container's (None: nothing alive)."""
+    return next((c.spec_hash for c in containers if c.alive), None)
 
 
 def _decide(draft: _Draft, ctx: _Context, view: SlotView) -> None:

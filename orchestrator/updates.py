@@ -39,8 +39,8 @@ class Progress:
     stale: tuple[int, ...] = ()
     #: Being replaced right now (an action in flight, a replacement not yet ready, a handover).
     in_progress: tuple[int, ...] = ()
-    #: Slot -> spec hash of its current container.
-    versions: Mapping[int, str] = field(default_factory=dict)
+    #: Slot -> spec hash of its alive container (None: nothing alive in it).
+    versions: Mapping[int, str | None] = field(default_factory=dict)
     #: Failed tasks of this update seen in this relist: id -> what happened.
     failures: Mapping[str, str] = field(default_factory=dict)
 
@@ -200,17 +200,18 @@ def _tokens(config: UpdateConfig, progress: Progress) -> int:
     return max(config.parallelism - len(progress.in_progress), 0)
 
 
-def versions_text(target: str, versions: Mapping[int, str]) -> str:
-    """"slots 1,2 on 1a2b3c4d5e6f (new); 3 on 0ld0ld0ld0ld": which slot runs which spec."""
-    by_hash: dict[str, list[int]] = {}
+def versions_text(target: str, versions: Mapping[int, str | None]) -> str:
+    """"slots 1,2 on 1a2b3c4d5e6f (target); slot 3 on 0ld0ld0ld0ld; slot 4 not running"."""
+    by_hash: dict[str | None, list[int]] = {}
     for slot, digest in sorted(versions.items()):
         by_hash.setdefault(digest, []).append(slot)
     parts = []
-    for digest in sorted(by_hash, key=lambda d: (d != target, d)):
+    for digest in sorted(by_hash, key=lambda d: (d is None, d != target, d or "")):
         slots = by_hash[digest]
-        noun = "slot" if len(slots) == 1 else "slots"
+        where = "not running" if digest is None else f"on {digest}"
         mark = " (target)" if digest == target else ""
-        parts.append(f"{noun} {','.join(map(str, slots))} on {digest}{mark}")
+        noun = "slot" if len(slots) == 1 else "slots"
+        parts.append(f"{noun} {','.join(map(str, slots))} {where}{mark}")
     return "; ".join(parts)
 
 
