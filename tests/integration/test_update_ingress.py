@@ -2,8 +2,10 @@
 ingress (issue 7): no request fails, and every page after the update greets the new name.
 
 The stack is stacks/getting-started.yml with what a test needs changed: a free published port,
-2 replicas replaced at once (parallelism 0: the handover is all or nothing), a 1 s healthcheck interval (the image's 10 s would make the test slow), no CPU cap
-(0.1 CPU makes Python start in seconds) and update_config start-first.
+2 replicas replaced at once (parallelism 0: every old replica leaves in the same handover, so
+the service is never without a ready backend only if start-first holds), a 1 s healthcheck
+interval (the image's 10 s would make the test slow), no CPU cap (0.1 CPU makes Python start in
+seconds) and update_config start-first.
 """
 
 from __future__ import annotations
