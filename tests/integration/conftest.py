@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from pathlib import Path
 from collections.abc import AsyncIterator, Awaitable
 
 import aiodocker
@@ -16,6 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from orchestrator.labels import LABEL_STACK
+from tests.integration.daemon_process import DaemonProcess
 
 BUSYBOX = "orchestrator-test/busybox:latest"
 REDIS_URL = os.environ.get("ORCHESTRATOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -72,6 +74,19 @@ async def stack_name(docker: aiodocker.Docker) -> AsyncIterator[str]:
         yield name
     finally:
         await remove_stack_objects(docker, name)
+
+
+@pytest.fixture
+async def daemon(
+    tmp_path: Path, redis_prefix: str, redis_client: object, stack_name: str
+) -> AsyncIterator[DaemonProcess]:
+    # Depends on stack_name so that the daemon stops before the stack's objects are cleaned up.
+    process = DaemonProcess(tmp_path / "state", redis_prefix)
+    await process.start()
+    try:
+        yield process
+    finally:
+        await process.stop()
 
 
 async def remove_stack_objects(docker: aiodocker.Docker, stack: str) -> None:

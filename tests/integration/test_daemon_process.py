@@ -7,7 +7,6 @@ import asyncio
 import os
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiodocker
@@ -31,19 +30,6 @@ def stack(replicas: int) -> str:
         "    stop_grace_period: 1s\n"
         f"    deploy:\n      replicas: {replicas}\n"
     )
-
-
-@pytest.fixture
-async def daemon(
-    tmp_path: Path, redis_prefix: str, redis_client: object, stack_name: str
-) -> AsyncIterator[DaemonProcess]:
-    # Depends on stack_name so that the daemon stops before the stack's objects are cleaned up.
-    process = DaemonProcess(tmp_path / "state", redis_prefix)
-    await process.start()
-    try:
-        yield process
-    finally:
-        await process.stop()
 
 
 async def containers(docker: aiodocker.Docker, stack_name: str) -> list[dict]:

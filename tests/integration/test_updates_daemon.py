@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +30,6 @@ def stack(version: str) -> str:
         f"    deploy:\n      replicas: {REPLICAS}\n"
         "      update_config: {parallelism: 1, delay: 2s, monitor: 1s}\n"
     )
-
-
-@pytest.fixture
-async def daemon(
-    tmp_path: Path, redis_prefix: str, redis_client: object, stack_name: str
-) -> AsyncIterator[DaemonProcess]:
-    process = DaemonProcess(tmp_path / "state", redis_prefix)
-    await process.start()
-    try:
-        yield process
-    finally:
-        await process.stop()
 
 
 async def running_hashes(docker: aiodocker.Docker, stack_name: str) -> list[str]:
