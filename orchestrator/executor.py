@@ -19,7 +19,7 @@ import structlog
 
 from orchestrator.engine import Engine
 from orchestrator.engine.containers import image_name
-from orchestrator.errors import EngineError, EngineUnavailable, ImageUnavailable
+from orchestrator.errors import EngineError, EngineUnavailable
 from orchestrator.labels import spec_hash
 from orchestrator.model import (
     Action,

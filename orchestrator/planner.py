@@ -17,8 +17,6 @@ Slots work as swarmkit's replicated orchestrator (SEMANTICS.md 2.2):
   how many may start now (parallelism, delay, failure_action; see updates.py) and `_roll` picks
   them; dead ones are replaced at once. A slot whose newest container the daemon stopped on
   purpose (an update's stop whose replacement was refused) is refilled at once as well.
-- A container left `created` by a daemon that died between create and start never starts:
-  it is removed and its slot filled again.
 - Two alive containers in one slot: an older-spec one waits until the other is ready (a
   start-first handover) then is stopped; any other extra is removed at once.
 - Dead containers beyond `history_limit` per slot (the newest always kept) are removed.
@@ -76,6 +74,7 @@ class SlotKind(enum.Enum):
     STALE = "stale"  # alive with an old spec: waits for the rolling update
     UPDATING = "updating"  # mid-update: the replacement is not ready, or failed
     HANDOVER = "handover"  # the replacement is ready: stop the superseded old one
+    STUCK = "stuck"  # created but never started, and nobody is starting it (a daemon died)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,14 +170,11 @@ def _plan_service(
     for number in drop:
         if number not in busy:
             _remove(draft, slots.get(number, ()), REASON_SCALE_DOWN)
-    views = []
-    for n in keep:
-        if n in slots and n not in busy:
-            orphans = [c for c in slots[n] if _never_started(c)]
-            _remove(draft, orphans, REASON_NEVER_STARTED)
-            rest = [c for c in slots[n] if c not in orphans]
-            if rest:
-                views.append(classify(SlotKey(ctx.stack, ctx.spec.name, n), rest, ctx.want))
+    views = [
+        classify(SlotKey(ctx.stack, ctx.spec.name, n), slots[n], ctx.want)
+        for n in keep
+        if n in slots and n not in busy
+    ]
     for view in views:
         _prune(draft, view, ctx.history_limit)
         _decide(draft, ctx, view)
@@ -231,6 +227,8 @@ def classify(key: SlotKey, containers: Sequence[ContainerState], want: str) -> S
 def _alive_kind(
     newest: ContainerState, current: ContainerState, handing_over: bool, want: str
 ) -> tuple[SlotKind, ContainerState | None]:
+    if current.status == "created":  # the slot is not busy, so no start is coming
+        return SlotKind.STUCK, None
     if current.status == "running" and current.health == "unhealthy":
         return SlotKind.UNHEALTHY, None
     if handing_over:
@@ -240,11 +238,6 @@ def _alive_kind(
             return SlotKind.UPDATING, newest  # a start-first replacement died: restart policy
         return SlotKind.STALE, None
     return SlotKind.OK, None
-
-
-def _never_started(c: ContainerState) -> bool:
-    """Created but not started, outside any action in flight: its daemon died in between."""
-    return c.status == "created" and not c.error
 
 
 def _in_progress(view: SlotView) -> bool:
@@ -301,6 +294,8 @@ def _decide(draft: _Draft, ctx: _Context, view: SlotView) -> None:
     _remove(draft, view.duplicates, REASON_DUPLICATE)
     if view.kind is SlotKind.UNHEALTHY:
         draft.stops.append(StopTask(view.key, view.current.id, REASON_UNHEALTHY))
+    elif view.kind is SlotKind.STUCK:  # removed, the next pass fills the slot as new
+        _remove(draft, [view.current], REASON_NEVER_STARTED)
     elif view.kind is SlotKind.HANDOVER:
         draft.stops += [StopTask(view.key, c.id, REASON_UPDATE) for c in view.superseded]
     elif view.kind is SlotKind.DEAD_STALE or (

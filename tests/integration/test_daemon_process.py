@@ -101,8 +101,28 @@ async def test_engine_restart_is_waited_for_and_stacks_converge(
     before = await wait_running(docker, stack_name, 2)
     await asyncio.to_thread(_restart_engine)
     async with aiodocker.Docker() as fresh:
-        # dockerd stopped the replicas on its way down: the daemon must bring up two again
+        # dockerd stopped the replicas on its way down (their engine restart policy is "no"):
+        # the daemon must notice and bring up two fresh ones
         after = await wait_running(fresh, stack_name, 2, timeout=90)
-    assert len(after) == 2 and len(await containers(docker, stack_name)) >= 2
+        assert not set(after) & set(before), "the old replicas were stopped by dockerd"
+        assert len(await containers(fresh, stack_name)) >= 4, "the stopped ones stay as history"
     status, body = await daemon.request("GET", "/v1/health")
     assert status == 200, body
+
+
+async def test_port_in_use_is_one_clear_line_and_exit_1(tmp_path: Path, redis_prefix: str) -> None:
+    import socket
+    import sys
+
+    process = DaemonProcess(tmp_path / "state", redis_prefix)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", process.port))
+        taken.listen()
+        result = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "orchestrator", "daemon", env=process.env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, stderr = await asyncio.wait_for(result.communicate(), 30)
+    assert result.returncode == 1
+    text = stderr.decode()
+    assert "address already in use" in text and "Traceback" not in text

@@ -335,12 +335,16 @@ CASES = [
         id="restart-after-failed-start",
     ),
     pytest.param(
-        Case([WEB1], [c(WEB1, 1, 999, "created")], [remove(c(WEB1, 1, 999, "created"), REASON_NEVER_STARTED)]),
-        id="created-not-started-outside-any-action-is-removed",
+        Case(
+            [WEB1],
+            [stuck := c(WEB1, 1, 999, "created")],
+            [remove(stuck, REASON_NEVER_STARTED)],
+        ),
+        id="created-never-started-is-removed",
     ),
     pytest.param(
-        Case([WEB1], [c(WEB1, 1, 999, "created")], [], busy=frozenset({key(WEB1, 1)})),
-        id="created-not-started-while-busy-is-left-alone",
+        Case([WEB1], [c(WEB1, 1, 999, "created")], [], busy={key(WEB1, 1)}),
+        id="created-being-started-is-left-alone",
     ),
     pytest.param(
         Case([DELAY30], [c(DELAY30, 1, 989, "exited"), *D2_3], [], wake_at=1020.0),
@@ -398,7 +402,7 @@ CASES = [
         Case([DB, WEB_AFTER_DB], [c(DB, 1, 10)], [create(WEB_AFTER_DB, 1)]), id="depends-on-started"
     ),
     pytest.param(
-        Case([DB, WEB_AFTER_DB], [c(DB, 1, 10, "created")], [], busy=frozenset({key(DB, 1)})),
+        Case([DB, WEB_AFTER_DB], [c(DB, 1, 10, "created")], [], busy={key(DB, 1)}),
         id="depends-on-created-is-not-started",
     ),
     pytest.param(
