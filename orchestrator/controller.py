@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import structlog
 
-from orchestrator import events
+from orchestrator import events, updates
 from orchestrator.control import (
     DeployOutcome,
     HealthView,
@@ -27,7 +27,7 @@ from orchestrator.control import (
 from orchestrator.errors import Conflict, EngineError, UnknownService, UnknownStack, UserError
 from orchestrator.ingress_routes import ingress_ports
 from orchestrator.labels import spec_hash
-from orchestrator.model import ContainerState, SlotKey, StackSpec, TaskState
+from orchestrator.model import ContainerState, SlotKey, StackSpec, TaskState, UpdateStatus
 from orchestrator.reconciler import Reconciler, running_counts
 from orchestrator.store import StackRecord
 from orchestrator.tasks import failure_reason
@@ -54,11 +54,13 @@ class Controller:
             self._check_published_ports(spec)
             changed = _changed_services(old.spec if old else None, spec)
             await self._prepare_engine_objects(spec)
+            now = time.time()
             record = StackRecord(
                 spec=spec,
                 scale={},
                 generation=(old.generation + 1) if old else 1,
-                deployed_at=time.time(),
+                deployed_at=now,
+                updates=_updates_after_deploy(old, spec, changed, now),
             )
             result = "created" if old is None else ("unchanged" if old.spec == spec and not old.scale else "updated")
             self._r.store.save_stack(record)
@@ -67,6 +69,12 @@ class Controller:
             self._r.book.reset(spec.name)
             self._r.executor.forget_images()
             self._r.emit(events.stack_deployed(spec.name, result))
+            replicas = record.replicas()
+            for service, status in record.updates.items():
+                previous = old.updates.get(service) if old else None
+                event = events.update_transition(spec.name, service, previous, status, replicas[service])
+                if event is not None:
+                    self._r.emit(event)
             self._r.mark_dirty(spec.name)
             log.info("stack_deployed", stack=spec.name, result=result, changed=list(changed))
             return DeployOutcome(spec.name, result, tuple(changed), spec.warnings)  # type: ignore[arg-type]
@@ -179,11 +187,28 @@ class Controller:
                 await self.remove(name)
 
     async def rollback(self, stack: str, service: str) -> None:
-        record = self._record(stack)
-        if service not in record.spec.services:
-            raise UnknownService(stack, service)
-        # Issue 7 keeps the previous spec; until then there is never one: a clash with state.
-        raise Conflict(f"{stack}_{service}: there is no previous version to roll back to")
+        """Back to the spec the service had before its last update (swarm's `service rollback`)."""
+        async with self._lock:
+            record = self._record(stack)
+            current = record.spec.services.get(service)
+            if current is None:
+                raise UnknownService(stack, service)
+            status = record.updates.get(service)
+            if status is None or status.previous is None:
+                raise Conflict(f"{stack}_{service}: there is no previous version to roll back to")
+            back, rolled = updates.start_rollback(status, current, time.time(), updates.REASON_MANUAL)
+            record = replace(
+                record,
+                spec=replace(record.spec, services={**record.spec.services, service: back}),
+                updates={**record.updates, service: rolled},
+                generation=record.generation + 1,
+            )
+            self._r.store.save_stack(record)
+            self._r.records[stack] = record
+            self._r.executor.forget_images()
+            self._r.emit(events.update_rollback_started(stack, service, record.replicas()[service], rolled.reason))
+            self._r.mark_dirty(stack)
+            log.info("rollback_started", stack=stack, service=service)
 
     # views --------------------------------------------------------------------------------
     def _record(self, stack: str) -> StackRecord:
@@ -228,6 +253,7 @@ class Controller:
                 replicas_running=running.get(name, 0),
                 spec_hash=spec_hash(svc),
                 ports=tuple(PortView(p.published, p.target, p.protocol, p.mode) for p in svc.ports),
+                **_update_view(record.updates.get(name)),
             )
             for name, svc in sorted(record.spec.services.items())
         ]
@@ -334,6 +360,30 @@ def _rejected_row(record: StackRecord, key: SlotKey, rejection: Rejection) -> Ta
         since=rejection.at,
         error=rejection.reason,
     )
+
+
+def _updates_after_deploy(
+    old: StackRecord | None, spec: StackSpec, changed: Sequence[str], now: float
+) -> dict[str, UpdateStatus]:
+    """A changed service starts an update from its spec so far; an unchanged one keeps its
+    status, and a paused one carries on (a deploy is how a paused update is resumed)."""
+    if old is None:
+        return {}
+    result = {}
+    for name in spec.services:
+        status = old.updates.get(name)
+        if name in changed:
+            result[name] = updates.begin(old.spec.services[name], spec.services[name], now)
+        elif status is not None:
+            result[name] = updates.resume(status, now) if status.state == "paused" else status
+    return result
+
+
+def _update_view(status: UpdateStatus | None) -> dict[str, str]:
+    if status is None:
+        return {}
+    message = "; ".join(part for part in (status.reason, status.message) if part)
+    return {"update_state": status.state, "update_message": message}
 
 
 def _changed_services(old: StackSpec | None, new: StackSpec) -> list[str]:

@@ -128,6 +128,10 @@ class TaskTracker:
         for key in [key for key in self._rejections if key.stack == stack]:
             del self._rejections[key]
 
+    def stopped_on_purpose(self) -> frozenset[str]:
+        """Containers the daemon stopped deliberately (their end is no failure)."""
+        return frozenset(self._shutdown)
+
     def state_of(self, container: ContainerState) -> TaskState:
         return task_state(container, stopped_by_us=container.id in self._shutdown)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from pathlib import Path
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
@@ -74,6 +75,19 @@ async def stack_name(docker: aiodocker.Docker) -> AsyncIterator[str]:
         yield name
     finally:
         await remove_stack_objects(docker, name)
+
+
+@pytest.fixture
+async def daemon(
+    tmp_path: Path, redis_prefix: str, redis_client: object, stack_name: str
+) -> AsyncIterator[DaemonProcess]:
+    # Depends on stack_name so that the daemon stops before the stack's objects are cleaned up.
+    process = DaemonProcess(tmp_path / "state", redis_prefix)
+    await process.start()
+    try:
+        yield process
+    finally:
+        await process.stop()
 
 
 async def remove_stack_objects(docker: aiodocker.Docker, stack: str) -> None:
