@@ -55,7 +55,8 @@ class IngressRoutes:
             except IngressError as exc:
                 log.warning("ingress_port_unavailable", stack=stack, port=port, error=str(exc))
                 continue
-            self.ingress.set_backends(port, backends, protocol)
+            # A drain may have begun while we awaited: never put a leaving replica back.
+            self.ingress.set_backends(port, [b for b in backends if self._is_current(b)], protocol)
         self._ports_of_stack[stack] = set(wanted)
         if not wanted:
             del self._ports_of_stack[stack]
@@ -68,6 +69,9 @@ class IngressRoutes:
                 backends.append(backend)
                 self._backends_of_container.setdefault(c.id, set()).add(backend)
         return backends
+
+    def _is_current(self, backend: Backend) -> bool:
+        return any(backend in found for found in self._backends_of_container.values())
 
     def container_gone(self, container_id: str) -> None:
         """A replica died (or turned unhealthy): out of every rotation now, not at the next pass."""
