@@ -241,6 +241,8 @@ class Engine:
             oom = container_id in self._oom
             self._oom.discard(container_id)
             self._facts.died(container_id, exit_code, event.time_ns / 10**9, oom_killed=oom)
+        elif event.action == "start":
+            self._facts.started(container_id, event.time_ns / 10**9)
         elif event.action == "destroy":
             self._facts.drop(container_id)
             self._oom.discard(container_id)

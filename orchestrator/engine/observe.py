@@ -10,6 +10,8 @@ list stops saying "running", and an inspect then waits (100-200 ms) until the en
 dead container's network and mounts down. The event already says the process is gone and with
 which exit code, so `FactsCache.died` records provisional facts from it: a replacement is planned
 at once, off the engine's clean-up, and an inspect confirms the facts once the list agrees.
+Likewise a `start` event says all an inspect of a running container would (`FactsCache.started`),
+so a converging stack of N replicas costs no inspect at all.
 """
 
 from __future__ import annotations
@@ -70,6 +72,11 @@ class FactsCache:
     def store(self, container_id: str, facts: Facts) -> None:
         self._facts[container_id] = facts
         self._forgotten.pop(container_id, None)
+
+    def started(self, container_id: str, at: float) -> None:
+        """A `start` event: running since `at`, all an inspect of a running container would add
+        (its health is in the list's status text)."""
+        self.store(container_id, Facts("running", None, at, None, False, ""))
 
     def died(self, container_id: str, exit_code: int | None, at: float, oom_killed: bool = False) -> None:
         """A `die` event: the container has exited (provisional facts, see the module doc)."""

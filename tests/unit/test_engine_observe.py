@@ -153,3 +153,14 @@ def test_a_destroyed_container_leaves_nothing_behind() -> None:
     cache.drop(running["Id"])
     cache.died(running["Id"], 1, at=2.0)
     assert cache.lookup(running) is not None and cache.lookup(running).started_at is None  # type: ignore[union-attr]
+
+
+def test_a_start_event_saves_the_inspect_of_a_running_container() -> None:
+    cache = FactsCache()
+    running = _entry("running", "Up 1 second (health: starting)")
+    cache.started(running["Id"], at=1714557600.5)
+    assert not cache.needs_inspect(running)
+    state = container_state(running, cache.lookup(running))
+    assert state is not None
+    assert (state.status, state.started_at, state.health, state.exit_code) == ("running", 1714557600.5, "starting", None)
+    assert cache.needs_inspect(_entry("exited"))  # it stopped and the die event was missed
