@@ -91,11 +91,13 @@ class Reconciler:
         self._wake.set()
 
     async def follow(self, intake: EventIntake) -> None:
-        """Engine events only mark stacks dirty; every (re)connect relists everything."""
+        """Engine events only mark (our own) stacks dirty; every (re)connect relists everything."""
         disconnected = False
         async with contextlib.aclosing(intake.stream()) as items:
             async for item in items:
                 match item:
+                    case ContainerEvent() if item.stack not in self.records:
+                        continue  # another daemon's stack on a shared engine: not ours to watch
                     case ContainerEvent():
                         if self.routes and (item.action in _GONE_ACTIONS or item.health == "unhealthy"):
                             self.routes.container_gone(item.container_id)

@@ -44,6 +44,8 @@ class Engine:
         """Use `await Engine.connect()`."""
         self._docker = docker
         self._facts = FactsCache()
+        #: Containers with an `oom` event and no `die` yet (the engine sends oom first).
+        self._oom: set[str] = set()
         self._image_locks: dict[str, asyncio.Lock] = {}
 
     @classmethod
@@ -167,7 +169,7 @@ class Engine:
         except EngineError as exc:
             if not (is_missing(exc) or "already in progress" in exc.message):
                 raise
-        self._facts.forget(container_id)
+        self._facts.drop(container_id)
 
     async def logs(self, container_id: str, follow: bool, tail: int | None = None) -> AsyncIterator[str]:
         """stdout and stderr, line by line (without the newline)."""
@@ -219,15 +221,33 @@ class Engine:
     ) -> EventStream:
         """One connection to the container event stream of our containers (see EventStream).
         Opening it forgets all cached inspect facts, and each event its container's: events
-        are the only news of a change the list's status would not show (a restart in place)."""
+        are the only news of a change the list's status would not show (a restart in place).
+        A `die` instead records what it tells (observe.FactsCache.died)."""
         filters = {"type": ["container"], **labels.stack_filter(stack)}
         if actions:
             filters["event"] = list(actions)
         self._facts.forget()
+        self._oom.clear()
         return EventStream(self._docker, filters=filters, since_ns=since_ns, on_event=self._saw)
 
     def _saw(self, event: EngineEvent) -> None:
-        self._facts.forget(event.actor_id)
+        container_id = event.actor_id
+        if event.action == "oom":
+            self._oom.add(container_id)
+            self._facts.forget(container_id)
+        elif event.action == "die":
+            code = event.attributes.get("exitCode", "")
+            exit_code = int(code) if code.lstrip("-").isdigit() else None
+            oom = container_id in self._oom
+            self._oom.discard(container_id)
+            self._facts.died(container_id, exit_code, event.time_ns / 10**9, oom_killed=oom)
+        elif event.action == "start":
+            self._facts.started(container_id, event.time_ns / 10**9)
+        elif event.action == "destroy":
+            self._facts.drop(container_id)
+            self._oom.discard(container_id)
+        else:
+            self._facts.forget(container_id)
 
 
 def _write_files(files: Mapping[Path, tuple[str, int]]) -> None:

@@ -4,6 +4,14 @@ One list call tells status, health (in its status text), labels and published po
 start/finish times, the OOM flag and the engine's error need an inspect; those facts never change
 while a container stays in the same state, so they are cached by id (`FactsCache`) and a steady
 pass does no inspect at all.
+
+A `die` event is the one exception to "events carry no truth": the engine sends it before its
+list stops saying "running", and an inspect then waits (100-200 ms) until the engine has torn the
+dead container's network and mounts down. The event already says the process is gone and with
+which exit code, so `FactsCache.died` records provisional facts from it: a replacement is planned
+at once, off the engine's clean-up, and an inspect confirms the facts once the list agrees.
+Likewise a `start` event says all an inspect of a running container would (`FactsCache.started`),
+so a converging stack of N replicas costs no inspect at all.
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ JSON = dict[str, Any]
 _HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 #: States whose facts an inspect would not add to (nothing has run yet).
 _NOTHING_TO_INSPECT = frozenset({"created"})
+#: What the list may still say of a container whose `die` event has come.
+_ALIVE_IN_LIST = frozenset({"running", "paused", "restarting"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,34 +44,72 @@ class Facts:
     oom_killed: bool
     error: str
     health: Health | None = None
+    #: From a `die` event, not an inspect: newer than a list that still says running.
+    provisional: bool = False
 
 
 class FactsCache:
-    """Inspect results by container id; an entry is stale once the listed status differs."""
+    """Inspect results by container id; an entry is stale once the listed status differs.
+
+    Forgotten facts are kept aside (not used to answer a list) until the container is destroyed:
+    a `die` right after another event still knows when its container started."""
 
     def __init__(self) -> None:
         self._facts: dict[str, Facts] = {}
+        self._forgotten: dict[str, Facts] = {}
 
     def lookup(self, entry: JSON) -> Facts | None:
         facts = self._facts.get(entry["Id"])
-        return facts if facts is not None and facts.status == entry["State"] else None
+        if facts is None:
+            return None
+        if facts.provisional:  # valid until the list catches up; then an inspect confirms
+            return facts if entry["State"] in _ALIVE_IN_LIST else None
+        return facts if facts.status == entry["State"] else None
 
     def needs_inspect(self, entry: JSON) -> bool:
         return entry["State"] not in _NOTHING_TO_INSPECT and self.lookup(entry) is None
 
     def store(self, container_id: str, facts: Facts) -> None:
         self._facts[container_id] = facts
+        self._forgotten.pop(container_id, None)
+
+    def started(self, container_id: str, at: float) -> None:
+        """A `start` event: running since `at`, all an inspect of a running container would add
+        (its health is in the list's status text)."""
+        self.store(container_id, Facts("running", None, at, None, False, ""))
+
+    def died(self, container_id: str, exit_code: int | None, at: float, oom_killed: bool = False) -> None:
+        """A `die` event: the container has exited (provisional facts, see the module doc)."""
+        before = self._facts.get(container_id) or self._forgotten.pop(container_id, None)
+        self._facts[container_id] = Facts(
+            status="exited",
+            exit_code=exit_code,
+            started_at=before.started_at if before else None,
+            finished_at=at,
+            oom_killed=oom_killed,
+            error="",
+            health=before.health if before else None,
+            provisional=True,
+        )
 
     def forget(self, container_id: str | None = None) -> None:
-        """Drop one container's facts (an event says it changed), or all (events were missed)."""
-        if container_id is None:
-            self._facts.clear()
-        else:
-            self._facts.pop(container_id, None)
+        """Stop trusting one container's facts (an event says it changed), or all (events were
+        missed): the next list inspects again."""
+        ids = list(self._facts) if container_id is None else [container_id]
+        for key in ids:
+            if key in self._facts:
+                self._forgotten[key] = self._facts.pop(key)
+
+    def drop(self, container_id: str) -> None:
+        """The container is gone for good."""
+        self._facts.pop(container_id, None)
+        self._forgotten.pop(container_id, None)
 
     def keep_only(self, container_ids: set[str]) -> None:
         for gone in self._facts.keys() - container_ids:
             del self._facts[gone]
+        for gone in self._forgotten.keys() - container_ids:
+            del self._forgotten[gone]
 
 
 def facts_from_inspect(data: JSON) -> Facts:
@@ -81,8 +129,9 @@ def facts_from_inspect(data: JSON) -> Facts:
 def container_state(entry: JSON, facts: Facts | None) -> ContainerState | None:
     """A list entry (+ inspect facts) as our ContainerState; None if it lacks our labels.
 
-    Facts whose status differs from the entry's come from an inspect made after the list, so
-    they are newer: the engine sends `die` before its list stops saying "running"."""
+    Facts whose status differs from the entry's come from an inspect made after the list, or
+    from a `die` event, so they are newer: the engine sends `die` before its list stops saying
+    "running"."""
     tags = entry.get("Labels") or {}
     try:
         key = SlotKey(tags[labels.LABEL_STACK], tags[labels.LABEL_SERVICE], int(tags[labels.LABEL_SLOT]))

@@ -232,6 +232,35 @@ async def test_foreign_container_untouched(orch: Running, stack_name: str, tmp_p
         await foreign.delete(force=True)
 
 
+async def test_another_daemons_stack_is_neither_watched_nor_reported(
+    orch: Running, stack_name: str, tmp_path: Path, docker: aiodocker.Docker
+) -> None:
+    """Daemons share an engine: a stack this one never deployed carries our label keys, but its
+    events must not cost this daemon passes, nor appear in its task.state messages."""
+    other = f"{stack_name}-other"
+    foreign = await docker.containers.run(
+        {"Image": BUSYBOX, "Cmd": ["sleep", "600"], "Labels": {"orchestrator.stack": other,
+         "orchestrator.service": "web", "orchestrator.slot": "1", "test.owner": stack_name}},
+        name=f"{other}_web.1.foreign",
+    )  # fmt: skip
+    try:
+        await orch.deploy(stack_name, stack_yaml(service("web", "sleep 600")), tmp_path)
+        (ours,) = await orch.wait_running(stack_name, "web", 1)
+        await foreign.kill()
+        await docker.containers.container(ours.id).kill()  # after the foreign die, in the stream
+        await orch.wait_for(lambda: _async(orch.task_events(stack_name, "failed")), 30)
+        await orch.wait_running(stack_name, "web", 1)
+        await asyncio.sleep(0.5)
+        assert not [e for e in orch.events if e.get("stack") == other]
+        assert other not in orch.reconciler.observed
+    finally:
+        await foreign.delete(force=True)
+
+
+async def _async(value: object) -> object:
+    return value
+
+
 async def test_missing_image_is_rejected_with_reason_others_run(orch: Running, stack_name: str, tmp_path: Path) -> None:
     yaml_text = stack_yaml(service("web", "sleep 600")) + textwrap.indent(
         "ghost:\n  image: orchestrator-test/does-not-exist:1\n", "  "

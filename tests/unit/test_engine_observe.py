@@ -119,3 +119,48 @@ def test_cache_holds_facts_while_the_state_stays() -> None:
     cache.store(exited["Id"], facts_from_inspect(_inspect("exited", 2)))
     cache.keep_only(set())
     assert cache.needs_inspect(exited)
+
+
+def test_a_die_event_is_believed_while_the_list_still_says_running() -> None:
+    """The engine sends `die` before its list changes, and an inspect would wait for its clean-up."""
+    cache = FactsCache()
+    running = _entry("running")
+    cache.store(running["Id"], facts_from_inspect(_inspect("running")))
+    cache.forget(running["Id"])  # another event came first (kill, health_status…)
+    cache.died(running["Id"], 137, at=1714557610.5)
+    assert not cache.needs_inspect(running)
+    state = container_state(running, cache.lookup(running))
+    assert state is not None
+    assert (state.status, state.exit_code, state.finished_at) == ("exited", 137, 1714557610.5)
+    assert state.started_at == pytest.approx(1714557600.123456)  # kept from the earlier inspect
+    assert not state.alive
+
+
+def test_the_list_catching_up_with_a_die_asks_for_an_inspect() -> None:
+    cache = FactsCache()
+    exited = _entry("exited", "Exited (137) 1 second ago")
+    cache.died(exited["Id"], 137, at=1.0, oom_killed=True)
+    assert cache.needs_inspect(exited)  # the engine's own facts replace the event's
+    cache.store(exited["Id"], facts_from_inspect(_inspect("exited", 137)))
+    assert not cache.needs_inspect(exited)
+
+
+def test_a_destroyed_container_leaves_nothing_behind() -> None:
+    cache = FactsCache()
+    running = _entry("running")
+    cache.store(running["Id"], facts_from_inspect(_inspect("running")))
+    cache.forget()
+    cache.drop(running["Id"])
+    cache.died(running["Id"], 1, at=2.0)
+    assert cache.lookup(running) is not None and cache.lookup(running).started_at is None  # type: ignore[union-attr]
+
+
+def test_a_start_event_saves_the_inspect_of_a_running_container() -> None:
+    cache = FactsCache()
+    running = _entry("running", "Up 1 second (health: starting)")
+    cache.started(running["Id"], at=1714557600.5)
+    assert not cache.needs_inspect(running)
+    state = container_state(running, cache.lookup(running))
+    assert state is not None
+    assert (state.status, state.started_at, state.health, state.exit_code) == ("running", 1714557600.5, "starting", None)
+    assert cache.needs_inspect(_entry("exited"))  # it stopped and the die event was missed

@@ -4,6 +4,9 @@ removals are idempotent, images are pulled-or-built-or-rejected with the engine'
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -166,6 +169,28 @@ async def test_list_reports_exit_code_once_inspected(engine: Engine, stack_name:
         again = await engine.list_containers(stack_name)
     assert [s for s in again if s.id == quitter.id] == [state]
     assert not [entry for entry in logs if entry["event"] == "container_inspected"]
+
+
+async def test_a_crash_is_listed_from_its_die_event(
+    engine: Engine, docker: aiodocker.Docker, stack_name: str, default_stack: StackSpec, tmp_path: Path
+) -> None:
+    """Right after `die` the engine's list still says running (and an inspect waits for its
+    clean-up); the event's exit code and time are what the list reports meanwhile."""
+    sleeper = await run_task(engine, default_stack, ServiceSpec(name="s", image=BUSYBOX, command=("sleep", "300")), tmp_path)
+    running = await wait_for_state(engine, stack_name, sleeper.id, lambda s: s.status == "running")
+    assert running.started_at is not None
+    async with engine.events(stack=stack_name, actions=("die",), since_ns=time.time_ns()) as events:
+        pid = (await docker.containers.container(sleeper.id).show())["State"]["Pid"]
+        os.kill(pid, signal.SIGKILL)  # a crash: no API call tells the engine beforehand
+        async with asyncio.timeout(30):
+            died = await anext(events)
+        listed = {s.id: s for s in await engine.list_containers(stack_name)}[sleeper.id]
+    assert died.actor_id == sleeper.id
+    assert (listed.status, listed.exit_code, listed.alive) == ("exited", 137, False)
+    assert listed.started_at == running.started_at  # from the inspect while it ran
+    assert listed.finished_at is not None and listed.finished_at >= listed.started_at
+    settled = await wait_for_state(engine, stack_name, sleeper.id, lambda s: s.finished_at != listed.finished_at)
+    assert (settled.status, settled.exit_code) == ("exited", 137)  # the engine's own facts agree
 
 
 async def test_list_reports_an_unhealthy_container(engine: Engine, stack_name: str, default_stack: StackSpec, tmp_path: Path) -> None:
