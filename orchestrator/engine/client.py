@@ -36,7 +36,8 @@ _REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10
 #: Concurrent inspects during one list (only containers whose state changed get inspected).
 _INSPECT_CONCURRENCY = 16
 #: The fields of a list entry we read (DockerContainer offers only item access).
-_LIST_FIELDS = ("Id", "Names", "State", "Status", "Labels", "Ports", "Created")
+# NetworkSettings carries the address on the stack network that the ingress connects to.
+_LIST_FIELDS = ("Id", "Names", "State", "Status", "Labels", "Ports", "Created", "NetworkSettings")
 
 
 class Engine:
