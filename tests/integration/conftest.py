@@ -29,6 +29,18 @@ def _unavailable(what: str, exc: BaseException) -> None:
     pytest.skip(message)
 
 
+async def require_images(docker: aiodocker.Docker, *images: str) -> None:
+    """Skip (fail in CI) unless the locally built images exist: scripts/setup builds them."""
+    for image in images:
+        try:
+            await docker.images.inspect(image)
+        except aiodocker.DockerError:
+            message = f"image {image} is missing: run scripts/build-images"
+            if IN_CI:
+                pytest.fail(message)
+            pytest.skip(message)
+
+
 @pytest.fixture
 async def docker() -> AsyncIterator[aiodocker.Docker]:
     client = aiodocker.Docker()

@@ -25,6 +25,8 @@ class DaemonProcess:
     state_dir: Path
     prefix: str
     port: int = field(default_factory=free_port)
+    #: More environment for the daemon (e.g. ORCHESTRATOR_INGRESS_HOST=127.0.0.1 in tests).
+    extra_env: dict[str, str] = field(default_factory=dict)
     process: asyncio.subprocess.Process | None = None
 
     @property
@@ -40,6 +42,7 @@ class DaemonProcess:
             "ORCHESTRATOR_STATE_DIR": str(self.state_dir),
             "ORCHESTRATOR_PREFIX": self.prefix,
             "ORCHESTRATOR_LOG_FORMAT": "json",
+            **self.extra_env,
         }
 
     async def start(self, timeout: float = 30.0) -> None:
@@ -95,3 +98,11 @@ class DaemonProcess:
         )
         assert status in (200, 201), body
         return body
+
+    async def deploy_file(self, stack: str, path: Path, env: dict[str, str]) -> object:
+        """Deploy a stack file as the CLI does: its text, the variables it uses, its directory."""
+        body = {"files": [{"name": path.name, "content": path.read_text()}], "env": env,
+                "base_dir": str(path.resolve().parent)}
+        status, answer = await self.request("PUT", f"/v1/stacks/{stack}", json=body)
+        assert status in (200, 201), answer
+        return answer
