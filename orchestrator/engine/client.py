@@ -148,8 +148,14 @@ class Engine:
         )
 
     async def start(self, container_id: str) -> None:
-        with engine_errors():  # 304 (already started) is not an error
-            await self._docker.containers.container(container_id).start()
+        try:
+            with engine_errors():  # 304 (already started) is not an error
+                await self._docker.containers.container(container_id).start()
+        except EngineError:
+            # No event follows a failed start and the container stays "created": facts cached
+            # before it (no error yet) would hide the failure from every later list.
+            self._facts.forget(container_id)
+            raise
 
     async def stop(self, container_id: str, timeout: float) -> None:
         """Graceful: the stop signal, then SIGKILL after `timeout` seconds. Gone or stopped is fine."""
