@@ -2,10 +2,11 @@
 replicas and a no-op redeploy (`PUT` of the same stack file), against `GET /v1/health` as the
 baseline measured in the same run (timings on a shared machine only mean something as ratios).
 
+    python benchmarks/bench_api.py --spawn                             # starts the real daemon
     python benchmarks/bench_api.py --host http://127.0.0.1:7420        # a running daemon
     python benchmarks/bench_api.py --fake                              # the app over a fake Control
 
-The stack `bench-api` (one busybox service of --replicas replicas) is deployed first and
+The stack `bench-api-<random>` (one busybox service of --replicas replicas) is deployed first and
 removed at the end.
 """
 
@@ -15,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import secrets
 import statistics
 import sys
 import time
@@ -25,13 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestrator.client import Client  # noqa: E402
 
-STACK = "bench-api"
+STACK = f"bench-api-{secrets.token_hex(3)}"
 IMAGE = "orchestrator-test/busybox:latest"
 
 
 def stack_text(replicas: int) -> str:
-    return (f"services:\n  web:\n    image: {IMAGE}\n    command: [\"sleep\", \"3600\"]\n"
-            f"    deploy:\n      replicas: {replicas}\n")
+    # init: busybox sleep as PID 1 ignores SIGTERM; without it `rm` waits out the grace period.
+    return (f"services:\n  web:\n    image: {IMAGE}\n    init: true\n"
+            f"    command: [\"sleep\", \"3600\"]\n    deploy:\n      replicas: {replicas}\n")
 
 
 async def timed(call: Callable[[], Awaitable[object]], count: int) -> list[float]:
@@ -63,6 +66,38 @@ async def fake_daemon() -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def spawned_daemon() -> AsyncIterator[str]:
+    """`python -m orchestrator daemon` with its own state dir, port and Redis prefix."""
+    import tempfile  # noqa: PLC0415
+
+    from tests.integration.daemon_process import DaemonProcess  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory(prefix="bench-api-") as state:
+        daemon = DaemonProcess(Path(state), f"bench-api-{secrets.token_hex(4)}")
+        await daemon.start()
+        try:
+            yield daemon.url
+        except BaseException:
+            print(daemon.log_tail(), file=sys.stderr)
+            raise
+        finally:
+            await daemon.stop()
+            await _delete_redis_keys(daemon.prefix)
+
+
+async def _delete_redis_keys(prefix: str) -> None:
+    import redis.asyncio as aioredis  # noqa: PLC0415
+
+    from tests.integration.conftest import REDIS_URL, delete_prefixed  # noqa: PLC0415
+
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        await delete_prefixed(client, prefix)
+    finally:
+        await client.aclose()
 
 
 async def wait_running(client: Client, replicas: int, timeout: float) -> None:
@@ -99,12 +134,13 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=os.environ.get("ORCHESTRATOR_HOST", "http://127.0.0.1:7420"))
     parser.add_argument("--fake", action="store_true", help="serve the app over a fake Control")
+    parser.add_argument("--spawn", action="store_true", help="start the real daemon for the run")
     parser.add_argument("--replicas", type=int, default=100)
     parser.add_argument("--count", type=int, default=300, help="requests per measurement")
     args = parser.parse_args()
     token = os.environ.get("ORCHESTRATOR_TOKEN", "")
-    if args.fake:
-        async with fake_daemon() as host:
+    if args.fake or args.spawn:
+        async with (fake_daemon() if args.fake else spawned_daemon()) as host:
             await measure(host, token, args.replicas, args.count)
     else:
         await measure(args.host, token, args.replicas, args.count)

@@ -122,17 +122,29 @@ async def ls(args: argparse.Namespace) -> int:
 async def services(args: argparse.Namespace) -> int:
     async with client_for(args) as client:
         rows = await client.services(args.stack)
-    print_json(rows) if args.format == "json" else print(tables.services_table(rows))
+    if args.format == "json":
+        print_json(rows)
+    else:
+        print(tables.services_table(rows))
+        _print_update_notes(rows)
     return 0
+
+
+def _print_update_notes(services: list[dict[str, Any]]) -> None:
+    notes = tables.update_notes(services)
+    if notes:
+        print("\n" + notes)
 
 
 async def ps(args: argparse.Namespace) -> int:
     async with client_for(args) as client:
         rows = await client.tasks(args.stack, history=args.all)
+        services = await client.services(args.stack) if args.format != "json" else []
     if args.format == "json":
         print_json(rows)
     else:
         print(tables.tasks_table(rows, no_trunc=args.no_trunc))
+        _print_update_notes(services)
     return 0
 
 

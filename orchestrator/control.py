@@ -18,7 +18,7 @@ class DeployOutcome:
     stack: str
     #: created: new stack; updated: spec changed; unchanged: same spec, nothing to do.
     result: Literal["created", "updated", "unchanged"]
-    #: Services whose containers will be replaced (spec hash changed).
+    #: Services that get new containers: new ones, and those whose spec hash changed.
     changed_services: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
 

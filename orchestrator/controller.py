@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import structlog
 
-from orchestrator import events
+from orchestrator import events, updates
 from orchestrator.control import (
     DeployOutcome,
     HealthView,
@@ -24,14 +24,19 @@ from orchestrator.control import (
     StackView,
     TaskView,
 )
-from orchestrator.errors import Conflict, UnknownService, UnknownStack, UserError
+from orchestrator.errors import Conflict, EngineError, UnknownService, UnknownStack, UserError
 from orchestrator.ingress_routes import ingress_ports
 from orchestrator.labels import spec_hash
-from orchestrator.model import ContainerState, StackSpec
+from orchestrator.model import ContainerState, SlotKey, StackSpec, TaskState, UpdateStatus
 from orchestrator.reconciler import Reconciler, running_counts
 from orchestrator.store import StackRecord
+from orchestrator.tasks import failure_reason
+from orchestrator.tracker import Rejection
 
 log = structlog.stdlib.get_logger()
+
+#: Waits between attempts to remove a stack's networks while the engine says "active endpoints".
+NETWORK_REMOVE_RETRIES = (0.2, 0.5, 1.0)
 
 
 class Controller:
@@ -49,11 +54,13 @@ class Controller:
             self._check_published_ports(spec)
             changed = _changed_services(old.spec if old else None, spec)
             await self._prepare_engine_objects(spec)
+            now = time.time()
             record = StackRecord(
                 spec=spec,
                 scale={},
                 generation=(old.generation + 1) if old else 1,
-                deployed_at=time.time(),
+                deployed_at=now,
+                updates=_updates_after_deploy(old, spec, changed, now),
             )
             result = "created" if old is None else ("unchanged" if old.spec == spec and not old.scale else "updated")
             self._r.store.save_stack(record)
@@ -62,6 +69,12 @@ class Controller:
             self._r.book.reset(spec.name)
             self._r.executor.forget_images()
             self._r.emit(events.stack_deployed(spec.name, result))
+            replicas = record.replicas()
+            for service, status in record.updates.items():
+                previous = old.updates.get(service) if old else None
+                event = events.update_transition(spec.name, service, previous, status, replicas[service])
+                if event is not None:
+                    self._r.emit(event)
             self._r.mark_dirty(spec.name)
             log.info("stack_deployed", stack=spec.name, result=result, changed=list(changed))
             return DeployOutcome(spec.name, result, tuple(changed), spec.warnings)  # type: ignore[arg-type]
@@ -119,16 +132,38 @@ class Controller:
             self._r.records[stack] = record
             await self._r.executor.cancel(stack)
             await self._remove_containers(record)
-            await self._r.engine.remove_stack_networks(stack)
+            leftover = await self._remove_networks(stack)
             if volumes:
                 await self._r.engine.remove_stack_volumes(stack)
             self._r.book.forget_stack(stack)
+            self._r.tracker.forget_stack(stack)
             self._r.store.delete_stack(stack)
             del self._r.records[stack]
             await self._r.reconcile(stack)  # publishes `removed` for every task
             self._r.observed.pop(stack, None)
             self._r.emit(events.stack_removed(stack))
             log.info("stack_removed", stack=stack, volumes=volumes)
+            if leftover is not None:
+                raise EngineError(leftover.status, f"stack {stack} is removed, but not its "
+                                  f"network: {leftover.message}")
+
+    async def _remove_networks(self, stack: str) -> EngineError | None:
+        """The engine sometimes keeps a stale endpoint on a network whose containers are all
+        gone ("has active endpoints", moby#42119), for good: the stack is removed anyway (a
+        stuck `removing` record could be neither removed nor deployed again) and the caller
+        is told which network is left."""
+        for delay in (*NETWORK_REMOVE_RETRIES, None):
+            try:
+                await self._r.engine.remove_stack_networks(stack)
+                return None
+            except EngineError as exc:
+                if "active endpoints" not in exc.message:
+                    raise
+                if delay is None:
+                    log.warning("network_remove_failed", stack=stack, error=exc.message)
+                    return exc
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
 
     async def _remove_containers(self, record: StackRecord) -> None:
         limit = asyncio.Semaphore(self._r.settings.concurrency)
@@ -152,10 +187,28 @@ class Controller:
                 await self.remove(name)
 
     async def rollback(self, stack: str, service: str) -> None:
-        record = self._record(stack)
-        if service not in record.spec.services:
-            raise UnknownService(stack, service)
-        raise UserError(f"{stack}_{service}: there is no previous version to roll back to")
+        """Back to the spec the service had before its last update (swarm's `service rollback`)."""
+        async with self._lock:
+            record = self._record(stack)
+            current = record.spec.services.get(service)
+            if current is None:
+                raise UnknownService(stack, service)
+            status = record.updates.get(service)
+            if status is None or status.previous is None:
+                raise Conflict(f"{stack}_{service}: there is no previous version to roll back to")
+            back, rolled = updates.start_rollback(status, current, time.time(), updates.REASON_MANUAL)
+            record = replace(
+                record,
+                spec=replace(record.spec, services={**record.spec.services, service: back}),
+                updates={**record.updates, service: rolled},
+                generation=record.generation + 1,
+            )
+            self._r.store.save_stack(record)
+            self._r.records[stack] = record
+            self._r.executor.forget_images()
+            self._r.emit(events.update_rollback_started(stack, service, record.replicas()[service], rolled.reason))
+            self._r.mark_dirty(stack)
+            log.info("rollback_started", stack=stack, service=service)
 
     # views --------------------------------------------------------------------------------
     def _record(self, stack: str) -> StackRecord:
@@ -200,28 +253,36 @@ class Controller:
                 replicas_running=running.get(name, 0),
                 spec_hash=spec_hash(svc),
                 ports=tuple(PortView(p.published, p.target, p.protocol, p.mode) for p in svc.ports),
+                **_update_view(record.updates.get(name)),
             )
             for name, svc in sorted(record.spec.services.items())
         ]
 
     async def tasks(self, stack: str, *, include_history: bool = True) -> Sequence[TaskView]:
+        """Per slot its newest task first (`current`), then the older ones (history)."""
         record = self._record(stack)
         observed = await self._r.engine.list_containers(stack)
-        replicas = record.replicas()
-        by_slot: dict[tuple[str, int], list[ContainerState]] = {}
+        # (when the task began, its row) per slot; a rejection has no container to list.
+        rows: dict[SlotKey, list[tuple[float, TaskView]]] = {}
         for c in observed:
-            by_slot.setdefault((c.key.service, c.key.slot), []).append(c)
+            rows.setdefault(c.key, []).append((c.created_at, self._container_row(record, c)))
+        for key, rejection in self._r.tracker.rejections(stack).items():
+            if key.service in record.spec.services:
+                rows.setdefault(key, []).append((rejection.at, _rejected_row(record, key, rejection)))
+        replicas = record.replicas()
         views: list[TaskView] = []
-        for (service, slot), containers in sorted(by_slot.items()):
-            containers.sort(key=lambda c: c.created_at, reverse=True)
-            for index, c in enumerate(containers):
-                current = index == 0
-                if not current and not include_history:
+        for key in sorted(rows, key=lambda k: (k.service, k.slot)):
+            wanted = key.slot <= replicas.get(key.service, 0)
+            newest_first = sorted(rows[key], key=lambda row: row[0], reverse=True)
+            for index, (_, row) in enumerate(newest_first):
+                if index and not include_history:
                     break
-                views.append(self._task_view(record, c, current, slot <= replicas.get(service, 0)))
+                current = index == 0
+                desired = "running" if current and wanted else "shutdown"
+                views.append(replace(row, current=current, desired_state=desired))
         return views
 
-    def _task_view(self, record: StackRecord, c: ContainerState, current: bool, wanted: bool) -> TaskView:
+    def _container_row(self, record: StackRecord, c: ContainerState) -> TaskView:
         svc = record.spec.services.get(c.key.service)
         state = self._r.tracker.state_of(c)
         since = c.finished_at if not c.alive and c.finished_at else (c.started_at or c.created_at)
@@ -234,12 +295,11 @@ class Controller:
             name=c.name,
             image=svc.image if svc else None,
             state=state.value,
-            desired_state="running" if current and wanted else "shutdown",
+            desired_state="running",
             since=since,
             exit_code=c.exit_code if not c.alive else None,
-            error=c.error,
+            error=failure_reason(c) if state is TaskState.FAILED else c.error,
             health=c.health,
-            current=current,
         )
 
     async def logs(
@@ -285,11 +345,53 @@ class Controller:
         return HealthView(not engine_error, not redis_error, engine_error, redis_error)
 
 
-def _changed_services(old: StackSpec | None, new: StackSpec) -> list[str]:
+def _rejected_row(record: StackRecord, key: SlotKey, rejection: Rejection) -> TaskView:
+    svc = record.spec.services[key.service]
+    return TaskView(
+        stack=key.stack,
+        service=key.service,
+        slot=key.slot,
+        task_id=rejection.task_id,
+        container_id="",
+        name=f"{key.stack}_{key.service}.{key.slot}.{rejection.task_id}",
+        image=svc.image,
+        state=TaskState.REJECTED.value,
+        desired_state="running",
+        since=rejection.at,
+        error=rejection.reason,
+    )
+
+
+def _updates_after_deploy(
+    old: StackRecord | None, spec: StackSpec, changed: Sequence[str], now: float
+) -> dict[str, UpdateStatus]:
+    """A changed service starts an update from its spec so far; an unchanged one keeps its
+    status, and a paused one carries on (a deploy is how a paused update is resumed)."""
     if old is None:
-        return []
+        return {}
+    result = {}
+    for name in spec.services:
+        status = old.updates.get(name)
+        if name in changed:
+            result[name] = updates.begin(old.spec.services[name], spec.services[name], now)
+        elif status is not None:
+            result[name] = updates.resume(status, now) if status.state == "paused" else status
+    return result
+
+
+def _update_view(status: UpdateStatus | None) -> dict[str, str]:
+    if status is None:
+        return {}
+    message = "; ".join(part for part in (status.reason, status.message) if part)
+    return {"update_state": status.state, "update_message": message}
+
+
+def _changed_services(old: StackSpec | None, new: StackSpec) -> list[str]:
+    """Services that get new containers: every one of a new stack, else the added ones and
+    those whose spec hash changed (`deploy` prints "Creating/Updating service" for each)."""
+    before = old.services if old else {}
     return sorted(
         name
         for name, svc in new.services.items()
-        if name in old.services and spec_hash(old.services[name]) != spec_hash(svc)
+        if name not in before or spec_hash(before[name]) != spec_hash(svc)
     )

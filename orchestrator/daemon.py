@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import itertools
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -133,7 +134,8 @@ async def wait_for_engine(docker_host: str | None) -> Engine:
 
 
 def run_daemon(settings: Settings) -> int:
-    """Entry point of `orchestrator daemon`: runs until SIGTERM/SIGINT."""
+    """Entry point of `orchestrator daemon`: runs until SIGTERM/SIGINT. Exit 1, with one clear
+    line and no traceback, when it cannot start (address in use, state dir not writable)."""
 
     async def main() -> None:
         daemon = Daemon(settings)
@@ -143,5 +145,12 @@ def run_daemon(settings: Settings) -> int:
                 loop.add_signal_handler(sig, daemon.stop)
         await daemon.run()
 
-    asyncio.run(main())
-    return 0
+    failures: list[BaseException] = []
+    try:
+        asyncio.run(main())
+    except* OSError as group:
+        failures.extend(group.exceptions)
+    for exc in failures:
+        log.error("daemon_failed", error=str(exc))
+        print(f"error: {exc}", file=sys.stderr)
+    return 1 if failures else 0

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, Literal, get_args
 
-from orchestrator.model import SlotKey, TaskState
+from orchestrator.model import SlotKey, TaskState, UpdateStatus
 
 SCHEMA_VERSION = 1
 
@@ -30,6 +30,7 @@ EventType = Literal[
     "update.started",
     "update.completed",
     "update.paused",
+    "update.rollback_started",
     "update.rolled_back",
     "engine.disconnected",
     "engine.reconnected",
@@ -159,8 +160,33 @@ def update_paused(stack: str, service: str, reason: str) -> Event:
     return Event("update.paused", stack=stack, service=service, reason=reason)
 
 
+def update_rollback_started(stack: str, service: str, replicas: int, reason: str) -> Event:
+    return Event("update.rollback_started", stack=stack, service=service, replicas=replicas, reason=reason)
+
+
 def update_rolled_back(stack: str, service: str, reason: str) -> Event:
     return Event("update.rolled_back", stack=stack, service=service, reason=reason)
+
+
+def update_transition(
+    stack: str, service: str, old: UpdateStatus | None, new: UpdateStatus, replicas: int
+) -> Event | None:
+    """The event for an update whose state (or run: a rollback of an update) just changed."""
+    if old is not None and (old.state, old.started_at) == (new.state, new.started_at):
+        return None
+    match new.state:
+        case "updating":
+            resumed = old is not None and old.state == "paused"
+            return update_started(stack, service, replicas, "resumed" if resumed else "spec changed")
+        case "rolling_back":
+            return update_rollback_started(stack, service, replicas, new.reason or "rollback")
+        case "paused":
+            return update_paused(stack, service, new.reason or "paused")
+        case "completed":
+            return update_completed(stack, service, replicas)
+        case "rolled_back":
+            return update_rolled_back(stack, service, new.reason or "rolled back")
+    return None
 
 
 # --------------------------------------------------------------------------- the daemon itself

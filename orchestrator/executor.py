@@ -12,14 +12,15 @@ import asyncio
 import secrets
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 import structlog
 
+from orchestrator import metrics
 from orchestrator.engine import Engine
 from orchestrator.engine.containers import image_name
-from orchestrator.errors import EngineError, EngineUnavailable, ImageUnavailable
+from orchestrator.errors import EngineError, EngineUnavailable
 from orchestrator.labels import spec_hash
 from orchestrator.model import (
     Action,
@@ -32,7 +33,7 @@ from orchestrator.model import (
 )
 from orchestrator.restarts import RestartBook
 from orchestrator.store import StackRecord
-from orchestrator.planner import REASON_UNHEALTHY
+from orchestrator.planner import REASON_RESTART, REASON_UNHEALTHY
 from orchestrator.tracker import TaskTracker
 
 log = structlog.stdlib.get_logger()
@@ -54,6 +55,7 @@ class Executor:
         concurrency: int,
         files_dir: Callable[[str], Path],
         on_done: Callable[[SlotKey], None],
+        before_stop: Callable[[str, float], Awaitable[None]] | None = None,
     ) -> None:
         self._engine = engine
         self._tracker = tracker
@@ -61,6 +63,9 @@ class Executor:
         self._limit = asyncio.Semaphore(concurrency)
         self._files_dir = files_dir
         self._on_done = on_done
+        #: Called with (container id, grace period) before a replica is stopped: the ingress
+        #: takes it out of rotation and lets its connections finish.
+        self._before_stop = before_stop
         self._inflight: dict[SlotKey, asyncio.Task[None]] = {}
         self._images_present: set[str] = set()
 
@@ -113,15 +118,19 @@ class Executor:
             case StopTask():
                 if action.reason != REASON_UNHEALTHY:  # an unhealthy replica's stop is a failure
                     self._tracker.mark_shutdown(action.container_id)
-                service = record.spec.services.get(action.key.service)
-                await self._engine.stop(action.container_id, _grace(service))
+                await self._stop(record, action)
             case RemoveContainer():
                 self._tracker.mark_shutdown(action.container_id)
-                service = record.spec.services.get(action.key.service)
-                await self._engine.stop(action.container_id, _grace(service))
+                await self._stop(record, action)
                 await self._engine.remove(action.container_id)
                 log.info("container_removed", slot=str(action.key), reason=action.reason,
                          container_id=action.container_id[:12])
+
+    async def _stop(self, record: StackRecord, action: StopTask | RemoveContainer) -> None:
+        grace = _grace(record.spec.services.get(action.key.service))
+        if self._before_stop is not None:
+            await self._before_stop(action.container_id, grace)
+        await self._engine.stop(action.container_id, grace)
 
     async def _create(self, record: StackRecord, action: CreateTask) -> None:
         key = action.key
@@ -149,6 +158,8 @@ class Executor:
             self._reject(action, service, task_id, state.id, exc)
             return
         self._tracker.advance(key, task_id, TaskState.RUNNING)
+        if action.reason == REASON_RESTART:
+            metrics.RESTARTS.labels(key.stack, key.service).inc()
         log.info("task_started", slot=str(key), reason=action.reason, container_id=state.short_id)
 
     def _reject(

@@ -12,6 +12,7 @@ goes through the engine's docker-proxy as a second hop). docs/ingress.md has the
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import structlog
@@ -30,13 +31,19 @@ class IngressRoutes:
         self.ingress = ingress
         self._ports_of_stack: dict[str, set[PortKey]] = {}
         self._backends_of_container: dict[str, set[Backend]] = {}
+        #: Replicas being stopped on purpose: never back in a rotation.
+        self._leaving: set[str] = set()
 
     async def update(self, stack: str, spec: StackSpec | None, observed: Sequence[ContainerState]) -> None:
         """Serve exactly the stack's ingress ports, each over its service's ready replicas."""
         wanted: dict[PortKey, list[Backend]] = {}
+        self._leaving -= {c.id for c in observed if c.status != "running"}
         if spec is not None:
             for service in spec.services.values():
-                replicas = [c for c in observed if c.key.service == service.name and ready(c)]
+                replicas = [
+                    c for c in observed
+                    if c.key.service == service.name and ready(c) and c.id not in self._leaving
+                ]  # fmt: skip
                 for port in ingress_ports(service.ports):
                     wanted[(port.published, port.protocol)] = self._backends(replicas, port)  # type: ignore[index]
         for port, protocol in self._ports_of_stack.get(stack, set()) - wanted.keys():
@@ -64,8 +71,23 @@ class IngressRoutes:
 
     def container_gone(self, container_id: str) -> None:
         """A replica died (or turned unhealthy): out of every rotation now, not at the next pass."""
+        self._leaving.discard(container_id)  # not running any more: never ready again
         for backend in self._backends_of_container.pop(container_id, set()):
             self.ingress.remove_backend(backend)
+
+    async def drain(self, container_id: str, timeout: float) -> None:
+        """A replica about to be stopped on purpose (update, scale-down): out of every rotation
+        for good, then wait up to `timeout` for the connections it carries to finish."""
+        self._leaving.add(container_id)
+        backends = self._backends_of_container.pop(container_id, set())
+        for backend in backends:
+            self.ingress.remove_backend(backend)
+        ports = self.ingress.ports.values()
+        await asyncio.gather(
+            *(port.drain(b, timeout) for port in ports for b in backends if port.connections(b))
+        )
+        if backends:
+            log.info("ingress_backend_drained", container_id=container_id[:12])
 
     async def close(self) -> None:
         await self.ingress.close_all(drain_timeout=1.0)

@@ -355,6 +355,43 @@ class PlanNote:
     not_before: float | None = None
 
 
+UpdateState = Literal["updating", "paused", "completed", "rolling_back", "rolled_back"]
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateStatus:
+    """One service's rolling update (or rollback), kept in the store so a restarted daemon
+    resumes it. Times are epoch seconds. The rules are in orchestrator/updates.py."""
+
+    state: UpdateState
+    #: The spec hash the service's slots are being moved to.
+    target_hash: str
+    started_at: float
+    #: The spec before this update began: what `rollback` returns to (None: nothing to return to).
+    previous: ServiceSpec | None = None
+    #: This run is a rollback: rollback_config applies and a failure pauses, never rolls back.
+    rollback: bool = False
+    #: Slots that were not on the target hash when the update began (the ratio's denominator).
+    total: int = 0
+    #: Tasks created by this update that failed (never ran, or ended within `monitor`).
+    failures: tuple[str, ...] = ()
+    #: A batch is under way (its slots not all replaced yet).
+    batch_open: bool = False
+    #: The next batch may not start before this time (update_config.delay).
+    next_batch_at: float | None = None
+    #: Every slot is replaced: the update completes at this time if nothing fails before.
+    monitor_until: float | None = None
+    finished_at: float | None = None
+    #: Why it paused or rolls back.
+    reason: str = ""
+    #: Which slots run which spec hash, as of the last pass.
+    message: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("updating", "rolling_back")
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     #: Every RemoveContainer and StopTask comes before every CreateTask (a stop-first update
@@ -364,3 +401,7 @@ class Plan:
     #: Earliest epoch time at which planning again may yield new actions (a restart delay ends).
     wake_at: float | None = None
     notes: tuple[PlanNote, ...] = ()
+    #: The rolling updates' statuses after this pass, by service (only services that have one).
+    updates: Mapping[str, UpdateStatus] = field(default_factory=dict)
+    #: Services whose update failed with failure_action rollback: the spec to go back to.
+    rollbacks: Mapping[str, ServiceSpec] = field(default_factory=dict)

@@ -13,8 +13,10 @@ Slots work as swarmkit's replicated orchestrator (SEMANTICS.md 2.2):
 - A slot whose current container is gone (exited, failed to start) asks the restart book;
   a refused create is retried through the book as well, so never in a tight loop.
 - A running replica that turned unhealthy is stopped; the book then counts it as a failure.
-- Alive containers with an old spec hash are replaced by a rolling update (`_roll`, kept apart
-  so update_config's delay/monitor/failure_action can replace it); dead ones are replaced at once.
+- Alive containers with an old spec hash are replaced by a rolling update: `updates.step` says
+  how many may start now (parallelism, delay, failure_action; see updates.py) and `_roll` picks
+  them; dead ones are replaced at once. A slot whose newest container the daemon stopped on
+  purpose (an update's stop whose replacement was refused) is refilled at once as well.
 - Two alive containers in one slot: an older-spec one waits until the other is ready (a
   start-first handover) then is stopped; any other extra is removed at once.
 - Dead containers beyond `history_limit` per slot (the newest always kept) are removed.
@@ -44,7 +46,9 @@ from orchestrator.model import (
     SlotKey,
     StackSpec,
     StopTask,
+    UpdateStatus,
 )
+from orchestrator import updates
 from orchestrator.restarts import RestartBook
 from orchestrator.tasks import ready
 
@@ -56,6 +60,7 @@ REASON_SCALE_DOWN = "scale down"
 REASON_DUPLICATE = "duplicate"
 REASON_HISTORY = "history limit"
 REASON_SERVICE_REMOVED = "service removed"
+REASON_NEVER_STARTED = "never started"
 
 # Containers of one service: slot number -> containers, newest first.
 Slots = Mapping[int, Sequence[ContainerState]]
@@ -69,6 +74,7 @@ class SlotKind(enum.Enum):
     STALE = "stale"  # alive with an old spec: waits for the rolling update
     UPDATING = "updating"  # mid-update: the replacement is not ready, or failed
     HANDOVER = "handover"  # the replacement is ready: stop the superseded old one
+    STUCK = "stuck"  # created but never started, and nobody is starting it (a daemon died)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +97,8 @@ class _Draft:
     creates: list[CreateTask] = field(default_factory=list)
     wakes: list[float] = field(default_factory=list)
     notes: list[PlanNote] = field(default_factory=list)
+    updates: dict[str, UpdateStatus] = field(default_factory=dict)
+    rollbacks: dict[str, ServiceSpec] = field(default_factory=dict)
 
     def finish(self) -> Plan:
         def order(a: Action) -> tuple[str, int, str]:
@@ -99,7 +107,8 @@ class _Draft:
         actions: list[Action] = [*self.removes, *self.stops, *self.creates]
         kind = {RemoveContainer: 0, StopTask: 1, CreateTask: 2}
         actions.sort(key=lambda a: (kind[type(a)], *order(a)))
-        return Plan(tuple(actions), min(self.wakes, default=None), tuple(self.notes))
+        wake_at = min(self.wakes, default=None)
+        return Plan(tuple(actions), wake_at, tuple(self.notes), self.updates, self.rollbacks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +121,9 @@ class _Context:
     book: RestartBook
     now: float
     history_limit: int
+    update: UpdateStatus | None = None
+    #: Containers the daemon stopped on purpose.
+    stopped: AbstractSet[str] = frozenset()
 
 
 def plan(
@@ -122,12 +134,16 @@ def plan(
     now: float,
     busy: AbstractSet[SlotKey] = frozenset(),
     history_limit: int = 5,
+    update_status: Mapping[str, UpdateStatus] | None = None,
+    stopped: AbstractSet[str] = frozenset(),
 ) -> Plan:
     """The actions that bring `stack` towards its desired state, and when to look again.
 
     `replicas`: effective count per service (scale overrides applied, `mode: global` = 1);
-    `observed`: every container of the stack, exited ones included.
+    `observed`: every container of the stack, exited ones included; `update_status`: each
+    service's rolling update, if it has one; `stopped`: containers the daemon stopped on purpose.
     """
+    statuses = update_status or {}
     draft = _Draft()
     by_service = _group(c for c in observed if c.key.stack == stack.name)
     for name in sorted(by_service.keys() - stack.services.keys()):
@@ -135,7 +151,10 @@ def plan(
             _remove(draft, containers, REASON_SERVICE_REMOVED, busy)
     for name, spec in sorted(stack.services.items()):
         slots = by_service.get(name, {})
-        ctx = _Context(spec, stack.name, labels.spec_hash(spec), book, now, history_limit)
+        ctx = _Context(
+            spec, stack.name, labels.spec_hash(spec), book, now, history_limit,
+            statuses.get(name), stopped,
+        )  # fmt: skip
         busy_slots = {k.slot for k in busy if (k.stack, k.service) == (stack.name, name)}
         first_start = not slots and not busy_slots
         if first_start and not _dependencies_met(spec, stack, replicas, by_service):
@@ -159,10 +178,10 @@ def _plan_service(
     for view in views:
         _prune(draft, view, ctx.history_limit)
         _decide(draft, ctx, view)
-    in_progress = len(busy & set(keep)) + sum(
-        v.kind in (SlotKind.UPDATING, SlotKind.HANDOVER, SlotKind.DEAD_STALE) for v in views
-    )
-    _roll(draft, ctx, [v for v in views if v.kind is SlotKind.STALE], in_progress)
+    stale = [v for v in views if v.kind is SlotKind.STALE]
+    in_progress = sorted(set(busy) & set(keep) | {v.key.slot for v in views if _in_progress(v)})
+    budget = _update_budget(draft, ctx, slots, keep, stale, in_progress)
+    _roll(draft, ctx, stale, budget)
     for number in free_slots(keep, replicas - len(keep)):
         _create(draft, ctx, SlotKey(ctx.stack, ctx.spec.name, number), None, REASON_EMPTY)
 
@@ -208,6 +227,8 @@ def classify(key: SlotKey, containers: Sequence[ContainerState], want: str) -> S
 def _alive_kind(
     newest: ContainerState, current: ContainerState, handing_over: bool, want: str
 ) -> tuple[SlotKind, ContainerState | None]:
+    if current.status == "created":  # the slot is not busy, so no start is coming
+        return SlotKind.STUCK, None
     if current.status == "running" and current.health == "unhealthy":
         return SlotKind.UNHEALTHY, None
     if handing_over:
@@ -219,24 +240,77 @@ def _alive_kind(
     return SlotKind.OK, None
 
 
+def _in_progress(view: SlotView) -> bool:
+    """Mid-replacement: the next slot of an update waits for this one."""
+    if view.kind in (SlotKind.UPDATING, SlotKind.HANDOVER, SlotKind.DEAD_STALE):
+        return True
+    return view.kind is SlotKind.OK and view.current.alive and not ready(view.current)
+
+
+def _update_budget(
+    draft: _Draft,
+    ctx: _Context,
+    slots: Slots,
+    keep: Sequence[int],
+    stale: Sequence[SlotView],
+    in_progress: Sequence[int],
+) -> int:
+    """How many stale slots may start being replaced now; records the update's new status."""
+    config = ctx.spec.update_config
+    if ctx.update is None:  # no recorded update (state from an older daemon): parallelism only
+        tokens = len(stale) if config.parallelism <= 0 else config.parallelism - len(in_progress)
+        return max(tokens, 0)
+    status = ctx.update
+    monitor = updates.config_of(status, ctx.spec).monitor
+    members = [c for n in keep for c in slots.get(n, ())]
+    rejections = {}
+    for n in keep:
+        key = SlotKey(ctx.stack, ctx.spec.name, n)
+        at = ctx.book.rejected_at(key, status.target_hash)
+        if at is not None:
+            rejections[n] = (at, ctx.book.rejection(key, status.target_hash) or "")
+    progress = updates.Progress(
+        stale=tuple(v.key.slot for v in stale),
+        in_progress=tuple(in_progress),
+        versions={n: _version(slots.get(n, ())) for n in keep},
+        failures=updates.task_failures(status, monitor, members, ctx.stopped, rejections, ctx.now),
+    )
+    result = updates.step(status, ctx.spec, progress, ctx.now)
+    draft.updates[ctx.spec.name] = result.status
+    _wait(draft, result.wake_at)
+    if result.rollback_to is not None:
+        draft.rollbacks[ctx.spec.name] = result.rollback_to
+        # nothing more is created from the spec being left; the next pass plans the way back
+        draft.creates = [a for a in draft.creates if a.key.service != ctx.spec.name]
+    return result.budget
+
+
+def _version(containers: Sequence[ContainerState]) -> str | None:
+    """The spec hash a slot runs: its newest alive container's (None: nothing alive)."""
+    return next((c.spec_hash for c in containers if c.alive), None)
+
+
 def _decide(draft: _Draft, ctx: _Context, view: SlotView) -> None:
     _remove(draft, view.duplicates, REASON_DUPLICATE)
     if view.kind is SlotKind.UNHEALTHY:
         draft.stops.append(StopTask(view.key, view.current.id, REASON_UNHEALTHY))
+    elif view.kind is SlotKind.STUCK:  # removed, the next pass fills the slot as new
+        _remove(draft, [view.current], REASON_NEVER_STARTED)
     elif view.kind is SlotKind.HANDOVER:
         draft.stops += [StopTask(view.key, c.id, REASON_UPDATE) for c in view.superseded]
-    elif view.kind is SlotKind.DEAD_STALE:
+    elif view.kind is SlotKind.DEAD_STALE or (
+        view.kind is SlotKind.EXITED and view.current.id in ctx.stopped
+    ):
         _create(draft, ctx, view.key, None, REASON_UPDATE)
     elif view.failed is not None:  # EXITED, or UPDATING after a failed replacement
         _create(draft, ctx, view.key, view.failed, REASON_RESTART)
 
 
-def _roll(draft: _Draft, ctx: _Context, stale: list[SlotView], in_progress: int) -> None:
-    """The rolling update: replace stale slots, at most `parallelism` at a time (0 = all),
-    counting slots already mid-update. Slots whose replacement was refused go first, since they
-    are mid-update too; then lowest slot first."""
-    config = ctx.spec.update_config
-    budget = len(stale) if config.parallelism <= 0 else config.parallelism - in_progress
+def _roll(draft: _Draft, ctx: _Context, stale: list[SlotView], budget: int) -> None:
+    """The rolling update: start replacing up to `budget` stale slots, in the order of
+    update_config (or rollback_config). Slots whose replacement was refused go first, since
+    they are mid-update too; then lowest slot first."""
+    config = updates.config_of(ctx.update, ctx.spec) if ctx.update else ctx.spec.update_config
     stale = sorted(stale, key=lambda v: (ctx.book.rejection(v.key, ctx.want) is None, v.key.slot))
     for view in stale[: max(budget, 0)]:
         decision = ctx.book.decide(view.key, ctx.want, ctx.spec.restart_policy, None, ctx.now)

@@ -28,7 +28,7 @@ import structlog
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 
-from orchestrator import labels
+from orchestrator import labels, metrics
 from orchestrator.events import Event, events_dropped
 from orchestrator.seq_store import SeqStore
 
@@ -129,6 +129,7 @@ class Publisher:
                 log.warning("event_queue_overflowed", limit=self._queue_limit)
             self._dropped += 1
             self._dropped_at = now
+            metrics.EVENTS_DROPPED.inc()
         self._queue.append((event, now))
         self._wakeup.set()
 
@@ -167,6 +168,10 @@ class Publisher:
     async def _send_until_closed(self) -> None:
         failures = 0
         while True:
+            if self._runner is not None and self._runner.cancelling():
+                # redis-py (8.1) can swallow a cancellation that lands mid-command: it finishes
+                # the command and returns. Honour it here, or shutdown would wait forever.
+                raise asyncio.CancelledError
             if not (self._queue or self._dropped or self._unconfirmed):
                 if self._closing:
                     return
@@ -188,6 +193,7 @@ class Publisher:
             if not self._unconfirmed:
                 self._unconfirmed = self._take_batch()
             await self._send(self._unconfirmed)
+            metrics.EVENTS_PUBLISHED.inc(len(self._unconfirmed))
             self._confirmed = self._unconfirmed[-1].seq
             self._unconfirmed = []
             self._maybe_persist()

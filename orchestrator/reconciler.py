@@ -18,14 +18,14 @@ from typing import Any
 
 import structlog
 
-from orchestrator import events, planner
+from orchestrator import events, metrics, planner
 from orchestrator.engine import Engine
 from orchestrator.errors import EngineUnavailable
 from orchestrator.events import Event
 from orchestrator.executor import Executor
 from orchestrator.ingress_routes import IngressRoutes
 from orchestrator.intake import ContainerEvent, Disconnected, EventIntake, Resync
-from orchestrator.model import ContainerState, PlanNote, SlotKey
+from orchestrator.model import ContainerState, PlanNote, ServiceSpec, SlotKey, UpdateStatus
 from orchestrator.restarts import RestartBook
 from orchestrator.settings import Settings
 from orchestrator.store import StackRecord, Store
@@ -70,6 +70,7 @@ class Reconciler:
             concurrency=settings.concurrency,
             files_dir=store.files_dir,
             on_done=lambda key: self.mark_dirty(key.stack),
+            before_stop=routes.drain if routes else None,
         )
         #: Last relist of each stack: the views (ps, services) read it.
         self.observed: dict[str, list[ContainerState]] = {}
@@ -153,9 +154,15 @@ class Reconciler:
 
     async def reconcile(self, name: str) -> None:
         """Observe → plan → execute for one stack."""
-        record = self.records.get(name)
+        with metrics.RECONCILE_PASS_SECONDS.time():
+            await self._reconcile(name)
+
+    async def _reconcile(self, name: str) -> None:
         mark = self.tracker.mark()
+        # A slot busy at any time during the relist may show a half-made container.
+        busy_before = self.executor.busy()
         observed = await self.engine.list_containers(name)
+        record = self.records.get(name)  # after the relist: a deploy may have come meanwhile
         self.tracker.observe(name, observed, mark)
         self.observed[name] = observed
         self.passes += 1
@@ -170,21 +177,54 @@ class Reconciler:
             observed,
             self.book,
             now,
-            busy=self.executor.busy(),
+            busy=busy_before | self.executor.busy(),
             history_limit=self.settings.history_limit,
+            update_status=record.updates,
+            stopped=self.tracker.stopped_on_purpose(),
         )
-        if plan.actions:
-            log.info("plan_computed", stack=name, actions=len(plan.actions))
-            self.executor.submit(record, plan.actions)
+        self._record_updates(record, plan.updates, plan.rollbacks)
         if plan.wake_at is not None:
             self._wake_at[name] = plan.wake_at
         else:
             self._wake_at.pop(name, None)
-        if self.routes:
+        if self.routes:  # before acting: a start-first replacement is in before the old leaves
             await self.routes.update(name, record.spec, observed)
+        if plan.actions:
+            log.info("plan_computed", stack=name, actions=len(plan.actions))
+            self.executor.submit(record, plan.actions)
         self._report_decisions(name, plan.notes, observed, now)
         self._report_services(record, observed)
         self._save_progress()
+
+    def _record_updates(
+        self,
+        record: StackRecord,
+        statuses: Mapping[str, UpdateStatus],
+        rollbacks: Mapping[str, ServiceSpec],
+    ) -> None:
+        """Keep the updates' new statuses (and a rollback's spec) in the store; publish their
+        state changes. A rollback is planned from the next pass."""
+        name = record.spec.name
+        if all(record.updates.get(s) == st for s, st in statuses.items()) and not rollbacks:
+            return
+        changed = replace(
+            record,
+            spec=replace(record.spec, services={**record.spec.services, **rollbacks}),
+            updates={**record.updates, **statuses},
+        )
+        self.store.save_stack(changed)
+        self.records[name] = changed
+        replicas = changed.replicas()
+        for service, status in statuses.items():
+            event = events.update_transition(
+                name, service, record.updates.get(service), status, replicas.get(service, 0)
+            )
+            if event is not None:
+                self.emit(event)
+                log.info("update_state_changed", stack=name, service=service, state=status.state,
+                         reason=status.reason)
+        if rollbacks:
+            self.mark_dirty(name)
 
     def _report_decisions(
         self, stack: str, notes: Sequence[PlanNote], observed: list[ContainerState], now: float

@@ -113,6 +113,12 @@ class RestartBook:
             return None
         return history.rejection
 
+    def rejected_at(self, key: SlotKey, spec_hash: str) -> float | None:
+        """When the engine last refused `key`'s create under `spec_hash` (None: it did not,
+        or a container was created since)."""
+        history = self._history(key, spec_hash)
+        return None if history is None else history.rejected_at
+
     # ------------------------------------------------------------------ facts
 
     def record_created(

@@ -21,7 +21,7 @@ from typing import Any
 
 import dacite
 
-from orchestrator.model import StackSpec
+from orchestrator.model import StackSpec, UpdateStatus
 
 _DACITE = dacite.Config(cast=[tuple], strict=True)
 
@@ -36,6 +36,8 @@ class StackRecord:
     deployed_at: float = 0.0
     #: Set while `rm` runs: a daemon that died half-way finishes the removal when it starts.
     removing: bool = False
+    #: Each service's rolling update (or rollback), the last one it had (orchestrator/updates.py).
+    updates: Mapping[str, UpdateStatus] = field(default_factory=dict)
 
     def replicas(self) -> dict[str, int]:
         """Effective replica count per service (`mode: global` is one replica on one engine)."""

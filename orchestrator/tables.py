@@ -71,6 +71,19 @@ def services_table(services: Sequence[Mapping[str, Any]]) -> str:
     return render_table(("ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"), rows)
 
 
+def update_notes(services: Sequence[Mapping[str, Any]]) -> str:
+    """One line per service whose rolling update is under way, paused or rolled back: its
+    state and which slots run which spec (empty when there is nothing to say)."""
+    lines = []
+    for s in services:
+        state = s.get("update_state") or "none"
+        if state not in ("none", "completed"):
+            message = s.get("update_message") or ""
+            lines.append(f"{s['stack']}_{s['name']}: update {state.replace('_', ' ')}"
+                         + (f": {message}" if message else ""))
+    return "\n".join(lines)
+
+
 def _port(port: Mapping[str, Any]) -> str:
     published = port.get("published")
     target = f"{port['target']}/{port['protocol']}"

@@ -48,6 +48,21 @@ def failed(container: ContainerState) -> bool:
     )
 
 
+def failure_reason(container: ContainerState) -> str:
+    """Why a failed container failed, in Swarm's words where it has some ("non-zero exit (3)")."""
+    if container.error:
+        return container.error
+    if container.oom_killed:
+        return "OOM killed"
+    if container.health == "unhealthy":
+        return "unhealthy: stopped by its healthcheck"
+    if container.status == "dead":
+        return "the engine marked the container dead"
+    if container.exit_code not in (None, 0):
+        return f"non-zero exit ({container.exit_code})"
+    return ""
+
+
 def ready(container: ContainerState) -> bool:
     """Running, and healthy where it has a healthcheck: may take traffic / replace another."""
     return container.status == "running" and container.health in (None, "healthy")

@@ -5,11 +5,17 @@ pass reports what the engine shows (running, complete, failed, shutdown, and rem
 container that is gone). Transitions only move forward, so a late report never publishes a state
 twice or out of order. The tracker is saved with the pass so a restarted daemon does not publish
 a transition again.
+
+A task rejected before it had a container (image missing, create refused) leaves nothing in the
+engine, so the tracker keeps the slot's last such rejection until a container replaces it: `ps`
+shows it with its reason, as Swarm does. Kept in memory only: a restarted daemon retries the slot
+and meets the same refusal again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +46,15 @@ class Transition:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A slot's last task that the engine refused before any container existed."""
+
+    task_id: str
+    reason: str
+    at: float
+
+
 @dataclass(slots=True)
 class _Task:
     key: SlotKey
@@ -55,6 +70,7 @@ class TaskTracker:
         self._tasks: dict[str, _Task] = {}
         #: Containers the daemon stops on purpose (scale-down, update, rm): they end `shutdown`.
         self._shutdown: set[str] = set()
+        self._rejections: dict[SlotKey, Rejection] = {}
         self._tick = 0
         self.changed = False
 
@@ -90,6 +106,10 @@ class TaskTracker:
             self._on_transition(
                 Transition(key, task_id, task.container_id, previous, to, exit_code, reason)
             )
+        if to is TaskState.CREATED:
+            self._rejections.pop(key, None)  # a container stands in the slot again
+        if to is TaskState.REJECTED and task.container_id is None:
+            self._rejections[key] = Rejection(task_id, reason, time.time())
         if to is TaskState.REMOVED or (to is TaskState.REJECTED and task.container_id is None):
             del self._tasks[task_id]
             if task.container_id:
@@ -100,6 +120,17 @@ class TaskTracker:
         if container_id not in self._shutdown:
             self._shutdown.add(container_id)
             self.changed = True
+
+    def rejections(self, stack: str) -> Mapping[SlotKey, Rejection]:
+        return {key: r for key, r in self._rejections.items() if key.stack == stack}
+
+    def forget_stack(self, stack: str) -> None:
+        for key in [key for key in self._rejections if key.stack == stack]:
+            del self._rejections[key]
+
+    def stopped_on_purpose(self) -> frozenset[str]:
+        """Containers the daemon stopped deliberately (their end is no failure)."""
+        return frozenset(self._shutdown)
 
     def state_of(self, container: ContainerState) -> TaskState:
         return task_state(container, stopped_by_us=container.id in self._shutdown)

@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from orchestrator.api import bodies
 from orchestrator.api.errors import RequestError, error_response
@@ -62,7 +63,11 @@ async def entries(redis: Any, stream: str, since: int | None) -> AsyncIterator[E
                     yield parsed
     block_ms = _block_ms(redis)
     while True:
-        answer = await redis.xread({stream: last_id}, block=block_ms, count=PAGE)
+        try:
+            answer = await redis.xread({stream: last_id}, block=block_ms, count=PAGE)
+        except RedisTimeoutError:
+            # A busy machine answered a quiet poll after the socket timeout: still a quiet poll.
+            answer = None
         if not answer:
             yield None
         for entry_id, fields in answer[0][1] if answer else ():
@@ -78,7 +83,7 @@ def _block_ms(redis: Any) -> int:
     timeout = kwargs.get("socket_timeout") or kwargs.get("orig_socket_timeout")
     if not timeout:
         return POLL_MS
-    return max(50, min(POLL_MS, int(timeout * 1000 * 0.8)))
+    return max(50, min(POLL_MS, int(timeout * 1000 * 0.5)))
 
 
 def format_event(message: dict[str, Any]) -> bytes:

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import os
 import secrets
+from pathlib import Path
 from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
 
 import aiodocker
 import pytest
 import redis.asyncio as aioredis
 
 from orchestrator.labels import LABEL_STACK
+from tests.integration.daemon_process import DaemonProcess
 
 BUSYBOX = "orchestrator-test/busybox:latest"
 REDIS_URL = os.environ.get("ORCHESTRATOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -86,6 +89,19 @@ async def stack_name(docker: aiodocker.Docker) -> AsyncIterator[str]:
         await remove_stack_objects(docker, name)
 
 
+@pytest.fixture
+async def daemon(
+    tmp_path: Path, redis_prefix: str, redis_client: object, stack_name: str
+) -> AsyncIterator[DaemonProcess]:
+    # Depends on stack_name so that the daemon stops before the stack's objects are cleaned up.
+    process = DaemonProcess(tmp_path / "state", redis_prefix)
+    await process.start()
+    try:
+        yield process
+    finally:
+        await process.stop()
+
+
 async def remove_stack_objects(docker: aiodocker.Docker, stack: str) -> None:
     label = {"label": [f"{LABEL_STACK}={stack}"]}
     for container in await docker.containers.list(all=True, filters=label):
@@ -103,3 +119,25 @@ async def _ignore_missing(removal: Awaitable[object]) -> None:
     except aiodocker.DockerError as exc:
         if exc.status != 404:
             raise
+
+
+@pytest.fixture
+async def daemon(
+    tmp_path: Path, redis_prefix: str, redis_client: aioredis.Redis, stack_name: str
+) -> AsyncIterator[DaemonProcess]:
+    """The real daemon in its own process, with its own state dir, port and Redis prefix.
+    Depends on stack_name so that the daemon stops before the stack's objects are cleaned up."""
+    process = DaemonProcess(tmp_path / "state", redis_prefix)
+    await process.start()
+    try:
+        yield process
+    finally:
+        code = await process.stop()
+        await delete_prefixed(redis_client, redis_prefix)
+    assert code == 0, f"the daemon did not stop cleanly on SIGTERM ({code}):\n{process.log_tail()}"
+
+
+async def delete_prefixed(client: aioredis.Redis, prefix: str) -> None:
+    keys = [key async for key in client.scan_iter(f"{prefix}:*")]
+    if keys:
+        await client.delete(*keys)

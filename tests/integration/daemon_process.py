@@ -8,8 +8,10 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -25,7 +27,7 @@ class DaemonProcess:
     state_dir: Path
     prefix: str
     port: int = field(default_factory=free_port)
-    #: More environment for the daemon (e.g. ORCHESTRATOR_INGRESS_HOST=127.0.0.1 in tests).
+    #: More environment for the daemon (a token, another Redis URL…).
     extra_env: dict[str, str] = field(default_factory=dict)
     process: asyncio.subprocess.Process | None = None
 
@@ -42,6 +44,7 @@ class DaemonProcess:
             "ORCHESTRATOR_STATE_DIR": str(self.state_dir),
             "ORCHESTRATOR_PREFIX": self.prefix,
             "ORCHESTRATOR_LOG_FORMAT": "json",
+            "ORCHESTRATOR_INGRESS_HOST": "127.0.0.1",
             **self.extra_env,
         }
 
@@ -86,11 +89,24 @@ class DaemonProcess:
         path = self.state_dir / "daemon.log"
         return "\n".join(path.read_text().splitlines()[-lines:]) if path.exists() else ""
 
-    async def request(self, method: str, path: str, **kwargs: object) -> tuple[int, object]:
+    async def request(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
         async with aiohttp.ClientSession() as session:
-            async with session.request(method, f"{self.url}{path}", **kwargs) as response:  # type: ignore[arg-type]
+            async with session.request(method, f"{self.url}{path}", **kwargs) as response:
                 body = await response.json(content_type=None)
                 return response.status, body
+
+    async def poll(self, path: str, check: Callable[[Any], bool], timeout: float = 30.0) -> Any:
+        """GET `path` until `check(body)` holds; the last body is in the failure message."""
+        body: Any = None
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    status, body = await self.request("GET", path)
+                    if status == 200 and check(body):
+                        return body
+                    await asyncio.sleep(0.2)
+        except TimeoutError:
+            raise AssertionError(f"GET {path} never passed the check; last answer: {body}") from None
 
     async def deploy(self, stack: str, yaml_text: str) -> object:
         status, body = await self.request(

@@ -19,6 +19,7 @@ from orchestrator.engine import Engine
 import jsonschema
 
 from orchestrator.events import Event, load_schema
+from orchestrator.ingress_routes import IngressRoutes
 from orchestrator.intake import EventIntake
 from orchestrator.model import ContainerState
 from orchestrator.reconciler import Reconciler
@@ -73,8 +74,11 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def running_orchestrator(state_dir: Path, **overrides: Any) -> AsyncIterator[Running]:
-    """Run the reconciler and the event intake of a daemon (no HTTP, no Redis)."""
+async def running_orchestrator(
+    state_dir: Path, routes: IngressRoutes | None = None, **overrides: Any
+) -> AsyncIterator[Running]:
+    """Run the reconciler and the event intake of a daemon (no HTTP, no Redis); with `routes`,
+    the ingress too."""
     settings = Settings.from_env({}, state_dir=str(state_dir), **overrides)
     events: list[dict[str, Any]] = []
 
@@ -84,7 +88,7 @@ async def running_orchestrator(state_dir: Path, **overrides: Any) -> AsyncIterat
         events.append(message)
 
     engine = await Engine.connect(None)
-    reconciler = Reconciler(engine, Store(state_dir), settings, emit)
+    reconciler = Reconciler(engine, Store(state_dir), settings, emit, routes=routes)
     controller = Controller(reconciler, _no_redis)
     tasks = [
         asyncio.create_task(reconciler.run(), name="reconciler"),
@@ -97,6 +101,8 @@ async def running_orchestrator(state_dir: Path, **overrides: Any) -> AsyncIterat
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await reconciler.executor.cancel()
+        if routes is not None:
+            await routes.close()
         await engine.close()
 
 

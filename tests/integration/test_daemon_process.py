@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiodocker
@@ -34,19 +33,6 @@ def stack(replicas: int) -> str:
         "    stop_grace_period: 1s\n"
         f"    deploy:\n      replicas: {replicas}\n"
     )
-
-
-@pytest.fixture
-async def daemon(
-    tmp_path: Path, redis_prefix: str, redis_client: object, stack_name: str
-) -> AsyncIterator[DaemonProcess]:
-    # Depends on stack_name so that the daemon stops before the stack's objects are cleaned up.
-    process = DaemonProcess(tmp_path / "state", redis_prefix)
-    await process.start()
-    try:
-        yield process
-    finally:
-        await process.stop()
 
 
 async def containers(docker: aiodocker.Docker, stack_name: str) -> list[dict]:
@@ -118,12 +104,13 @@ async def test_engine_restart_is_waited_for_and_stacks_converge(
     before = await wait_running(docker, stack_name, 2)
     await asyncio.to_thread(_restart_engine)
     async with aiodocker.Docker() as fresh:
-        # dockerd stopped the replicas on its way down: the daemon must bring up two again
+        # dockerd stopped the replicas on its way down (their engine restart policy is "no"):
+        # the daemon must notice and bring up two fresh ones
         after = await wait_running(fresh, stack_name, 2, timeout=90)
-    assert len(after) == 2 and len(await containers(docker, stack_name)) >= 2
+        assert not set(after) & set(before), "the old replicas were stopped by dockerd"
+        assert len(await containers(fresh, stack_name)) >= 4, "the stopped ones stay as history"
     status, body = await daemon.request("GET", "/v1/health")
     assert status == 200, body
-
 
 
 async def test_events_queued_at_sigterm_are_sent_before_exit(tmp_path: Path, redis_prefix: str,
@@ -151,3 +138,21 @@ async def test_events_queued_at_sigterm_are_sent_before_exit(tmp_path: Path, red
     types = [json.loads(fields[STREAM_FIELD_EVENT])["type"] for _, fields in entries]
     assert types[-1:] == ["stack.removed"], types
     assert "publisher_stopped_with_unsent_events" not in daemon.log_tail(100)
+
+
+async def test_port_in_use_is_one_clear_line_and_exit_1(tmp_path: Path, redis_prefix: str) -> None:
+    import socket
+    import sys
+
+    process = DaemonProcess(tmp_path / "state", redis_prefix)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", process.port))
+        taken.listen()
+        result = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "orchestrator", "daemon", env=process.env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, stderr = await asyncio.wait_for(result.communicate(), 30)
+    assert result.returncode == 1
+    text = stderr.decode()
+    assert "address already in use" in text and "Traceback" not in text

@@ -4,7 +4,8 @@ One deployment goes through the whole story, because each replica takes a health
 (10 s) to join the ingress: five replicas behind one published port answer in turn with a rising
 count; two SIGKILLed replicas cost at most the requests in flight on them and are replaced; a
 stopped Redis turns the counter off until the daemon has started it again; `rm --volumes`
-leaves nothing. Traffic goes to 127.0.0.1 only (the daemon's ingress listens there in tests).
+leaves nothing. Traffic goes to 127.0.0.1 only (the daemon's ingress listens there in tests;
+the `daemon` fixture is conftest's).
 """
 
 from __future__ import annotations
@@ -63,20 +64,6 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     connector = aiohttp.TCPConnector(force_close=True)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=5)) as session:
         yield session
-
-
-@pytest.fixture
-async def daemon(
-    tmp_path: Path, redis_prefix: str, redis_client: object, stack_name: str
-) -> AsyncIterator[DaemonProcess]:
-    # Depends on stack_name so that the daemon stops before the stack's objects are cleaned up.
-    process = DaemonProcess(tmp_path / "state", redis_prefix,
-                            extra_env={"ORCHESTRATOR_INGRESS_HOST": "127.0.0.1"})
-    await process.start()
-    try:
-        yield process
-    finally:
-        await process.stop()
 
 
 async def stack_objects(docker: aiodocker.Docker, stack: str, service: str | None = None) -> list[dict]:

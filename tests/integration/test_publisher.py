@@ -248,3 +248,19 @@ async def test_close_gives_up_after_its_timeout_while_redis_is_away(
     assert [entry["unsent"] for entry in stopped] == [1]
     assert not (tmp_path / "seq").exists()  # nothing was numbered, nothing to remember
 
+
+
+async def test_cancelling_the_sender_mid_send_stops_it(
+    redis_prefix: str, cleanup_stream: None, tmp_path: Path
+) -> None:
+    """redis-py can swallow a cancellation that lands inside a command; the sender must stop
+    all the same (the daemon's shutdown cancels it while events are flowing)."""
+    for attempt in range(30):
+        publisher = Publisher(REDIS_URL, redis_prefix, SeqStore(tmp_path / "seq"), batch_size=1)
+        sender = asyncio.create_task(publisher.run())
+        for slot in range(1, 200):
+            publisher.publish(running("shop", slot))
+        await asyncio.sleep(0.0003 * (attempt % 10))
+        sender.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(sender, 2)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -47,8 +46,11 @@ async def test_replicas_reached_with_swarm_names_and_aliases(orch: Running, stac
     running = await orch.wait_running(stack_name, "web", 3)
     assert [c.key.slot for c in running] == [1, 2, 3]
     assert all(c.name.startswith(f"{stack_name}_web.{c.key.slot}.") for c in running)
-    converged = [e for e in orch.events if e["type"] == "service.converged" and e["service"] == "web"]
-    assert converged and converged[-1]["running"] == 3
+
+    async def converged() -> list:
+        return [e for e in orch.events if e["type"] == "service.converged" and e["service"] == "web"]
+
+    assert (await orch.wait_for(converged, 10))[-1]["running"] == 3
 
 
 async def test_scale_up_fills_lowest_free_slots_and_down_removes_highest(
@@ -185,7 +187,9 @@ async def test_delay_is_honoured(orch: Running, stack_name: str, tmp_path: Path)
 
 
 async def test_default_backoff_is_immediate_then_grows(orch: Running, stack_name: str, tmp_path: Path) -> None:
-    # no delay: first restart at once, then 0.3 s, 0.6 s, 1.2 s (backoff_base 0.3 in the fixture)
+    # no delay: first restart at once, then 0.3 s, 0.6 s, 1.2 s (backoff_base 0.3 in the fixture).
+    # Timings on a shared machine only ever come out longer, so only lower bounds are asserted;
+    # "at once" is read from the decisions: no restart was scheduled for the first failure.
     await orch.deploy(stack_name, stack_yaml(service("crash", "exit 1", restart="condition: any\n")), tmp_path)
 
     async def five() -> list | None:
@@ -194,11 +198,9 @@ async def test_default_backoff_is_immediate_then_grows(orch: Running, stack_name
 
     cs = await orch.wait_for(five, 30)
     gaps = [b.created_at - a.finished_at for a, b in zip(cs, cs[1:5], strict=False)]
-    assert gaps[0] < 0.3, f"first restart should be immediate: {gaps}"
     assert gaps[1] >= 0.25 and gaps[2] >= 0.55 and gaps[3] >= 1.1, gaps
-    assert gaps[3] > gaps[1], gaps
-    scheduled = [e for e in orch.events if e["type"] == "task.restart_scheduled"]
-    assert scheduled and scheduled[0]["delay_s"] >= 0
+    scheduled = {e["container_id"] for e in orch.events if e["type"] == "task.restart_scheduled"}
+    assert cs[0].id not in scheduled, "the first restart must not wait"
 
 
 async def test_unhealthy_replica_is_stopped_and_replaced(orch: Running, stack_name: str, tmp_path: Path) -> None:
@@ -283,13 +285,11 @@ async def test_remove_stops_gracefully_and_leaves_volumes(orch: Running, stack_n
     )
     await orch.deploy(stack_name, yaml_text, tmp_path)
     await orch.wait_running(stack_name, "web", 2)
-    started = time.monotonic()
     await orch.controller.remove(stack_name)
-    assert time.monotonic() - started < 10
     flt = {"label": [f"{LABEL_STACK}={stack_name}"]}
     assert await docker.containers.list(all=True, filters=flt) == []
     assert await docker.networks.list(filters=flt) == []
     volumes = (await docker.volumes.list(filters=flt)).get("Volumes") or []
     assert [v["Name"] for v in volumes] == [f"{stack_name}_data"], "named volumes stay unless asked"
     shutdown = orch.task_events(stack_name, "shutdown")
-    assert len(shutdown) == 2
+    assert [e.get("exit_code") for e in shutdown] == [0, 0], "stopped by the stop signal, not killed"

@@ -173,3 +173,16 @@ def test_ps_truncates_ids_and_errors_unless_asked() -> None:
     assert "Failed About a minute ago" in short and '"' + "x" * 29 + '…"' in short
     full = tables.tasks_table([row], no_trunc=True, now=160.0).splitlines()[1]
     assert "a" * 25 in full and "x" * 40 in full
+
+
+def test_update_notes_say_which_slots_run_which_spec() -> None:
+    rows = [
+        {"stack": "app", "name": "web", "update_state": "paused",
+         "update_message": "1 of 3 updated tasks failed; slots 2,3 on 0ld0ld0ld0ld; slot 1 not running"},
+        {"stack": "app", "name": "db", "update_state": "completed", "update_message": "slot 1 on abc"},
+        {"stack": "app", "name": "api", "update_state": "none", "update_message": ""},
+    ]
+    assert tables.update_notes(rows) == (
+        "app_web: update paused: 1 of 3 updated tasks failed; slots 2,3 on 0ld0ld0ld0ld; slot 1 not running"
+    )
+    assert tables.update_notes(rows[1:]) == ""

@@ -33,6 +33,7 @@ EXAMPLES = {
     "update.started": events.update_started("shop", "web", 3, reason="spec changed"),
     "update.completed": events.update_completed("shop", "web", 3),
     "update.paused": events.update_paused("shop", "web", "slot 1 failed during monitor"),
+    "update.rollback_started": events.update_rollback_started("shop", "web", 3, "2 of 3 updated tasks failed"),
     "update.rolled_back": events.update_rolled_back("shop", "web", "failure ratio 0.5 > 0"),
     "engine.disconnected": events.engine_disconnected("event stream closed"),
     "engine.reconnected": events.engine_reconnected(),

@@ -25,6 +25,7 @@ from orchestrator.planner import (
     REASON_DUPLICATE,
     REASON_EMPTY,
     REASON_HISTORY,
+    REASON_NEVER_STARTED,
     REASON_RESTART,
     REASON_SCALE_DOWN,
     REASON_SERVICE_REMOVED,
@@ -333,7 +334,18 @@ CASES = [
         ),
         id="restart-after-failed-start",
     ),
-    pytest.param(Case([WEB1], [c(WEB1, 1, 999, "created")], []), id="created-not-started-is-alive"),
+    pytest.param(
+        Case(
+            [WEB1],
+            [stuck := c(WEB1, 1, 999, "created")],
+            [remove(stuck, REASON_NEVER_STARTED)],
+        ),
+        id="created-never-started-is-removed",
+    ),
+    pytest.param(
+        Case([WEB1], [c(WEB1, 1, 999, "created")], [], busy={key(WEB1, 1)}),
+        id="created-being-started-is-left-alone",
+    ),
     pytest.param(
         Case([DELAY30], [c(DELAY30, 1, 989, "exited"), *D2_3], [], wake_at=1020.0),
         id="restart-later-wakes",
@@ -390,7 +402,7 @@ CASES = [
         Case([DB, WEB_AFTER_DB], [c(DB, 1, 10)], [create(WEB_AFTER_DB, 1)]), id="depends-on-started"
     ),
     pytest.param(
-        Case([DB, WEB_AFTER_DB], [c(DB, 1, 10, "created")], []),
+        Case([DB, WEB_AFTER_DB], [c(DB, 1, 10, "created")], [], busy={key(DB, 1)}),
         id="depends-on-created-is-not-started",
     ),
     pytest.param(

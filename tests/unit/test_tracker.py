@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from orchestrator.model import ContainerState, SlotKey, TaskState
+from orchestrator.tasks import failure_reason
 from orchestrator.tracker import TaskTracker, Transition
 
 KEY = SlotKey("s", "web", 1)
@@ -67,3 +70,29 @@ def test_round_trip_keeps_states_and_intents(tracker: TaskTracker, seen: list[Tr
     assert not again.advance(KEY, "t1", TaskState.RUNNING)
     again.observe("s", [container(status="exited", exit_code=143)], again.mark())
     assert states(seen)[-1] == ("running", "shutdown")
+
+
+def test_a_rejection_without_container_is_kept_until_a_container_replaces_it(tracker: TaskTracker) -> None:
+    tracker.advance(KEY, "t1", TaskState.NEW)
+    tracker.advance(KEY, "t1", TaskState.REJECTED, reason="no such image")
+    [(key, rejection)] = tracker.rejections("s").items()
+    assert (key, rejection.task_id, rejection.reason) == (KEY, "t1", "no such image")
+    assert tracker.rejections("other") == {}
+    tracker.advance(KEY, "t2", TaskState.CREATED, container_id="c2")
+    assert tracker.rejections("s") == {}
+
+
+def test_a_removed_stack_forgets_its_rejections(tracker: TaskTracker) -> None:
+    tracker.advance(KEY, "t1", TaskState.REJECTED, reason="no such image")
+    tracker.forget_stack("s")
+    assert tracker.rejections("s") == {}
+
+
+@pytest.mark.parametrize(("changes", "reason"), [
+    pytest.param({"exit_code": 3}, "non-zero exit (3)", id="exit-code"),
+    pytest.param({"exit_code": 137, "oom_killed": True}, "OOM killed", id="oom"),
+    pytest.param({"exit_code": 1, "error": "port is already allocated"}, "port is already allocated", id="engine-error"),
+    pytest.param({"exit_code": 0}, "", id="success"),
+])
+def test_failure_reason_says_why_in_swarms_words(changes: dict[str, object], reason: str) -> None:
+    assert failure_reason(replace(container(status="exited"), **changes)) == reason  # type: ignore[arg-type]
