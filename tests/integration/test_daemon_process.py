@@ -116,8 +116,9 @@ async def test_engine_restart_is_waited_for_and_stacks_converge(
 async def test_events_queued_at_sigterm_are_sent_before_exit(tmp_path: Path, redis_prefix: str,
                                                               docker: aiodocker.Docker, stack_name: str) -> None:
     """Redis is away while the stack is removed, so its events wait in the publisher's queue;
-    Redis is back, but the publisher is still in its reconnect backoff when SIGTERM arrives:
-    the daemon must give it its shutdown grace rather than cancel it (scripts/stop --rm)."""
+    Redis is back, but the publisher is still in a long reconnect backoff when SIGTERM arrives:
+    the daemon must give it its shutdown grace rather than cancel it, and the publisher must
+    spend that grace trying, not sleeping (scripts/stop --rm right after an outage)."""
     redis = PrivateRedis(free_port())
     await redis.start()
     daemon = DaemonProcess(tmp_path / "state", redis_prefix, extra_env={"ORCHESTRATOR_REDIS_URL": redis.url})
@@ -128,6 +129,7 @@ async def test_events_queued_at_sigterm_are_sent_before_exit(tmp_path: Path, red
         redis.stop()
         status, body = await daemon.request("DELETE", f"/v1/stacks/{stack_name}")
         assert status == 200, body
+        await asyncio.sleep(3)  # the reconnect backoff grows past the 2 s the daemon gives it
         await redis.start()
         assert await daemon.stop() == 0
         async with aioredis.Redis.from_url(redis.url, decode_responses=True) as client:
@@ -136,7 +138,7 @@ async def test_events_queued_at_sigterm_are_sent_before_exit(tmp_path: Path, red
         await daemon.stop()
         redis.stop()
     types = [json.loads(fields[STREAM_FIELD_EVENT])["type"] for _, fields in entries]
-    assert types[-1:] == ["stack.removed"], types
+    assert "stack.removed" in types, types
     assert "publisher_stopped_with_unsent_events" not in daemon.log_tail(100)
 
 
