@@ -146,17 +146,23 @@ async def test_getting_started_stack(
     assert {v.hostname for v in visits if v.started > killed_at} >= replacements - {i[:12] for i in web}
 
     # Redis stopped: pages still answer and say the counter is disabled, until the daemon has
-    # started Redis again.
+    # started Redis again. (It restarts Redis at once, possibly before the engine's answer to
+    # our stop has reached us: the outage is looked for from the moment the stop is asked.)
     (redis,) = await running_ids(docker, stack_name, "redis")
     traffic = Traffic(http, url, loops=1)
+    stop_asked = time.monotonic()
     await docker.containers.container(redis).stop(t=5)
-    stopped_at = time.monotonic()
+
+    def outage_then_recovery() -> bool:
+        after = [v for v in traffic.visits if v.started > stop_asked]
+        first_off = next((i for i, v in enumerate(after) if v.hostname and v.visits is None), None)
+        return first_off is not None and any(v.visits for v in after[first_off:])
+
     async with asyncio.timeout(30):
-        while not any(v.started > stopped_at and v.visits for v in traffic.visits[-1:]):
+        while not outage_then_recovery():
             await asyncio.sleep(0.1)
-    visits = [v for v in await traffic.stop() if v.started > stopped_at]
+    visits = [v for v in await traffic.stop() if v.started > stop_asked]
     assert all(v.hostname for v in visits), [v.error for v in visits if v.error]
-    assert visits[0].visits is None, "the first page after the stop said the counter is disabled"
     assert visits[-1].visits is not None
     assert await running_ids(docker, stack_name, "redis") - {redis}, "the daemon started a new Redis"
 
