@@ -87,13 +87,21 @@ class Daemon:
                     startup_s=round(time.monotonic() - started, 3),
                 )
                 await self._stopping.wait()
-                for task in tasks:
-                    task.cancel()
+                await self._stop_all_but_publisher(tasks[1:])
+                # Events of the last moments (an `rm` just before SIGTERM) still go out.
+                await self.publisher.close(timeout=2.0)
         finally:
             await self._close(redis)
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def _stop_all_but_publisher(self, tasks: list[asyncio.Task[None]]) -> None:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.reconciler is not None:
+            await self.reconciler.executor.cancel()
 
     async def _close(self, redis: aioredis.Redis) -> None:
         if self.reconciler is not None:

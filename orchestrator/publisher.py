@@ -18,6 +18,7 @@ The sender reconnects with capped exponential backoff and logs each outage once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ log = structlog.stdlib.get_logger()
 
 # Anything that means "Redis is not answering properly right now": retried, never raised.
 _UNAVAILABLE = (redis.exceptions.RedisError, OSError)
+#: Between send attempts once close() was asked (it gives them a few seconds in all).
+CLOSING_RETRY_S = 0.1
 
 # One batch, atomically (a script runs as a whole, like MULTI/EXEC). A script rather than a
 # pipeline because the client then encodes one command per batch instead of three per message:
@@ -107,6 +110,7 @@ class Publisher:
         self._connected = False
         self._outage_since: float | None = None
         self._closing = False
+        self._close_requested = asyncio.Event()
         self._abandoned = False
         self._runner: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
@@ -150,6 +154,7 @@ class Publisher:
     async def close(self, timeout: float = 5.0) -> None:
         """Send what can be sent within `timeout` seconds, then stop `run()` and save the seq."""
         self._closing = True
+        self._close_requested.set()
         self._wakeup.set()
         if self._runner is None:
             await asyncio.sleep(0)  # a sender task created just now gets to start
@@ -184,7 +189,16 @@ class Publisher:
             except _UNAVAILABLE as exc:
                 self._note_outage(exc)
                 failures += 1
-                await asyncio.sleep(self._backoff.compute(failures))
+                await self._pause(self._backoff.compute(failures))
+
+    async def _pause(self, delay: float) -> None:
+        """The reconnect backoff, cut short by close(): its few seconds of grace are better
+        spent trying again (Redis may be back) than sleeping out a long delay."""
+        if self._closing:
+            await asyncio.sleep(min(delay, CLOSING_RETRY_S))
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._close_requested.wait(), delay)
 
     async def _send_available(self) -> None:
         if not self._connected:

@@ -177,3 +177,32 @@ build_app_images() {
     say "built: ${BUILT_IMAGES[*]}"
   fi
 }
+
+# --- The daemon's own image (Dockerfile) --------------------------------------------------------
+
+DAEMON_IMAGE=orchestrator/daemon:latest
+DAEMON_WHEELS=images/daemon/wheels
+
+build_daemon_image() {
+  # orchestrator/daemon on the local Python base. PyPI does not answer inside containers here,
+  # so the package and its dependencies go in as wheels built on the host (pip wheel, with the
+  # host's pip settings); the build itself installs with --no-index. Skipped when the image
+  # already carries the digest of its inputs (a few file hashes: fast when nothing changed).
+  build_python_base
+  local digest
+  digest=$( (sha256sum Dockerfile .dockerignore pyproject.toml README.md
+             find orchestrator -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 \
+               | sort -z | xargs -0 sha256sum
+             docker image inspect -f '{{.Id}}' "$PYTHON_BASE_IMAGE") | sha256sum | cut -c1-16)
+  image_digest_is "$DAEMON_IMAGE" "$digest" && return 0
+  say "building wheels for $DAEMON_IMAGE into $DAEMON_WHEELS (pip wheel)"
+  find "$DAEMON_WHEELS" -name '*.whl' -delete
+  # async-timeout: redis needs it on Python < 3.11.3 (Debian bookworm has 3.11.2), a marker the
+  # host's newer Python skips.
+  .venv/bin/pip wheel -q --wheel-dir "$DAEMON_WHEELS" . pip async-timeout >"$STATE_LOG_DIR/wheels.log" 2>&1 \
+    || die "pip wheel failed: see $STATE_LOG_DIR/wheels.log"
+  say "building image $DAEMON_IMAGE (base $PYTHON_BASE_IMAGE)"
+  docker build -q --build-arg "BASE_IMAGE=$PYTHON_BASE_IMAGE" --label "$IMAGE_DIGEST_LABEL=$digest" \
+      -t "$DAEMON_IMAGE" . >"$STATE_LOG_DIR/build-daemon.log" 2>&1 \
+    || die "could not build $DAEMON_IMAGE: see $STATE_LOG_DIR/build-daemon.log"
+}

@@ -36,7 +36,8 @@ _REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10
 #: Concurrent inspects during one list (only containers whose state changed get inspected).
 _INSPECT_CONCURRENCY = 16
 #: The fields of a list entry we read (DockerContainer offers only item access).
-_LIST_FIELDS = ("Id", "Names", "State", "Status", "Labels", "Ports", "Created")
+# NetworkSettings carries the address on the stack network that the ingress connects to.
+_LIST_FIELDS = ("Id", "Names", "State", "Status", "Labels", "Ports", "Created", "NetworkSettings")
 
 
 class Engine:
@@ -149,8 +150,14 @@ class Engine:
         )
 
     async def start(self, container_id: str) -> None:
-        with engine_errors():  # 304 (already started) is not an error
-            await self._docker.containers.container(container_id).start()
+        try:
+            with engine_errors():  # 304 (already started) is not an error
+                await self._docker.containers.container(container_id).start()
+        except EngineError:
+            # No event follows a failed start and the container stays "created": facts cached
+            # before it (no error yet) would hide the failure from every later list.
+            self._facts.forget(container_id)
+            raise
 
     async def stop(self, container_id: str, timeout: float) -> None:
         """Graceful: the stop signal, then SIGKILL after `timeout` seconds. Gone or stopped is fine."""

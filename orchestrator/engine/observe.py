@@ -27,8 +27,6 @@ from orchestrator.model import ContainerState, EngineStatus, Health, SlotKey
 JSON = dict[str, Any]
 
 _HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
-#: States whose facts an inspect would not add to (nothing has run yet).
-_NOTHING_TO_INSPECT = frozenset({"created"})
 #: What the list may still say of a container whose `die` event has come.
 _ALIVE_IN_LIST = frozenset({"running", "paused", "restarting"})
 
@@ -67,7 +65,9 @@ class FactsCache:
         return facts if facts.status == entry["State"] else None
 
     def needs_inspect(self, entry: JSON) -> bool:
-        return entry["State"] not in _NOTHING_TO_INSPECT and self.lookup(entry) is None
+        # "created" too: a container whose start failed stays "created", and only an inspect
+        # shows the engine's error that makes it a failed task rather than a pending one.
+        return self.lookup(entry) is None
 
     def store(self, container_id: str, facts: Facts) -> None:
         self._facts[container_id] = facts

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-from pathlib import Path
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
@@ -30,6 +29,18 @@ def _unavailable(what: str, exc: BaseException) -> None:
     if IN_CI:
         pytest.fail(message)
     pytest.skip(message)
+
+
+async def require_images(docker: aiodocker.Docker, *images: str) -> None:
+    """Skip (fail in CI) unless the locally built images exist: scripts/setup builds them."""
+    for image in images:
+        try:
+            await docker.images.inspect(image)
+        except aiodocker.DockerError:
+            message = f"image {image} is missing: run scripts/build-images"
+            if IN_CI:
+                pytest.fail(message)
+            pytest.skip(message)
 
 
 @pytest.fixture
@@ -75,19 +86,6 @@ async def stack_name(docker: aiodocker.Docker) -> AsyncIterator[str]:
         yield name
     finally:
         await remove_stack_objects(docker, name)
-
-
-@pytest.fixture
-async def daemon(
-    tmp_path: Path, redis_prefix: str, redis_client: object, stack_name: str
-) -> AsyncIterator[DaemonProcess]:
-    # Depends on stack_name so that the daemon stops before the stack's objects are cleaned up.
-    process = DaemonProcess(tmp_path / "state", redis_prefix)
-    await process.start()
-    try:
-        yield process
-    finally:
-        await process.stop()
 
 
 async def remove_stack_objects(docker: aiodocker.Docker, stack: str) -> None:

@@ -9,23 +9,12 @@ import aiohttp
 import pytest
 
 from orchestrator.labels import LABEL_STACK
-from tests.integration.conftest import IN_CI
+from tests.integration.conftest import require_images
 
 pytestmark = pytest.mark.integration
 
 WEB_IMAGE = "orchestrator/demo-web:latest"
 REDIS_IMAGE = "orchestrator/redis:7"
-
-
-async def _require_images(docker: aiodocker.Docker) -> None:
-    for image in (WEB_IMAGE, REDIS_IMAGE):
-        try:
-            await docker.images.inspect(image)
-        except aiodocker.DockerError:
-            message = f"image {image} is missing: run scripts/build-images"
-            if IN_CI:
-                pytest.fail(message)
-            pytest.skip(message)
 
 
 async def _published_port(container: aiodocker.containers.DockerContainer) -> int:
@@ -50,7 +39,7 @@ async def _counted_page(url: str) -> str:
 
 
 async def test_image_serves_hostname_and_rising_count(docker: aiodocker.Docker, stack_name: str) -> None:
-    await _require_images(docker)
+    await require_images(docker, WEB_IMAGE, REDIS_IMAGE)
     labels = {LABEL_STACK: stack_name}
     network = f"{stack_name}_webnet"
     await docker.networks.create({"Name": network, "Labels": labels})

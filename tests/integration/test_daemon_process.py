@@ -4,6 +4,7 @@ them; a restarted Docker engine is waited for and the stacks converge again."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -11,10 +12,12 @@ from pathlib import Path
 
 import aiodocker
 import pytest
+import redis.asyncio as aioredis
 
-from orchestrator.labels import LABEL_STACK
+from orchestrator.labels import LABEL_STACK, STREAM_FIELD_EVENT, events_stream
 from tests.integration.conftest import BUSYBOX
-from tests.integration.daemon_process import DaemonProcess
+from tests.integration.daemon_process import DaemonProcess, free_port
+from tests.integration.private_redis import PrivateRedis
 
 pytestmark = pytest.mark.integration
 
@@ -108,6 +111,35 @@ async def test_engine_restart_is_waited_for_and_stacks_converge(
         assert len(await containers(fresh, stack_name)) >= 4, "the stopped ones stay as history"
     status, body = await daemon.request("GET", "/v1/health")
     assert status == 200, body
+
+
+async def test_events_queued_at_sigterm_are_sent_before_exit(tmp_path: Path, redis_prefix: str,
+                                                              docker: aiodocker.Docker, stack_name: str) -> None:
+    """Redis is away while the stack is removed, so its events wait in the publisher's queue;
+    Redis is back, but the publisher is still in a long reconnect backoff when SIGTERM arrives:
+    the daemon must give it its shutdown grace rather than cancel it, and the publisher must
+    spend that grace trying, not sleeping (scripts/stop --rm right after an outage)."""
+    redis = PrivateRedis(free_port())
+    await redis.start()
+    daemon = DaemonProcess(tmp_path / "state", redis_prefix, extra_env={"ORCHESTRATOR_REDIS_URL": redis.url})
+    try:
+        await daemon.start()
+        await daemon.deploy(stack_name, stack(1))
+        await wait_running(docker, stack_name, 1)
+        redis.stop()
+        status, body = await daemon.request("DELETE", f"/v1/stacks/{stack_name}")
+        assert status == 200, body
+        await asyncio.sleep(3)  # the reconnect backoff grows past the 2 s the daemon gives it
+        await redis.start()
+        assert await daemon.stop() == 0
+        async with aioredis.Redis.from_url(redis.url, decode_responses=True) as client:
+            entries = await client.xrange(events_stream(redis_prefix))
+    finally:
+        await daemon.stop()
+        redis.stop()
+    types = [json.loads(fields[STREAM_FIELD_EVENT])["type"] for _, fields in entries]
+    assert "stack.removed" in types, types
+    assert "publisher_stopped_with_unsent_events" not in daemon.log_tail(100)
 
 
 async def test_port_in_use_is_one_clear_line_and_exit_1(tmp_path: Path, redis_prefix: str) -> None:

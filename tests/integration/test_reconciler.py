@@ -89,6 +89,33 @@ async def test_on_failure_restarts_failures_not_success(orch: Running, stack_nam
     assert [e["exit_code"] for e in orch.task_events(stack_name, "failed")] == [1, 1, 1]
 
 
+async def test_a_container_whose_start_failed_is_retried_under_its_policy(
+    orch: Running, stack_name: str, tmp_path: Path
+) -> None:
+    # The engine sends no event for a failed start and the container stays "created": only an
+    # inspect shows its error, so a daemon that trusts the list waits for it forever.
+    yaml_text = stack_yaml(
+        "web:\n"
+        f"  image: {BUSYBOX}\n"
+        "  command: [\"/no/such/command\"]\n"
+        "  deploy:\n"
+        "    restart_policy: {condition: on-failure, delay: 0s, max_attempts: 1}\n"
+    )
+    await orch.deploy(stack_name, yaml_text, tmp_path)
+
+    async def retried_once() -> bool:
+        cs = await orch.containers(stack_name)
+        return len(cs) == 2 and all(c.status == "created" and c.error for c in cs)
+
+    await orch.wait_for(retried_once, 20, "a second container after the first one's failed start")
+
+    async def gave_up() -> bool:
+        return any(e["type"] == "task.gave_up" for e in orch.events)
+
+    await orch.wait_for(gave_up, 10, "task.gave_up")
+    assert len(await orch.containers(stack_name)) == 2, "max_attempts 1: no third container"
+
+
 async def test_sigkill_is_a_failure_and_is_replaced(orch: Running, stack_name: str, tmp_path: Path,
                                                      docker: aiodocker.Docker) -> None:
     await orch.deploy(stack_name, stack_yaml(service("web", "sleep 600", restart="condition: on-failure\n")), tmp_path)

@@ -110,7 +110,7 @@ def test_cache_holds_facts_while_the_state_stays() -> None:
     cache = FactsCache()
     exited, created = _entry("exited"), _entry("created")
     assert cache.needs_inspect(exited)
-    assert not cache.needs_inspect(created)  # nothing has run: nothing to inspect
+    assert cache.needs_inspect(created)  # its start may have failed: only inspect tells
     cache.store(exited["Id"], facts_from_inspect(_inspect("exited", 2)))
     assert not cache.needs_inspect(exited)
     assert cache.needs_inspect(_entry("running"))  # started again: stale

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from orchestrator.model import (
-    BuildSpec,
     DependsOn,
     FileReference,
     Healthcheck,

@@ -134,6 +134,9 @@ async def test_create_task_maps_every_field(engine: Engine, docker: aiodocker.Do
     assert info["HostConfig"]["PortBindings"] == {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}
     async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{host_port}/") as response:
         assert (response.status, await response.text()) == (200, "ok\n")
+    # The ingress's one-hop route: the replica's address on its first network (sorted by name).
+    back = (await docker.containers.container(created.id).show())["NetworkSettings"]["Networks"]
+    assert running.address == back[f"{stack_name}_back"]["IPAddress"] != ""
 
 
 async def test_aliases_resolve_on_each_network(engine: Engine, stack_name: str, tmp_path: Path) -> None:
