@@ -140,6 +140,7 @@ class Controller:
                 self._r.tracker.mark_shutdown(container.id)
                 if container.alive:
                     await self._r.engine.stop(container.id, grace)
+                    self._r.tracker.stopped(container.id)
                 await self._r.engine.remove(container.id)
 
         containers = await self._r.engine.list_containers(record.spec.name)

@@ -101,6 +101,19 @@ class TaskTracker:
             self._shutdown.add(container_id)
             self.changed = True
 
+    def stopped(self, container_id: str) -> bool:
+        """A container the daemon stopped on purpose has exited: it is `shutdown` now.
+
+        Reported by whoever stopped it, right after the stop returns, so `running → shutdown`
+        is published even when the container is removed before any relist could see it exited.
+        """
+        if container_id not in self._shutdown:
+            return False
+        for task_id, task in self._tasks.items():
+            if task.container_id == container_id:
+                return self.advance(task.key, task_id, TaskState.SHUTDOWN)
+        return False
+
     def state_of(self, container: ContainerState) -> TaskState:
         return task_state(container, stopped_by_us=container.id in self._shutdown)
 

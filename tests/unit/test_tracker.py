@@ -67,3 +67,20 @@ def test_round_trip_keeps_states_and_intents(tracker: TaskTracker, seen: list[Tr
     assert not again.advance(KEY, "t1", TaskState.RUNNING)
     again.observe("s", [container(status="exited", exit_code=143)], again.mark())
     assert states(seen)[-1] == ("running", "shutdown")
+
+
+def test_a_stop_by_the_daemon_is_shutdown_before_any_relist(tracker: TaskTracker, seen: list[Transition]) -> None:
+    tracker.advance(KEY, "t1", TaskState.RUNNING, container_id="c1")
+    assert not tracker.stopped("c1"), "a stop the daemon did not ask for is the relist's to judge"
+    tracker.mark_shutdown("c1")
+    assert tracker.stopped("c1")
+    tracker.observe("s", [], tracker.mark())  # removed before any relist saw it exited
+    assert states(seen) == [("new", "running"), ("running", "shutdown"), ("shutdown", "removed")]
+
+
+def test_a_stopped_container_that_had_failed_stays_failed(tracker: TaskTracker, seen: list[Transition]) -> None:
+    tracker.advance(KEY, "t1", TaskState.RUNNING, container_id="c1")
+    tracker.observe("s", [container(status="exited", exit_code=137)], tracker.mark())
+    tracker.mark_shutdown("c1")
+    assert not tracker.stopped("c1")
+    assert states(seen)[-1] == ("running", "failed")
