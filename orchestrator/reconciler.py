@@ -154,8 +154,17 @@ class Reconciler:
     async def reconcile(self, name: str) -> None:
         """Observe → plan → execute for one stack."""
         record = self.records.get(name)
+        if record is None and not self.tracker.tracks(name):
+            # Not ours (another daemon's stack on this engine), or removed and fully reported:
+            # nothing to plan and nothing to publish.
+            self.observed.pop(name, None)
+            if self.routes:
+                await self.routes.update(name, None, ())
+            return
         mark = self.tracker.mark()
         observed = await self.engine.list_containers(name)
+        if record is None:  # a removed stack: only the end of the tasks it had is reported
+            observed = [c for c in observed if self.tracker.knows(c.task_id)]
         self.tracker.observe(name, observed, mark)
         self.observed[name] = observed
         self.passes += 1

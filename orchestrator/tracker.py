@@ -9,12 +9,16 @@ a transition again.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.model import ContainerState, SlotKey, TaskState
 from orchestrator.tasks import task_state
+
+#: How many removed task ids are remembered (far more than one relist can lag behind).
+_ENDED_KEPT = 4096
 
 _RANK = {
     TaskState.NEW: 0,
@@ -55,6 +59,8 @@ class TaskTracker:
         self._tasks: dict[str, _Task] = {}
         #: Containers the daemon stops on purpose (scale-down, update, rm): they end `shutdown`.
         self._shutdown: set[str] = set()
+        #: Tasks reported removed lately: never adopted again by a late relist.
+        self._ended: OrderedDict[str, None] = OrderedDict()
         self._tick = 0
         self.changed = False
 
@@ -77,6 +83,10 @@ class TaskTracker:
         task = self._tasks.get(task_id)
         if task is not None and _RANK[to] <= _RANK[task.state]:
             return False
+        if task is None and (task_id in self._ended or to is TaskState.REMOVED):
+            # Already reported removed (a relist begun before the removal still showed it), or
+            # first seen on its way out ("removing"): there is no transition left to publish.
+            return False
         # Every task begins as `new`; entering it is not a transition, so it is not published.
         previous = task.state if task else TaskState.NEW
         if task is None:
@@ -92,6 +102,9 @@ class TaskTracker:
             )
         if to is TaskState.REMOVED or (to is TaskState.REJECTED and task.container_id is None):
             del self._tasks[task_id]
+            self._ended[task_id] = None
+            if len(self._ended) > _ENDED_KEPT:
+                self._ended.popitem(last=False)
             if task.container_id:
                 self._shutdown.discard(task.container_id)
         return True
@@ -101,7 +114,7 @@ class TaskTracker:
             self._shutdown.add(container_id)
             self.changed = True
 
-    def stopped(self, container_id: str) -> bool:
+    def stopped(self, container_id: str, exit_code: int | None = None) -> bool:
         """A container the daemon stopped on purpose has exited: it is `shutdown` now.
 
         Reported by whoever stopped it, right after the stop returns, so `running → shutdown`
@@ -111,8 +124,15 @@ class TaskTracker:
             return False
         for task_id, task in self._tasks.items():
             if task.container_id == container_id:
-                return self.advance(task.key, task_id, TaskState.SHUTDOWN)
+                return self.advance(task.key, task_id, TaskState.SHUTDOWN, exit_code=exit_code)
         return False
+
+    def tracks(self, stack: str) -> bool:
+        """Does the tracker know a task of `stack` that has not been reported removed yet?"""
+        return any(task.key.stack == stack for task in self._tasks.values())
+
+    def knows(self, task_id: str) -> bool:
+        return task_id in self._tasks
 
     def state_of(self, container: ContainerState) -> TaskState:
         return task_state(container, stopped_by_us=container.id in self._shutdown)
@@ -128,7 +148,7 @@ class TaskTracker:
                 container.task_id,
                 state,
                 container_id=container.id,
-                exit_code=container.exit_code if state.terminal else None,
+                exit_code=container.exit_code if state.terminal and state is not TaskState.REMOVED else None,
                 reason=container.error,
             )
         for task_id, task in list(self._tasks.items()):

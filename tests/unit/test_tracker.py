@@ -84,3 +84,27 @@ def test_a_stopped_container_that_had_failed_stays_failed(tracker: TaskTracker, 
     tracker.mark_shutdown("c1")
     assert not tracker.stopped("c1")
     assert states(seen)[-1] == ("running", "failed")
+
+
+def test_a_relist_that_lags_behind_a_removal_does_not_bring_the_task_back(
+    tracker: TaskTracker, seen: list[Transition]
+) -> None:
+    tracker.advance(KEY, "t1", TaskState.RUNNING, container_id="c1")
+    mark = tracker.mark()
+    tracker.mark_shutdown("c1")
+    tracker.stopped("c1")
+    tracker.observe("s", [], tracker.mark())  # removed
+    tracker.observe("s", [container(status="exited", exit_code=0)], mark)  # begun before the removal
+    tracker.observe("s", [container(status="removing", exit_code=0)], tracker.mark())
+    assert states(seen) == [("new", "running"), ("running", "shutdown"), ("shutdown", "removed")]
+
+
+def test_a_task_first_seen_on_its_way_out_is_not_published(tracker: TaskTracker, seen: list[Transition]) -> None:
+    tracker.observe("s", [container(status="removing", exit_code=0)], tracker.mark())
+    assert seen == []
+
+
+def test_removed_carries_no_exit_code(tracker: TaskTracker, seen: list[Transition]) -> None:
+    tracker.advance(KEY, "t1", TaskState.RUNNING, container_id="c1")
+    tracker.observe("s", [container(status="removing", exit_code=0)], tracker.mark())
+    assert (states(seen)[-1], seen[-1].exit_code) == (("running", "removed"), None)
