@@ -114,13 +114,13 @@ class Executor:
                 if action.reason != REASON_UNHEALTHY:  # an unhealthy replica's stop is a failure
                     self._tracker.mark_shutdown(action.container_id)
                 service = record.spec.services.get(action.key.service)
-                await self._engine.stop(action.container_id, _grace(service))
-                self._tracker.stopped(action.container_id)
+                exit_code = await self._engine.stop(action.container_id, _grace(service))
+                self._tracker.stopped(action.container_id, exit_code)
             case RemoveContainer():
                 self._tracker.mark_shutdown(action.container_id)
                 service = record.spec.services.get(action.key.service)
-                await self._engine.stop(action.container_id, _grace(service))
-                self._tracker.stopped(action.container_id)
+                exit_code = await self._engine.stop(action.container_id, _grace(service))
+                self._tracker.stopped(action.container_id, exit_code)
                 await self._engine.remove(action.container_id)
                 log.info("container_removed", slot=str(action.key), reason=action.reason,
                          container_id=action.container_id[:12])
