@@ -25,6 +25,8 @@ class DaemonProcess:
     state_dir: Path
     prefix: str
     port: int = field(default_factory=free_port)
+    #: None: the daemon's default (the shared Redis); else e.g. a PrivateRedis's URL.
+    redis_url: str | None = None
     process: asyncio.subprocess.Process | None = None
 
     @property
@@ -40,6 +42,7 @@ class DaemonProcess:
             "ORCHESTRATOR_STATE_DIR": str(self.state_dir),
             "ORCHESTRATOR_PREFIX": self.prefix,
             "ORCHESTRATOR_LOG_FORMAT": "json",
+            **({"ORCHESTRATOR_REDIS_URL": self.redis_url} if self.redis_url else {}),
         }
 
     async def start(self, timeout: float = 30.0) -> None:
