@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -194,3 +195,123 @@ async def test_a_stack_of_another_daemon_on_the_engine_is_not_reported(
         assert {m.get("stack") for m in log.messages} == {stack_name}
     finally:
         await remove_stack_objects(docker, other)
+
+
+async def test_seq_continues_without_gap_across_daemon_restarts(
+    daemon: DaemonProcess, log: StreamLog, docker: aiodocker.Docker, stack_name: str
+) -> None:
+    """SIGTERM: the queue is flushed and the seq file saved. SIGKILL: what was queued and not yet
+    sent is lost, but it never had a number; the stream's tail covers a seq file that lags."""
+    await daemon.deploy(stack_name, stack(2))
+    await log.take_until(is_("service.converged", replicas=2))
+
+    assert await daemon.stop() == 0
+    saved = int((daemon.state_dir / "event-seq").read_text())
+    assert saved == log.messages[-1]["seq"], "a clean stop saves the last seq"
+    await daemon.start()
+    # A restarted daemon states where each service stands, then carries on.
+    assert kinds(await log.take_until(is_("service.converged"))) == ["service.converged"]
+    killed = await kill_replica(docker, stack_name, 1)
+    assert_replaced(await log.take_until(is_("service.converged", replicas=2)), killed, 1, 2)
+
+    killed = await kill_replica(docker, stack_name, 2)
+    await log.take_until(is_("task.state", container_id=killed, to="failed"), settle=0)
+    await daemon.kill()  # within the seq file's write interval of that message, most likely
+    last_before = log.messages[-1]["seq"]
+    await daemon.start()
+    # Whatever the crash cut off, numbering goes on from the stream's tail: no gap, no repeat.
+    await log.take_until(lambda m: m["seq"] > last_before and m["type"] == "service.converged")
+    assert await wait_for_replicas(docker, stack_name, 2)
+    assert [m["seq"] for m in log.messages] == list(range(1, len(log.messages) + 1))
+
+
+async def wait_for_replicas(docker: aiodocker.Docker, stack_name: str, count: int) -> bool:
+    async with asyncio.timeout(30):
+        while len(await docker.containers.list(filters={"label": [f"{LABEL_STACK}={stack_name}"]})) != count:
+            await asyncio.sleep(0.1)
+    return True
+
+
+async def test_a_redis_outage_delays_messages_but_loses_none(
+    tmp_path: Path, docker: aiodocker.Docker, stack_name: str
+) -> None:
+    """The daemon keeps replacing replicas while its Redis is down; when Redis is back (empty:
+    it keeps nothing on disk) the stream holds every message since the outage, in order."""
+    server = PrivateRedis(free_port())
+    await server.start()
+    client = aioredis.Redis.from_url(server.url, decode_responses=True)
+    daemon = DaemonProcess(tmp_path / "state", "outage", redis_url=server.url)
+    await daemon.start()
+    try:
+        log = StreamLog(client, "outage")
+        await daemon.deploy(stack_name, stack(2))
+        await log.take_until(is_("service.converged", replicas=2))
+        before = log.messages[-1]["seq"]
+
+        server.stop()
+        killed = []
+        for slot in (1, 2):
+            killed.append(await kill_replica(docker, stack_name, slot))
+            await wait_replaced(docker, stack_name, slot, killed[-1])
+        await server.start()  # same port, empty
+
+        await client.aclose()
+        client = aioredis.Redis.from_url(server.url, decode_responses=True)
+        log = StreamLog(client, "outage")
+        await log.take_phase(lambda phase: len(service_counts(phase, "web")) == 4, timeout=30)
+        assert log.messages[0]["seq"] == before + 1, "numbering went on where it stopped"
+        assert_replaced(log.messages[:6], killed[0], 1, 2)
+        assert_replaced(log.messages[6:], killed[1], 2, 2)
+    finally:
+        await daemon.stop()
+        await client.aclose()
+        server.stop()
+
+
+async def wait_replaced(docker: aiodocker.Docker, stack_name: str, slot: int, killed: str) -> None:
+    """Until another container runs in `slot` (checked with the engine, not with events)."""
+    async with asyncio.timeout(30):
+        while True:
+            try:
+                if await replica(docker, stack_name, slot) != killed:
+                    return
+            except AssertionError:
+                pass  # none running yet
+            await asyncio.sleep(0.1)
+
+
+async def test_events_since_catches_up_then_follows_the_daemon_without_gap_or_duplicate(
+    daemon: DaemonProcess, log: StreamLog, docker: aiodocker.Docker, stack_name: str
+) -> None:
+    await daemon.deploy(stack_name, stack(3))
+    await log.take_until(is_("service.converged", replicas=3))
+    since = 3
+    await kill_replica(docker, stack_name, 1)  # the daemon is busy while the command starts
+    command = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "orchestrator", "events", "--since", str(since), "--json",
+        env=daemon.env, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    printed: list[dict] = []
+    reader = asyncio.create_task(read_json_lines(command, printed))
+    try:
+        for slot in (2, 3):
+            await log.take_until(is_("service.converged", replicas=3))
+            await kill_replica(docker, stack_name, slot)
+        await daemon.request("POST", f"/v1/stacks/{stack_name}/scale", json={"web": 4})
+        await log.take_until(is_("service.converged", replicas=4))
+        last = log.messages[-1]["seq"]
+        async with asyncio.timeout(20):
+            while not reader.done() and (not printed or printed[-1]["seq"] < last):
+                await asyncio.sleep(0.05)
+    finally:
+        command.terminate()
+        await command.wait()
+        await reader
+    assert [m["seq"] for m in printed] == list(range(since, last + 1))
+    assert printed == log.messages[since - 1 :]
+
+
+async def read_json_lines(process: asyncio.subprocess.Process, into: list[dict]) -> None:
+    assert process.stdout is not None
+    while line := await process.stdout.readline():
+        into.append(json.loads(line))
