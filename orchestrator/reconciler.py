@@ -98,6 +98,9 @@ class Reconciler:
                     case ContainerEvent():
                         if self.routes and (item.action in _GONE_ACTIONS or item.health == "unhealthy"):
                             self.routes.container_gone(item.container_id)
+                        if item.action == "die" and item.exit_code is not None:
+                            # Published now rather than after the pass (docs/events.md, latency).
+                            self.tracker.exited(item.task_id, item.exit_code)
                         self.mark_dirty(item.stack)
                     case Resync():
                         if disconnected:

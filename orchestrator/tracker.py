@@ -127,6 +127,25 @@ class TaskTracker:
                 return self.advance(task.key, task_id, TaskState.SHUTDOWN, exit_code=exit_code)
         return False
 
+    def exited(self, task_id: str, exit_code: int) -> bool:
+        """The engine says the task's container exited with `exit_code` (its `die` event).
+
+        Publishes the end at once, before the relist that the event also asks for, when the
+        event alone settles it: `shutdown` if the daemon stopped it, `failed` for a non-zero
+        exit. An exit 0 is left to the relist: only an inspect tells whether the container was
+        unhealthy or OOM-killed (`failed`) rather than `complete`. The relist then agrees, and
+        since transitions only move forward it publishes nothing twice."""
+        task = self._tasks.get(task_id)
+        if task is None or task.container_id is None:
+            return False  # not a task of ours, or one the relist has not met yet
+        if task.container_id in self._shutdown:
+            to = TaskState.SHUTDOWN
+        elif exit_code != 0:
+            to = TaskState.FAILED
+        else:
+            return False
+        return self.advance(task.key, task_id, to, exit_code=exit_code)
+
     def tracks(self, stack: str) -> bool:
         """Does the tracker know a task of `stack` that has not been reported removed yet?"""
         return any(task.key.stack == stack for task in self._tasks.values())

@@ -108,3 +108,32 @@ def test_removed_carries_no_exit_code(tracker: TaskTracker, seen: list[Transitio
     tracker.advance(KEY, "t1", TaskState.RUNNING, container_id="c1")
     tracker.observe("s", [container(status="removing", exit_code=0)], tracker.mark())
     assert (states(seen)[-1], seen[-1].exit_code) == (("running", "removed"), None)
+
+
+@pytest.mark.parametrize(
+    ("stopped_by_us", "exit_code", "expected"),
+    [
+        pytest.param(False, 137, ("running", "failed"), id="killed: failed at once"),
+        pytest.param(True, 143, ("running", "shutdown"), id="stopped by the daemon: shutdown at once"),
+        pytest.param(False, 0, None, id="exit 0: the relist decides (unhealthy? oom?)"),
+    ],
+)
+def test_a_die_event_settles_what_it_can(
+    tracker: TaskTracker, seen: list[Transition], stopped_by_us: bool, exit_code: int, expected: tuple[str, str] | None
+) -> None:
+    tracker.advance(KEY, "t1", TaskState.RUNNING, container_id="c1")
+    if stopped_by_us:
+        tracker.mark_shutdown("c1")
+    assert tracker.exited("t1", exit_code) is (expected is not None)
+    assert [(t.from_state.value, t.to_state.value, t.exit_code) for t in seen[1:]] == (
+        [(*expected, exit_code)] if expected else []
+    )
+    tracker.observe("s", [container(status="exited", exit_code=exit_code)], tracker.mark())
+    assert len(seen) == 2, "the relist agrees and publishes nothing more (or the one end)"
+
+
+def test_a_die_event_of_an_unknown_task_is_left_to_the_relist(tracker: TaskTracker, seen: list[Transition]) -> None:
+    assert not tracker.exited("not-ours", 1)
+    tracker.advance(KEY, "t1", TaskState.NEW)
+    assert not tracker.exited("t1", 1), "no container yet"
+    assert seen == []
