@@ -79,6 +79,7 @@ class Reconciler:
         self._next_resync = time.monotonic() + settings.resync_interval
         self._service_status: dict[tuple[str, str], tuple[int, int]] = {}
         self._book_saved = self.book.to_json()
+        self._saving = asyncio.Lock()
         #: Per stack: the decisions of the last pass (so each is published once).
         self._reported: dict[str, dict[tuple[str, SlotKey, str | None], Event]] = {}
         self.passes = 0
@@ -196,7 +197,7 @@ class Reconciler:
             await self.routes.update(name, record.spec, observed)
         self._report_decisions(name, plan.notes, observed, now)
         self._report_services(record, observed)
-        self._save_progress()
+        await self._save_progress()
 
     def _report_decisions(
         self, stack: str, notes: Sequence[PlanNote], observed: list[ContainerState], now: float
@@ -241,14 +242,30 @@ class Reconciler:
                 reason = f"{have}/{want} replicas running"
                 self.emit(events.service_degraded(key[0], service, want, have, reason))
 
-    def _save_progress(self) -> None:
+    async def _save_progress(self) -> None:
+        """Save the restart book and the tracker if they changed.
+
+        The writes fsync, which can take tens of milliseconds on a busy disk: they run in a
+        thread so the loop keeps taking events and sending messages meanwhile. The snapshots
+        are taken here, on the loop; the lock keeps the writes in the order of the passes."""
         book = self.book.to_json()
+        documents = []
         if book != self._book_saved:
-            self.store.save_document(BOOK_DOCUMENT, book)
+            documents.append((BOOK_DOCUMENT, book))
             self._book_saved = book
         if self.tracker.changed:
-            self.store.save_document(TRACKER_DOCUMENT, self.tracker.to_json())
+            documents.append((TRACKER_DOCUMENT, self.tracker.to_json()))
             self.tracker.changed = False
+        if not documents:
+            return
+        try:
+            async with self._saving:
+                for name, data in documents:
+                    await asyncio.to_thread(self.store.save_document, name, data)
+        except BaseException:  # not written (cancelled, disk error): the next pass tries again
+            self._book_saved = {}
+            self.tracker.changed = True
+            raise
 
     def _on_transition(self, t: Transition) -> None:
         self.emit(
