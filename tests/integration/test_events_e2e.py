@@ -124,8 +124,9 @@ async def test_deploy_kill_scale_remove_publish_each_transition_in_order(
     redis_client: aioredis.Redis, redis_keys: str,
 ) -> None:  # fmt: skip
     live: list[dict] = []
-    listener = asyncio.create_task(subscribe(redis_client, f"{redis_keys}:events:{stack_name}", live))
-    await asyncio.sleep(0.2)
+    subscribed = asyncio.Event()
+    listener = asyncio.create_task(subscribe(redis_client, f"{redis_keys}:events:{stack_name}", live, subscribed))
+    await subscribed.wait()
     try:
         await daemon.deploy(stack_name, stack(2))
         deploy = await log.take_until(is_("service.converged", replicas=2))
@@ -169,11 +170,13 @@ async def test_deploy_kill_scale_remove_publish_each_transition_in_order(
     assert live == log.messages, "the stack's channel carries what the stream holds, in order"
 
 
-async def subscribe(client: aioredis.Redis, channel: str, into: list[dict]) -> None:
+async def subscribe(client: aioredis.Redis, channel: str, into: list[dict], subscribed: asyncio.Event) -> None:
     async with client.pubsub() as pubsub:
         await pubsub.subscribe(channel)
         async for reply in pubsub.listen():
-            if reply["type"] == "message":
+            if reply["type"] == "subscribe":
+                subscribed.set()
+            elif reply["type"] == "message":
                 into.append(json.loads(reply["data"]))
 
 
