@@ -174,7 +174,8 @@ class Controller:
             async with limit:
                 self._r.tracker.mark_shutdown(container.id)
                 if container.alive:
-                    await self._r.engine.stop(container.id, grace)
+                    exit_code = await self._r.engine.stop(container.id, grace)
+                    self._r.tracker.stopped(container.id, exit_code)
                 await self._r.engine.remove(container.id)
 
         containers = await self._r.engine.list_containers(record.spec.name)

@@ -130,7 +130,8 @@ class Executor:
         grace = _grace(record.spec.services.get(action.key.service))
         if self._before_stop is not None:
             await self._before_stop(action.container_id, grace)
-        await self._engine.stop(action.container_id, grace)
+        exit_code = await self._engine.stop(action.container_id, grace)
+        self._tracker.stopped(action.container_id, exit_code)
 
     async def _create(self, record: StackRecord, action: CreateTask) -> None:
         key = action.key

@@ -50,6 +50,8 @@ class ContainerEvent:
     health: Health | None
     time_ns: int
     attributes: Mapping[str, str] = field(default_factory=dict)
+    #: Our task id label ("" for a container without it).
+    task_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,7 @@ def container_event(event: EngineEvent) -> ContainerEvent:
         health=cast(Health, detail) if action == "health_status" and detail else None,
         time_ns=event.time_ns,
         attributes=attributes,
+        task_id=attributes.get(labels.LABEL_TASK_ID, ""),
     )
 
 

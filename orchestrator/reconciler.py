@@ -80,6 +80,7 @@ class Reconciler:
         self._next_resync = time.monotonic() + settings.resync_interval
         self._service_status: dict[tuple[str, str], tuple[int, int]] = {}
         self._book_saved = self.book.to_json()
+        self._saving = asyncio.Lock()
         #: Per stack: the decisions of the last pass (so each is published once).
         self._reported: dict[str, dict[tuple[str, SlotKey, str | None], Event]] = {}
         self.passes = 0
@@ -101,6 +102,9 @@ class Reconciler:
                     case ContainerEvent():
                         if self.routes and (item.action in _GONE_ACTIONS or item.health == "unhealthy"):
                             self.routes.container_gone(item.container_id)
+                        if item.action == "die" and item.exit_code is not None:
+                            # Published now rather than after the pass (docs/events.md, latency).
+                            self.tracker.exited(item.task_id, item.exit_code)
                         self.mark_dirty(item.stack)
                     case Resync():
                         if disconnected:
@@ -160,11 +164,20 @@ class Reconciler:
             await self._reconcile(name)
 
     async def _reconcile(self, name: str) -> None:
+        if name not in self.records and not self.tracker.tracks(name):
+            # Not ours (another daemon's stack on this engine), or removed and fully reported:
+            # nothing to plan and nothing to publish.
+            self.observed.pop(name, None)
+            if self.routes:
+                await self.routes.update(name, None, ())
+            return
         mark = self.tracker.mark()
         # A slot busy at any time during the relist may show a half-made container.
         busy_before = self.executor.busy()
         observed = await self.engine.list_containers(name)
         record = self.records.get(name)  # after the relist: a deploy may have come meanwhile
+        if record is None:  # a removed stack: only the end of the tasks it had is reported
+            observed = [c for c in observed if self.tracker.knows(c.task_id)]
         self.tracker.observe(name, observed, mark)
         self.observed[name] = observed
         self.passes += 1
@@ -196,7 +209,7 @@ class Reconciler:
             self.executor.submit(record, plan.actions)
         self._report_decisions(name, plan.notes, observed, now)
         self._report_services(record, observed)
-        self._save_progress()
+        await self._save_progress()
 
     def _record_updates(
         self,
@@ -271,14 +284,30 @@ class Reconciler:
                 reason = f"{have}/{want} replicas running"
                 self.emit(events.service_degraded(key[0], service, want, have, reason))
 
-    def _save_progress(self) -> None:
+    async def _save_progress(self) -> None:
+        """Save the restart book and the tracker if they changed.
+
+        The writes fsync, which can take tens of milliseconds on a busy disk: they run in a
+        thread so the loop keeps taking events and sending messages meanwhile. The snapshots
+        are taken here, on the loop; the lock keeps the writes in the order of the passes."""
         book = self.book.to_json()
+        documents = []
         if book != self._book_saved:
-            self.store.save_document(BOOK_DOCUMENT, book)
+            documents.append((BOOK_DOCUMENT, book))
             self._book_saved = book
         if self.tracker.changed:
-            self.store.save_document(TRACKER_DOCUMENT, self.tracker.to_json())
+            documents.append((TRACKER_DOCUMENT, self.tracker.to_json()))
             self.tracker.changed = False
+        if not documents:
+            return
+        try:
+            async with self._saving:
+                for name, data in documents:
+                    await asyncio.to_thread(self.store.save_document, name, data)
+        except BaseException:  # not written (cancelled, disk error): the next pass tries again
+            self._book_saved = {}
+            self.tracker.changed = True
+            raise
 
     def _on_transition(self, t: Transition) -> None:
         self.emit(

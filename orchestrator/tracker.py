@@ -15,12 +15,16 @@ and meets the same refusal again.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.model import ContainerState, SlotKey, TaskState
 from orchestrator.tasks import task_state
+
+#: How many removed task ids are remembered (far more than one relist can lag behind).
+_ENDED_KEPT = 4096
 
 _RANK = {
     TaskState.NEW: 0,
@@ -71,6 +75,8 @@ class TaskTracker:
         #: Containers the daemon stops on purpose (scale-down, update, rm): they end `shutdown`.
         self._shutdown: set[str] = set()
         self._rejections: dict[SlotKey, Rejection] = {}
+        #: Tasks reported removed lately: never adopted again by a late relist.
+        self._ended: OrderedDict[str, None] = OrderedDict()
         self._tick = 0
         self.changed = False
 
@@ -93,6 +99,10 @@ class TaskTracker:
         task = self._tasks.get(task_id)
         if task is not None and _RANK[to] <= _RANK[task.state]:
             return False
+        if task is None and (task_id in self._ended or to is TaskState.REMOVED):
+            # Already reported removed (a relist begun before the removal still showed it), or
+            # first seen on its way out ("removing"): there is no transition left to publish.
+            return False
         # Every task begins as `new`; entering it is not a transition, so it is not published.
         previous = task.state if task else TaskState.NEW
         if task is None:
@@ -112,6 +122,9 @@ class TaskTracker:
             self._rejections[key] = Rejection(task_id, reason, time.time())
         if to is TaskState.REMOVED or (to is TaskState.REJECTED and task.container_id is None):
             del self._tasks[task_id]
+            self._ended[task_id] = None
+            if len(self._ended) > _ENDED_KEPT:
+                self._ended.popitem(last=False)
             if task.container_id:
                 self._shutdown.discard(task.container_id)
         return True
@@ -132,6 +145,45 @@ class TaskTracker:
         """Containers the daemon stopped deliberately (their end is no failure)."""
         return frozenset(self._shutdown)
 
+    def stopped(self, container_id: str, exit_code: int | None = None) -> bool:
+        """A container the daemon stopped on purpose has exited: it is `shutdown` now.
+
+        Reported by whoever stopped it, right after the stop returns, so `running → shutdown`
+        is published even when the container is removed before any relist could see it exited.
+        """
+        if container_id not in self._shutdown:
+            return False
+        for task_id, task in self._tasks.items():
+            if task.container_id == container_id:
+                return self.advance(task.key, task_id, TaskState.SHUTDOWN, exit_code=exit_code)
+        return False
+
+    def exited(self, task_id: str, exit_code: int) -> bool:
+        """The engine says the task's container exited with `exit_code` (its `die` event).
+
+        Publishes the end at once, before the relist that the event also asks for, when the
+        event alone settles it: `shutdown` if the daemon stopped it, `failed` for a non-zero
+        exit. An exit 0 is left to the relist: only an inspect tells whether the container was
+        unhealthy or OOM-killed (`failed`) rather than `complete`. The relist then agrees, and
+        since transitions only move forward it publishes nothing twice."""
+        task = self._tasks.get(task_id)
+        if task is None or task.container_id is None:
+            return False  # not a task of ours, or one the relist has not met yet
+        if task.container_id in self._shutdown:
+            to = TaskState.SHUTDOWN
+        elif exit_code != 0:
+            to = TaskState.FAILED
+        else:
+            return False
+        return self.advance(task.key, task_id, to, exit_code=exit_code)
+
+    def tracks(self, stack: str) -> bool:
+        """Does the tracker know a task of `stack` that has not been reported removed yet?"""
+        return any(task.key.stack == stack for task in self._tasks.values())
+
+    def knows(self, task_id: str) -> bool:
+        return task_id in self._tasks
+
     def state_of(self, container: ContainerState) -> TaskState:
         return task_state(container, stopped_by_us=container.id in self._shutdown)
 
@@ -146,7 +198,7 @@ class TaskTracker:
                 container.task_id,
                 state,
                 container_id=container.id,
-                exit_code=container.exit_code if state.terminal else None,
+                exit_code=container.exit_code if state.terminal and state is not TaskState.REMOVED else None,
                 reason=container.error,
             )
         for task_id, task in list(self._tasks.items()):

@@ -159,14 +159,23 @@ class Engine:
             self._facts.forget(container_id)
             raise
 
-    async def stop(self, container_id: str, timeout: float) -> None:
-        """Graceful: the stop signal, then SIGKILL after `timeout` seconds. Gone or stopped is fine."""
+    async def stop(self, container_id: str, timeout: float) -> int | None:
+        """Graceful: the stop signal, then SIGKILL after `timeout` seconds. Gone or stopped is fine.
+
+        Returns the exit code (None if the container is gone). The inspect that tells it is the
+        one the next relist would make anyway, so its facts are kept for that relist."""
+        container = self._docker.containers.container(container_id)
         try:
             with engine_errors():
-                await self._docker.containers.container(container_id).stop(t=math.ceil(timeout))
+                await container.stop(t=math.ceil(timeout))
+                data = await container.show()
         except EngineError as exc:
             if not is_missing(exc):
                 raise
+            return None
+        facts = facts_from_inspect(data)
+        self._facts.store(container_id, facts)
+        return facts.exit_code
 
     async def remove(self, container_id: str) -> None:
         """Force-remove with its anonymous volumes; already gone counts as success."""

@@ -29,6 +29,8 @@ class DaemonProcess:
     port: int = field(default_factory=free_port)
     #: More environment for the daemon (a token, another Redis URL…).
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: None: the daemon's default (the shared Redis); else e.g. a PrivateRedis's URL.
+    redis_url: str | None = None
     process: asyncio.subprocess.Process | None = None
 
     @property
@@ -46,6 +48,7 @@ class DaemonProcess:
             "ORCHESTRATOR_LOG_FORMAT": "json",
             "ORCHESTRATOR_INGRESS_HOST": "127.0.0.1",
             **self.extra_env,
+            **({"ORCHESTRATOR_REDIS_URL": self.redis_url} if self.redis_url else {}),
         }
 
     async def start(self, timeout: float = 30.0) -> None:

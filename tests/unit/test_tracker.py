@@ -96,3 +96,73 @@ def test_a_removed_stack_forgets_its_rejections(tracker: TaskTracker) -> None:
 ])
 def test_failure_reason_says_why_in_swarms_words(changes: dict[str, object], reason: str) -> None:
     assert failure_reason(replace(container(status="exited"), **changes)) == reason  # type: ignore[arg-type]
+
+
+def test_a_stop_by_the_daemon_is_shutdown_before_any_relist(tracker: TaskTracker, seen: list[Transition]) -> None:
+    tracker.advance(KEY, "t1", TaskState.RUNNING, container_id="c1")
+    assert not tracker.stopped("c1"), "a stop the daemon did not ask for is the relist's to judge"
+    tracker.mark_shutdown("c1")
+    assert tracker.stopped("c1")
+    tracker.observe("s", [], tracker.mark())  # removed before any relist saw it exited
+    assert states(seen) == [("new", "running"), ("running", "shutdown"), ("shutdown", "removed")]
+
+
+def test_a_stopped_container_that_had_failed_stays_failed(tracker: TaskTracker, seen: list[Transition]) -> None:
+    tracker.advance(KEY, "t1", TaskState.RUNNING, container_id="c1")
+    tracker.observe("s", [container(status="exited", exit_code=137)], tracker.mark())
+    tracker.mark_shutdown("c1")
+    assert not tracker.stopped("c1")
+    assert states(seen)[-1] == ("running", "failed")
+
+
+def test_a_relist_that_lags_behind_a_removal_does_not_bring_the_task_back(
+    tracker: TaskTracker, seen: list[Transition]
+) -> None:
+    tracker.advance(KEY, "t1", TaskState.RUNNING, container_id="c1")
+    mark = tracker.mark()
+    tracker.mark_shutdown("c1")
+    tracker.stopped("c1")
+    tracker.observe("s", [], tracker.mark())  # removed
+    tracker.observe("s", [container(status="exited", exit_code=0)], mark)  # begun before the removal
+    tracker.observe("s", [container(status="removing", exit_code=0)], tracker.mark())
+    assert states(seen) == [("new", "running"), ("running", "shutdown"), ("shutdown", "removed")]
+
+
+def test_a_task_first_seen_on_its_way_out_is_not_published(tracker: TaskTracker, seen: list[Transition]) -> None:
+    tracker.observe("s", [container(status="removing", exit_code=0)], tracker.mark())
+    assert seen == []
+
+
+def test_removed_carries_no_exit_code(tracker: TaskTracker, seen: list[Transition]) -> None:
+    tracker.advance(KEY, "t1", TaskState.RUNNING, container_id="c1")
+    tracker.observe("s", [container(status="removing", exit_code=0)], tracker.mark())
+    assert (states(seen)[-1], seen[-1].exit_code) == (("running", "removed"), None)
+
+
+@pytest.mark.parametrize(
+    ("stopped_by_us", "exit_code", "expected"),
+    [
+        pytest.param(False, 137, ("running", "failed"), id="killed: failed at once"),
+        pytest.param(True, 143, ("running", "shutdown"), id="stopped by the daemon: shutdown at once"),
+        pytest.param(False, 0, None, id="exit 0: the relist decides (unhealthy? oom?)"),
+    ],
+)
+def test_a_die_event_settles_what_it_can(
+    tracker: TaskTracker, seen: list[Transition], stopped_by_us: bool, exit_code: int, expected: tuple[str, str] | None
+) -> None:
+    tracker.advance(KEY, "t1", TaskState.RUNNING, container_id="c1")
+    if stopped_by_us:
+        tracker.mark_shutdown("c1")
+    assert tracker.exited("t1", exit_code) is (expected is not None)
+    assert [(t.from_state.value, t.to_state.value, t.exit_code) for t in seen[1:]] == (
+        [(*expected, exit_code)] if expected else []
+    )
+    tracker.observe("s", [container(status="exited", exit_code=exit_code)], tracker.mark())
+    assert len(seen) == 2, "the relist agrees and publishes nothing more (or the one end)"
+
+
+def test_a_die_event_of_an_unknown_task_is_left_to_the_relist(tracker: TaskTracker, seen: list[Transition]) -> None:
+    assert not tracker.exited("not-ours", 1)
+    tracker.advance(KEY, "t1", TaskState.NEW)
+    assert not tracker.exited("t1", 1), "no container yet"
+    assert seen == []
