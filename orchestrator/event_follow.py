@@ -55,6 +55,7 @@ class Follower:
         failures = 0
         ever_connected = False
         while True:
+            _honour_cancellation()
             try:
                 async with self._client.pubsub() as pubsub:
                     await self._subscribe(pubsub)
@@ -93,6 +94,7 @@ class Follower:
 
     async def _follow(self, pubsub: aioredis.client.PubSub) -> None:
         async for reply in pubsub.listen():
+            _honour_cancellation()
             if reply["type"] == "message":
                 self._offer(json.loads(reply["data"]))
 
@@ -102,6 +104,14 @@ class Follower:
         self.last_seq = message["seq"]
         if self._stack is None or message.get("stack") == self._stack:
             self._emit(message)
+
+
+def _honour_cancellation() -> None:
+    """redis-py (8.1) can swallow a cancellation that lands mid-command and carry on: a loop
+    that talks to Redis checks for one itself, or cancelling it could wait forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def format_line(message: Message) -> str:
