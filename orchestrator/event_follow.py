@@ -93,9 +93,11 @@ class Follower:
             start = "(" + entries[-1][0]  # exclusive: after the last entry read
 
     async def _follow(self, pubsub: aioredis.client.PubSub) -> None:
-        async for reply in pubsub.listen():
+        # Short waits rather than listen(): each return is a chance to honour a cancellation.
+        while True:
             _honour_cancellation()
-            if reply["type"] == "message":
+            reply = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if reply is not None and reply["type"] == "message":
                 self._offer(json.loads(reply["data"]))
 
     def _offer(self, message: Message) -> None:
