@@ -152,6 +152,12 @@ class TaskTracker:
         for task_id, task in list(self._tasks.items()):
             gone = task_id not in seen and task.container_id is not None and task.tick <= mark
             if task.key.stack == stack and gone:
+                if not task.state.terminal:
+                    # removed while it ran (`docker rm -f` by hand): its death is reported first,
+                    # so that every replica's end is a failed/shutdown message (docs/events.md)
+                    stopped = task.container_id in self._shutdown
+                    self.advance(task.key, task_id, TaskState.SHUTDOWN if stopped else TaskState.FAILED,
+                                 reason="container removed" if stopped else "container removed outside the orchestrator")
                 self.advance(task.key, task_id, TaskState.REMOVED)
 
     # persistence --------------------------------------------------------------------------

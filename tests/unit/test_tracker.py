@@ -96,3 +96,19 @@ def test_a_removed_stack_forgets_its_rejections(tracker: TaskTracker) -> None:
 ])
 def test_failure_reason_says_why_in_swarms_words(changes: dict[str, object], reason: str) -> None:
     assert failure_reason(replace(container(status="exited"), **changes)) == reason  # type: ignore[arg-type]
+
+
+def test_a_running_replica_removed_by_hand_dies_before_it_is_removed(tracker: TaskTracker,
+                                                                     seen: list[Transition]) -> None:
+    """`docker rm -f` leaves no exited container to relist: its death is still one failed message."""
+    tracker.observe("s", [container()], tracker.mark())
+    tracker.observe("s", [], tracker.mark())
+    assert states(seen) == [("new", "running"), ("running", "failed"), ("failed", "removed")]
+    assert seen[1].reason == "container removed outside the orchestrator"
+
+
+def test_a_replica_stopped_on_purpose_and_gone_ends_shutdown(tracker: TaskTracker, seen: list[Transition]) -> None:
+    tracker.observe("s", [container()], tracker.mark())
+    tracker.mark_shutdown("c1")
+    tracker.observe("s", [], tracker.mark())
+    assert states(seen)[1:] == [("running", "shutdown"), ("shutdown", "removed")]
