@@ -198,7 +198,9 @@ class Soak:
     wanted: dict[str, dict[str, int]]
     observer: Observer
     rng: random.Random
-    recoveries: list[tuple[str, float]] = field(default_factory=list)
+    tally: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    #: (what was injected, seconds to recover, client requests failed meanwhile)
+    recoveries: list[tuple[str, float, int]] = field(default_factory=list)
 
     def pick(self, service: str) -> Replica | None:
         candidates = [r for r in self.observer.last if r.service == service and "unhealthy" not in r.status]
@@ -278,10 +280,10 @@ class Soak:
         return "restart of dockerd"
 
     async def inject(self, name: str, fault: Callable[[], Awaitable[str]]) -> None:
-        started = time.monotonic()
+        started, failed = time.monotonic(), self.tally["failed"]
         what = await fault()
         took = await self.settle(started)
-        self.recoveries.append((what, took))
+        self.recoveries.append((what, took, self.tally["failed"] - failed))
         say(f"{what}: recovered in {took:.1f} s")
 
 
@@ -321,10 +323,11 @@ def crash_runs(stack: str) -> int:
     return len(docker("ps", "-a", "-q", "--filter", f"label={labels.LABEL_STACK}={stack}", check=False).split())
 
 
-def summary(soak: Soak, tally: dict[str, int], problems: list[str]) -> str:
-    lines = ["| fault | recovery s |", "| --- | ---: |"]
-    lines += [f"| {what} | {took:.1f} |" for what, took in soak.recoveries]
-    times = sorted(took for _, took in soak.recoveries)
+def summary(soak: Soak, problems: list[str]) -> str:
+    tally = soak.tally
+    lines = ["| fault | recovery s | client requests failed |", "| --- | ---: | ---: |"]
+    lines += [f"| {what} | {took:.1f} | {failed} |" for what, took, failed in soak.recoveries]
+    times = sorted(took for _, took, _ in soak.recoveries)
     if times:
         p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
         lines.append(f"\nrecovery: max {times[-1]:.1f} s, p95 {p95:.1f} s, median {statistics.median(times):.1f} s "
@@ -347,7 +350,7 @@ async def soak(args: argparse.Namespace) -> int:
     observer = Observer(tag)
     state = Soak(tag, daemon, redis, wanted, observer, rng)
     stop = asyncio.Event()
-    tally: dict[str, int] = defaultdict(int)
+    tally = state.tally
     problems: list[str] = []
     background: list[asyncio.Task[None]] = []
     say(f"soak {tag}: {args.seconds:.0f} s, work dir {work}")
@@ -411,7 +414,7 @@ async def soak(args: argparse.Namespace) -> int:
             await daemon.stop()
         cleanup(tag)
         redis.stop()
-    print(summary(state, tally, problems))
+    print(summary(state, problems))
     if problems:
         print(f"\n(daemon log: {work / 'state' / 'daemon.log'})")
     else:
