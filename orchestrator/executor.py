@@ -122,6 +122,8 @@ class Executor:
             case RemoveContainer():
                 self._tracker.mark_shutdown(action.container_id)
                 await self._stop(record, action)
+                if self._tracker.live(action.container_id):
+                    self._tracker.shut_down(action.container_id, await self._engine.exit_code(action.container_id))
                 await self._engine.remove(action.container_id)
                 log.info("container_removed", slot=str(action.key), reason=action.reason,
                          container_id=action.container_id[:12])

@@ -121,6 +121,17 @@ class TaskTracker:
             self._shutdown.add(container_id)
             self.changed = True
 
+    def live(self, container_id: str) -> bool:
+        """True while the task of `container_id` has not ended (as far as it was reported)."""
+        return any(t.container_id == container_id and not t.state.terminal for t in self._tasks.values())
+
+    def shut_down(self, container_id: str, exit_code: int | None) -> None:
+        """The daemon stopped this container and removes it next: its end is published now, as
+        no relist may see it exited before it is gone."""
+        for task_id, task in list(self._tasks.items()):
+            if task.container_id == container_id:
+                self.advance(task.key, task_id, TaskState.SHUTDOWN, exit_code=exit_code)
+
     def rejections(self, stack: str) -> Mapping[SlotKey, Rejection]:
         return {key: r for key, r in self._rejections.items() if key.stack == stack}
 

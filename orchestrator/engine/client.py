@@ -168,6 +168,18 @@ class Engine:
             if not is_missing(exc):
                 raise
 
+    async def exit_code(self, container_id: str) -> int | None:
+        """A stopped container's exit code; None when it still runs or is gone."""
+        try:
+            with engine_errors():
+                info = await self._docker.containers.container(container_id).show()
+        except EngineError as exc:
+            if is_missing(exc):
+                return None
+            raise
+        state = info.get("State", {})
+        return None if state.get("Running") else state.get("ExitCode")
+
     async def remove(self, container_id: str) -> None:
         """Force-remove with its anonymous volumes; already gone counts as success."""
         try:

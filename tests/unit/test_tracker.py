@@ -112,3 +112,15 @@ def test_a_replica_stopped_on_purpose_and_gone_ends_shutdown(tracker: TaskTracke
     tracker.mark_shutdown("c1")
     tracker.observe("s", [], tracker.mark())
     assert states(seen)[1:] == [("running", "shutdown"), ("shutdown", "removed")]
+
+
+def test_a_container_stopped_before_removal_ends_shutdown_with_its_code(tracker: TaskTracker,
+                                                                        seen: list[Transition]) -> None:
+    tracker.observe("s", [container()], tracker.mark())
+    assert tracker.live("c1")
+    tracker.mark_shutdown("c1")
+    tracker.shut_down("c1", 0)
+    tracker.observe("s", [], tracker.mark())
+    assert not tracker.live("c1")
+    assert states(seen)[1:] == [("running", "shutdown"), ("shutdown", "removed")]
+    assert seen[1].exit_code == 0
