@@ -93,6 +93,17 @@ class TaskTracker:
         task = self._tasks.get(task_id)
         if task is not None and _RANK[to] <= _RANK[task.state]:
             return False
+        if to is TaskState.REMOVED:
+            if task is None:
+                return False  # its removal was published already (a relist still shows it "removing")
+            if not task.state.terminal:
+                # removed while it ran (`docker rm -f` by hand): its death comes first, so that
+                # every replica's end is one failed/shutdown message (docs/events.md)
+                stopped = task.container_id in self._shutdown
+                self.advance(key, task_id, TaskState.SHUTDOWN if stopped else TaskState.FAILED,
+                             exit_code=exit_code, reason=reason or ("container removed" if stopped else
+                                                                    "container removed outside the orchestrator"))
+                exit_code, reason = None, ""
         # Every task begins as `new`; entering it is not a transition, so it is not published.
         previous = task.state if task else TaskState.NEW
         if task is None:
@@ -163,12 +174,6 @@ class TaskTracker:
         for task_id, task in list(self._tasks.items()):
             gone = task_id not in seen and task.container_id is not None and task.tick <= mark
             if task.key.stack == stack and gone:
-                if not task.state.terminal:
-                    # removed while it ran (`docker rm -f` by hand): its death is reported first,
-                    # so that every replica's end is a failed/shutdown message (docs/events.md)
-                    stopped = task.container_id in self._shutdown
-                    self.advance(task.key, task_id, TaskState.SHUTDOWN if stopped else TaskState.FAILED,
-                                 reason="container removed" if stopped else "container removed outside the orchestrator")
                 self.advance(task.key, task_id, TaskState.REMOVED)
 
     # persistence --------------------------------------------------------------------------

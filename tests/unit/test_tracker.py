@@ -124,3 +124,13 @@ def test_a_container_stopped_before_removal_ends_shutdown_with_its_code(tracker:
     assert not tracker.live("c1")
     assert states(seen)[1:] == [("running", "shutdown"), ("shutdown", "removed")]
     assert seen[1].exit_code == 0
+
+
+def test_a_replica_seen_removing_dies_once_and_is_removed_once(tracker: TaskTracker, seen: list[Transition]) -> None:
+    """`docker rm -f` caught half-way: the relist shows it "removing", then still, then gone."""
+    tracker.observe("s", [container()], tracker.mark())
+    tracker.observe("s", [container(status="removing", exit_code=137)], tracker.mark())
+    tracker.observe("s", [container(status="removing", exit_code=137)], tracker.mark())
+    tracker.observe("s", [], tracker.mark())
+    assert states(seen) == [("new", "running"), ("running", "failed"), ("failed", "removed")]
+    assert seen[1].exit_code == 137
