@@ -239,19 +239,22 @@ class Soak:
         await self.gone(victim.id)
         return f"SIGKILL {victim.service}.{victim.slot}"
 
-    async def oom(self) -> str:
-        victim = self.pick("hog")
-        assert victim, "no hog replica"
-        docker("exec", victim.id, "touch", "/tmp/oom")
+    async def flagged(self, service: str, flag: str) -> Replica:
+        """Creates `flag` inside a replica of `service` (its command or healthcheck watches for
+        it) and waits until that replica is gone."""
+        victim = self.pick(service)
+        assert victim, f"no {service} replica"
+        docker("exec", victim.id, "touch", flag)
         await self.gone(victim.id)
+        return victim
+
+    async def oom(self) -> str:
+        victim = await self.flagged("hog", "/tmp/oom")
         oom = docker("inspect", "-f", "{{.State.OOMKilled}} {{.State.ExitCode}}", victim.id, check=False).strip()
         return f"OOM hog.{victim.slot} (OOMKilled, exit: {oom or 'removed'})"
 
     async def unhealthy(self) -> str:
-        victim = self.pick("web")
-        assert victim, "no web replica"
-        docker("exec", victim.id, "touch", "/tmp/sick")
-        await self.gone(victim.id)
+        victim = await self.flagged("web", "/tmp/sick")
         return f"unhealthy web.{victim.slot}"
 
     async def remove(self) -> str:
