@@ -147,11 +147,15 @@ def machine() -> str:
 
 
 def write_doc(text: str) -> None:
-    """Replaces the section this script wrote last time (or appends it)."""
+    """Replaces the section this script wrote last time (or adds it under the title)."""
     current = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
     section = f"{MARK}\n## All benchmarks (`benchmarks/run`)\n\n{text}\n{MARK}\n"
     pattern = re.compile(re.escape(MARK) + ".*?" + re.escape(MARK) + "\n?", re.S)
-    DOC.write_text(pattern.sub(lambda _: section, current) if pattern.search(current) else current.rstrip() + "\n\n" + section)
+    if pattern.search(current):
+        DOC.write_text(pattern.sub(lambda _: section, current))
+    else:  # first time: right under the title, above the older single-benchmark reports
+        title, _, rest = current.partition("\n")
+        DOC.write_text(f"{title}\n\n{section}\n{rest.lstrip(chr(10))}")
 
 
 def main() -> int:
