@@ -25,6 +25,7 @@ from orchestrator.control import (
     TaskView,
 )
 from orchestrator.errors import Conflict, EngineError, UnknownService, UnknownStack, UserError
+from orchestrator.executor import report_shutdown
 from orchestrator.ingress_routes import ingress_ports
 from orchestrator.labels import spec_hash
 from orchestrator.model import ContainerState, SlotKey, StackSpec, TaskState, UpdateStatus
@@ -175,6 +176,7 @@ class Controller:
                 self._r.tracker.mark_shutdown(container.id)
                 if container.alive:
                     await self._r.engine.stop(container.id, grace)
+                    await report_shutdown(self._r.engine, self._r.tracker, container.id)
                 await self._r.engine.remove(container.id)
 
         containers = await self._r.engine.list_containers(record.spec.name)

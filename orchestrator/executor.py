@@ -122,8 +122,7 @@ class Executor:
             case RemoveContainer():
                 self._tracker.mark_shutdown(action.container_id)
                 await self._stop(record, action)
-                if self._tracker.live(action.container_id):
-                    self._tracker.shut_down(action.container_id, await self._engine.exit_code(action.container_id))
+                await report_shutdown(self._engine, self._tracker, action.container_id)
                 await self._engine.remove(action.container_id)
                 log.info("container_removed", slot=str(action.key), reason=action.reason,
                          container_id=action.container_id[:12])
@@ -197,3 +196,10 @@ class Executor:
 
 def _grace(service: ServiceSpec | None) -> float:
     return service.stop_grace_period if service is not None else 10.0
+
+
+async def report_shutdown(engine: Engine, tracker: TaskTracker, container_id: str) -> None:
+    """Between the stop and the removal of a container: its `shutdown` (with the exit code) is
+    published now, since no relist may see it exited before it is gone."""
+    if tracker.live(container_id):
+        tracker.shut_down(container_id, await engine.exit_code(container_id))
