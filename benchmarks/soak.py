@@ -376,10 +376,12 @@ async def soak(args: argparse.Namespace) -> int:
                                ("unhealthy", state.unhealthy), ("rm", state.remove)]) for _ in range(extra)]
         faults.append(("kill", state.kill_replica))
         rng.shuffle(faults)
-        deadline = time.monotonic() + args.seconds
+        begun = time.monotonic()
+        deadline = begun + args.seconds
         gap = args.seconds / (len(faults) + 1)
-        for name, fault in faults:
-            await asyncio.sleep(max(0.0, min(rng.uniform(0.5, 1.5) * gap / 2, deadline - time.monotonic())))
+        for n, (name, fault) in enumerate(faults, 1):  # spread over the run, each at a jittered time
+            at = begun + n * gap + rng.uniform(-gap / 3, gap / 3)
+            await asyncio.sleep(max(0.0, min(at, deadline) - time.monotonic()))
             try:
                 await state.inject(name, fault)
             except (TimeoutError, AssertionError, RuntimeError) as exc:
