@@ -121,7 +121,7 @@ class Executor:
                 await self._stop(record, action)
             case RemoveContainer():
                 self._tracker.mark_shutdown(action.container_id)
-                await self._stop(record, action)
+                await self._stop(record, action)  # reports its shutdown, with the exit code
                 await self._engine.remove(action.container_id)
                 log.info("container_removed", slot=str(action.key), reason=action.reason,
                          container_id=action.container_id[:12])
