@@ -19,9 +19,10 @@ Checked at the end (exit 1 if any fails): every service at its count, the crash 
 after exactly 1 + max_attempts runs; no slot ever held by two running replicas (the engine's list
 is sampled all along); after `DELETE /v1/stacks/<s>?volumes=true` nothing of ours is left
 (containers, networks, volumes); the Redis stream has gapless seq, a task.state message ending
-in failed/shutdown/complete for every replica that ran and died, and one ending in rejected for
-every container the engine never started (while dockerd shuts down it still accepts creates but
-refuses starts: those are rejections, not deaths).
+in failed/shutdown/complete for every replica that ran and died, and one ending in rejected (or
+failed, when the engine went away during the start call) for every container the engine never
+started (while dockerd shuts down it still accepts creates but refuses starts: those are
+rejections, not deaths).
 """
 
 from __future__ import annotations
@@ -303,7 +304,8 @@ class Soak:
 
 async def stream_problems(redis_url: str, prefix: str, deaths: set[str], unstarted: set[str]) -> list[str]:
     """`deaths` ran and are gone: each needs a failed/shutdown/complete message. `unstarted` never
-    ran (the engine refused their start, e.g. while dockerd shut down): each needs `rejected`."""
+    ran: each needs `rejected` (the engine refused the start, as it does while dockerd shuts
+    down) or `failed` (the engine went away during the start call)."""
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     try:
         entries = await client.xrange(labels.events_stream(prefix))
@@ -323,10 +325,10 @@ async def stream_problems(redis_url: str, prefix: str, deaths: set[str], unstart
     if unreported:
         problems.append(f"{len(unreported)} of {len(deaths)} replica deaths have no task.state message: "
                         f"{sorted(c[:12] for c in unreported)[:10]}")
-    unrejected = {c for c in unstarted if "rejected" not in ended[c]}
-    if unrejected:
-        problems.append(f"{len(unrejected)} of {len(unstarted)} never-started containers have no rejected "
-                        f"message: {sorted(c[:12] for c in unrejected)[:10]}")
+    unended = {c for c in unstarted if not ended[c] & {"rejected", "failed"}}
+    if unended:
+        problems.append(f"{len(unended)} of {len(unstarted)} never-started containers have no rejected or "
+                        f"failed message: {sorted(c[:12] for c in unended)[:10]}")
     return problems
 
 
