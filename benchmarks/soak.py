@@ -473,6 +473,9 @@ def main() -> None:
     args.seconds = args.seconds if args.seconds is not None else args.minutes * 60
     if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True, check=False).returncode:
         raise SystemExit(f"{IMAGE} is missing: build it with scripts/setup (this script installs nothing)")
+    # SIGTERM (a timeout, a CI cancel) unwinds like Ctrl-C, so the daemon it started is stopped
+    # and its containers removed rather than left running as orphans
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     sys.exit(asyncio.run(soak(args)))
 
 
