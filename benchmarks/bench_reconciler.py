@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_reconciler.py [--replicas 1,10,50,100] [--kills 24]
                                                      [--idle 30] [--no-swarm]
+                                                     [--only converge|replacement|scale]
 
 Our daemon runs as users run it (`python -m orchestrator daemon`, its own state dir, port and
 Redis prefix); Swarm is a single-node swarm (`docker swarm init --advertise-addr 127.0.0.1` when
@@ -596,4 +597,11 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=2, help="converge rounds (median), systems interleaved")
     parser.add_argument("--no-swarm", action="store_true", help="skip Swarm (quick runs)")
     parser.add_argument("--keep-log", type=Path, help="copy the daemon's log here at the end")
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--only", choices=["converge", "replacement", "scale"],
+                        help="run only this part (converge includes idle at 100 replicas)")
+    parsed = parser.parse_args()
+    if parsed.only is not None:
+        parsed.replicas = parsed.replicas if parsed.only == "converge" else []
+        parsed.kills = parsed.kills if parsed.only == "replacement" else 0
+        parsed.scale = parsed.only == "scale"
+    asyncio.run(main(parsed))
