@@ -12,7 +12,7 @@ not wait out a grace period that busybox-as-PID-1 would never cut short).
 
 - converge: from the deploy (PUT / `docker stack deploy`) to the engine's `start` event of the
   N-th replica; floor: N `docker run -d` of the same container, all at once.
-- replacement: a replica's main process is SIGKILLed from the host; from its `die` event to the
+- replacement (after every slot of ours has its standby): a replica's main process is SIGKILLed from the host; from its `die` event to the
   `start` event of the replacement in the same slot (engine timeNano). Each kill hits a different
   replica that has never been restarted, so our default backoff restarts at once; Swarm has
   `restart_policy.delay: 0s`; the floor is the engine restarting the same container in place
@@ -49,6 +49,7 @@ from tests.integration.daemon_process import DaemonProcess  # noqa: E402
 
 IMAGE = "orchestrator-test/busybox:latest"
 OUR_STACK_LABEL = "orchestrator.stack"
+STANDBY_LABEL = "orchestrator.standby"
 SWARM_STACK_LABEL = "com.docker.stack.namespace"
 SWARM_TASK_LABEL = "com.docker.swarm.task.name"
 FLOOR_LABEL = "orchestrator-bench.floor"
@@ -222,6 +223,20 @@ class Ours:
 
     def slot(self, seen: Seen) -> str | None:
         return f"{seen.attributes.get(OUR_STACK_LABEL)}/{seen.attributes.get('orchestrator.slot')}"
+
+    async def wait_standbys(self, stack: str, count: int, timeout: float = 15.0) -> None:
+        """Until every slot has its standby (docs/standby.md); a daemon that makes none (an
+        older one, measured for comparison) is waited for `timeout` seconds."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while True:
+                    out = await run("docker", "ps", "-aq", "--filter", f"label={OUR_STACK_LABEL}={stack}",
+                                    "--filter", f"label={STANDBY_LABEL}=1", "--filter", "status=created")
+                    if len(out.split()) >= count:
+                        say(f"{count} standbys ready")
+                        return
+                    await asyncio.sleep(0.2)
+        say("no standbys (within the timeout)")
 
     async def stop(self, keep_log: Path | None = None) -> None:
         with contextlib.suppress(Exception):
@@ -405,6 +420,7 @@ async def measure_replacement(
 ) -> None:
     stack = f"{ours.tag}or"
     await ours.deploy(stack, kills)
+    await ours.wait_standbys(stack, kills)
     targets = [Target("ours", await ids_with(OUR_STACK_LABEL, stack), ours.slot)]
     await floor.converge(kills, "--restart", "on-failure")
     targets.append(Target("floor", await ids_with(FLOOR_LABEL, floor.tag), lambda e: e.id))
