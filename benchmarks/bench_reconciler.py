@@ -363,6 +363,7 @@ async def measure_converge(
         stack = f"{ours.tag}o{replicas}r{round_}"
         row.setdefault("ours", []).append(await ours.deploy(stack, replicas))
         if replicas >= 100 and idle > 0 and results.idle_cpu_percent is None:
+            await ours.wait_standbys(stack, replicas, timeout=60)  # their creates are not idle
             await measure_idle(ours, idle, results)
         await ours.remove(stack)
 
