@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import statistics
@@ -110,7 +111,7 @@ async def wait_running(client: Client, replicas: int, timeout: float) -> None:
     raise SystemExit(f"stack {STACK} did not reach {replicas} running replicas in {timeout} s")
 
 
-async def measure(host: str, token: str, replicas: int, count: int) -> None:
+async def measure(host: str, token: str, replicas: int, count: int, json_path: Path | None = None) -> None:
     files = [("stack.yml", stack_text(replicas))]
     async with Client(host, token) as client:
         await client.deploy(STACK, files, {}, "/")
@@ -128,6 +129,9 @@ async def measure(host: str, token: str, replicas: int, count: int) -> None:
     for name, samples in rows:
         p50 = statistics.median(samples)
         print(f"{name:32} {len(samples):5d} {p50:8.2f} {percentile(samples, 99):8.2f} {p50 / base:13.1f}")
+    if json_path:  # for benchmarks/run
+        json_path.write_text(json.dumps({name: {"p50_ms": statistics.median(samples), "p99_ms": percentile(samples, 99)}
+                                         for name, samples in rows}))
 
 
 async def main() -> None:
@@ -137,13 +141,14 @@ async def main() -> None:
     parser.add_argument("--spawn", action="store_true", help="start the real daemon for the run")
     parser.add_argument("--replicas", type=int, default=100)
     parser.add_argument("--count", type=int, default=300, help="requests per measurement")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file as JSON")
     args = parser.parse_args()
     token = os.environ.get("ORCHESTRATOR_TOKEN", "")
     if args.fake or args.spawn:
         async with (fake_daemon() if args.fake else spawned_daemon()) as host:
-            await measure(host, token, args.replicas, args.count)
+            await measure(host, token, args.replicas, args.count, args.json)
     else:
-        await measure(args.host, token, args.replicas, args.count)
+        await measure(args.host, token, args.replicas, args.count, args.json)
 
 
 if __name__ == "__main__":

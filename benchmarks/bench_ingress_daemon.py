@@ -15,6 +15,8 @@ The stack and the daemon are removed afterwards.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import secrets
 import shutil
@@ -113,6 +115,8 @@ def bench(args: argparse.Namespace) -> None:
         ("the daemon's ingress (mode: ingress) -> replica's network IP", r["daemon"], r["proxy"]),
     ]))
     print("\n(proxy CPU: docker-proxy's, and the whole daemon process's for the ingress row)")
+    if args.json:  # for benchmarks/run
+        args.json.write_text(json.dumps({name: dataclasses.asdict(result) for name, result in r.items()}))
 
 
 def main() -> None:
@@ -120,6 +124,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--json", type=Path, help="also write the figures to this file as JSON")
     bench(parser.parse_args())
 
 

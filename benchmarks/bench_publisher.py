@@ -142,7 +142,7 @@ def publish_cost(calls: int) -> list[str]:
     return rows
 
 
-async def main(rates: list[float], seconds: float, burst: int) -> None:
+async def main(rates: list[float], seconds: float, burst: int, json_path: Path | None = None) -> None:
     prefix = f"bench-{secrets.token_hex(4)}"
     channel = labels.events_channel(prefix)
     client = aioredis.Redis.from_url(REDIS_URL)
@@ -176,6 +176,10 @@ async def main(rates: list[float], seconds: float, burst: int) -> None:
     print(f"\nburst throughput, Publisher / awaited publish per message: {ratio:.1f}x")
     print("\n| call | mean µs | p99 µs |\n| --- | --- | --- |")
     print("\n".join(publish_cost(100_000)))
+    if json_path:  # for benchmarks/run: every scenario's latency to a subscriber
+        json_path.write_text(json.dumps({r.name: {"p50_ms": _pct(sorted(r.latencies_ms), 50),
+                                                  "p99_ms": _pct(sorted(r.latencies_ms), 99),
+                                                  "received": r.received} for r in results if r.latencies_ms}))
 
 
 if __name__ == "__main__":
@@ -185,5 +189,6 @@ if __name__ == "__main__":
     )
     parser.add_argument("--seconds", type=float, default=2.0, help="how long to publish at that rate")
     parser.add_argument("--burst", type=int, default=20_000, help="messages published at once")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file as JSON")
     options = parser.parse_args()
-    asyncio.run(main([float(rate) for rate in options.rates.split(",")], options.seconds, options.burst))
+    asyncio.run(main([float(rate) for rate in options.rates.split(",")], options.seconds, options.burst, options.json))

@@ -603,6 +603,24 @@ async def main(args: argparse.Namespace) -> None:
             await measure_scale(ours, swarm, results)
     say(f"done in {time.monotonic() - started:.0f} s")
     print(table(results, args.rounds))
+    if args.json:
+        args.json.write_text(json.dumps(figures(results)))
+
+
+def figures(results: Results) -> dict[str, object]:
+    """The table's figures, machine-readable (benchmarks/run collects them)."""
+    def median(samples: list[float] | None) -> float | None:
+        return statistics.median(samples) if samples else None
+
+    return {
+        "converge": {str(n): {k: median(row.get(k)) for k in ("ours", "swarm", "floor")}
+                     for n, row in results.converge.items()},
+        "replacement_ms": {k: {"p50": percentile(v, 50), "p95": percentile(v, 95)}
+                           for k, v in results.replacement.items() if v},
+        "scale": dict(results.scale),
+        "idle": {"cpu_percent": results.idle_cpu_percent, "rss_mb": results.idle_rss_mb,
+                 "seconds": results.idle_seconds},
+    }
 
 
 if __name__ == "__main__":
@@ -613,6 +631,7 @@ if __name__ == "__main__":
     parser.add_argument("--no-scale", dest="scale", action="store_false")
     parser.add_argument("--rounds", type=int, default=2, help="converge rounds (median), systems interleaved")
     parser.add_argument("--no-swarm", action="store_true", help="skip Swarm (quick runs)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file as JSON")
     parser.add_argument("--keep-log", type=Path, help="copy the daemon's log here at the end")
     parser.add_argument("--only", choices=["converge", "replacement", "scale"],
                         help="run only this part (converge includes idle at 100 replicas)")

@@ -15,6 +15,7 @@ reconciler, executor and engine gateway as the daemon wires them, without HTTP a
 from __future__ import annotations
 
 import argparse
+import json
 import asyncio
 import secrets
 import statistics
@@ -147,7 +148,7 @@ def ensure_swarm() -> bool:
     return True
 
 
-async def main(rounds: int, replicas: int) -> None:
+async def main(rounds: int, replicas: int, json_path: Path | None = None) -> None:
     created = ensure_swarm()
     ours: list[float] = []
     swarm: list[float] = []
@@ -165,11 +166,14 @@ async def main(rounds: int, replicas: int) -> None:
     for tool, times in (("docker stack deploy (swarm)", swarm), ("orchestrator", ours)):
         rounds_text = ", ".join(f"{t:.1f}" for t in times)
         print(f"| {tool} | {statistics.median(times):.2f} | {rounds_text} | {statistics.median(times) / base:.2f}x |")
+    if json_path:  # for benchmarks/run
+        json_path.write_text(json.dumps({"replicas": replicas, "ours": statistics.median(ours), "swarm": base}))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--replicas", type=int, default=10)
+    parser.add_argument("--json", type=Path, help="also write the figures to this file as JSON")
     args = parser.parse_args()
-    asyncio.run(main(args.rounds, args.replicas))
+    asyncio.run(main(args.rounds, args.replicas, args.json))

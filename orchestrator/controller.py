@@ -131,7 +131,7 @@ class Controller:
             self._r.store.save_stack(record)
             self._r.records[stack] = record
             await self._r.executor.cancel(stack)
-            await self._remove_containers(record)
+            await self._r.executor.remove_now(record, await self._r.engine.list_containers(stack))
             leftover = await self._remove_networks(stack)
             if volumes:
                 await self._r.engine.remove_stack_volumes(stack)
@@ -164,25 +164,6 @@ class Controller:
                     return exc
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
-
-    async def _remove_containers(self, record: StackRecord) -> None:
-        limit = asyncio.Semaphore(self._r.settings.concurrency)
-
-        async def one(container: ContainerState) -> None:
-            service = record.spec.services.get(container.key.service)
-            grace = service.stop_grace_period if service else 10.0
-            async with limit:
-                if container.is_standby:  # no task: nothing to stop or report
-                    await self._r.engine.remove(container.id)
-                    return
-                self._r.tracker.mark_shutdown(container.id)
-                if container.alive:
-                    exit_code = await self._r.engine.stop(container.id, grace)
-                    self._r.tracker.stopped(container.id, exit_code)
-                await self._r.engine.remove(container.id)
-
-        containers = await self._r.engine.list_containers(record.spec.name)
-        await asyncio.gather(*(one(c) for c in containers))
 
     async def resume_removals(self) -> None:
         """Finish an `rm` that a previous daemon did not (its record still says removing)."""

@@ -24,6 +24,7 @@ from orchestrator.errors import EngineError, EngineUnavailable
 from orchestrator.labels import spec_hash
 from orchestrator.model import (
     Action,
+    ContainerState,
     CreateTask,
     PrepareStandby,
     RemoveContainer,
@@ -76,9 +77,6 @@ class Executor:
     def busy(self) -> frozenset[SlotKey]:
         return frozenset(self._inflight)
 
-    def idle(self, stack: str | None = None) -> bool:
-        return not any(stack is None or key.stack == stack for key in self._inflight)
-
     def submit(self, record: StackRecord, actions: Iterable[Action]) -> None:
         by_slot: dict[SlotKey, list[Action]] = defaultdict(list)
         for action in actions:
@@ -101,6 +99,15 @@ class Executor:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def remove_now(self, record: StackRecord, containers: Iterable[ContainerState]) -> None:
+        """Stop (gracefully) and remove these containers, and wait until all are gone: `rm`."""
+
+        async def one(container: ContainerState) -> None:
+            async with self._limit:
+                await self._run(record, RemoveContainer(container.key, container.id, "stack removed"))
+
+        await asyncio.gather(*(one(c) for c in containers))
 
     async def _run_slot(self, record: StackRecord, actions: list[Action]) -> None:
         for action in actions:
@@ -132,7 +139,7 @@ class Executor:
                 await self._stop(record, action)
             case RemoveContainer():
                 self._tracker.mark_shutdown(action.container_id)
-                await self._stop(record, action)
+                await self._stop(record, action)  # reports its shutdown, with the exit code
                 await self._engine.remove(action.container_id)
                 log.info("container_removed", slot=str(action.key), reason=action.reason,
                          container_id=action.container_id[:12])

@@ -45,10 +45,6 @@ def stream_entry_id(seq: int) -> str:
     return f"{seq}-0"
 
 
-def seq_key(prefix: str) -> str:
-    return f"{prefix}:seq"
-
-
 # Fields of a service that do not go into its containers: changing them never recreates.
 _UNHASHED_FIELDS = frozenset({"replicas", "update_config", "rollback_config", "deploy_labels"})
 

@@ -320,24 +320,6 @@ class Reconciler:
             )  # fmt: skip
         )
 
-    # helpers for tests and `--wait` -------------------------------------------------------
-    async def converge(self, name: str, timeout: float = 60.0) -> None:
-        """Pass over `name` until the plan is empty and nothing is in flight (tests, run-once)."""
-        async with asyncio.timeout(timeout):
-            while True:
-                await self.reconcile(name)
-                if self.executor.idle(name) and self._is_converged(name):
-                    return
-                await asyncio.sleep(0.05)
-
-    def _is_converged(self, name: str) -> bool:
-        record = self.records.get(name)
-        if record is None:
-            return not self.observed.get(name)
-        running = running_counts(record, self.observed.get(name, []))
-        return all(running.get(s, 0) >= n for s, n in record.replicas().items())
-
-
 def running_counts(record: StackRecord, observed: list[ContainerState]) -> dict[str, int]:
     """Ready replicas per service (running, and healthy where checked), each slot counted once,
     never more than the service wants (a surplus slot waiting for removal is not a replica)."""
@@ -362,4 +344,4 @@ def _load_book(store: Store, settings: Settings) -> RestartBook:
     return RestartBook.from_json(data, **params)
 
 
-__all__ = ["Emit", "Reconciler", "SlotKey", "running_counts"]
+__all__ = ["Emit", "Reconciler", "running_counts"]

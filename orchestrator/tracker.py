@@ -103,6 +103,17 @@ class TaskTracker:
             # Already reported removed (a relist begun before the removal still showed it), or
             # first seen on its way out ("removing"): there is no transition left to publish.
             return False
+        if to is TaskState.REMOVED and task is not None:
+            if not task.state.terminal:
+                # removed while it ran (`docker rm -f` by hand): its death comes first, so that
+                # every replica's end is one failed/shutdown message (docs/events.md)
+                stopped = task.container_id in self._shutdown
+                reason = reason or (
+                    "container removed" if stopped else "container removed outside the orchestrator"
+                )
+                self.advance(key, task_id, TaskState.SHUTDOWN if stopped else TaskState.FAILED,
+                             exit_code=exit_code, reason=reason)
+            exit_code, reason = None, ""  # the exit code belongs to the death, not the removal
         # Every task begins as `new`; entering it is not a transition, so it is not published.
         previous = task.state if task else TaskState.NEW
         if task is None:
@@ -198,7 +209,8 @@ class TaskTracker:
                 container.task_id,
                 state,
                 container_id=container.id,
-                exit_code=container.exit_code if state.terminal and state is not TaskState.REMOVED else None,
+                # a `removing` container: advance() gives its exit code to the death it publishes first
+                exit_code=container.exit_code if state.terminal else None,
                 reason=container.error,
             )
         for task_id, task in list(self._tasks.items()):

@@ -186,11 +186,6 @@ class Section:
                 out[name.strip()] = rest if sep else None
         return out
 
-    def path_value(self, key: str) -> str | None:
-        """A host path: `~` expanded, relative to the first file's directory."""
-        text = self.str(key)
-        return None if text is None else resolve_path(text, self.ctx.base_dir)
-
 
 def resolve_path(text: str, base_dir: Path) -> str:
     path = Path(text).expanduser()

@@ -7,6 +7,7 @@ import asyncio
 import shutil
 import socket
 import subprocess
+from pathlib import Path
 
 import redis.asyncio as aioredis
 
@@ -19,16 +20,22 @@ def free_port() -> int:
 
 
 class PrivateRedis:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, data_dir: Path | None = None) -> None:
+        """With `data_dir`, an append-only file there keeps the data across a restart."""
         self.port = port
+        self.data_dir = data_dir
         self.url = f"redis://127.0.0.1:{port}/0"
         self._process: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> None:
         binary = shutil.which("redis-server")
         assert binary, "redis-server is not installed: run scripts/setup"
+        persistence = ["--appendonly", "no"]
+        if self.data_dir is not None:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            persistence = ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.data_dir)]
         self._process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence,
              "--enable-debug-command", "local"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip

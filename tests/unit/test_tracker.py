@@ -136,7 +136,7 @@ def test_a_task_first_seen_on_its_way_out_is_not_published(tracker: TaskTracker,
 def test_removed_carries_no_exit_code(tracker: TaskTracker, seen: list[Transition]) -> None:
     tracker.advance(KEY, "t1", TaskState.RUNNING, container_id="c1")
     tracker.observe("s", [container(status="removing", exit_code=0)], tracker.mark())
-    assert (states(seen)[-1], seen[-1].exit_code) == (("running", "removed"), None)
+    assert (states(seen)[-1], seen[-1].exit_code) == (("failed", "removed"), None)
 
 
 @pytest.mark.parametrize(
@@ -166,3 +166,39 @@ def test_a_die_event_of_an_unknown_task_is_left_to_the_relist(tracker: TaskTrack
     tracker.advance(KEY, "t1", TaskState.NEW)
     assert not tracker.exited("t1", 1), "no container yet"
     assert seen == []
+
+
+def test_a_running_replica_removed_by_hand_dies_before_it_is_removed(tracker: TaskTracker,
+                                                                     seen: list[Transition]) -> None:
+    """`docker rm -f` leaves no exited container to relist: its death is still one failed message."""
+    tracker.observe("s", [container()], tracker.mark())
+    tracker.observe("s", [], tracker.mark())
+    assert states(seen) == [("new", "running"), ("running", "failed"), ("failed", "removed")]
+    assert seen[1].reason == "container removed outside the orchestrator"
+
+
+def test_a_replica_stopped_on_purpose_and_gone_ends_shutdown(tracker: TaskTracker, seen: list[Transition]) -> None:
+    tracker.observe("s", [container()], tracker.mark())
+    tracker.mark_shutdown("c1")
+    tracker.observe("s", [], tracker.mark())
+    assert states(seen)[1:] == [("running", "shutdown"), ("shutdown", "removed")]
+
+
+def test_a_container_stopped_before_removal_ends_shutdown_with_its_code(tracker: TaskTracker,
+                                                                        seen: list[Transition]) -> None:
+    tracker.observe("s", [container()], tracker.mark())
+    tracker.mark_shutdown("c1")
+    assert tracker.stopped("c1", 0)
+    tracker.observe("s", [], tracker.mark())
+    assert states(seen)[1:] == [("running", "shutdown"), ("shutdown", "removed")]
+    assert seen[1].exit_code == 0
+
+
+def test_a_replica_seen_removing_dies_once_and_is_removed_once(tracker: TaskTracker, seen: list[Transition]) -> None:
+    """`docker rm -f` caught half-way: the relist shows it "removing", then still, then gone."""
+    tracker.observe("s", [container()], tracker.mark())
+    tracker.observe("s", [container(status="removing", exit_code=137)], tracker.mark())
+    tracker.observe("s", [container(status="removing", exit_code=137)], tracker.mark())
+    tracker.observe("s", [], tracker.mark())
+    assert states(seen) == [("new", "running"), ("running", "failed"), ("failed", "removed")]
+    assert seen[1].exit_code == 137

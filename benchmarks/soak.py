@@ -1,0 +1,458 @@
+"""Soak: the real daemon under client load while faults are injected at random, then invariants.
+
+    benchmarks/soak [--minutes 5 | --seconds 60] [--engine-restart] [--seed N]
+
+Starts `python -m orchestrator daemon` (own state dir, API port, Redis prefix) against a PRIVATE
+redis-server on its own port (append-only file, so its restart keeps the stream), deploys three
+stacks of the test image and keeps a client loop on the ingress port (127.0.0.1 only):
+  <tag>web   web: 3 replicas of busybox httpd behind an ingress port, healthcheck `test ! -f /tmp/sick`
+             hog: 2 replicas with limits.memory 20M that allocate 200 MB when /tmp/oom appears
+  <tag>work  sleeper: 4 replicas with a named volume
+  <tag>crash crash: 1 replica exiting 3 after 1 s, restart on-failure, delay 0s, max_attempts 2
+Faults, in random order spread over the run: SIGKILL of a replica, OOM through the memory limit,
+a healthcheck turning unhealthy, `docker rm -f` of a replica, one restart of the private
+redis-server, one SIGKILL of the daemon (then started again), and one restart of dockerd only with
+--engine-restart. Each recovery is timed from the injection to every service at its
+count again (running, not unhealthy, one per slot).
+
+Checked at the end (exit 1 if any fails): every service at its count, the crash loop given up
+after exactly 1 + max_attempts runs; no slot ever held by two running replicas (the engine's list
+is sampled all along); after `DELETE /v1/stacks/<s>?volumes=true` nothing of ours is left
+(containers, networks, volumes); the Redis stream has gapless seq and a task.state message ending
+in failed/shutdown for every replica that died.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import redis.asyncio as aioredis
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from orchestrator import labels  # noqa: E402
+from tests.integration.daemon_process import DaemonProcess, free_port  # noqa: E402
+from tests.integration.private_redis import PrivateRedis  # noqa: E402
+from tests.integration.test_daemon_process import _restart_engine  # noqa: E402
+
+IMAGE = "orchestrator-test/busybox:latest"
+MAX_ATTEMPTS = 2
+SETTLE_TIMEOUT = 120.0
+
+
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def docker(*args: str, check: bool = True) -> str:
+    done = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"docker {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def stacks(tag: str, port: int) -> dict[str, tuple[str, dict[str, int]]]:
+    """Stack name -> (stack file, the running count each service must come back to)."""
+    restart_any = "      restart_policy: {condition: any, delay: 0s}\n"
+    web = f"""
+services:
+  web:
+    image: {IMAGE}
+    command: ["sh", "-c", "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 8080 -h /www"]
+    ports: ["{port}:8080"]
+    stop_signal: SIGKILL
+    healthcheck:
+      test: ["CMD-SHELL", "test ! -f /tmp/sick"]
+      interval: 1s
+      timeout: 2s
+      retries: 2
+    deploy:
+      replicas: 3
+{restart_any}
+  hog:
+    image: {IMAGE}
+    command: ["sh", "-c", "while [ ! -f /tmp/oom ]; do sleep 0.2; done; head -c 200m /dev/zero | tail"]
+    stop_signal: SIGKILL
+    deploy:
+      replicas: 2
+      resources: {{limits: {{memory: 20M}}}}
+{restart_any}
+"""
+    work = f"""
+services:
+  sleeper:
+    image: {IMAGE}
+    command: ["sleep", "3600"]
+    stop_signal: SIGKILL
+    volumes: ["data:/data"]
+    deploy:
+      replicas: 4
+{restart_any}
+volumes:
+  data: {{}}
+"""
+    crash = f"""
+services:
+  crash:
+    image: {IMAGE}
+    command: ["sh", "-c", "sleep 1; exit 3"]
+    deploy:
+      replicas: 1
+      restart_policy: {{condition: on-failure, delay: 0s, max_attempts: {MAX_ATTEMPTS}}}
+"""
+    return {
+        f"{tag}web": (web, {"web": 3, "hog": 2}),
+        f"{tag}work": (work, {"sleeper": 4}),
+        f"{tag}crash": (crash, {"crash": 0}),
+    }
+
+
+@dataclass(frozen=True)
+class Replica:
+    id: str
+    stack: str
+    service: str
+    slot: str
+    status: str  # docker ps's Status column: "Up 3 seconds (healthy)"…
+
+
+def running(tag: str) -> list[Replica]:
+    fmt = ("{{.ID}}\t{{.Label \"orchestrator.stack\"}}\t{{.Label \"orchestrator.service\"}}"
+           "\t{{.Label \"orchestrator.slot\"}}\t{{.Status}}")
+    out = docker("ps", "--no-trunc", "--filter", f"label={labels.LABEL_STACK}", "--format", fmt, check=False)
+    found = [Replica(*line.split("\t")) for line in out.splitlines() if line.count("\t") == 4]
+    return [r for r in found if r.stack.startswith(tag)]
+
+
+def all_ids(tag: str) -> set[str]:
+    out = docker("ps", "-a", "--no-trunc", "--filter", f"label={labels.LABEL_STACK}",
+                 "--format", "{{.ID}} {{.Label \"orchestrator.stack\"}}", check=False)
+    return {cid for cid, _, stack in (line.partition(" ") for line in out.splitlines()) if stack.startswith(tag)}
+
+
+@dataclass
+class Observer:
+    """Samples the engine's list: every replica seen running, and any slot held twice."""
+
+    tag: str
+    seen: set[str] = field(default_factory=set)
+    duplicates: list[str] = field(default_factory=list)
+    last: list[Replica] = field(default_factory=list)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.last = await asyncio.to_thread(running, self.tag)
+            self.seen.update(r.id for r in self.last)
+            by_slot: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+            for r in self.last:
+                by_slot[(r.stack, r.service, r.slot)].append(r.id[:12])
+            self.duplicates += [f"{k}: {v}" for k, v in by_slot.items() if len(v) > 1]
+            await asyncio.sleep(0.5)
+
+
+def at_count(replicas: list[Replica], wanted: dict[str, dict[str, int]]) -> bool:
+    counts: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for r in replicas:
+        if "unhealthy" not in r.status:
+            counts[(r.stack, r.service)].add(r.slot)
+    return all(len(counts[(s, svc)]) == n for s, services in wanted.items() for svc, n in services.items())
+
+
+async def client_loop(url: str, stop: asyncio.Event, tally: dict[str, int]) -> None:
+    """One request after another, a new connection each, to the ingress port."""
+    timeout = aiohttp.ClientTimeout(total=5)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True), timeout=timeout) as session:
+        while not stop.is_set():
+            try:
+                async with session.get(url) as response:
+                    await response.read()
+                    tally["ok" if response.status == 200 else "failed"] += 1
+            except (aiohttp.ClientError, TimeoutError, OSError):
+                tally["failed"] += 1
+            await asyncio.sleep(0.02)
+
+
+@dataclass
+class Soak:
+    tag: str
+    daemon: DaemonProcess
+    redis: PrivateRedis
+    wanted: dict[str, dict[str, int]]
+    observer: Observer
+    rng: random.Random
+    tally: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    #: (what was injected, seconds to recover, client requests failed meanwhile)
+    recoveries: list[tuple[str, float, int]] = field(default_factory=list)
+
+    def pick(self, service: str) -> Replica | None:
+        candidates = [r for r in self.observer.last if r.service == service and "unhealthy" not in r.status]
+        return self.rng.choice(candidates) if candidates else None
+
+    async def settle(self, since: float, timeout: float = SETTLE_TIMEOUT) -> float:
+        """Seconds from `since` until every service is at its count (in two samples in a row)."""
+        deadline = time.monotonic() + timeout
+        streak = 0
+        while time.monotonic() < deadline:
+            if at_count(await asyncio.to_thread(running, self.tag), self.wanted):
+                streak += 1
+                if streak == 2:
+                    return time.monotonic() - since
+            else:
+                streak = 0
+            await asyncio.sleep(0.25)
+        raise TimeoutError(f"not back at count after {timeout:.0f} s")
+
+    async def gone(self, container: str, timeout: float = 60) -> None:
+        """Waits until `container` no longer runs: the fault has taken effect."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if container not in {r.id for r in await asyncio.to_thread(running, self.tag)}:
+                return
+            await asyncio.sleep(0.2)
+        raise TimeoutError(f"{container[:12]} still runs {timeout:.0f} s after the fault")
+
+    # ------------------------------------------------------------------ faults
+
+    async def kill_replica(self) -> str:
+        victim = self.pick("sleeper") or self.pick("web")
+        assert victim, "no replica to kill"
+        pid = docker("inspect", "-f", "{{.State.Pid}}", victim.id).strip()
+        os.kill(int(pid), signal.SIGKILL)
+        await self.gone(victim.id)
+        return f"SIGKILL {victim.service}.{victim.slot}"
+
+    async def flagged(self, service: str, flag: str) -> Replica:
+        """Creates `flag` inside a replica of `service` (its command or healthcheck watches for
+        it) and waits until that replica is gone."""
+        victim = self.pick(service)
+        assert victim, f"no {service} replica"
+        docker("exec", victim.id, "touch", flag)
+        await self.gone(victim.id)
+        return victim
+
+    async def oom(self) -> str:
+        victim = await self.flagged("hog", "/tmp/oom")
+        oom = docker("inspect", "-f", "{{.State.OOMKilled}} {{.State.ExitCode}}", victim.id, check=False).strip()
+        return f"OOM hog.{victim.slot} (OOMKilled, exit: {oom or 'removed'})"
+
+    async def unhealthy(self) -> str:
+        victim = await self.flagged("web", "/tmp/sick")
+        return f"unhealthy web.{victim.slot}"
+
+    async def remove(self) -> str:
+        victim = self.pick("sleeper")
+        assert victim, "no sleeper replica"
+        docker("rm", "-f", victim.id)
+        return f"docker rm -f sleeper.{victim.slot}"
+
+    async def redis_restart(self) -> str:
+        self.redis.stop()
+        await asyncio.sleep(2)
+        await self.redis.start()
+        return "restart of redis-server"
+
+    async def daemon_kill(self) -> str:
+        await self.daemon.kill()
+        victim = self.pick("sleeper")
+        if victim:  # a death while nobody watches: the restarted daemon must see and report it
+            docker("kill", victim.id, check=False)
+        await asyncio.sleep(1)
+        await self.daemon.start()
+        return "SIGKILL of the daemon (a replica killed while it was down)"
+
+    async def engine_restart(self) -> str:
+        await asyncio.to_thread(_restart_engine)
+        return "restart of dockerd"
+
+    async def inject(self, name: str, fault: Callable[[], Awaitable[str]]) -> None:
+        started, failed = time.monotonic(), self.tally["failed"]
+        what = await fault()
+        took = await self.settle(started)
+        self.recoveries.append((what, took, self.tally["failed"] - failed))
+        say(f"{what}: recovered in {took:.1f} s")
+
+
+async def stream_problems(redis_url: str, prefix: str, deaths: set[str]) -> list[str]:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        entries = await client.xrange(labels.events_stream(prefix))
+    finally:
+        await client.aclose()
+    problems = []
+    seqs = [int(fields[labels.STREAM_FIELD_SEQ]) for _, fields in entries]
+    if seqs != list(range(seqs[0], seqs[0] + len(seqs))) if seqs else True:
+        missing = sorted(set(range(min(seqs, default=1), max(seqs, default=0) + 1)) - set(seqs))
+        problems.append(f"stream seq not gapless ({len(seqs)} messages; missing {missing[:10]})")
+    reported = set()
+    for _, fields in entries:
+        event = json.loads(fields[labels.STREAM_FIELD_EVENT])
+        if event["type"] == "task.state" and event.get("to") in ("failed", "shutdown", "complete"):
+            reported.add(event.get("container_id"))
+    unreported = {d for d in deaths if d not in reported}
+    if unreported:
+        problems.append(f"{len(unreported)} of {len(deaths)} replica deaths have no task.state message: "
+                        f"{sorted(c[:12] for c in unreported)[:10]}")
+    return problems
+
+
+def leftovers(stack: str) -> list[str]:
+    found = []
+    for kind in ("container", "network", "volume"):
+        listing = ["ps", "-a"] if kind == "container" else [kind, "ls"]
+        out = docker(*listing, "-q", "--filter", f"label={labels.LABEL_STACK}={stack}", check=False)
+        found += [f"{kind} {name[:12]}" for name in out.split()]
+    return found
+
+
+def crash_runs(stack: str) -> int:
+    return len(docker("ps", "-a", "-q", "--filter", f"label={labels.LABEL_STACK}={stack}", check=False).split())
+
+
+def summary(soak: Soak, problems: list[str]) -> str:
+    tally = soak.tally
+    lines = ["| fault | recovery s | client requests failed |", "| --- | ---: | ---: |"]
+    lines += [f"| {what} | {took:.1f} | {failed} |" for what, took, failed in soak.recoveries]
+    times = sorted(took for _, took, _ in soak.recoveries)
+    if times:
+        p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
+        lines.append(f"\nrecovery: max {times[-1]:.1f} s, p95 {p95:.1f} s, median {statistics.median(times):.1f} s "
+                     f"over {len(times)} faults")
+    total = tally["ok"] + tally["failed"]
+    lines.append(f"client requests: {total}, failed {tally['failed']} ({100 * tally['failed'] / max(total, 1):.2f} %)")
+    lines.append("invariants: " + ("all held" if not problems else "BROKEN\n  - " + "\n  - ".join(problems)))
+    return "\n".join(lines)
+
+
+async def soak(args: argparse.Namespace) -> int:
+    tag = f"soak{secrets.token_hex(3)}"
+    rng = random.Random(args.seed)
+    work = Path(tempfile.mkdtemp(prefix="orchestrator-soak-"))
+    redis = PrivateRedis(free_port(), data_dir=work / "redis")
+    port = free_port()
+    wanted_files = stacks(tag, port)
+    wanted = {name: counts for name, (_, counts) in wanted_files.items()}
+    daemon = DaemonProcess(work / "state", tag, extra_env={"ORCHESTRATOR_REDIS_URL": redis.url})
+    observer = Observer(tag)
+    state = Soak(tag, daemon, redis, wanted, observer, rng)
+    stop = asyncio.Event()
+    tally = state.tally
+    problems: list[str] = []
+    background: list[asyncio.Task[None]] = []
+    say(f"soak {tag}: {args.seconds:.0f} s, work dir {work}")
+    await redis.start()
+    try:
+        await daemon.start()
+        for name, (text, _) in wanted_files.items():
+            await daemon.deploy(name, text)
+        background.append(asyncio.create_task(observer.run(stop)))
+        say(f"deployed; settled in {await state.settle(time.monotonic()):.1f} s")
+        background.append(asyncio.create_task(client_loop(f"http://127.0.0.1:{port}/", stop, tally)))
+        faults: list[tuple[str, Callable[[], Awaitable[str]]]] = [
+            ("redis", state.redis_restart), ("daemon", state.daemon_kill), ("unhealthy", state.unhealthy),
+            ("oom", state.oom), ("rm", state.remove),
+        ]
+        if args.engine_restart:
+            faults.append(("engine", state.engine_restart))
+        extra = max(0, int(args.seconds // 15) - len(faults))  # then more of the cheap faults
+        faults += [rng.choice([("kill", state.kill_replica), ("kill", state.kill_replica), ("oom", state.oom),
+                               ("unhealthy", state.unhealthy), ("rm", state.remove)]) for _ in range(extra)]
+        faults.append(("kill", state.kill_replica))
+        rng.shuffle(faults)
+        begun = time.monotonic()
+        deadline = begun + args.seconds
+        gap = args.seconds / (len(faults) + 1)
+        for n, (name, fault) in enumerate(faults, 1):  # spread over the run, each at a jittered time
+            at = begun + n * gap + rng.uniform(-gap / 3, gap / 3)
+            await asyncio.sleep(max(0.0, min(at, deadline) - time.monotonic()))
+            try:
+                await state.inject(name, fault)
+            except (TimeoutError, AssertionError, RuntimeError) as exc:
+                problems.append(f"{name}: {exc}")
+                say(f"{name}: {exc}")
+        await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+        say("settling")
+        try:
+            await state.settle(time.monotonic())
+        except TimeoutError as exc:
+            problems.append(f"final: {exc}; running: {sorted((r.stack, r.service, r.slot) for r in observer.last)}")
+        stop.set()
+        await asyncio.gather(*background)
+        crash_stack = f"{tag}crash"
+        if (runs := crash_runs(crash_stack)) != 1 + MAX_ATTEMPTS:
+            problems.append(f"crash loop ran {runs} times; max_attempts {MAX_ATTEMPTS} means {1 + MAX_ATTEMPTS}")
+        if observer.duplicates:
+            problems.append(f"slots held twice: {observer.duplicates[:5]}")
+        deaths = (observer.seen | all_ids(tag)) - {r.id for r in running(tag)}
+        await asyncio.sleep(2)  # the publisher's last batch
+        problems += await stream_problems(redis.url, tag, deaths)
+        for name in wanted:
+            status, body = await daemon.request("DELETE", f"/v1/stacks/{name}?volumes=true")
+            if status != 200:
+                problems.append(f"DELETE {name}: {status} {body}")
+        await asyncio.sleep(3)
+        for name in wanted:
+            if left := leftovers(name):
+                problems.append(f"{name} leaked after removal: {left}")
+    finally:
+        stop.set()
+        for task in background:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await daemon.stop()
+        cleanup(tag)
+        redis.stop()
+    print(summary(state, problems))
+    if problems:
+        print(f"\n(daemon log: {work / 'state' / 'daemon.log'})")
+    else:
+        subprocess.run(["rm", "-rf", str(work)], check=False)
+    return 1 if problems else 0
+
+
+def cleanup(tag: str) -> None:
+    """Whatever of ours is left when the run failed half-way."""
+    for kind in ("container", "network", "volume"):
+        listing = ["ps", "-a"] if kind == "container" else [kind, "ls"]
+        out = docker(*listing, "--filter", f"label={labels.LABEL_STACK}", "--format",
+                     "{{.ID}} {{.Label \"orchestrator.stack\"}}" if kind != "volume" else
+                     "{{.Name}} {{.Label \"orchestrator.stack\"}}", check=False)
+        ours = [obj for obj, _, stack in (line.partition(" ") for line in out.splitlines()) if stack.startswith(tag)]
+        if ours:
+            docker(*(["rm", "-f"] if kind == "container" else [kind, "rm"]), *ours, check=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--minutes", type=float, default=5.0)
+    length.add_argument("--seconds", type=float)
+    parser.add_argument("--engine-restart", action="store_true",
+                        help="also restart dockerd once")
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args()
+    args.seconds = args.seconds if args.seconds is not None else args.minutes * 60
+    if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True, check=False).returncode:
+        raise SystemExit(f"{IMAGE} is missing: build it with scripts/setup (this script installs nothing)")
+    sys.exit(asyncio.run(soak(args)))
+
+
+if __name__ == "__main__":
+    main()
