@@ -35,7 +35,7 @@ from orchestrator.model import (
 )
 from orchestrator.restarts import RestartBook
 from orchestrator.store import StackRecord
-from orchestrator.planner import REASON_RESTART, REASON_STANDBY_STALE, REASON_UNHEALTHY
+from orchestrator.planner import REASON_RESTART, REASON_UNHEALTHY
 from orchestrator.tracker import TaskTracker
 
 log = structlog.stdlib.get_logger()
@@ -105,7 +105,8 @@ class Executor:
 
         async def one(container: ContainerState) -> None:
             async with self._limit:
-                await self._run(record, RemoveContainer(container.key, container.id, "stack removed"))
+                await self._run(record, RemoveContainer(
+                    container.key, container.id, "stack removed", container.is_standby))
 
         await asyncio.gather(*(one(c) for c in containers))
 
@@ -131,8 +132,10 @@ class Executor:
                 await self._create(record, action)
             case PrepareStandby():
                 await self._prepare_standby(record, action)
-            case RemoveContainer(reason=reason) if reason == REASON_STANDBY_STALE:
+            case RemoveContainer(standby=True):
                 await self._engine.remove(action.container_id)  # never started: nothing to stop
+                log.info("standby_removed", slot=str(action.key), reason=action.reason,
+                         container_id=action.container_id[:12])
             case StopTask():
                 if action.reason != REASON_UNHEALTHY:  # an unhealthy replica's stop is a failure
                     self._tracker.mark_shutdown(action.container_id)

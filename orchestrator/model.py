@@ -311,8 +311,14 @@ class ContainerState:
 
     @property
     def is_standby(self) -> bool:
-        """A standby still waiting to be started: not a task yet (docs/standby.md)."""
-        return self.standby and self.status == "created" and not self.error
+        """A standby never started, so no task (docs/standby.md): waiting (`created`), or on
+        its way out unused (`removing`, or `dead` after a failed removal). Taken for a task
+        there, it would be a slot's newest dead container: a failure of a task that never was."""
+        if not self.standby or self.error:
+            return False
+        if self.status == "created":
+            return True
+        return self.status in ("removing", "dead") and self.started_at is None
 
 
 # --------------------------------------------------------------------------- plan
@@ -348,6 +354,8 @@ class RemoveContainer:
     key: SlotKey
     container_id: str
     reason: str
+    #: A standby never started (ContainerState.is_standby): no task, so nothing to stop or report.
+    standby: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -196,10 +196,15 @@ def _plan_service(
         if number in busy or number in drop:
             continue  # in flight: maybe being made or started; dropped: removed above
         usable = ctx.keeps_standbys and (number in keep or number in filled)
-        first = next((c for c in waiting if usable and c.spec_hash == ctx.want), None)
+        # Only a waiting one can be started; one removing (the engine is at it) or dead (its
+        # removal failed) is on its way out.
+        first = next(
+            (c for c in waiting if usable and c.status == "created" and c.spec_hash == ctx.want), None
+        )
         if first is not None:
             standby[number] = first
-        _remove(draft, [c for c in waiting if c is not first], REASON_STANDBY_STALE)
+        unneeded = [c for c in waiting if c is not first and c.status != "removing"]
+        _remove(draft, unneeded, REASON_STANDBY_STALE)
     views = [
         classify(SlotKey(ctx.stack, ctx.spec.name, n), slots[n], ctx.want)
         for n in keep
@@ -417,7 +422,9 @@ def _remove(
     reason: str,
     busy: AbstractSet[SlotKey] = frozenset(),
 ) -> None:
-    draft.removes += [RemoveContainer(c.key, c.id, reason) for c in containers if c.key not in busy]
+    draft.removes += [
+        RemoveContainer(c.key, c.id, reason, c.is_standby) for c in containers if c.key not in busy
+    ]
 
 
 def _group(containers: Iterable[ContainerState]) -> dict[str, dict[int, list[ContainerState]]]:

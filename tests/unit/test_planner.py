@@ -93,7 +93,7 @@ def create(
 
 
 def remove(container: ContainerState, reason: str) -> RemoveContainer:
-    return RemoveContainer(container.key, container.id, reason)
+    return RemoveContainer(container.key, container.id, reason, container.is_standby)
 
 
 def stop(container: ContainerState, reason: str) -> StopTask:
@@ -773,6 +773,29 @@ def test_a_restart_later_is_noted_with_its_time() -> None:
     (note,) = result.notes
     assert (note.kind, note.key, note.container_id) == ("restart_scheduled", dead.key, dead.id)
     assert note.not_before == result.wake_at == NOW + 4
+
+
+def test_a_standby_on_its_way_out_is_no_task_of_its_slot() -> None:
+    """A gave-up slot's standby caught being removed (or dead after a failed removal) is not
+    the slot's newest failure, nor a standby to start; a dead one is removed again."""
+    web = service(replicas=1, restart_policy=RestartPolicy(condition="any", delay=0.0, max_attempts=1))
+    book = RestartBook()
+    first = c(web, 1, NOW - 10, "exited")
+    again = c(web, 1, NOW - 5, "exited")
+    book.record_created(first.key, labels.spec_hash(web), web.restart_policy, again.created_at, attempt=1)
+    for status, removes in (("removing", []), ("dead", [REASON_STANDBY_STALE])):
+        leaving = replace(spare(web, 1, NOW - 4), status=status)  # type: ignore[arg-type]
+        assert leaving.is_standby
+        result = plan(StackSpec(STACK, {"web": web}), {"web": 1}, [first, again, leaving], book, NOW)
+        assert [(n.kind, n.container_id) for n in result.notes] == [("gave_up", again.id)]
+        assert list(result.actions) == [remove(leaving, reason) for reason in removes]
+
+
+def test_a_standby_that_ran_is_a_task_whatever_its_end() -> None:
+    ran = replace(c(WEB1, 1, 10, "exited"), standby=True)
+    assert not ran.is_standby
+    assert not replace(ran, status="removing").is_standby
+    assert not replace(spare(WEB1, 1, 20), error="exec failed").is_standby  # its start was refused
 
 
 def test_giving_up_is_noted_and_a_due_restart_is_not() -> None:
