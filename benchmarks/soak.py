@@ -142,10 +142,15 @@ def running(tag: str) -> list[Replica]:
     return [r for r in found if r.stack.startswith(tag)]
 
 
-def all_ids(tag: str) -> set[str]:
-    out = docker("ps", "-a", "--no-trunc", "--filter", f"label={labels.LABEL_STACK}",
-                 "--format", "{{.ID}} {{.Label \"orchestrator.stack\"}}", check=False)
-    return {cid for cid, _, stack in (line.partition(" ") for line in out.splitlines()) if stack.startswith(tag)}
+def ran_ids(tag: str) -> set[str]:
+    """Every container of the soak's stacks that was ever started: not the standbys still
+    waiting (docs/standby.md), which are no replicas and cannot die."""
+    out = docker("ps", "-a", "--no-trunc", "--filter", f"label={labels.LABEL_STACK}", "--format",
+                 f"{{{{.ID}}}} {{{{.State}}}} {{{{.Label \"{labels.LABEL_STANDBY}\"}}}} "
+                 f"{{{{.Label \"{labels.LABEL_STACK}\"}}}}", check=False)
+    rows = (line.split(" ", 3) for line in out.splitlines())
+    return {cid for cid, state, standby, stack in rows
+            if stack.startswith(tag) and not (standby == "1" and state == "created")}
 
 
 @dataclass
@@ -400,7 +405,7 @@ async def soak(args: argparse.Namespace) -> int:
             problems.append(f"crash loop ran {runs} times; max_attempts {MAX_ATTEMPTS} means {1 + MAX_ATTEMPTS}")
         if observer.duplicates:
             problems.append(f"slots held twice: {observer.duplicates[:5]}")
-        deaths = (observer.seen | all_ids(tag)) - {r.id for r in running(tag)}
+        deaths = (observer.seen | ran_ids(tag)) - {r.id for r in running(tag)}
         await asyncio.sleep(2)  # the publisher's last batch
         problems += await stream_problems(redis.url, tag, deaths)
         for name in wanted:
