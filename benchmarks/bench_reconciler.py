@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_reconciler.py [--replicas 1,10,50,100] [--kills 24]
                                                      [--idle 30] [--no-swarm]
+                                                     [--only converge|replacement|scale]
 
 Our daemon runs as users run it (`python -m orchestrator daemon`, its own state dir, port and
 Redis prefix); Swarm is a single-node swarm (`docker swarm init --advertise-addr 127.0.0.1` when
@@ -11,7 +12,7 @@ not wait out a grace period that busybox-as-PID-1 would never cut short).
 
 - converge: from the deploy (PUT / `docker stack deploy`) to the engine's `start` event of the
   N-th replica; floor: N `docker run -d` of the same container, all at once.
-- replacement: a replica's main process is SIGKILLed from the host; from its `die` event to the
+- replacement (after every slot of ours has its standby): a replica's main process is SIGKILLed from the host; from its `die` event to the
   `start` event of the replacement in the same slot (engine timeNano). Each kill hits a different
   replica that has never been restarted, so our default backoff restarts at once; Swarm has
   `restart_policy.delay: 0s`; the floor is the engine restarting the same container in place
@@ -48,6 +49,7 @@ from tests.integration.daemon_process import DaemonProcess  # noqa: E402
 
 IMAGE = "orchestrator-test/busybox:latest"
 OUR_STACK_LABEL = "orchestrator.stack"
+STANDBY_LABEL = "orchestrator.standby"
 SWARM_STACK_LABEL = "com.docker.stack.namespace"
 SWARM_TASK_LABEL = "com.docker.swarm.task.name"
 FLOOR_LABEL = "orchestrator-bench.floor"
@@ -222,6 +224,20 @@ class Ours:
     def slot(self, seen: Seen) -> str | None:
         return f"{seen.attributes.get(OUR_STACK_LABEL)}/{seen.attributes.get('orchestrator.slot')}"
 
+    async def wait_standbys(self, stack: str, count: int, timeout: float = 15.0) -> None:
+        """Until every slot has its standby (docs/standby.md); a daemon that makes none (an
+        older one, measured for comparison) is waited for `timeout` seconds."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while True:
+                    out = await run("docker", "ps", "-aq", "--filter", f"label={OUR_STACK_LABEL}={stack}",
+                                    "--filter", f"label={STANDBY_LABEL}=1", "--filter", "status=created")
+                    if len(out.split()) >= count:
+                        say(f"{count} standbys ready")
+                        return
+                    await asyncio.sleep(0.2)
+        say("no standbys (within the timeout)")
+
     async def stop(self, keep_log: Path | None = None) -> None:
         with contextlib.suppress(Exception):
             await self.daemon.stop()
@@ -347,6 +363,7 @@ async def measure_converge(
         stack = f"{ours.tag}o{replicas}r{round_}"
         row.setdefault("ours", []).append(await ours.deploy(stack, replicas))
         if replicas >= 100 and idle > 0 and results.idle_cpu_percent is None:
+            await ours.wait_standbys(stack, replicas, timeout=60)  # their creates are not idle
             await measure_idle(ours, idle, results)
         await ours.remove(stack)
 
@@ -404,6 +421,7 @@ async def measure_replacement(
 ) -> None:
     stack = f"{ours.tag}or"
     await ours.deploy(stack, kills)
+    await ours.wait_standbys(stack, kills)
     targets = [Target("ours", await ids_with(OUR_STACK_LABEL, stack), ours.slot)]
     await floor.converge(kills, "--restart", "on-failure")
     targets.append(Target("floor", await ids_with(FLOOR_LABEL, floor.tag), lambda e: e.id))
@@ -615,4 +633,11 @@ if __name__ == "__main__":
     parser.add_argument("--no-swarm", action="store_true", help="skip Swarm (quick runs)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file as JSON")
     parser.add_argument("--keep-log", type=Path, help="copy the daemon's log here at the end")
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--only", choices=["converge", "replacement", "scale"],
+                        help="run only this part (converge includes idle at 100 replicas)")
+    parsed = parser.parse_args()
+    if parsed.only is not None:
+        parsed.replicas = parsed.replicas if parsed.only == "converge" else []
+        parsed.kills = parsed.kills if parsed.only == "replacement" else 0
+        parsed.scale = parsed.only == "scale"
+    asyncio.run(main(parsed))

@@ -145,10 +145,15 @@ def running(tag: str) -> list[Replica]:
     return [r for r in found if r.stack.startswith(tag)]
 
 
-def all_ids(tag: str) -> set[str]:
-    out = docker("ps", "-a", "--no-trunc", "--filter", f"label={labels.LABEL_STACK}",
-                 "--format", "{{.ID}} {{.Label \"orchestrator.stack\"}}", check=False)
-    return {cid for cid, _, stack in (line.partition(" ") for line in out.splitlines()) if stack.startswith(tag)}
+def task_ids(tag: str) -> set[str]:
+    """Every container of the soak's stacks but the standbys still waiting (docs/standby.md):
+    those are no tasks, so neither deaths nor rejections."""
+    out = docker("ps", "-a", "--no-trunc", "--filter", f"label={labels.LABEL_STACK}", "--format",
+                 f"{{{{.ID}}}} {{{{.State}}}} {{{{.Label \"{labels.LABEL_STANDBY}\"}}}} "
+                 f"{{{{.Label \"{labels.LABEL_STACK}\"}}}}", check=False)
+    rows = (line.split(" ", 3) for line in out.splitlines())
+    return {cid for cid, state, standby, stack in rows
+            if stack.startswith(tag) and not (standby == "1" and state == "created")}
 
 
 def never_started(ids: set[str]) -> set[str]:
@@ -419,7 +424,7 @@ async def soak(args: argparse.Namespace) -> int:
             problems.append(f"crash loop ran {runs} times; max_attempts {MAX_ATTEMPTS} means {1 + MAX_ATTEMPTS}")
         if observer.duplicates:
             problems.append(f"slots held twice: {observer.duplicates[:5]}")
-        left = all_ids(tag) - {r.id for r in running(tag)}
+        left = task_ids(tag) - {r.id for r in running(tag)}
         unstarted = never_started(left)
         deaths = (observer.seen | left) - unstarted - {r.id for r in running(tag)}
         say(f"checking the stream: {len(deaths)} replica deaths, {len(unstarted)} containers never started")

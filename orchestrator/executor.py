@@ -26,6 +26,7 @@ from orchestrator.model import (
     Action,
     ContainerState,
     CreateTask,
+    PrepareStandby,
     RemoveContainer,
     ServiceSpec,
     SlotKey,
@@ -69,6 +70,9 @@ class Executor:
         self._before_stop = before_stop
         self._inflight: dict[SlotKey, asyncio.Task[None]] = {}
         self._images_present: set[str] = set()
+        #: Slots whose standby the engine refused: not asked again until forget_images (a
+        #: deploy or an engine reconnect), or every converged pass would ask again at once.
+        self._standby_refused: set[SlotKey] = set()
 
     def busy(self) -> frozenset[SlotKey]:
         return frozenset(self._inflight)
@@ -76,7 +80,8 @@ class Executor:
     def submit(self, record: StackRecord, actions: Iterable[Action]) -> None:
         by_slot: dict[SlotKey, list[Action]] = defaultdict(list)
         for action in actions:
-            by_slot[action.key].append(action)
+            if not (isinstance(action, PrepareStandby) and action.key in self._standby_refused):
+                by_slot[action.key].append(action)
         for key, slot_actions in by_slot.items():
             if key in self._inflight:
                 continue  # the planner skips busy slots; a race with a finishing task is harmless
@@ -100,7 +105,8 @@ class Executor:
 
         async def one(container: ContainerState) -> None:
             async with self._limit:
-                await self._run(record, RemoveContainer(container.key, container.id, "stack removed"))
+                await self._run(record, RemoveContainer(
+                    container.key, container.id, "stack removed", container.is_standby))
 
         await asyncio.gather(*(one(c) for c in containers))
 
@@ -120,8 +126,16 @@ class Executor:
 
     async def _run(self, record: StackRecord, action: Action) -> None:
         match action:
+            case CreateTask(standby_id=str()):
+                await self._start_standby(record, action)
             case CreateTask():
                 await self._create(record, action)
+            case PrepareStandby():
+                await self._prepare_standby(record, action)
+            case RemoveContainer(standby=True):
+                await self._engine.remove(action.container_id)  # never started: nothing to stop
+                log.info("standby_removed", slot=str(action.key), reason=action.reason,
+                         container_id=action.container_id[:12])
             case StopTask():
                 if action.reason != REASON_UNHEALTHY:  # an unhealthy replica's stop is a failure
                     self._tracker.mark_shutdown(action.container_id)
@@ -165,10 +179,49 @@ class Executor:
         except EngineError as exc:
             self._reject(action, service, task_id, state.id, exc)
             return
+        self._started(action, task_id, state.short_id)
+
+    def _started(self, action: CreateTask, task_id: str, short_id: str) -> None:
+        key = action.key
         self._tracker.advance(key, task_id, TaskState.RUNNING)
         if action.reason == REASON_RESTART:
             metrics.RESTARTS.labels(key.stack, key.service).inc()
-        log.info("task_started", slot=str(key), reason=action.reason, container_id=state.short_id)
+        log.info("task_started", slot=str(key), reason=action.reason, container_id=short_id,
+                 standby=action.standby_id is not None)
+
+    async def _start_standby(self, record: StackRecord, action: CreateTask) -> None:
+        """The replacement's whole critical path: one start. Until now the standby was no
+        task; it becomes one at `starting` and the book counts it from its start."""
+        key, container_id, task_id = action.key, action.standby_id, action.standby_task_id
+        assert container_id is not None
+        service = record.spec.services[key.service]
+        self._book.record_created(
+            key, spec_hash(service), service.restart_policy, time.time(), action.attempt
+        )
+        self._tracker.advance(
+            key, task_id, TaskState.STARTING, container_id=container_id, reason=action.reason
+        )
+        try:
+            await self._engine.start(container_id)
+        except EngineError as exc:
+            self._reject(action, service, task_id, container_id, exc)
+            return
+        self._started(action, task_id, container_id[:12])
+
+    async def _prepare_standby(self, record: StackRecord, action: PrepareStandby) -> None:
+        key = action.key
+        service = record.spec.services[key.service]
+        try:
+            await self._ensure_image(key.stack, service)
+            state = await self._engine.create_task(
+                record.spec, service, key, spec_hash(service), self._files_dir(key.stack),
+                task_id=new_task_id(), standby=True,
+            )  # fmt: skip
+        except EngineError as exc:
+            self._standby_refused.add(key)
+            log.warning("standby_refused", slot=str(key), reason=exc.message)
+            return
+        log.info("standby_prepared", slot=str(key), container_id=state.short_id)
 
     def _reject(
         self,
@@ -199,6 +252,7 @@ class Executor:
     def forget_images(self) -> None:
         """After an engine restart or a deploy: images may have changed."""
         self._images_present.clear()
+        self._standby_refused.clear()
 
 
 def _grace(service: ServiceSpec | None) -> float:

@@ -21,6 +21,8 @@ LABEL_SPEC_HASH = f"{PREFIX}.spec-hash"
 LABEL_TASK_ID = f"{PREFIX}.task-id"
 #: Creation time in ns since the epoch: orders a slot's containers exactly.
 LABEL_CREATED_NS = f"{PREFIX}.created-ns"
+#: Marks a container created as a slot's standby (docs/standby.md).
+LABEL_STANDBY = f"{PREFIX}.standby"
 #: Marks a network or volume the daemon created for a stack.
 LABEL_MANAGED = f"{PREFIX}.managed"
 
@@ -68,7 +70,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def container_labels(key: SlotKey, spec_digest: str, task_id: str, created_ns: int) -> dict[str, str]:
+def container_labels(
+    key: SlotKey, spec_digest: str, task_id: str, created_ns: int, standby: bool = False
+) -> dict[str, str]:
     return {
         LABEL_STACK: key.stack,
         LABEL_SERVICE: key.service,
@@ -76,6 +80,7 @@ def container_labels(key: SlotKey, spec_digest: str, task_id: str, created_ns: i
         LABEL_SPEC_HASH: spec_digest,
         LABEL_TASK_ID: task_id,
         LABEL_CREATED_NS: str(created_ns),
+        **({LABEL_STANDBY: "1"} if standby else {}),
     }
 
 

@@ -293,6 +293,8 @@ class ContainerState:
     ports: Mapping[str, int] = field(default_factory=dict)
     #: IPv4 address on its first network (running containers), for the ingress.
     address: str | None = None
+    #: Created as a slot's standby (label `orchestrator.standby`; it keeps it once started).
+    standby: bool = False
 
     @property
     def short_id(self) -> str:
@@ -307,6 +309,17 @@ class ContainerState:
             return not self.error
         return self.status in ("running", "paused", "restarting")
 
+    @property
+    def is_standby(self) -> bool:
+        """A standby never started, so no task (docs/standby.md): waiting (`created`), or on
+        its way out unused (`removing`, or `dead` after a failed removal). Taken for a task
+        there, it would be a slot's newest dead container: a failure of a task that never was."""
+        if not self.standby or self.error:
+            return False
+        if self.status == "created":
+            return True
+        return self.status in ("removing", "dead") and self.started_at is None
+
 
 # --------------------------------------------------------------------------- plan
 
@@ -320,6 +333,9 @@ class CreateTask:
     #: Restart attempt in the slot's current run of quick failures (0: not a restart). The
     #: executor hands it back to RestartBook.record_created / record_rejection.
     attempt: int = 0
+    #: The slot's standby (container id, task id) to start instead of creating one.
+    standby_id: str | None = None
+    standby_task_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,9 +354,19 @@ class RemoveContainer:
     key: SlotKey
     container_id: str
     reason: str
+    #: A standby never started (ContainerState.is_standby): no task, so nothing to stop or report.
+    standby: bool = False
 
 
-Action = CreateTask | StopTask | RemoveContainer
+@dataclass(frozen=True, slots=True)
+class PrepareStandby:
+    """Create (not start) a standby for `key`'s slot: its next restart is only a start."""
+
+    key: SlotKey
+    reason: str = "standby"
+
+
+Action = CreateTask | StopTask | RemoveContainer | PrepareStandby
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,13 @@ Slots work as swarmkit's replicated orchestrator (SEMANTICS.md 2.2):
 - Containers of services no longer in the spec are removed.
 - A service with no container yet waits for its `depends_on` conditions.
 Slots in `busy` (an action in flight) are left alone this pass but still count as occupied.
+
+Standbys (docs/standby.md): a created, never started container labelled as a slot's standby is
+no task: it is left out of the slot's classification. A restart or replacement in the slot
+starts it (CreateTask.standby_id) when it has the current spec hash; stale or surplus standbys,
+those of dropped slots and those of services that get none are removed. A slot with a running
+current container and no standby gets one (PrepareStandby) only when the rest of the stack is
+converged, so standbys never compete with the creates of a deploy, a scale-up or an update.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from orchestrator.model import (
     DependsOn,
     Plan,
     PlanNote,
+    PrepareStandby,
     RemoveContainer,
     ServiceSpec,
     SlotKey,
@@ -61,6 +69,7 @@ REASON_DUPLICATE = "duplicate"
 REASON_HISTORY = "history limit"
 REASON_SERVICE_REMOVED = "service removed"
 REASON_NEVER_STARTED = "never started"
+REASON_STANDBY_STALE = "standby not needed"
 
 # Containers of one service: slot number -> containers, newest first.
 Slots = Mapping[int, Sequence[ContainerState]]
@@ -99,13 +108,18 @@ class _Draft:
     notes: list[PlanNote] = field(default_factory=list)
     updates: dict[str, UpdateStatus] = field(default_factory=dict)
     rollbacks: dict[str, ServiceSpec] = field(default_factory=dict)
+    #: Running slots without a standby: they get one if the stack is otherwise converged.
+    standbys: list[SlotKey] = field(default_factory=list)
 
-    def finish(self) -> Plan:
+    def finish(self, settled: bool) -> Plan:
         def order(a: Action) -> tuple[str, int, str]:
             return (a.key.service, a.key.slot, getattr(a, "container_id", ""))
 
-        actions: list[Action] = [*self.removes, *self.stops, *self.creates]
-        kind = {RemoveContainer: 0, StopTask: 1, CreateTask: 2}
+        prepares = [PrepareStandby(k) for k in self.standbys] if settled and not (
+            self.removes or self.stops or self.creates
+        ) else []
+        actions: list[Action] = [*self.removes, *self.stops, *self.creates, *prepares]
+        kind = {RemoveContainer: 0, StopTask: 1, CreateTask: 2, PrepareStandby: 3}
         actions.sort(key=lambda a: (kind[type(a)], *order(a)))
         wake_at = min(self.wakes, default=None)
         return Plan(tuple(actions), wake_at, tuple(self.notes), self.updates, self.rollbacks)
@@ -124,6 +138,11 @@ class _Context:
     update: UpdateStatus | None = None
     #: Containers the daemon stopped on purpose.
     stopped: AbstractSet[str] = frozenset()
+
+    @property
+    def keeps_standbys(self) -> bool:
+        """Only a replicated service whose containers may be restarted has standbys."""
+        return self.spec.mode == "replicated" and self.spec.restart_policy.condition != "none"
 
 
 def plan(
@@ -160,16 +179,32 @@ def plan(
         if first_start and not _dependencies_met(spec, stack, replicas, by_service):
             continue
         _plan_service(draft, ctx, slots, busy_slots, _desired(stack, replicas, name))
-    return draft.finish()
+    return draft.finish(settled=not any(k.stack == stack.name for k in busy))
 
 
 def _plan_service(
-    draft: _Draft, ctx: _Context, slots: Slots, busy: set[int], replicas: int
+    draft: _Draft, ctx: _Context, all_slots: Slots, busy: set[int], replicas: int
 ) -> None:
+    slots, spare = _split_standbys(all_slots)
     keep, drop = choose_slots(slots, busy, replicas)
     for number in drop:
         if number not in busy:
-            _remove(draft, slots.get(number, ()), REASON_SCALE_DOWN)
+            _remove(draft, all_slots.get(number, ()), REASON_SCALE_DOWN)
+    filled = free_slots(keep, replicas - len(keep))
+    standby: dict[int, ContainerState] = {}
+    for number, waiting in spare.items():
+        if number in busy or number in drop:
+            continue  # in flight: maybe being made or started; dropped: removed above
+        usable = ctx.keeps_standbys and (number in keep or number in filled)
+        # Only a waiting one can be started; one removing (the engine is at it) or dead (its
+        # removal failed) is on its way out.
+        first = next(
+            (c for c in waiting if usable and c.status == "created" and c.spec_hash == ctx.want), None
+        )
+        if first is not None:
+            standby[number] = first
+        unneeded = [c for c in waiting if c is not first and c.status != "removing"]
+        _remove(draft, unneeded, REASON_STANDBY_STALE)
     views = [
         classify(SlotKey(ctx.stack, ctx.spec.name, n), slots[n], ctx.want)
         for n in keep
@@ -177,13 +212,28 @@ def _plan_service(
     ]
     for view in views:
         _prune(draft, view, ctx.history_limit)
-        _decide(draft, ctx, view)
+        _decide(draft, ctx, view, standby.get(view.key.slot))
+        if view.kind is SlotKind.OK and ctx.keeps_standbys and view.key.slot not in standby:
+            if view.current.status == "running":
+                draft.standbys.append(view.key)
     stale = [v for v in views if v.kind is SlotKind.STALE]
     in_progress = sorted(set(busy) & set(keep) | {v.key.slot for v in views if _in_progress(v)})
     budget = _update_budget(draft, ctx, slots, keep, stale, in_progress)
     _roll(draft, ctx, stale, budget)
-    for number in free_slots(keep, replicas - len(keep)):
-        _create(draft, ctx, SlotKey(ctx.stack, ctx.spec.name, number), None, REASON_EMPTY)
+    for number in filled:
+        key = SlotKey(ctx.stack, ctx.spec.name, number)
+        _create(draft, ctx, key, None, REASON_EMPTY, standby.get(number))
+
+
+def _split_standbys(slots: Slots) -> tuple[dict[int, list[ContainerState]], dict[int, list[ContainerState]]]:
+    """(the slots' tasks, their waiting standbys), both newest first; a slot holding only
+    standbys is not occupied."""
+    tasks: dict[int, list[ContainerState]] = {}
+    spare: dict[int, list[ContainerState]] = {}
+    for number, containers in slots.items():
+        for c in containers:
+            (spare if c.is_standby else tasks).setdefault(number, []).append(c)
+    return tasks, spare
 
 
 def free_slots(occupied: Iterable[int], count: int) -> list[int]:
@@ -290,7 +340,9 @@ def _version(containers: Sequence[ContainerState]) -> str | None:
     return next((c.spec_hash for c in containers if c.alive), None)
 
 
-def _decide(draft: _Draft, ctx: _Context, view: SlotView) -> None:
+def _decide(
+    draft: _Draft, ctx: _Context, view: SlotView, standby: ContainerState | None
+) -> None:
     _remove(draft, view.duplicates, REASON_DUPLICATE)
     if view.kind is SlotKind.UNHEALTHY:
         draft.stops.append(StopTask(view.key, view.current.id, REASON_UNHEALTHY))
@@ -301,9 +353,9 @@ def _decide(draft: _Draft, ctx: _Context, view: SlotView) -> None:
     elif view.kind is SlotKind.DEAD_STALE or (
         view.kind is SlotKind.EXITED and view.current.id in ctx.stopped
     ):
-        _create(draft, ctx, view.key, None, REASON_UPDATE)
+        _create(draft, ctx, view.key, None, REASON_UPDATE, standby)
     elif view.failed is not None:  # EXITED, or UPDATING after a failed replacement
-        _create(draft, ctx, view.key, view.failed, REASON_RESTART)
+        _create(draft, ctx, view.key, view.failed, REASON_RESTART, standby)
 
 
 def _roll(draft: _Draft, ctx: _Context, stale: list[SlotView], budget: int) -> None:
@@ -323,13 +375,24 @@ def _roll(draft: _Draft, ctx: _Context, stale: list[SlotView], budget: int) -> N
 
 
 def _create(
-    draft: _Draft, ctx: _Context, key: SlotKey, failed: ContainerState | None, reason: str
+    draft: _Draft,
+    ctx: _Context,
+    key: SlotKey,
+    failed: ContainerState | None,
+    reason: str,
+    standby: ContainerState | None = None,
 ) -> None:
-    """Create in `key` now, later (wake_at) or never, as the restart book says."""
+    """Create in `key` now, later (wake_at) or never, as the restart book says; by starting
+    the slot's `standby` if it has one. A slot that will not restart loses its standby."""
     decision = ctx.book.decide(key, ctx.want, ctx.spec.restart_policy, failed, ctx.now)
     failed_id = failed.id if failed else None
+    if standby is not None and not decision.restart:
+        _remove(draft, [standby], REASON_STANDBY_STALE)
     if decision.due(ctx.now):
-        draft.creates.append(CreateTask(key, reason, decision.attempt))
+        draft.creates.append(CreateTask(
+            key, reason, decision.attempt,
+            standby.id if standby else None, standby.task_id if standby else "",
+        ))  # fmt: skip
     elif decision.restart:
         _wait(draft, decision.not_before)
         draft.notes.append(
@@ -359,7 +422,9 @@ def _remove(
     reason: str,
     busy: AbstractSet[SlotKey] = frozenset(),
 ) -> None:
-    draft.removes += [RemoveContainer(c.key, c.id, reason) for c in containers if c.key not in busy]
+    draft.removes += [
+        RemoveContainer(c.key, c.id, reason, c.is_standby) for c in containers if c.key not in busy
+    ]
 
 
 def _group(containers: Iterable[ContainerState]) -> dict[str, dict[int, list[ContainerState]]]:

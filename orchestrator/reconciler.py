@@ -174,7 +174,10 @@ class Reconciler:
         mark = self.tracker.mark()
         # A slot busy at any time during the relist may show a half-made container.
         busy_before = self.executor.busy()
-        observed = await self.engine.list_containers(name)
+        listed = await self.engine.list_containers(name)
+        # Standbys are no tasks until started: only the planner sees them (docs/standby.md).
+        # One whose start has begun is a task already, though the list may still say created.
+        observed = [c for c in listed if not c.is_standby or self.tracker.knows(c.task_id)]
         record = self.records.get(name)  # after the relist: a deploy may have come meanwhile
         if record is None:  # a removed stack: only the end of the tasks it had is reported
             observed = [c for c in observed if self.tracker.knows(c.task_id)]
@@ -189,7 +192,7 @@ class Reconciler:
         plan = planner.plan(
             record.spec,
             record.replicas(),
-            observed,
+            listed,
             self.book,
             now,
             busy=busy_before | self.executor.busy(),

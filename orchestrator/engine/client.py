@@ -113,12 +113,14 @@ class Engine:
         spec_hash: str,
         files_dir: Path,
         task_id: str | None = None,
+        standby: bool = False,
     ) -> ContainerState:
         """Create (not start) a fresh container for `key`'s slot, attached to all its networks."""
         task_id = task_id or secrets.token_hex(5)
         created_ns = time.time_ns()
         request = containers.create_request(
-            stack, service, key, spec_hash=spec_hash, task_id=task_id, created_ns=created_ns, files_dir=files_dir
+            stack, service, key, spec_hash=spec_hash, task_id=task_id, created_ns=created_ns, files_dir=files_dir,
+            standby=standby,
         )
         if request.files:
             await asyncio.to_thread(_write_files, request.files)
@@ -147,6 +149,7 @@ class Engine:
             task_id=task_id,
             created_at=created_ns / 10**9,
             status="created",
+            standby=standby,
         )
 
     async def start(self, container_id: str) -> None:

@@ -69,6 +69,7 @@ def create_request(
     task_id: str,
     created_ns: int,
     files_dir: Path,
+    standby: bool = False,
 ) -> CreateRequest:
     attachments = service.networks or (NetworkAttachment(DEFAULT_NETWORK),)
     endpoints = [(network_name(stack, a.network), endpoint_config(service, a)) for a in attachments]
@@ -79,7 +80,7 @@ def create_request(
         "Env": [k if v is None else f"{k}={v}" for k, v in service.environment.items()],
         "Labels": {
             **service.labels,
-            **labels.container_labels(key, spec_hash, task_id, created_ns),
+            **labels.container_labels(key, spec_hash, task_id, created_ns, standby),
         },
         "ExposedPorts": {_port_key(p): {} for p in service.ports},
         "StopTimeout": math.ceil(service.stop_grace_period),

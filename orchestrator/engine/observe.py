@@ -156,6 +156,7 @@ def container_state(entry: JSON, facts: Facts | None) -> ContainerState | None:
         error=facts.error if facts else "",
         ports=published_ports(entry.get("Ports") or []) if status in ("running", "paused") else {},
         address=first_address(entry) if status in ("running", "paused") else None,
+        standby=tags.get(labels.LABEL_STANDBY) == "1",
     )
 
 

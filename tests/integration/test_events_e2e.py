@@ -32,6 +32,7 @@ from tests.integration.event_log import (
     service_counts,
 )
 from tests.integration.private_redis import PrivateRedis, free_port
+from tests.integration.standbys import wait_standbys
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +83,9 @@ async def replica(docker: aiodocker.Docker, stack_name: str, slot: int) -> str:
     return str(found[0]["Id"])
 
 
-async def kill_replica(docker: aiodocker.Docker, stack_name: str, slot: int) -> str:
+async def kill_replica(docker: aiodocker.Docker, stack_name: str, slot: int, replicas: int = 2) -> str:
+    """SIGKILL the replica in `slot` once all `replicas` slots have their standby."""
+    await wait_standbys(docker, stack_name, replicas)
     container_id = await replica(docker, stack_name, slot)
     await docker.containers.container(container_id).kill(signal="SIGKILL")
     return container_id
@@ -95,10 +98,11 @@ def assert_started(lives: dict[str, Lifecycle], slots: list[int]) -> None:
 
 
 def assert_replaced(phase: list[dict], killed: str, slot: int, service_replicas: int) -> None:
-    """The messages of one SIGKILLed replica being replaced, exactly and in order."""
+    """The messages of one SIGKILLed replica being replaced, exactly and in order: the
+    replacement is the slot's standby, a task from its start (docs/standby.md)."""
     assert kinds(phase) == [
         "running→failed", "service.degraded",
-        "new→created", "created→starting", "starting→running", "service.converged",
+        "new→starting", "starting→running", "service.converged",
     ]  # fmt: skip
     died, *_ = phase
     assert (died["slot"], died["container_id"], died["exit_code"]) == (slot, killed, 137)
@@ -263,8 +267,8 @@ async def test_a_redis_outage_delays_messages_but_loses_none(
         log = StreamLog(client, "outage")
         await log.take_phase(lambda phase: len(service_counts(phase, "web")) == 4, timeout=30)
         assert log.messages[0]["seq"] == before + 1, "numbering went on where it stopped"
-        assert_replaced(log.messages[:6], killed[0], 1, 2)
-        assert_replaced(log.messages[6:], killed[1], 2, 2)
+        assert_replaced(log.messages[:5], killed[0], 1, 2)
+        assert_replaced(log.messages[5:], killed[1], 2, 2)
     finally:
         await daemon.stop()
         await client.aclose()
@@ -289,7 +293,7 @@ async def test_events_since_catches_up_then_follows_the_daemon_without_gap_or_du
     await daemon.deploy(stack_name, stack(3))
     await log.take_until(is_("service.converged", replicas=3))
     since = 3
-    await kill_replica(docker, stack_name, 1)  # the daemon is busy while the command starts
+    await kill_replica(docker, stack_name, 1, replicas=3)  # the daemon is busy while the command starts
     command = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "orchestrator", "events", "--since", str(since), "--json",
         env=daemon.env, stdout=asyncio.subprocess.PIPE,
@@ -299,7 +303,7 @@ async def test_events_since_catches_up_then_follows_the_daemon_without_gap_or_du
     try:
         for slot in (2, 3):
             await log.take_until(is_("service.converged", replicas=3))
-            await kill_replica(docker, stack_name, slot)
+            await kill_replica(docker, stack_name, slot, replicas=3)
         await daemon.request("POST", f"/v1/stacks/{stack_name}/scale", json={"web": 4})
         await log.take_until(is_("service.converged", replicas=4))
         last = log.messages[-1]["seq"]

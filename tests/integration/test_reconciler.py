@@ -35,6 +35,13 @@ def service(name: str, command: str, *, replicas: int = 1, restart: str = "", ex
     )
 
 
+async def started(orch: Running, stack: str) -> list:
+    """The stack's containers that were started (tasks, not waiting standbys), in start order:
+    a restart that starts a standby made earlier is timed by its start (docs/standby.md)."""
+    cs = [c for c in await orch.containers(stack) if c.started_at is not None]
+    return sorted(cs, key=lambda c: c.started_at)
+
+
 @pytest.fixture
 async def orch(tmp_path: Path, stack_name: str) -> AsyncIterator[Running]:
     async with running_orchestrator(tmp_path / "state", backoff_base=0.3, backoff_cap=2.0, healthy_run=3.0) as running:
@@ -179,11 +186,11 @@ async def test_delay_is_honoured(orch: Running, stack_name: str, tmp_path: Path)
     await orch.deploy(stack_name, stack_yaml(service("crash", "sleep 0.2; exit 1", restart=policy)), tmp_path)
 
     async def two() -> list | None:
-        cs = sorted(await orch.containers(stack_name), key=lambda c: c.created_at)
+        cs = await started(orch, stack_name)
         return cs if len(cs) >= 2 and cs[0].finished_at else None
 
     first, second = (await orch.wait_for(two, 20))[:2]
-    assert second.created_at - first.finished_at >= 1.9
+    assert second.started_at - first.finished_at >= 1.9
 
 
 async def test_default_backoff_is_immediate_then_grows(orch: Running, stack_name: str, tmp_path: Path) -> None:
@@ -193,11 +200,11 @@ async def test_default_backoff_is_immediate_then_grows(orch: Running, stack_name
     await orch.deploy(stack_name, stack_yaml(service("crash", "exit 1", restart="condition: any\n")), tmp_path)
 
     async def five() -> list | None:
-        cs = sorted(await orch.containers(stack_name), key=lambda c: c.created_at)
+        cs = await started(orch, stack_name)
         return cs if len(cs) >= 5 and all(c.finished_at for c in cs[:4]) else None
 
     cs = await orch.wait_for(five, 30)
-    gaps = [b.created_at - a.finished_at for a, b in zip(cs, cs[1:5], strict=False)]
+    gaps = [b.started_at - a.finished_at for a, b in zip(cs, cs[1:5], strict=False)]
     assert gaps[1] >= 0.25 and gaps[2] >= 0.55 and gaps[3] >= 1.1, gaps
     scheduled = {e["container_id"] for e in orch.events if e["type"] == "task.restart_scheduled"}
     assert cs[0].id not in scheduled, "the first restart must not wait"
@@ -216,7 +223,7 @@ async def test_unhealthy_replica_is_stopped_and_replaced(orch: Running, stack_na
     )
 
     async def replaced() -> bool:
-        cs = await orch.containers(stack_name)
+        cs = await started(orch, stack_name)
         return len(cs) >= 2 and any(c.status == "running" for c in cs)
 
     await orch.wait_for(replaced, 40, "the unhealthy replica replaced")

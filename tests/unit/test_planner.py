@@ -13,6 +13,7 @@ from orchestrator.model import (
     ContainerState,
     CreateTask,
     DependsOn,
+    PrepareStandby,
     RemoveContainer,
     RestartPolicy,
     ServiceSpec,
@@ -29,6 +30,7 @@ from orchestrator.planner import (
     REASON_RESTART,
     REASON_SCALE_DOWN,
     REASON_SERVICE_REMOVED,
+    REASON_STANDBY_STALE,
     REASON_UNHEALTHY,
     REASON_UPDATE,
     choose_slots,
@@ -57,6 +59,7 @@ def c(
     health: str | None = None,
     error: str = "",
     stack: str = STACK,
+    standby: bool = False,
 ) -> ContainerState:
     """A container of `spec` in `slot`, created (and started) at `created`; exited ones exit
     one second later with `code` (default 1)."""
@@ -74,7 +77,13 @@ def c(
         error=error,
         started_at=None if status == "created" else created,
         finished_at=created + 1 if done else None,
+        standby=standby,
     )
+
+
+def spare(spec: ServiceSpec, slot: int, created: float, *, stale: bool = False) -> ContainerState:
+    """A waiting standby of `spec` in `slot`."""
+    return c(spec, slot, created, "created", stale=stale, standby=True)
 
 
 def create(
@@ -84,7 +93,7 @@ def create(
 
 
 def remove(container: ContainerState, reason: str) -> RemoveContainer:
-    return RemoveContainer(container.key, container.id, reason)
+    return RemoveContainer(container.key, container.id, reason, container.is_standby)
 
 
 def stop(container: ContainerState, reason: str) -> StopTask:
@@ -105,6 +114,8 @@ class Case:
     wake_at: float | None = None
     book: Callable[[RestartBook], object] | None = None
     history_limit: int = 5
+    #: Compare PrepareStandby actions too (most tables are about tasks and leave them out).
+    standbys: bool = False
 
 
 def run(case: Case) -> tuple[list[Action], float | None]:
@@ -113,7 +124,8 @@ def run(case: Case) -> tuple[list[Action], float | None]:
         case.book(book)
     stack = StackSpec(STACK, {s.name: s for s in case.services})
     result = plan(stack, case.replicas, case.observed, book, NOW, case.busy, case.history_limit)
-    return list(result.actions), result.wake_at
+    actions = [a for a in result.actions if case.standbys or not isinstance(a, PrepareStandby)]
+    return actions, result.wake_at
 
 
 # --------------------------------------------------------------------------- specs and containers
@@ -560,6 +572,71 @@ CASES = [
 ]
 
 
+def prepare(spec: ServiceSpec, *slots: int) -> list[PrepareStandby]:
+    return [PrepareStandby(key(spec, n)) for n in slots]
+
+
+def start(spec: ServiceSpec, standby: ContainerState, reason: str, attempt: int = 0) -> CreateTask:
+    return CreateTask(standby.key, reason, attempt, standby.id, standby.task_id)
+
+
+X1 = c(WEB1, 1, 10, "exited")
+SB1, SB2, SB3 = (spare(WEB, n, 20 + n) for n in (1, 2, 3))
+SB1_STALE = spare(WEB1, 1, 30, stale=True)
+SB1_OLDER, SB1_NEWER = spare(WEB1, 1, 20), spare(WEB1, 1, 21)
+SB_DELAY = spare(DELAY30, 1, 20)
+SB_NONE = spare(NONE1, 1, 20)
+
+STANDBY_CASES = [
+    pytest.param(Case([WEB], [R1, R2, R3], prepare(WEB, 1, 2, 3), standbys=True), id="converged-gets-standbys"),
+    pytest.param(Case([WEB], [R1, R2, R3, SB1, SB2, SB3], [], standbys=True), id="standbys-are-no-duplicates-nor-stuck"),
+    pytest.param(
+        Case([WEB], [R1, R2, SB1], [create(WEB, 3)], standbys=True), id="no-standbys-while-converging"
+    ),
+    pytest.param(
+        Case([WEB], [R1, R2, R3], [], busy=frozenset({key(WEB, 4)}), standbys=True),
+        id="no-standbys-while-a-slot-is-busy",
+    ),
+    pytest.param(
+        Case([WEB1], [X1, spare(WEB1, 1, 20)], [start(WEB1, spare(WEB1, 1, 20), REASON_RESTART, 1)], standbys=True),
+        id="restart-starts-the-standby",
+    ),
+    pytest.param(
+        Case([WEB1], [c(WEB1, 1, 10), SB1_STALE], [remove(SB1_STALE, REASON_STANDBY_STALE)], standbys=True),
+        id="stale-standby-removed",
+    ),
+    pytest.param(
+        Case([WEB1], [c(WEB1, 1, 10), SB1_OLDER, SB1_NEWER], [remove(SB1_OLDER, REASON_STANDBY_STALE)], standbys=True),
+        id="surplus-standby-removed",
+    ),
+    pytest.param(
+        Case([WEB], [R1, R2, SB2], [remove(R2, REASON_SCALE_DOWN), remove(SB2, REASON_SCALE_DOWN)],
+             replicas={"web": 1}, standbys=True),
+        id="scale-down-removes-the-slot-standby",
+    ),
+    pytest.param(
+        Case([DELAY30], [c(DELAY30, 1, NOW - 2, "exited"), SB_DELAY, *D2_3], [], wake_at=NOW + 29),
+        id="delayed-restart-keeps-the-standby",
+    ),
+    pytest.param(
+        Case([NONE1], [c(NONE1, 1, 10), SB_NONE], [remove(SB_NONE, REASON_STANDBY_STALE)], standbys=True),
+        id="condition-none-gets-no-standby",
+    ),
+    pytest.param(Case([GLOBAL], [c(GLOBAL, 1, 10)], [], standbys=True), id="global-gets-no-standby"),
+    pytest.param(
+        Case([WEB1], [spare(WEB1, 1, 20)], [start(WEB1, spare(WEB1, 1, 20), REASON_EMPTY)], standbys=True),
+        id="a-slot-holding-only-its-standby-starts-it",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", STANDBY_CASES)
+def test_plan_with_standbys(case: Case) -> None:
+    actions, wake_at = run(case)
+    assert actions == list(case.actions)
+    assert wake_at == case.wake_at
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_plan(case: Case) -> None:
     actions, wake_at = run(case)
@@ -625,7 +702,15 @@ class World:
             plan(stack, replicas, list(self.containers.values()), self.book, self.clock).actions
         )
         for action in actions:
-            if isinstance(action, CreateTask):
+            if isinstance(action, PrepareStandby):
+                spec = stack.services[action.key.service]
+                made = c(spec, action.key.slot, self.clock, "created", standby=True)
+                self.containers[made.id] = made
+            elif isinstance(action, CreateTask) and action.standby_id is not None:
+                self.containers[action.standby_id] = replace(
+                    self.containers[action.standby_id], status="running", started_at=self.clock
+                )
+            elif isinstance(action, CreateTask):
                 made = c(stack.services[action.key.service], action.key.slot, self.clock)
                 self.containers[made.id] = made
                 spec = stack.services[action.key.service]
@@ -688,6 +773,29 @@ def test_a_restart_later_is_noted_with_its_time() -> None:
     (note,) = result.notes
     assert (note.kind, note.key, note.container_id) == ("restart_scheduled", dead.key, dead.id)
     assert note.not_before == result.wake_at == NOW + 4
+
+
+def test_a_standby_on_its_way_out_is_no_task_of_its_slot() -> None:
+    """A gave-up slot's standby caught being removed (or dead after a failed removal) is not
+    the slot's newest failure, nor a standby to start; a dead one is removed again."""
+    web = service(replicas=1, restart_policy=RestartPolicy(condition="any", delay=0.0, max_attempts=1))
+    book = RestartBook()
+    first = c(web, 1, NOW - 10, "exited")
+    again = c(web, 1, NOW - 5, "exited")
+    book.record_created(first.key, labels.spec_hash(web), web.restart_policy, again.created_at, attempt=1)
+    for status, removes in (("removing", []), ("dead", [REASON_STANDBY_STALE])):
+        leaving = replace(spare(web, 1, NOW - 4), status=status)  # type: ignore[arg-type]
+        assert leaving.is_standby
+        result = plan(StackSpec(STACK, {"web": web}), {"web": 1}, [first, again, leaving], book, NOW)
+        assert [(n.kind, n.container_id) for n in result.notes] == [("gave_up", again.id)]
+        assert list(result.actions) == [remove(leaving, reason) for reason in removes]
+
+
+def test_a_standby_that_ran_is_a_task_whatever_its_end() -> None:
+    ran = replace(c(WEB1, 1, 10, "exited"), standby=True)
+    assert not ran.is_standby
+    assert not replace(ran, status="removing").is_standby
+    assert not replace(spare(WEB1, 1, 20), error="exec failed").is_standby  # its start was refused
 
 
 def test_giving_up_is_noted_and_a_due_restart_is_not() -> None:
