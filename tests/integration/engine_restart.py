@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -29,9 +31,10 @@ def restart_engine() -> None:
     ).returncode == 0:
         subprocess.run(["systemctl", "restart", "docker"], check=True)
         return
-    subprocess.run(["pkill", "-TERM", "-x", "dockerd"], check=True)
-    for _ in range(300):
-        if subprocess.run(["pgrep", "-x", "dockerd"], check=False, capture_output=True).returncode != 0:
-            break
-        subprocess.run(["sleep", "0.2"], check=True)
+    # the engine of /var/run/docker.sock only (its pidfile), not every dockerd on the machine
+    pid = int(Path("/var/run/docker.pid").read_text())
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
     subprocess.run(["bash", "-c", "source scripts/lib.sh && ensure_engine"], cwd=REPO, check=True)
