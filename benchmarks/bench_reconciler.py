@@ -85,6 +85,8 @@ class EventLog:
         self._changed = asyncio.Condition()
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
+        #: Why the stream ended, if it did: a wait then fails at once instead of timing out.
+        self._ended: str | None = None
 
     async def start(self) -> None:
         since = f"{time.time() - 1:.3f}"  # replay covers the moment before the stream connects
@@ -98,13 +100,19 @@ class EventLog:
 
     async def _read(self) -> None:
         assert self._process is not None and self._process.stdout is not None
-        async for line in self._process.stdout:
-            raw = json.loads(line)
-            actor = raw.get("Actor") or {}
-            seen = Seen(raw["Action"], actor.get("ID", ""), int(raw["timeNano"]), actor.get("Attributes") or {})
-            async with self._changed:
-                self.events.append(seen)
-                self._changed.notify_all()
+        try:
+            async for line in self._process.stdout:
+                raw = json.loads(line)
+                actor = raw.get("Actor") or {}
+                seen = Seen(raw["Action"], actor.get("ID", ""), int(raw["timeNano"]), actor.get("Attributes") or {})
+                async with self._changed:
+                    self.events.append(seen)
+                    self._changed.notify_all()
+            self._ended = "`docker events` exited"
+        except Exception as exc:
+            self._ended = f"reading `docker events` failed: {exc!r}"
+        async with self._changed:
+            self._changed.notify_all()
 
     async def stop(self) -> None:
         if self._process is not None and self._process.returncode is None:
@@ -127,6 +135,8 @@ class EventLog:
                         found[seen.id] = seen
                         if len(found) == count:
                             return list(found.values())
+                if self._ended is not None:
+                    raise RuntimeError(f"{self._ended}; {len(found)} of {count} events seen")
                 await self._changed.wait()
 
 
