@@ -1,6 +1,6 @@
 """Soak: the real daemon under client load while faults are injected at random, then invariants.
 
-    benchmarks/soak [--minutes 5 | --seconds 60] [--engine-restart] [--seed N]
+    benchmarks/soak [--minutes 5 | --seconds 60] [--no-engine-restart] [--seed N]
 
 Starts `python -m orchestrator daemon` (own state dir, API port, Redis prefix) against a PRIVATE
 redis-server on its own port (append-only file, so its restart keeps the stream), deploys three
@@ -11,15 +11,18 @@ stacks of the test image and keeps a client loop on the ingress port (127.0.0.1 
   <tag>crash crash: 1 replica exiting 3 after 1 s, restart on-failure, delay 0s, max_attempts 2
 Faults, in random order spread over the run: SIGKILL of a replica, OOM through the memory limit,
 a healthcheck turning unhealthy, `docker rm -f` of a replica, one restart of the private
-redis-server, one SIGKILL of the daemon (then started again), and one restart of dockerd only with
---engine-restart. Each recovery is timed from the injection to every service at its
+redis-server, one SIGKILL of the daemon (then started again), and one restart of dockerd (unless
+--no-engine-restart: it stops every container on the engine). Each recovery is timed from the injection to every service at its
 count again (running, not unhealthy, one per slot).
 
 Checked at the end (exit 1 if any fails): every service at its count, the crash loop given up
 after exactly 1 + max_attempts runs; no slot ever held by two running replicas (the engine's list
 is sampled all along); after `DELETE /v1/stacks/<s>?volumes=true` nothing of ours is left
-(containers, networks, volumes); the Redis stream has gapless seq and a task.state message ending
-in failed/shutdown for every replica that died.
+(containers, networks, volumes); the Redis stream has gapless seq, a task.state message ending
+in failed/shutdown/complete for every replica that ran and died, and one ending in rejected (or
+failed, when the engine went away during the start call) for every container the engine never
+started (while dockerd shuts down it still accepts creates but refuses starts: those are
+rejections, not deaths).
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ sys.path.insert(0, str(ROOT))
 from orchestrator import labels  # noqa: E402
 from tests.integration.daemon_process import DaemonProcess, free_port  # noqa: E402
 from tests.integration.private_redis import PrivateRedis  # noqa: E402
-from tests.integration.test_daemon_process import _restart_engine  # noqa: E402
+from tests.integration.engine_restart import restart_engine  # noqa: E402
 
 IMAGE = "orchestrator-test/busybox:latest"
 MAX_ATTEMPTS = 2
@@ -146,6 +149,15 @@ def all_ids(tag: str) -> set[str]:
     out = docker("ps", "-a", "--no-trunc", "--filter", f"label={labels.LABEL_STACK}",
                  "--format", "{{.ID}} {{.Label \"orchestrator.stack\"}}", check=False)
     return {cid for cid, _, stack in (line.partition(" ") for line in out.splitlines()) if stack.startswith(tag)}
+
+
+def never_started(ids: set[str]) -> set[str]:
+    """The containers among `ids` the engine never started (a create whose start it refused)."""
+    if not ids:
+        return set()
+    out = docker("inspect", "-f", "{{.Id}} {{.State.StartedAt}}", *sorted(ids), check=False)
+    return {cid for cid, _, started in (line.partition(" ") for line in out.splitlines())
+            if started.startswith("0001-01-01")}
 
 
 @dataclass
@@ -279,7 +291,7 @@ class Soak:
         return "SIGKILL of the daemon (a replica killed while it was down)"
 
     async def engine_restart(self) -> str:
-        await asyncio.to_thread(_restart_engine)
+        await asyncio.to_thread(restart_engine)
         return "restart of dockerd"
 
     async def inject(self, name: str, fault: Callable[[], Awaitable[str]]) -> None:
@@ -290,7 +302,10 @@ class Soak:
         say(f"{what}: recovered in {took:.1f} s")
 
 
-async def stream_problems(redis_url: str, prefix: str, deaths: set[str]) -> list[str]:
+async def stream_problems(redis_url: str, prefix: str, deaths: set[str], unstarted: set[str]) -> list[str]:
+    """`deaths` ran and are gone: each needs a failed/shutdown/complete message. `unstarted` never
+    ran: each needs `rejected` (the engine refused the start, as it does while dockerd shuts
+    down) or `failed` (the engine went away during the start call)."""
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     try:
         entries = await client.xrange(labels.events_stream(prefix))
@@ -301,15 +316,19 @@ async def stream_problems(redis_url: str, prefix: str, deaths: set[str]) -> list
     if seqs != list(range(seqs[0], seqs[0] + len(seqs))) if seqs else True:
         missing = sorted(set(range(min(seqs, default=1), max(seqs, default=0) + 1)) - set(seqs))
         problems.append(f"stream seq not gapless ({len(seqs)} messages; missing {missing[:10]})")
-    reported = set()
+    ended: dict[str, set[str]] = defaultdict(set)  # container -> the states its task was reported in
     for _, fields in entries:
         event = json.loads(fields[labels.STREAM_FIELD_EVENT])
-        if event["type"] == "task.state" and event.get("to") in ("failed", "shutdown", "complete"):
-            reported.add(event.get("container_id"))
-    unreported = {d for d in deaths if d not in reported}
+        if event["type"] == "task.state":
+            ended[event.get("container_id")].add(event.get("to"))
+    unreported = {d for d in deaths if not ended[d] & {"failed", "shutdown", "complete"}}
     if unreported:
         problems.append(f"{len(unreported)} of {len(deaths)} replica deaths have no task.state message: "
                         f"{sorted(c[:12] for c in unreported)[:10]}")
+    unended = {c for c in unstarted if not ended[c] & {"rejected", "failed"}}
+    if unended:
+        problems.append(f"{len(unended)} of {len(unstarted)} never-started containers have no rejected or "
+                        f"failed message: {sorted(c[:12] for c in unended)[:10]}")
     return problems
 
 
@@ -400,9 +419,12 @@ async def soak(args: argparse.Namespace) -> int:
             problems.append(f"crash loop ran {runs} times; max_attempts {MAX_ATTEMPTS} means {1 + MAX_ATTEMPTS}")
         if observer.duplicates:
             problems.append(f"slots held twice: {observer.duplicates[:5]}")
-        deaths = (observer.seen | all_ids(tag)) - {r.id for r in running(tag)}
+        left = all_ids(tag) - {r.id for r in running(tag)}
+        unstarted = never_started(left)
+        deaths = (observer.seen | left) - unstarted - {r.id for r in running(tag)}
+        say(f"checking the stream: {len(deaths)} replica deaths, {len(unstarted)} containers never started")
         await asyncio.sleep(2)  # the publisher's last batch
-        problems += await stream_problems(redis.url, tag, deaths)
+        problems += await stream_problems(redis.url, tag, deaths, unstarted)
         for name in wanted:
             status, body = await daemon.request("DELETE", f"/v1/stacks/{name}?volumes=true")
             if status != 200:
@@ -444,13 +466,16 @@ def main() -> None:
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--minutes", type=float, default=5.0)
     length.add_argument("--seconds", type=float)
-    parser.add_argument("--engine-restart", action="store_true",
-                        help="also restart dockerd once")
+    parser.add_argument("--no-engine-restart", dest="engine_restart", action="store_false",
+                        help="leave dockerd alone (its restart stops every container on the engine)")
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args()
     args.seconds = args.seconds if args.seconds is not None else args.minutes * 60
     if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True, check=False).returncode:
         raise SystemExit(f"{IMAGE} is missing: build it with scripts/setup (this script installs nothing)")
+    # SIGTERM (a timeout, a CI cancel) unwinds like Ctrl-C, so the daemon it started is stopped
+    # and its containers removed rather than left running as orphans
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     sys.exit(asyncio.run(soak(args)))
 
 

@@ -79,7 +79,8 @@ def _print_outcome(outcome: Mapping[str, Any]) -> None:
 
 async def wait_converged(client: Client, stack: str, timeout: float) -> int:
     """Print `web: 3/5` whenever a service's progress changes, until every service runs its
-    desired replicas (0 ok) or `timeout` passes or an update pauses (1)."""
+    desired replicas (0 ok) or `timeout` passes or an update pauses or a restart policy gives
+    up on a replica that is still missing (1)."""
     deadline = time.monotonic() + timeout
     shown: dict[str, str] = {}
     while True:
@@ -99,9 +100,19 @@ async def wait_converged(client: Client, stack: str, timeout: float) -> int:
         if all(_converged(s) for s in services):
             print(f"Stack {stack} converged")
             return 0
+        if all(_converged(s) or _settled_short(s) for s in services):
+            names = ", ".join(f"{s['name']} ({s['replicas_given_up']} gave up: {s['given_up_reason']})"
+                              for s in services if not _converged(s))
+            raise UserError(f"stack {stack} will not converge: restart policy gave up on {names}")
         if time.monotonic() >= deadline:
             raise UserError(f"timed out after {timeout:g} s waiting for stack {stack} to converge")
         await asyncio.sleep(POLL_S)
+
+
+def _settled_short(svc: Mapping[str, Any]) -> bool:
+    """Short of its count only by the replicas its restart policy gave up on."""
+    given_up = svc.get("replicas_given_up", 0)
+    return given_up > 0 and svc["replicas_running"] + given_up >= svc["replicas_desired"]
 
 
 def _converged(svc: Mapping[str, Any]) -> bool:

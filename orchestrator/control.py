@@ -54,6 +54,9 @@ class ServiceView:
     #: Rolling update state: none | updating | paused | completed | rolled_back | rolling_back.
     update_state: str = "none"
     update_message: str = ""
+    #: Slots whose restart policy gave up (max_attempts used up): they stay down until a deploy.
+    replicas_given_up: int = 0
+    given_up_reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -228,6 +228,7 @@ class Controller:
         observed = await self._r.engine.list_containers(stack)
         running = running_counts(record, observed)
         desired = record.replicas()
+        given_up = self._r.given_up(stack)
         return [
             ServiceView(
                 stack=stack,
@@ -239,6 +240,8 @@ class Controller:
                 spec_hash=spec_hash(svc),
                 ports=tuple(PortView(p.published, p.target, p.protocol, p.mode) for p in svc.ports),
                 **_update_view(record.updates.get(name)),
+                replicas_given_up=len(given_up.get(name, ())),
+                given_up_reason=given_up.get(name, [""])[0],
             )
             for name, svc in sorted(record.spec.services.items())
         ]

@@ -268,6 +268,15 @@ class Reconciler:
                 self.emit(event)
         self._reported[stack] = current
 
+    def given_up(self, stack: str) -> dict[str, list[str]]:
+        """Per service, why its slots that will not be restarted again gave up (as the last pass
+        of `stack` planned them)."""
+        reasons: dict[str, list[str]] = {}
+        for (kind, key, _), event in self._reported.get(stack, {}).items():
+            if kind == "gave_up":
+                reasons.setdefault(key.service, []).append(event.reason or "")
+        return reasons
+
     def _report_services(self, record: StackRecord, observed: list[ContainerState]) -> None:
         """Publish service.converged / service.degraded when a service's running count moves."""
         desired = record.replicas()

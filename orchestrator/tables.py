@@ -66,6 +66,8 @@ def services_table(services: Sequence[Mapping[str, Any]]) -> str:
         replicas = f"{s['replicas_running']}/{s['replicas_desired']}"
         if s.get("update_state") not in (None, "none", "completed"):
             replicas += f" ({s['update_state']})"
+        if s.get("replicas_given_up"):
+            replicas += f" ({s['replicas_given_up']} gave up)"
         rows.append((s["spec_hash"][:TRUNC_ID], f"{s['stack']}_{s['name']}", s["mode"], replicas,
                      s["image"] or "", ", ".join(_port(p) for p in s.get("ports", ()))))
     return render_table(("ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"), rows)

@@ -117,6 +117,27 @@ async def test_ps_shows_a_rejected_task_with_its_reason(
     assert (task["state"], task["container_id"]) == ("rejected", "")
 
 
+async def test_deploy_wait_stops_when_the_restart_policy_gave_up(
+    daemon: DaemonProcess, stack_name: str, tmp_path: Path
+) -> None:
+    """Waiting cannot bring back a replica whose max_attempts are used up: --wait says so and
+    exits 1 instead of waiting out its timeout (the timeout's message would differ)."""
+    # the healthcheck keeps the short runs from counting as running replicas (ready = healthy)
+    crash = service("crash", "sleep 0.3; exit 3", replicas=2,
+                    extra="      restart_policy: {condition: on-failure, delay: 0s, max_attempts: 1}\n"
+                          "    healthcheck: {test: [CMD, 'true'], interval: 30s}\n")
+    stack_file = tmp_path / "stack.yml"
+    stack_file.write_text(stack(service("web", ECHO), crash))
+    code, out, err = await cli(daemon.env, "deploy", "-c", str(stack_file), stack_name, "--wait",
+                               "--timeout", "55")
+    assert code == 1, (out, err)
+    assert err.startswith(f"error: stack {stack_name} will not converge: restart policy gave up on "
+                          "crash (2 gave up: "), err
+    assert "exit code 3" in err and "web" not in err.partition("gave up on")[2], err
+    code, out, _ = await cli(daemon.env, "services", stack_name)
+    assert [r[3] for r in rows(out)] == ["0/2 (2 gave up)", "1/1"]
+
+
 async def test_user_mistakes_are_one_line_and_exit_codes(
     daemon: DaemonProcess, stack_name: str, tmp_path: Path
 ) -> None:

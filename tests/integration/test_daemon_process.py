@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import aiodocker
@@ -17,11 +14,10 @@ import redis.asyncio as aioredis
 from orchestrator.labels import LABEL_STACK, STREAM_FIELD_EVENT, events_stream
 from tests.integration.conftest import BUSYBOX
 from tests.integration.daemon_process import DaemonProcess, free_port
+from tests.integration.engine_restart import restart_engine, restarts_engine
 from tests.integration.private_redis import PrivateRedis
 
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).parents[2]
 
 
 def stack(replicas: int) -> str:
@@ -77,32 +73,14 @@ async def test_sigterm_leaves_containers_running(
     assert await wait_running(docker, stack_name, 2) == before
 
 
-def _restart_engine() -> None:
-    """Restart the machine's dockerd the way it was started (systemd, or by scripts/setup)."""
-    if shutil.which("systemctl") and subprocess.run(
-        ["systemctl", "is-active", "--quiet", "docker"], check=False
-    ).returncode == 0:
-        subprocess.run(["systemctl", "restart", "docker"], check=True)
-        return
-    subprocess.run(["pkill", "-TERM", "-x", "dockerd"], check=True)
-    for _ in range(100):
-        if subprocess.run(["pgrep", "-x", "dockerd"], check=False, capture_output=True).returncode != 0:
-            break
-        subprocess.run(["sleep", "0.2"], check=True)
-    subprocess.run(["bash", "-c", "source scripts/lib.sh && ensure_engine"], cwd=REPO, check=True)
-
-
 @pytest.mark.engine_restart
-@pytest.mark.skipif(
-    os.environ.get("CI") != "true" and os.environ.get("ORCHESTRATOR_TEST_ENGINE_RESTART") != "1",
-    reason="restarts the machine's dockerd: runs in CI or with ORCHESTRATOR_TEST_ENGINE_RESTART=1",
-)
+@restarts_engine
 async def test_engine_restart_is_waited_for_and_stacks_converge(
     daemon: DaemonProcess, docker: aiodocker.Docker, stack_name: str
 ) -> None:
     await daemon.deploy(stack_name, stack(2))
     before = await wait_running(docker, stack_name, 2)
-    await asyncio.to_thread(_restart_engine)
+    await asyncio.to_thread(restart_engine)
     async with aiodocker.Docker() as fresh:
         # dockerd stopped the replicas on its way down (their engine restart policy is "no"):
         # the daemon must notice and bring up two fresh ones

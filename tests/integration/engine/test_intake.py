@@ -4,9 +4,6 @@ connection gives Disconnected → Resync → the missed events (replayed, withou
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from pathlib import Path
@@ -19,6 +16,7 @@ from orchestrator.labels import spec_hash
 from orchestrator.model import ContainerState, ServiceSpec, SlotKey, StackSpec
 from tests.integration.conftest import BUSYBOX
 from tests.integration.engine.engine_proxy import EngineProxy
+from tests.integration.engine_restart import restart_engine, restarts_engine
 
 pytestmark = pytest.mark.integration
 
@@ -118,35 +116,17 @@ async def test_intake_survives_a_dropped_connection(engine: Engine, stack: Stack
 
 # --------------------------------------------------------------------------- engine restart
 
-RESTART_ENABLED = os.environ.get("ORCHESTRATOR_TEST_ENGINE_RESTART") == "1"
-
-
 @pytest.mark.engine_restart
-@pytest.mark.skipif(not RESTART_ENABLED, reason="restarts dockerd: set ORCHESTRATOR_TEST_ENGINE_RESTART=1")
+@restarts_engine
 @pytest.mark.timeout(180)
 async def test_intake_survives_an_engine_restart(engine: Engine, stack: StackSpec, tmp_path: Path) -> None:
     intake = EventIntake(engine, stack=stack.name, reconnect_backoff=(0.1, 0.5, 1))
     async with aclosing(intake.stream()) as items:
         assert await anext(items) == Resync("connected")
-        await restart_dockerd()
+        await asyncio.to_thread(restart_engine)
         await take_until(items, lambda item: isinstance(item, Disconnected), timeout=60)
         await take_until(items, lambda item: isinstance(item, Resync), timeout=90)
         await engine.ensure_network(stack.name, stack.networks["default"])
         after = await run_exiting(engine, stack, "after", 2, tmp_path)
         seen = await take_until(items, died(after.id))
     assert events_of(seen, after.id)[-1] == ("die", 2)
-
-
-async def restart_dockerd() -> None:
-    """Stop dockerd (SIGTERM) and start it again with the same command line."""
-    pid = int(Path("/var/run/docker.pid").read_text())
-    command = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
-    os.kill(pid, signal.SIGTERM)
-    async with asyncio.timeout(60):
-        while Path(f"/proc/{pid}").exists():
-            await asyncio.sleep(0.2)
-    log_path = Path("/tmp/orchestrator-setup/dockerd.log")  # where scripts/lib.sh logs dockerd
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = log_path.open("ab")
-    subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)  # noqa: S603
-    log.close()
