@@ -17,7 +17,12 @@ not wait out a grace period that busybox-as-PID-1 would never cut short).
   replica that has never been restarted, so our default backoff restarts at once; Swarm has
   `restart_policy.delay: 0s`; the floor is the engine restarting the same container in place
   (`docker run --restart on-failure`; a `docker kill` would count as a manual stop and not restart).
-- scale 10→50→10: from the first scale call to the `die` of the 40th surplus replica.
+- scale 10→50→10: from the first scale call to the `die` of the 40th surplus replica, split into
+  the scale-up (call → first `create`, → 40th `start`, → the system reports 50 running) and the
+  scale-down (call → first `die`, → 40th `die`). Floor: the same 40 containers (on a network,
+  with the service alias) started by 40 parallel `docker run -d` beside 10 running ones, then one
+  `docker rm -f` of the 40 (the CLI removes them in parallel): the engine's own cost of adding
+  and dropping 40 replicas, with nothing deciding, stopping gracefully or reporting.
 - idle: the daemon's RSS (VmRSS) and CPU (utime+stime) while 100 replicas run and nothing happens.
 
 Progress goes to stderr, the markdown table to stdout. Everything created is labelled or named with
@@ -37,7 +42,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +58,8 @@ STANDBY_LABEL = "orchestrator.standby"
 SWARM_STACK_LABEL = "com.docker.stack.namespace"
 SWARM_TASK_LABEL = "com.docker.swarm.task.name"
 FLOOR_LABEL = "orchestrator-bench.floor"
+#: The scale floor's containers carry their group in FLOOR_LABEL and the run's tag here.
+FLOOR_TAG_LABEL = "orchestrator-bench.floor-run"
 SERVICE = "b"
 WAIT = 180.0  # the longest any single phase may take before the run is declared failed
 
@@ -80,25 +87,34 @@ class EventLog:
         self._changed = asyncio.Condition()
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
+        #: Why the stream ended, if it did: a wait then fails at once instead of timing out.
+        self._ended: str | None = None
 
     async def start(self) -> None:
         since = f"{time.time() - 1:.3f}"  # replay covers the moment before the stream connects
         self._process = await asyncio.create_subprocess_exec(
             "docker", "events", "--since", since, "--format", "{{json .}}",
-            "--filter", "type=container", "--filter", "event=start", "--filter", "event=die",
+            "--filter", "type=container", "--filter", "event=create", "--filter", "event=start",
+            "--filter", "event=die",
             stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
         assert self._process is not None and self._process.stdout is not None
-        async for line in self._process.stdout:
-            raw = json.loads(line)
-            actor = raw.get("Actor") or {}
-            seen = Seen(raw["Action"], actor.get("ID", ""), int(raw["timeNano"]), actor.get("Attributes") or {})
-            async with self._changed:
-                self.events.append(seen)
-                self._changed.notify_all()
+        try:
+            async for line in self._process.stdout:
+                raw = json.loads(line)
+                actor = raw.get("Actor") or {}
+                seen = Seen(raw["Action"], actor.get("ID", ""), int(raw["timeNano"]), actor.get("Attributes") or {})
+                async with self._changed:
+                    self.events.append(seen)
+                    self._changed.notify_all()
+            self._ended = "`docker events` exited"
+        except Exception as exc:
+            self._ended = f"reading `docker events` failed: {exc!r}"
+        async with self._changed:
+            self._changed.notify_all()
 
     async def stop(self) -> None:
         if self._process is not None and self._process.returncode is None:
@@ -121,6 +137,8 @@ class EventLog:
                         found[seen.id] = seen
                         if len(found) == count:
                             return list(found.values())
+                if self._ended is not None:
+                    raise RuntimeError(f"{self._ended}; {len(found)} of {count} events seen")
                 await self._changed.wait()
 
 
@@ -130,6 +148,10 @@ def started_in(label: str, value: str) -> Callable[[Seen], bool]:
 
 def died_in(label: str, value: str) -> Callable[[Seen], bool]:
     return lambda e: e.action == "die" and e.attributes.get(label) == value
+
+
+def created_in(label: str, value: str) -> Callable[[Seen], bool]:
+    return lambda e: e.action == "create" and e.attributes.get(label) == value
 
 
 # --------------------------------------------------------------------------- helpers
@@ -185,12 +207,17 @@ class Ours:
 
     tag: str
     events: EventLog
+    name: str = "ours"
+    #: Another source tree to run the daemon from (--baseline); None: this one.
+    source: Path | None = None
     daemon: DaemonProcess = field(init=False)
 
     async def start(self, state_dir: Path) -> None:
-        self.daemon = DaemonProcess(state_dir=state_dir, prefix=f"{self.tag}bench")
+        # PYTHONSAFEPATH: the working directory's `orchestrator` must not shadow PYTHONPATH's.
+        env = {} if self.source is None else {"PYTHONSAFEPATH": "1", "PYTHONPATH": str(self.source)}
+        self.daemon = DaemonProcess(state_dir=state_dir, prefix=f"{self.tag}{self.name}", extra_env=env)
         await self.daemon.start()
-        say(f"daemon started (pid {self.pid}, {self.daemon.url})")
+        say(f"{self.name} daemon started (pid {self.pid}, {self.daemon.url}, source {self.source or 'here'})")
 
     @property
     def pid(self) -> int:
@@ -326,8 +353,32 @@ class Floor:
         seen = await self.events.wait(started_in(FLOOR_LABEL, self.tag), mark, replicas)
         return seconds_since(start_ns, seen)
 
+    async def scale(self) -> ScaleTimes:
+        """10 running, then 40 more `docker run -d` at once, then one `docker rm -f` of the 40."""
+        base, surplus = f"{self.tag}-base", f"{self.tag}-surplus"
+        await self._run_many(10, base)
+        mark, start_ns = self.events.mark(), time.time_ns()
+        await self._run_many(40, surplus)
+        created = await self.events.wait(created_in(FLOOR_LABEL, surplus), mark, 1)
+        started = await self.events.wait(started_in(FLOOR_LABEL, surplus), mark, 40)
+        reported_ns = time.time_ns()  # every `docker run -d` has returned and every start is seen
+        mark, down_ns = self.events.mark(), time.time_ns()
+        await run("docker", "rm", "-f", *await ids_with(FLOOR_LABEL, surplus))
+        died = await self.events.wait(died_in(FLOOR_LABEL, surplus), mark, 40)
+        await self.remove()
+        return ScaleTimes.of(start_ns, created, started, reported_ns, down_ns, died)
+
+    async def _run_many(self, count: int, value: str) -> None:
+        await asyncio.gather(*(
+            run("docker", "run", "-d", "--network", self.network, "--network-alias", SERVICE,
+                "--label", f"{FLOOR_LABEL}={value}", "--label", f"{FLOOR_TAG_LABEL}={self.tag}",
+                IMAGE, "sleep", "3600")
+            for _ in range(count)
+        ))  # fmt: skip
+
     async def remove(self) -> None:
         found = await ids_with(FLOOR_LABEL, self.tag, running_only=False)
+        found += await ids_with(FLOOR_TAG_LABEL, self.tag, running_only=False)
         if found:
             await run("docker", "rm", "-f", *found, check=False)
 
@@ -339,11 +390,38 @@ class Floor:
 # --------------------------------------------------------------------------- the measurements
 
 
+@dataclass(frozen=True, slots=True)
+class ScaleTimes:
+    """Seconds of one 10→50→10: `up_*` from the call to 50, `down_*` from the call to 10."""
+
+    up_first_create: float
+    up_started: float  # the 40th new replica's `start`
+    up_reported: float  # the system itself says 50 are running
+    down_first_die: float
+    down: float  # the 40th surplus replica's `die`
+    total: float  # from the call to 50 to the 40th `die`
+
+    @classmethod
+    def of(
+        cls, up_ns: int, created: list[Seen], started: list[Seen], reported_ns: int, down_ns: int, died: list[Seen]
+    ) -> ScaleTimes:
+        return cls(
+            up_first_create=(min(e.time_ns for e in created) - up_ns) / 1e9,
+            up_started=seconds_since(up_ns, started),
+            up_reported=(reported_ns - up_ns) / 1e9,
+            down_first_die=(min(e.time_ns for e in died) - down_ns) / 1e9,
+            down=seconds_since(down_ns, died),
+            total=seconds_since(up_ns, died),
+        )
+
+
 @dataclass
 class Results:
     converge: dict[int, dict[str, list[float]]] = field(default_factory=dict)
     replacement: dict[str, list[float]] = field(default_factory=dict)
     scale: dict[str, float] = field(default_factory=dict)
+    #: Every run of each system (the table shows the median of each figure).
+    scale_parts: dict[str, list[ScaleTimes]] = field(default_factory=dict)
     idle_cpu_percent: float | None = None
     idle_rss_mb: float | None = None
     idle_seconds: float = 0.0
@@ -455,28 +533,54 @@ async def _kill_one(events: EventLog, target: Target, container_id: str) -> floa
     return (started.time_ns - died.time_ns) / 1e6
 
 
-async def measure_scale(ours: Ours, swarm: Swarm | None, results: Results) -> None:
-    """10 → 50 (until the system itself reports 50 running, as a user would wait) → 10."""
-    systems: list[tuple[str, Ours | Swarm, str, str]] = [("ours", ours, f"{ours.tag}os", OUR_STACK_LABEL)]
+async def measure_scale(
+    ours: Sequence[Ours], swarm: Swarm | None, floor: Floor, rounds: int, results: Results
+) -> None:
+    """10 → 50 (until the system itself reports 50 running, as a user would wait) → 10,
+    `rounds` times each system in a rotating order; the table shows medians."""
+    steps: list[tuple[str, Callable[[int], Awaitable[ScaleTimes | None]]]] = [
+        (o.name, lambda r, o=o: _scale_system(o, f"{o.tag}{o.name[0]}s{r}", OUR_STACK_LABEL)) for o in ours
+    ]
     if swarm is not None:
-        systems.append(("swarm", swarm, f"{swarm.tag}ss", SWARM_STACK_LABEL))
-    for name, system, stack, label in systems:
-        await system.deploy(stack, 10)
-        await system.wait_reported(stack, 10)
-        mark, start_ns = ours.events.mark(), time.time_ns()
-        try:
-            await system.scale(stack, 50)
-            await ours.events.wait(started_in(label, stack), mark, 40)
-            await system.wait_reported(stack, 50)
-            mark = ours.events.mark()
-            await system.scale(stack, 10)
-            seen = await ours.events.wait(died_in(label, stack), mark, 40)
-            results.scale[name] = seconds_since(start_ns, seen)
-            say(f"scale 10→50→10: {name} {results.scale[name]:.2f} s")
-        except TimeoutError:
-            say(f"scale 10→50→10: {name} did not finish within {WAIT:.0f} s")
-            results.scale[name] = float("inf")
+        steps.append(("swarm", lambda r: _scale_system(swarm, f"{swarm.tag}ss{r}", SWARM_STACK_LABEL)))
+    steps.append(("floor", lambda _r: floor.scale()))
+    for round_ in range(rounds):
+        shift = round_ % len(steps)
+        for name, step in steps[shift:] + steps[:shift]:
+            parts = await step(round_)
+            if parts is None:
+                say(f"scale 10→50→10: {name} did not finish within {WAIT:.0f} s")
+                continue
+            results.scale_parts.setdefault(name, []).append(parts)
+            say(f"scale 10→50→10 round {round_ + 1}: {name} {parts.total:.2f} s ({_split(parts)})")
+    for name, runs in results.scale_parts.items():
+        results.scale[name] = statistics.median(t.total for t in runs)
+
+
+async def _scale_system(system: Ours | Swarm, stack: str, label: str) -> ScaleTimes | None:
+    events = system.events
+    await system.deploy(stack, 10)
+    await system.wait_reported(stack, 10)
+    mark, start_ns = events.mark(), time.time_ns()
+    try:
+        await system.scale(stack, 50)
+        created = await events.wait(created_in(label, stack), mark, 1)
+        started = await events.wait(started_in(label, stack), mark, 40)
+        await system.wait_reported(stack, 50)
+        reported_ns = time.time_ns()
+        mark, down_ns = events.mark(), time.time_ns()
+        await system.scale(stack, 10)
+        died = await events.wait(died_in(label, stack), mark, 40)
+        return ScaleTimes.of(start_ns, created, started, reported_ns, down_ns, died)
+    except TimeoutError:
+        return None
+    finally:
         await system.remove(stack)
+
+
+def _split(t: ScaleTimes) -> str:
+    return (f"up: first create {t.up_first_create:.2f}, 40 started {t.up_started:.2f}, reported {t.up_reported:.2f}; "
+            f"down: first die {t.down_first_die:.2f}, 40 died {t.down:.2f}")
 
 
 # --------------------------------------------------------------------------- the table
@@ -492,6 +596,25 @@ def fmt(value: float | None, digits: int = 2) -> str:
 
 def verdict(ok: bool | None) -> str:
     return "–" if ok is None else ("yes" if ok else "**no**")
+
+
+#: The split rows of the scale measure: (label, ScaleTimes field).
+_SCALE_SPLIT = (
+    ("↳ up: call → first create", "up_first_create"),
+    ("↳ up: call → 40th start", "up_started"),
+    ("↳ up: call → reports 50 running", "up_reported"),
+    ("↳ down: call → first die", "down_first_die"),
+    ("↳ down: call → 40th die", "down"),
+)
+
+
+def _scale_split_rows(parts: dict[str, list[ScaleTimes]]) -> list[str]:
+    lines = []
+    for label, name in _SCALE_SPLIT:
+        o, s, f = (statistics.median(getattr(t, name) for t in parts[k]) if k in parts else None
+                   for k in ("ours", "swarm", "floor"))
+        lines.append(f"| {label} (s) | {fmt(o)} | {fmt(s)} | {fmt(f)} | {ratio(o, s)} | {ratio(o, f)} |  | – |")
+    return lines
 
 
 def table(results: Results, rounds: int) -> str:
@@ -516,16 +639,24 @@ def table(results: Results, rounds: int) -> str:
             met = verdict(o <= f and (s is None or o <= s / 2))
         lines.append(f"| replacement p{q}, die → start (ms) | {fmt(o, 0)} | {fmt(s, 0)} | {fmt(f, 0)} "
                      f"| {ratio(o, s)} | {ratio(o, f)} | {goal} | {met} |")
-    o, s = results.scale.get("ours"), results.scale.get("swarm")
-    met = verdict(o <= 0.4 * s if o is not None and s is not None else None)
-    lines.append(f"| scale 10→50→10 (s) | {fmt(o)} | {fmt(s)} | – | {ratio(o, s)} | – | ≤ 0.4× Swarm | {met} |")
+    o, s, f = (results.scale.get(k) for k in ("ours", "swarm", "floor"))
+    if o is not None or s is not None:
+        met = verdict(o <= 0.4 * s if o is not None and s is not None else None)
+        lines.append(f"| scale 10→50→10 (s) | {fmt(o)} | {fmt(s)} | {fmt(f)} | {ratio(o, s)} | {ratio(o, f)} "
+                     f"| ≤ 0.4× Swarm | {met} |")
+        lines += _scale_split_rows(results.scale_parts)
+    b = results.scale.get("baseline")
+    if b is not None:
+        lines.append(f"| scale 10→50→10, --baseline daemon (s) | {fmt(b)} | {fmt(s)} | {fmt(f)} | {ratio(b, s)} "
+                     f"| {ratio(b, f)} | ours/baseline {ratio(o, b)} | – |")
     cpu, rss = results.idle_cpu_percent, results.idle_rss_mb
     lines.append(f"| daemon CPU, 100 replicas idle {results.idle_seconds:.0f} s (% of a core) | {fmt(cpu)} "
                  f"| – | – | – | – | near 0 (< 0.5 %) | {verdict(cpu < 0.5 if cpu is not None else None)} |")
     lines.append(f"| daemon RSS, same moment (MB) | {fmt(rss, 1)} | – | – | – | – | < 100 MB "
                  f"| {verdict(rss < 100 if rss is not None else None)} |")
     footnote = (f"\nConverge: median of {rounds} rounds. floor: converge = N parallel `docker run -d`; replacement = the engine restarting the "
-                f"same container in place (`--restart on-failure`). Replacement samples: "
+                f"same container in place (`--restart on-failure`); scale = 40 parallel `docker run -d` "
+                f"beside 10 running, then one `docker rm -f` of the 40. Replacement samples: "
                 f"{', '.join(f'{k} {len(v)}' for k, v in sorted(rep.items()))}.")
     return "\n".join(lines) + "\n" + footnote
 
@@ -543,25 +674,30 @@ async def preflight() -> None:
 
 
 @contextlib.asynccontextmanager
-async def systems(args: argparse.Namespace) -> AsyncIterator[tuple[Ours, Swarm | None, Floor]]:
+async def systems(args: argparse.Namespace) -> AsyncIterator[tuple[Ours, Swarm | None, Floor, list[Ours]]]:
     tag = f"rb{secrets.token_hex(3)}"
     work = Path(tempfile.mkdtemp(prefix="bench-reconciler-"))
     events = EventLog()
     await events.start()
     ours, floor = Ours(tag, events), Floor(tag, events)
+    others = [Ours(tag, events, "baseline", args.baseline.resolve())] if args.baseline else []
     swarm = None if args.no_swarm else Swarm(tag, events, work)
     try:
         await floor.start()
         if swarm is not None:
             await swarm.start()
         await ours.start(work / "state")
-        yield ours, swarm, floor
+        for other in others:
+            await other.start(work / f"state-{other.name}")
+        yield ours, swarm, floor, others
     finally:
         say("cleaning up")
         for stack in await _our_stacks(tag):
             with contextlib.suppress(Exception):
                 await ours.remove(stack)
         await ours.stop(args.keep_log)
+        for other in others:
+            await other.stop()
         await _remove_tagged(tag)
         if swarm is not None:
             for stack in (await run("docker", "stack", "ls", "--format", "{{.Name}}", check=False)).split():
@@ -594,13 +730,13 @@ async def main(args: argparse.Namespace) -> None:
     await preflight()
     results = Results()
     started = time.monotonic()
-    async with systems(args) as (ours, swarm, floor):
+    async with systems(args) as (ours, swarm, floor, others):
         for replicas in args.replicas:
             await measure_converge(ours, swarm, floor, replicas, args.rounds, results, args.idle)
         if args.kills:
             await measure_replacement(ours, swarm, floor, args.kills, results)
         if args.scale:
-            await measure_scale(ours, swarm, results)
+            await measure_scale([ours, *others], swarm, floor, args.scale_rounds, results)
     say(f"done in {time.monotonic() - started:.0f} s")
     print(table(results, args.rounds))
     if args.json:
@@ -618,6 +754,8 @@ def figures(results: Results) -> dict[str, object]:
         "replacement_ms": {k: {"p50": percentile(v, 50), "p95": percentile(v, 95)}
                            for k, v in results.replacement.items() if v},
         "scale": dict(results.scale),
+        "scale_split": {k: {f: statistics.median(getattr(t, f) for t in v) for _, f in _SCALE_SPLIT}
+                        for k, v in results.scale_parts.items()},
         "idle": {"cpu_percent": results.idle_cpu_percent, "rss_mb": results.idle_rss_mb,
                  "seconds": results.idle_seconds},
     }
@@ -629,6 +767,10 @@ if __name__ == "__main__":
     parser.add_argument("--kills", type=int, default=24, help="replicas killed per system (0: skip)")
     parser.add_argument("--idle", type=float, default=30.0, help="seconds of idle measurement at 100 replicas")
     parser.add_argument("--no-scale", dest="scale", action="store_false")
+    parser.add_argument("--scale-rounds", type=int, default=1, help="scale rounds (median), systems interleaved")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="also scale with a daemon run from this source tree (e.g. a worktree of main), "
+                             "interleaved with ours: a before/after in the same run")
     parser.add_argument("--rounds", type=int, default=2, help="converge rounds (median), systems interleaved")
     parser.add_argument("--no-swarm", action="store_true", help="skip Swarm (quick runs)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file as JSON")

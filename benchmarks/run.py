@@ -96,7 +96,7 @@ def rows(r: dict[str, Any]) -> list[tuple[str, float | None, float | None, float
     for q in ("p50", "p95"):
         out.append((f"replacement {q}, die → start (ms)", *(rep.get(k, {}).get(q) for k in ("ours", "swarm", "floor")), 0))
     scale = rec.get("scale", {})
-    out.append(("scale 10→50→10 (s)", scale.get("ours"), scale.get("swarm"), None, 2))
+    out.append(("scale 10→50→10 (s)", scale.get("ours"), scale.get("swarm"), scale.get("floor"), 2))
     upd = r.get("update", {})
     out.append((f"rolling update of {upd.get('replicas', 10)} (s)", upd.get("ours"), upd.get("swarm"), None, 2))
     events = r.get("events", {})
@@ -178,7 +178,8 @@ def main() -> int:
         "",
         "Swarm: a single-node swarm, `docker stack deploy`, restart delay 0s. Engine restart policy: "
         "N parallel `docker run -d` for converge, the engine restarting the container in place "
-        "(`--restart on-failure`) for replacement. Other baselines are named in the row. "
+        "(`--restart on-failure`) for replacement, 40 parallel `docker run -d` then one `docker rm -f` "
+        "of the 40 for scale. Other baselines are named in the row. "
         "Converge and update: one round each (median of more with the scripts' defaults).",
         *(f"\n- {name}: did not finish ({why}); its rows show –" for name, why in failures.items()),
         *(f"\n- {note}" for note in notes),

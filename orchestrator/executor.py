@@ -1,7 +1,10 @@
 """Carries out planned actions against the engine without ever blocking the reconcile loop.
 
 Actions for one slot run in order in one task (a stop-first replacement is "remove, then
-create"); different slots run concurrently, at most `concurrency` engine operations at once.
+create"); different slots run concurrently, at most `concurrency` creations and removals at
+once. Stops have a wider bound of their own: a stop mostly waits (for the stop signal to work,
+at worst out a grace period), and a scale-down of many replicas should take one grace period,
+not one per `concurrency` of them.
 While a slot's task runs the slot is *busy* and the planner leaves it alone; when the task ends
 the stack is marked dirty so the next pass sees the result.
 """
@@ -41,6 +44,9 @@ from orchestrator.tracker import TaskTracker
 log = structlog.stdlib.get_logger()
 
 TASK_ID_BYTES = 6
+#: Stops waiting at once. Each holds one of the engine client's 100 pooled connections for up to
+#: its grace period: this leaves room for the creations, relists and inspects meanwhile.
+STOPS_AT_ONCE = 64
 
 
 def new_task_id() -> str:
@@ -63,6 +69,7 @@ class Executor:
         self._tracker = tracker
         self._book = book
         self._limit = asyncio.Semaphore(concurrency)
+        self._stops = asyncio.Semaphore(STOPS_AT_ONCE)
         self._files_dir = files_dir
         self._on_done = on_done
         #: Called with (container id, grace period) before a replica is stopped: the ingress
@@ -102,19 +109,15 @@ class Executor:
 
     async def remove_now(self, record: StackRecord, containers: Iterable[ContainerState]) -> None:
         """Stop (gracefully) and remove these containers, and wait until all are gone: `rm`."""
-
-        async def one(container: ContainerState) -> None:
-            async with self._limit:
-                await self._run(record, RemoveContainer(
-                    container.key, container.id, "stack removed", container.is_standby))
-
-        await asyncio.gather(*(one(c) for c in containers))
+        await asyncio.gather(*(
+            self._run(record, RemoveContainer(c.key, c.id, "stack removed", c.is_standby))
+            for c in containers
+        ))  # fmt: skip
 
     async def _run_slot(self, record: StackRecord, actions: list[Action]) -> None:
         for action in actions:
             try:
-                async with self._limit:
-                    await self._run(record, action)
+                await self._run(record, action)
             except asyncio.CancelledError:
                 raise
             except EngineUnavailable as exc:
@@ -127,13 +130,17 @@ class Executor:
     async def _run(self, record: StackRecord, action: Action) -> None:
         match action:
             case CreateTask(standby_id=str()):
-                await self._start_standby(record, action)
+                async with self._limit:
+                    await self._start_standby(record, action)
             case CreateTask():
-                await self._create(record, action)
+                async with self._limit:
+                    await self._create(record, action)
             case PrepareStandby():
-                await self._prepare_standby(record, action)
+                async with self._limit:
+                    await self._prepare_standby(record, action)
             case RemoveContainer(standby=True):
-                await self._engine.remove(action.container_id)  # never started: nothing to stop
+                async with self._limit:
+                    await self._engine.remove(action.container_id)  # never started: nothing to stop
                 log.info("standby_removed", slot=str(action.key), reason=action.reason,
                          container_id=action.container_id[:12])
             case StopTask():
@@ -143,7 +150,8 @@ class Executor:
             case RemoveContainer():
                 self._tracker.mark_shutdown(action.container_id)
                 await self._stop(record, action)  # reports its shutdown, with the exit code
-                await self._engine.remove(action.container_id)
+                async with self._limit:
+                    await self._engine.remove(action.container_id)
                 log.info("container_removed", slot=str(action.key), reason=action.reason,
                          container_id=action.container_id[:12])
 
@@ -151,7 +159,8 @@ class Executor:
         grace = _grace(record.spec.services.get(action.key.service))
         if self._before_stop is not None:
             await self._before_stop(action.container_id, grace)
-        exit_code = await self._engine.stop(action.container_id, grace)
+        async with self._stops:
+            exit_code = await self._engine.stop(action.container_id, grace)
         self._tracker.stopped(action.container_id, exit_code)
 
     async def _create(self, record: StackRecord, action: CreateTask) -> None:

@@ -72,7 +72,9 @@ async def test_deploy_inspect_scale_and_remove(
     assert (status, body["result"]) == (200, "unchanged"), body
     await daemon.poll(f"/v1/stacks/{stack_name}/services", running("web", 2))
 
-    _, stacks = await daemon.request("GET", "/v1/stacks")
+    # The stacks list counts from the last pass, which may not have seen the second start yet.
+    stacks = await daemon.poll("/v1/stacks", lambda body: any(
+        s["name"] == stack_name and s["replicas_running"] == 2 for s in body))
     [mine] = [s for s in stacks if s["name"] == stack_name]
     assert (mine["services"], mine["replicas_desired"], mine["replicas_running"]) == (1, 2, 2)
     _, inspected = await daemon.request("GET", f"/v1/stacks/{stack_name}")

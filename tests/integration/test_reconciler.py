@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiodocker
 import pytest
 
+from orchestrator.engine import Engine
 from orchestrator.labels import LABEL_STACK
 from tests.integration.conftest import BUSYBOX
 from tests.integration.orchestrator_harness import Running, running_orchestrator
@@ -73,6 +75,34 @@ async def test_scale_up_fills_lowest_free_slots_and_down_removes_highest(
     await orch.controller.scale(stack_name, {"web": 3})
     running = await orch.wait_running(stack_name, "web", 3)
     assert [c.key.slot for c in running] == [1, 2, 3]
+
+
+async def test_scale_down_stops_every_surplus_replica_at_once(stack_name: str, tmp_path: Path) -> None:
+    """Stops are not held to the creation bound: with `concurrency` 1, every surplus replica gets
+    its stop signal before the first one's grace period has run out (as Swarm stops them)."""
+    # sleep as PID 1 ignores SIGTERM: each stop waits out its grace period, then SIGKILL.
+    yaml_text = stack_yaml(
+        f"web:\n  image: {BUSYBOX}\n  command: [\"sleep\", \"600\"]\n  stop_grace_period: 5s\n"
+        "  deploy:\n    replicas: 3\n"
+    )
+    async with running_orchestrator(tmp_path / "state", concurrency=1) as orch:
+        await orch.deploy(stack_name, yaml_text, tmp_path)
+        await orch.wait_running(stack_name, "web", 3)
+        observer = await Engine.connect()
+        seen = []
+        try:
+            since = time.time_ns()
+            async with observer.events(stack=stack_name, actions=("kill", "die"), since_ns=since) as stream:
+                await orch.controller.scale(stack_name, {"web": 0})
+                async with asyncio.timeout(60):
+                    async for event in stream:
+                        seen.append(event)
+                        if event.action == "die":
+                            break
+        finally:
+            await observer.close()
+    signalled = {e.actor_id for e in seen if e.action == "kill"}
+    assert len(signalled) == 3, f"before the first die, only {len(signalled)} of 3 replicas were told to stop"
 
 
 async def test_on_failure_restarts_failures_not_success(orch: Running, stack_name: str, tmp_path: Path) -> None:
