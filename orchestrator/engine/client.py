@@ -124,9 +124,15 @@ class Engine:
         )
         if request.files:
             await asyncio.to_thread(_write_files, request.files)
+        creating = asyncio.ensure_future(self._docker.containers.create(request.config, name=request.name))
         try:
             with engine_errors():
-                created = await self._docker.containers.create(request.config, name=request.name)
+                created = await asyncio.shield(creating)
+        except asyncio.CancelledError:
+            # the engine finishes a create whose caller left: wait for it and take the container
+            # back, or it stays as one nobody planned (an orphan after `rm`, a stray standby)
+            await asyncio.shield(self._remove_when_created(creating))
+            raise
         except EngineError as exc:
             if is_missing(exc) and "image" in exc.message.lower():
                 raise ImageUnavailable(request.config["Image"], exc.message) from exc
@@ -179,6 +185,16 @@ class Engine:
         facts = facts_from_inspect(data)
         self._facts.store(container_id, facts)
         return facts.exit_code
+
+    async def _remove_when_created(self, creating: asyncio.Future[Any]) -> None:
+        try:
+            created = await creating
+        except Exception:  # noqa: BLE001 - refused or failed: there is nothing to take back
+            return
+        try:
+            await self.remove(created.id)
+        except EngineError as exc:
+            log.warning("abandoned_create_not_removed", container_id=created.id[:12], error=exc.message)
 
     async def remove(self, container_id: str) -> None:
         """Force-remove with its anonymous volumes; already gone counts as success."""

@@ -216,6 +216,30 @@ async def test_stop_and_remove_are_idempotent(engine: Engine, stack_name: str, d
     assert await engine.list_containers(stack_name) == []
 
 
+async def test_a_create_abandoned_midway_leaves_no_container(
+    engine: Engine, docker: aiodocker.Docker, stack_name: str, default_stack: StackSpec, tmp_path: Path
+) -> None:
+    """The engine finishes a create whose caller was cancelled (a daemon shutting down, `rm`
+    cancelling a slot's work): the container it makes must not stay behind. Cancelled at
+    several moments so that some land while the engine is creating."""
+    service = ServiceSpec(name="s", image=BUSYBOX, command=("sleep", "300"))
+    label = {"label": [f"{LABEL_STACK}={stack_name}"]}
+    cancelled = 0
+    for slot, delay in enumerate((0.0, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08), start=1):
+        creating = asyncio.create_task(
+            engine.create_task(default_stack, service, SlotKey(stack_name, "s", slot), spec_hash(service), tmp_path))
+        await asyncio.sleep(delay)
+        creating.cancel()
+        try:
+            await creating
+        except asyncio.CancelledError:
+            cancelled += 1
+        else:
+            await engine.remove(creating.result().id)  # it finished before the cancel
+        assert await docker.containers.list(all=True, filters=label) == [], f"left after a cancel at {delay} s"
+    assert cancelled >= 2, "no cancel landed during a create: the test proved nothing"
+
+
 async def test_missing_image_is_rejected_with_the_engines_reason(engine: Engine) -> None:
     # A registry on a closed loopback port: the pull fails without leaving this machine.
     service = ServiceSpec(name="app", image="127.0.0.1:1/orchestrator-test/missing:latest")
