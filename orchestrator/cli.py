@@ -66,6 +66,9 @@ def _add_client_commands(sub: Any) -> None:
     deploy.add_argument("--wait", action="store_true", help="show progress until converged")
     deploy.add_argument("--timeout", type=float, default=300.0, metavar="S",
                         help="seconds --wait waits (default 300)")
+    deploy.add_argument("--stable", type=float, default=5.0, metavar="S",
+                        help="seconds --wait checks that converged replicas stay up (default 5, as "
+                             "docker's CLI; 0: none)")
     _add(sub, "ls", cli_commands.ls, "list stacks", listing=True)
     _add(sub, "services", cli_commands.services, "list a stack's services",
          listing=True).add_argument("stack")

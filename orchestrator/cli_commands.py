@@ -63,7 +63,7 @@ async def deploy(args: argparse.Namespace) -> int:
             print(f"warning: {warning}", file=sys.stderr)
         _print_outcome(outcome)
         if args.wait:
-            return await wait_converged(client, args.stack, args.timeout)
+            return await wait_converged(client, args.stack, args.timeout, args.stable)
     return 0
 
 
@@ -77,12 +77,14 @@ def _print_outcome(outcome: Mapping[str, Any]) -> None:
         print(f"{verb} service {stack}_{service}")
 
 
-async def wait_converged(client: Client, stack: str, timeout: float) -> int:
-    """Print `web: 3/5` whenever a service's progress changes, until every service runs its
-    desired replicas (0 ok) or `timeout` passes or an update pauses or a restart policy gives
-    up on a replica that is still missing (1)."""
+async def wait_converged(client: Client, stack: str, timeout: float, stable: float = 0.0) -> int:
+    """Print `web: 3/5` whenever a service's progress changes, until every service has run its
+    desired replicas for `stable` seconds in a row (0 ok; a replica that crashes soon after its
+    start is not convergence, as docker's CLI checks too) or `timeout` passes or an update
+    pauses or a restart policy gives up on a replica that is still missing (1)."""
     deadline = time.monotonic() + timeout
     shown: dict[str, str] = {}
+    converged_since: float | None = None
     while True:
         services = await client.services(stack)
         for svc in services:
@@ -98,8 +100,17 @@ async def wait_converged(client: Client, stack: str, timeout: float) -> int:
                               for s in paused)
             raise UserError(f"update did not complete: {names}")
         if all(_converged(s) for s in services):
-            print(f"Stack {stack} converged")
-            return 0
+            now = time.monotonic()
+            if converged_since is None:
+                converged_since = now
+                if stable > 0:
+                    print(f"verifying for {stable:g} s that the replicas stay up", flush=True)
+            if now - converged_since >= stable:
+                print(f"Stack {stack} converged")
+                return 0
+            await asyncio.sleep(min(POLL_S, stable - (now - converged_since)))
+            continue  # the timeout does not cut a check that has begun: it ends by `stable`
+        converged_since = None
         if all(_converged(s) or _settled_short(s) for s in services):
             names = ", ".join(f"{s['name']} ({s['replicas_given_up']} gave up: {s['given_up_reason']})"
                               for s in services if not _converged(s))

@@ -42,10 +42,12 @@ async def test_deploy_wait_list_scale_logs_and_rm(
     env = daemon.env
     stack_file = tmp_path / "stack.yml"
     stack_file.write_text(stack(service("web", ECHO, replicas=2), top="volumes:\n  data: {}\n"))
-    code, out, _ = await cli(env, "deploy", "-c", str(stack_file), stack_name, "--wait", "--timeout", "60")
+    code, out, _ = await cli(env, "deploy", "-c", str(stack_file), stack_name, "--wait", "--timeout", "60",
+                             "--stable", "1")
     assert code == 0
     assert f"Creating service {stack_name}_web" in out
-    assert out.splitlines()[-2:] == ["web: 2/2", f"Stack {stack_name} converged"]
+    assert out.splitlines()[-3:] == [
+        "web: 2/2", "verifying for 1 s that the replicas stay up", f"Stack {stack_name} converged"]
     code, out, _ = await cli(env, "deploy", "-c", str(stack_file), stack_name)
     assert (code, out) == (0, f"Stack {stack_name} is up to date\n")
 

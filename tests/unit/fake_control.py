@@ -31,6 +31,8 @@ class FakeControl:
         self.healthy = True
         self.log_lines: list[LogLine] = []
         self.deployed_at = time.time() - 5
+        #: Running counts a service reports on successive `services` calls (the last one stays).
+        self.running_sequence: dict[str, list[int]] = {}
 
     async def deploy(self, spec: StackSpec) -> DeployOutcome:
         old = self.specs.get(spec.name)
@@ -79,8 +81,14 @@ class FakeControl:
     async def services(self, stack: str) -> Sequence[ServiceView]:
         spec = self.stack_spec(stack)
         return [ServiceView(stack, n, s.mode, s.image, self.counts[stack][n],
-                            self.counts[stack][n], "abc123def456")
+                            self._running(stack, n), "abc123def456")
                 for n, s in sorted(spec.services.items())]
+
+    def _running(self, stack: str, service: str) -> int:
+        sequence = self.running_sequence.get(service)
+        if not sequence:
+            return self.counts[stack][service]
+        return sequence.pop(0) if len(sequence) > 1 else sequence[0]
 
     async def tasks(self, stack: str, *, include_history: bool = True) -> Sequence[TaskView]:
         spec = self.stack_spec(stack)

@@ -68,9 +68,23 @@ def test_deploy_sends_only_the_referenced_environment(
 
 def test_deploy_wait_prints_progress_until_converged(
         served: Served, stack_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "deploy", "-c", str(stack_file), "shop", "--wait", "--timeout", "5")
+    code, out, _ = run(capsys, "deploy", "-c", str(stack_file), "shop", "--wait", "--timeout", "5",
+                       "--stable", "0.2")
     assert code == 0
-    assert out.splitlines()[-3:] == ["web: 2/2", "worker: 1/1", "Stack shop converged"]
+    assert out.splitlines()[-4:] == ["web: 2/2", "worker: 1/1", "verifying for 0.2 s that the replicas stay up",
+                                     "Stack shop converged"]
+
+
+def test_deploy_wait_starts_over_when_a_replica_falls_during_the_check(
+        served: Served, stack_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A crash right after the start is not convergence: the check begins again."""
+    served.control.running_sequence["web"] = [2, 1, 2]  # polled every 0.5 s; the check lasts 0.6 s
+    code, out, _ = run(capsys, "deploy", "-c", str(stack_file), "shop", "--wait", "--timeout", "5",
+                       "--stable", "0.6")
+    assert code == 0
+    assert out.splitlines()[2:] == [
+        "web: 2/2", "worker: 1/1", "verifying for 0.6 s that the replicas stay up",
+        "web: 1/2", "web: 2/2", "verifying for 0.6 s that the replicas stay up", "Stack shop converged"]
 
 
 def test_bad_stack_file_lists_each_problem(served: Served, tmp_path: Path,
