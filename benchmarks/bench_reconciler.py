@@ -50,11 +50,12 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from orchestrator import labels  # noqa: E402
 from tests.integration.daemon_process import DaemonProcess  # noqa: E402
 
 IMAGE = "orchestrator-test/busybox:latest"
-OUR_STACK_LABEL = "orchestrator.stack"
-STANDBY_LABEL = "orchestrator.standby"
+OUR_STACK_LABEL = labels.LABEL_STACK
+STANDBY_LABEL = labels.LABEL_STANDBY
 SWARM_STACK_LABEL = "com.docker.stack.namespace"
 SWARM_TASK_LABEL = "com.docker.swarm.task.name"
 FLOOR_LABEL = "orchestrator-bench.floor"

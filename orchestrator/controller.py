@@ -252,7 +252,7 @@ class Controller:
         observed = await self._r.engine.list_containers(stack)
         # (when the task began, its row) per slot; a rejection has no container to list.
         rows: dict[SlotKey, list[tuple[float, TaskView]]] = {}
-        for c in (c for c in observed if not c.is_standby):  # a standby is no task yet
+        for c in self._r.tasks_of(observed):
             rows.setdefault(c.key, []).append((c.created_at, self._container_row(record, c)))
         for key, rejection in self._r.tracker.rejections(stack).items():
             if key.service in record.spec.services:
@@ -296,10 +296,8 @@ class Controller:
         record = self._record(stack)
         if service not in record.spec.services:
             raise UnknownService(stack, service)
-        containers = [
-            c for c in await self._r.engine.list_containers(stack)
-            if c.key.service == service and not c.is_standby
-        ]  # fmt: skip
+        listed = await self._r.engine.list_containers(stack)
+        containers = [c for c in self._r.tasks_of(listed) if c.key.service == service]
         queue: asyncio.Queue[LogLine | None] = asyncio.Queue(maxsize=1000)
 
         async def pump(c: ContainerState) -> None:

@@ -22,6 +22,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 
 from orchestrator import labels
+from orchestrator.redis_cancel import honour_cancellation
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_PREFIX = "orchestrator"
@@ -55,7 +56,7 @@ class Follower:
         failures = 0
         ever_connected = False
         while True:
-            _honour_cancellation()
+            honour_cancellation()
             try:
                 async with self._client.pubsub() as pubsub:
                     await self._subscribe(pubsub)
@@ -95,7 +96,7 @@ class Follower:
     async def _follow(self, pubsub: aioredis.client.PubSub) -> None:
         # Short waits rather than listen(): each return is a chance to honour a cancellation.
         while True:
-            _honour_cancellation()
+            honour_cancellation()
             reply = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
             if reply is not None and reply["type"] == "message":
                 self._offer(json.loads(reply["data"]))
@@ -106,14 +107,6 @@ class Follower:
         self.last_seq = message["seq"]
         if self._stack is None or message.get("stack") == self._stack:
             self._emit(message)
-
-
-def _honour_cancellation() -> None:
-    """redis-py (8.1) can swallow a cancellation that lands mid-command and carry on: a loop
-    that talks to Redis checks for one itself, or cancelling it could wait forever."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def format_line(message: Message) -> str:

@@ -31,6 +31,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 
 from orchestrator import labels, metrics
 from orchestrator.events import Event, events_dropped
+from orchestrator.redis_cancel import honour_cancellation
 from orchestrator.seq_store import SeqStore
 
 log = structlog.stdlib.get_logger()
@@ -173,10 +174,7 @@ class Publisher:
     async def _send_until_closed(self) -> None:
         failures = 0
         while True:
-            if self._runner is not None and self._runner.cancelling():
-                # redis-py (8.1) can swallow a cancellation that lands mid-command: it finishes
-                # the command and returns. Honour it here, or shutdown would wait forever.
-                raise asyncio.CancelledError
+            honour_cancellation()  # or shutdown could wait forever (redis_cancel.py)
             if not (self._queue or self._dropped or self._unconfirmed):
                 if self._closing:
                     return

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import replace
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -175,9 +175,7 @@ class Reconciler:
         # A slot busy at any time during the relist may show a half-made container.
         busy_before = self.executor.busy()
         listed = await self.engine.list_containers(name)
-        # Standbys are no tasks until started: only the planner sees them (docs/standby.md).
-        # One whose start has begun is a task already, though the list may still say created.
-        observed = [c for c in listed if not c.is_standby or self.tracker.knows(c.task_id)]
+        observed = self.tasks_of(listed)  # the planner alone sees the standbys
         record = self.records.get(name)  # after the relist: a deploy may have come meanwhile
         if record is None:  # a removed stack: only the end of the tasks it had is reported
             observed = [c for c in observed if self.tracker.knows(c.task_id)]
@@ -270,6 +268,11 @@ class Reconciler:
             if key not in reported:
                 self.emit(event)
         self._reported[stack] = current
+
+    def tasks_of(self, listed: Iterable[ContainerState]) -> list[ContainerState]:
+        """The listed containers that are tasks. A standby is none until started
+        (docs/standby.md); one whose start has begun is, though the list may still say created."""
+        return [c for c in listed if not c.is_standby or self.tracker.knows(c.task_id)]
 
     def given_up(self, stack: str) -> dict[str, list[str]]:
         """Per service, why its slots that will not be restarted again gave up (as the last pass
