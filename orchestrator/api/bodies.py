@@ -7,30 +7,36 @@ so a malformed request can never become a 500.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
+from orchestrator import names
 from orchestrator.api.errors import RequestError
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/plain"})
 DEFAULT_FILE_NAME = "stack.yml"
 
 
-def name_param(request: web.Request, key: str) -> str:
-    return check_name(request.match_info[key], key)
+def name_param(request: web.Request, key: Literal["stack", "service"]) -> str:
+    value = request.match_info[key]
+    return check_stack_name(value, key) if key == "stack" else check_service_name(value, key)
 
 
-def check_name(value: str, path: str) -> str:
-    if not NAME_RE.match(value):
-        raise RequestError(
-            f"invalid name {value!r}: use 1-63 characters a-z, 0-9, '_' or '-', "
-            "starting with a letter or digit", path=path, code="invalid_name")
+def check_stack_name(value: str, path: str) -> str:
+    if not names.is_stack_name(value):
+        raise RequestError(f"invalid stack name {value!r}: use {names.STACK_RULE}",
+                           path=path, code="invalid_name")
+    return value
+
+
+def check_service_name(value: str, path: str) -> str:
+    if not names.is_service_name(value):
+        raise RequestError(f"invalid service name {value!r}: use {names.SERVICE_RULE}",
+                           path=path, code="invalid_name")
     return value
 
 
@@ -116,7 +122,7 @@ def read_scale(body: Any) -> dict[str, int]:
         raise RequestError("give at least one service: {\"web\": 3}")
     counts: dict[str, int] = {}
     for service, count in body.items():
-        check_name(service, service)
+        check_service_name(service, service)
         # bool is an int in Python; `true` is not a replica count.
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise RequestError(f"replica count must be a non-negative integer, not {count!r}",

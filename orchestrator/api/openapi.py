@@ -7,12 +7,14 @@ from typing import Any
 
 from aiohttp import web
 
-from orchestrator.api.bodies import NAME_RE
+from orchestrator import names
 from orchestrator.api.schemas import ref
 from orchestrator.control import DeployOutcome, HealthView, LogLine, ServiceView, StackView, TaskView
 from orchestrator.model import StackSpec
 
-_NAME = {"type": "string", "pattern": NAME_RE.pattern}
+# Anchored: a JSON Schema pattern matches anywhere in the string.
+_STACK_NAME = {"type": "string", "pattern": f"^{names.STACK_NAME.pattern}$"}
+_SERVICE_NAME = {"type": "string", "pattern": f"^{names.SERVICE_NAME.pattern}$"}
 
 
 def _param(name: str, where: str, schema: dict[str, Any], doc: str) -> dict[str, Any]:
@@ -20,8 +22,8 @@ def _param(name: str, where: str, schema: dict[str, Any], doc: str) -> dict[str,
             "description": doc}
 
 
-STACK = _param("stack", "path", _NAME, "Stack name.")
-SERVICE = _param("service", "path", _NAME, "Service name within the stack.")
+STACK = _param("stack", "path", _STACK_NAME, "Stack name.")
+SERVICE = _param("service", "path", _SERVICE_NAME, "Service name within the stack.")
 _BOOL = {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"]}
 _ERRORS = ("400", "401", "404", "405", "409", "413")
 
@@ -60,7 +62,7 @@ def build_document() -> dict[str, Any]:
         "application/json": {"schema": deploy_json}}}
     scale_body = {"required": True, **_json({
         "type": "object", "minProperties": 1,
-        "propertyNames": _NAME, "additionalProperties": {"type": "integer", "minimum": 0}})}
+        "propertyNames": _SERVICE_NAME, "additionalProperties": {"type": "integer", "minimum": 0}})}
     array = lambda cls: {"type": "array", "items": ref(cls, c)}  # noqa: E731
     stack_detail = {"type": "object", "required": ["name", "spec", "services"], "properties": {
         "name": {"type": "string"}, "summary": {"anyOf": [ref(StackView, c), {"type": "null"}]},
@@ -104,7 +106,7 @@ def build_document() -> dict[str, Any]:
                            "Replay events with seq > since, then follow."),
                     _param("Last-Event-ID", "header", {"type": "string", "pattern": "^[0-9]+$"},
                            "As since; takes precedence."),
-                    _param("stack", "query", _NAME, "Only this stack's events.")),
+                    _param("stack", "query", _STACK_NAME, "Only this stack's events.")),
             errors=("400", "401", "503"))},
         "/v1/health": {"get": _op("Engine and Redis reachability (open without a token)", "200",
                                   ref(HealthView, c), errors=("503",))},

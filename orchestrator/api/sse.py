@@ -105,7 +105,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     since = _since(request)
     stack = request.query.get("stack")
     if stack is not None:
-        bodies.check_name(stack, "stack")
+        bodies.check_stack_name(stack, "stack")
     redis = request.app[REDIS]
     if redis is None:
         return error_response(503, "events_unavailable", "the daemon has no Redis connection")

@@ -15,6 +15,7 @@ from dataclasses import replace
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from orchestrator import names
 from orchestrator.model import NetworkAttachment, NetworkSpec, ServiceSpec, StackSpec
 from orchestrator.stackfile.interpolate import interpolate_tree, parse_env_file
 from orchestrator.stackfile.merge import drop_reset, merge
@@ -98,6 +99,8 @@ def _assemble(tree: YMap, base_dir: Path, env: Mapping[str, str], name: str | No
     if not stack_name:
         problems.error(tree.where, "name", "the stack name is empty after normalisation (use [a-z0-9_-])")
         stack_name = "stack"
+    elif not names.is_stack_name(stack_name):
+        problems.error(tree.where, "name", f"invalid stack name {stack_name!r}: use {names.STACK_RULE}")
     ctx = Context(problems, base_dir, env, stack_name)
     root = Section(tree, "", ctx)
     for key, reason in _TOP_FORBIDDEN.items():

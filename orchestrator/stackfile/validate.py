@@ -3,14 +3,13 @@ defined, dependency cycles, ports that cannot all be bound."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
+from orchestrator import names
 from orchestrator.model import ServiceSpec, StackSpec
 from orchestrator.stackfile.problems import Problems, Where
 from orchestrator.stackfile.yamlread import YMap, YSeq
 
-_SERVICE_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
 
 def locate(tree: YMap, *keys: str | int) -> Where:
@@ -29,8 +28,8 @@ def locate(tree: YMap, *keys: str | int) -> Where:
 
 def check_stack(stack: StackSpec, tree: YMap, problems: Problems) -> None:
     for name, service in stack.services.items():
-        if not _SERVICE_NAME.fullmatch(name):
-            problems.error(locate(tree, "services", name), f"services.{name}", "invalid service name (letters, digits, '_', '.', '-')")
+        if not names.is_service_name(name):
+            problems.error(locate(tree, "services", name), f"services.{name}", f"invalid service name: use {names.SERVICE_RULE}")
         _check_references(stack, service, tree, problems)
     _check_cycles(stack.services, tree, problems)
     _check_ports(stack.services, tree, problems)

@@ -168,7 +168,8 @@ async def test_scale(client: TestClient, control: FakeControl) -> None:
     pytest.param({"web": 1.5}, "web", id="float"),
     pytest.param({"web": True}, "web", id="bool"),
     pytest.param({"web": "3"}, "web", id="string"),
-    pytest.param({"Web": 3}, "Web", id="bad-name"),
+    pytest.param({"-web": 3}, "-web", id="bad-name"),
+    pytest.param({"web\n": 3}, "web\n", id="trailing-newline"),
     pytest.param({}, None, id="empty"),
     pytest.param([3], None, id="list"),
 ])
