@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from orchestrator.model import INT64_MAX, MIN_MEMORY, DeployMode, Resources, RestartPolicy, UpdateConfig
 from orchestrator.stackfile.limits import over_limit
 from orchestrator.stackfile.problems import quote
-from orchestrator.stackfile.reader import Section, labels
+from orchestrator.stackfile.reader import Section, labels, to_int
 
 _DEPLOY_KEYS = ("mode", "replicas", "labels", "resources", "restart_policy", "update_config", "rollback_config", "endpoint_mode")
 _DEPLOY_IGNORED = {
@@ -145,7 +145,7 @@ def restart_fallback(section: Section) -> RestartPolicy | None:
     if name in ("", "no") and not count:
         section.warn(
             "restart",
-            f"restart: {text!r} does not stop restarts in a stack: docker stack deploy (and this "
+            f"restart: {quote(text)} does not stop restarts in a stack: docker stack deploy (and this "
             "daemon) then use the default restart policy (condition any); set "
             "deploy.restart_policy.condition: none for that",
         )
@@ -153,9 +153,14 @@ def restart_fallback(section: Section) -> RestartPolicy | None:
     if name in ("always", "unless-stopped") and not count:
         return RestartPolicy(condition="any")
     if name == "on-failure":
-        if count and not count.isdigit():
-            section.error("restart", f"invalid restart policy {text!r}: the retry count must be a number")
+        if count and not (count.isascii() and count.isdigit()):
+            section.error("restart", f"invalid restart policy {quote(text)}: the retry count must be a number")
             return None
-        return RestartPolicy(condition="on-failure", max_attempts=int(count) if count else 0)
-    section.error("restart", f"unknown restart policy {text!r} (no, always, on-failure[:N], unless-stopped)")
+        try:
+            attempts = to_int(count or "0")
+        except ValueError as exc:
+            section.error("restart", f"invalid restart policy {quote(text)}: the retry count {exc}")
+            return None
+        return RestartPolicy(condition="on-failure", max_attempts=attempts)
+    section.error("restart", f"unknown restart policy {quote(text)} (no, always, on-failure[:N], unless-stopped)")
     return None

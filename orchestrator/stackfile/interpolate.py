@@ -55,12 +55,17 @@ def substitute(text: str, env: Mapping[str, str], on_missing: Callable[[str], No
     return _Expander(text, env, on_missing).expand(0, closing=False, dry=False)[0]
 
 
+#: `${A:-${B:-...}}` nesting: a recursive-descent reader must stop long before Python's recursion limit.
+MAX_NESTING = 32
+
+
 class _Expander:
     """A small recursive-descent reader of one string; `dry` parses an unused default without
     evaluating it (compose evaluates `${A:-${B:?e}}` lazily: no error when A is set)."""
 
     def __init__(self, text: str, env: Mapping[str, str], on_missing: Callable[[str], None] | None) -> None:
         self.text, self.env, self.on_missing = text, env, on_missing
+        self.depth = 0
 
     def fail(self, why: str) -> InterpolationError:
         return InterpolationError(f"invalid interpolation format in {quote(self.text)}: {why}")
@@ -102,11 +107,15 @@ class _Expander:
             return self.lookup(name, dry), pos + 1
         operator = next((op for op in _OPERATORS if self.text.startswith(op, pos)), None)
         if operator is None:
-            raise self.fail(f"unexpected {self.text[pos:pos + 1]!r} after {name}")
+            raise self.fail(f"unexpected {quote(self.text[pos:pos + 1])} after {name}")
         value = self.env.get(name)
         present = value is not None and (value != "" or not operator.startswith(":"))
         use_arg = present if operator in (":+", "+") else not present
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise self.fail(f"${{...}} nested deeper than {MAX_NESTING} levels")
         arg, end = self.expand(pos + len(operator), closing=True, dry=dry or not use_arg)
+        self.depth -= 1
         if dry:
             return "", end
         if operator in (":?", "?"):

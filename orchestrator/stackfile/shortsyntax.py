@@ -12,7 +12,7 @@ from orchestrator.stackfile import values
 from orchestrator.stackfile.problems import quote
 
 _PROTOCOLS = ("tcp", "udp", "sctp")
-_RANGE = re.compile(r"(\d+)(?:-(\d+))?")
+_RANGE = re.compile(r"(\d{1,5})(?:-(\d{1,5}))?", re.ASCII)
 
 
 def parse_port_range(text: str) -> tuple[int, int]:

@@ -151,13 +151,13 @@ def sysctl_name(text: str) -> str:
     )
 
 
-_RT_SIGNAL = re.compile(r"(?:SIG)?RTM(?:IN\+|AX-)(\d{1,2})")
+_RT_SIGNAL = re.compile(r"(?:SIG)?RTM(?:IN\+|AX-)(\d{1,2})", re.ASCII)
 
 
 def signal_name(text: str) -> str:
     """`SIGTERM`, `TERM`, `15`, `SIGRTMIN+3`: what the engine's signal parser takes."""
     name = text.strip().upper()
-    if name.isdigit():
+    if name.isascii() and name.isdigit():
         if 1 <= int(name) <= 64:
             return text
     elif (name if name.startswith("SIG") else f"SIG{name}") in signal.Signals.__members__:
@@ -169,9 +169,9 @@ def signal_name(text: str) -> str:
 
 # --------------------------------------------------------------------------- tmpfs and images
 
-_TMPFS_SIZE = re.compile(r"\d{1,19}[kmgKMG]?|\d{1,3}%")
+_TMPFS_SIZE = re.compile(r"\d{1,19}[kmgKMG]?|\d{1,3}%", re.ASCII)
 _TMPFS_MODE = re.compile(r"[0-7]{1,4}")
-_TMPFS_ID = re.compile(r"\d{1,10}")
+_TMPFS_ID = re.compile(r"\d{1,10}", re.ASCII)
 _TMPFS_OPTION = re.compile(r"[a-z_]+(=[a-zA-Z0-9_.:/+-]*)?")
 
 
@@ -196,7 +196,8 @@ _PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])(?::\d+)?"
 _REFERENCE = re.compile(
     rf"(?:(?P<domain>{_DOMAIN})/)?(?P<path>{_PATH_PART}(?:/{_PATH_PART})*)"
-    r"(?::[\w][\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
+    r"(?::[\w][\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?",
+    re.ASCII,
 )
 
 

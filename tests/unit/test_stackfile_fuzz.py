@@ -16,7 +16,7 @@ FRAGMENTS = [":", "- ", "{", "}", "[", "]", "&a ", "*a", "<<: *a", "!reset ", "!
              "\n  ", "\n    x: 1", "-1", "0x", "~", "null", "yes", "1e9", "99999", "/", "::", "0440", "1m3", "!!int ", "\x00", "\ufeff",
              # hostile values (issue 12): deep nesting, huge and non-finite numbers, NUL, paths
              "[" * 300, "{a: " * 100, ".nan", "-.inf", "1e308", "9" * 5000, "0x" + "f" * 40, '"\\0"', "/proc/self/environ",
-             "../../etc", "/dev/zero", "\n    cap_add: [ALL]", "\n    volumes: ['/:/host']"]
+             "../../etc", "/dev/zero", "${A:-" * 50, "on-failure:\u00b2", "\n    cap_add: [ALL]", "\n    volumes: ['/:/host']"]
 
 
 def _mutate(text: str, rng: random.Random) -> str:

@@ -53,6 +53,10 @@ INVALID = [
     pytest.param(HEAD + "    tmpfs: ['/t:mode=999']\n", "services.web.tmpfs[0]", 4, "invalid tmpfs option", id="tmpfs-short-mode"),
     pytest.param(HEAD + "    ports:\n      - {target: 99999}\n", "services.web.ports[0].target", 5, "at most 65535", id="port-long-target"),
     pytest.param(HEAD + "    secrets:\n      - {source: s, mode: 077777}\nsecrets:\n  s: {file: ./s.txt}\n", "services.web.secrets[0].mode", 5, "out of range", id="file-mode"),
+    pytest.param(HEAD + "    restart: 'on-failure:\u00b2'\n", "services.web.restart", 4, "must be a number", id="restart-count-superscript"),
+    pytest.param(HEAD + "    restart: on-failure:" + "9" * 5000 + "\n", "services.web.restart", 4, "must be an integer", id="restart-count-5000-digits"),
+    pytest.param("services:\n  web:\n    image: \"" + "${A:-" * 3000 + "x" + "}" * 3000 + "\"\n", "services.web.image", 3,
+                 "nested deeper than 32 levels", id="interpolation-nested-3000"),
     # --- strings the engine forbids
     pytest.param(HEAD + '    environment: {A: "x\\0y"}\n', "services.web.environment.A", 4, "NUL", id="nul-in-env-value"),
     pytest.param(HEAD + '    environment: ["A\\0B=1"]\n', "services.web.environment[0]", 4, "NUL", id="nul-in-env-list"),
