@@ -93,10 +93,12 @@ def _add_client_commands(sub: Any) -> None:
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    from orchestrator.stackfile import StackFileError, dump, load_stack, stack_to_data
+    from orchestrator.settings import Settings
+    from orchestrator.stackfile import Limits, StackFileError, dump, load_stack, stack_to_data
 
+    limits = Limits.from_settings(Settings.from_env())  # the daemon's limits and policy, if set here
     try:
-        stack = load_stack(args.compose_file, name=args.stack)
+        stack = load_stack(args.compose_file, name=args.stack, limits=limits)
     except StackFileError as exc:
         print(f"error: {len(exc.problems)} problem(s) in the stack file:", file=sys.stderr)
         for problem in exc.problems:

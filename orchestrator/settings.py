@@ -58,6 +58,16 @@ class Settings:
     log_level: str = "info"
     #: auto (JSON unless stderr is a terminal), json or console.
     log_format: str = "auto"
+    #: What one stack file may hold (orchestrator/stackfile/limits.py): services per stack,
+    #: replicas per service, YAML nesting depth and nodes (aliases expanded), bytes of a file a
+    #: stack names (env_file, .env, secret/config file).
+    max_services: int = 1000
+    max_replicas: int = 10_000
+    max_yaml_depth: int = 64
+    max_yaml_nodes: int = 2_000_000
+    max_file_size: int = 1 << 20
+    #: Privileged-like options in a stack (cap_add, binds of host system paths...): warn or deny.
+    dangerous_options: str = "warn"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -69,6 +79,7 @@ class Settings:
                 values[f.name] = _convert(f.name, f.type, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
+        _check_stack_limits(settings)
         return settings._with_derived()
 
     def _with_derived(self) -> Settings:
@@ -105,3 +116,23 @@ def _convert(name: str, type_name: Any, raw: str) -> Any:
     except ValueError:
         raise UserError(f"{env_name(name)}={raw!r}: expected a number") from None
     return raw
+
+
+#: (lowest, highest) of each stack-file limit; the YAML depth stays well under Python's recursion
+#: limit (the loader's passes recurse once or twice per level).
+_LIMIT_RANGES = {
+    "max_services": (1, 1_000_000),
+    "max_replicas": (1, 1_000_000),
+    "max_yaml_depth": (8, 200),
+    "max_yaml_nodes": (1000, 1_000_000_000),
+    "max_file_size": (1, 1 << 30),
+}
+
+
+def _check_stack_limits(settings: Settings) -> None:
+    for name, (lowest, highest) in _LIMIT_RANGES.items():
+        value = getattr(settings, name)
+        if not lowest <= value <= highest:
+            raise UserError(f"{env_name(name)}={value}: must be from {lowest} to {highest}")
+    if settings.dangerous_options not in ("warn", "deny"):
+        raise UserError(f"{env_name('dangerous_options')}={settings.dangerous_options!r}: must be warn or deny")
