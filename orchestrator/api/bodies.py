@@ -149,8 +149,10 @@ def read_scale(body: Any) -> dict[str, int]:
     counts: dict[str, int] = {}
     for service, count in body.items():
         check_service_name(service, service)
-        # bool is an int in Python; `true` is not a replica count. The upper limit is the
-        # controller's (max_replicas, with the daemon's total).
+        # JSON Schema's integer, as the document says: 3 and 3.0, not 3.5, not `true` (a bool
+        # is an int in Python). The upper limit is the controller's (max_replicas, and the total).
+        if isinstance(count, float) and count.is_integer():
+            count = int(count)
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise RequestError(f"replica count must be a non-negative integer, not {shown(count)}",
                                path=service)

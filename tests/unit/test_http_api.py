@@ -445,3 +445,15 @@ async def test_the_document_states_the_limits(client: TestClient) -> None:
     assert document["paths"]["/v1/health"]["get"]["security"] == []
     assert document["security"] == [{"bearer": []}]
     assert "" in document["paths"]["/v1/stacks/{stack}/tasks"]["get"]["parameters"][1]["schema"]["enum"]
+
+
+async def test_a_whole_number_written_as_a_float_is_a_count_as_json_schema_says(
+        client: TestClient, control: FakeControl) -> None:
+    await deploy(client)
+    assert (await client.post("/v1/stacks/shop/scale", data='{"web": 3.0, "worker": 2e0}',
+                              headers={"Content-Type": "application/json"})).status == 200
+    assert control.counts["shop"] == {"web": 3, "worker": 2}
+    for bad in ("1e400", "NaN", "-0.5"):
+        response = await client.post("/v1/stacks/shop/scale", data=f'{{"web": {bad}}}',
+                                     headers={"Content-Type": "application/json"})
+        assert (await error_of(response, 400))["path"] == "web"
