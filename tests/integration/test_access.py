@@ -151,6 +151,13 @@ async def test_replica_counts_have_limits(tmp_path: Path, redis_prefix: str, sta
         _, services = await process.request("GET", f"/v1/stacks/{stack_name}/services")
         assert [s["replicas_desired"] for s in services] == [1], "nothing changed"
         assert (await process.request("POST", url, json={"web": 3}))[0] == 200
+        status, body = await process.request("PUT", f"/v1/stacks/{stack_name}x", data=stack(service("web", ECHO)),
+                                             headers={"Content-Type": "application/yaml"})
+        assert (status, body["error"]["code"]) == (400, "limit_exceeded"), "a 4th replica, by deploy"
+        huge = stack(service("web", ECHO, replicas=1_000_000_000))
+        status, body = await process.request("PUT", f"/v1/stacks/{stack_name}", data=huge,
+                                             headers={"Content-Type": "application/yaml"})
+        assert status == 400 and "ORCHESTRATOR_MAX_REPLICAS" in body["error"]["message"], body
     finally:
         await process.request("DELETE", f"/v1/stacks/{stack_name}")
         await process.stop()
