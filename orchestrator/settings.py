@@ -32,11 +32,13 @@ class Settings:
     host: str = ""
     #: Desired state, restart history, event seq (ORCHESTRATOR_STATE_DIR).
     state_dir: str = field(default_factory=_default_state_dir)
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Secrets (the token, a password in the Redis URL) stay out of repr(settings).
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
     #: Prefix of every Redis key and channel.
     prefix: str = "orchestrator"
-    #: Bearer token for the HTTP API; required when listening beyond loopback.
-    token: str = ""
+    #: Bearer token the TCP listener requires (ORCHESTRATOR_TOKEN); empty: the daemon makes one
+    #: at its first start into <state_dir>/token. Required to listen beyond loopback.
+    token: str = field(default="", repr=False)
     #: Docker engine address, as the docker CLI reads it (DOCKER_HOST; empty = local socket).
     docker_host: str = ""
     #: Address the ingress listens on for published ports (mode: ingress), as docker's -p does.
@@ -68,6 +70,11 @@ class Settings:
     max_file_size: int = 1 << 20
     #: Privileged-like options in a stack (cap_add, binds of host system paths...): warn or deny.
     dangerous_options: str = "warn"
+    #: Replicas of all services of all stacks together (the daemon's budget; max_replicas is
+    #: per service, for stack files and the scale API alike).
+    max_replicas_total: int = 20_000
+    #: Largest HTTP request body the API reads (a deploy's stack files, a scale body).
+    max_body_bytes: int = 1 << 20
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -79,7 +86,7 @@ class Settings:
                 values[f.name] = _convert(f.name, f.type, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
-        _check_stack_limits(settings)
+        _check_ranges(settings)
         return settings._with_derived()
 
     def _with_derived(self) -> Settings:
@@ -118,19 +125,21 @@ def _convert(name: str, type_name: Any, raw: str) -> Any:
     return raw
 
 
-#: (lowest, highest) of each stack-file limit; the YAML depth stays well under Python's recursion
-#: limit (the loader's passes recurse once or twice per level).
-_LIMIT_RANGES = {
+#: (lowest, highest) of each numeric limit a user may set; the YAML depth stays well under
+#: Python's recursion limit (the loader's passes recurse once or twice per level).
+_RANGES = {
     "max_services": (1, 1_000_000),
     "max_replicas": (1, 1_000_000),
+    "max_replicas_total": (1, 10_000_000),
     "max_yaml_depth": (8, 200),
     "max_yaml_nodes": (1000, 1_000_000_000),
     "max_file_size": (1, 1 << 30),
+    "max_body_bytes": (1024, 1 << 30),
 }
 
 
-def _check_stack_limits(settings: Settings) -> None:
-    for name, (lowest, highest) in _LIMIT_RANGES.items():
+def _check_ranges(settings: Settings) -> None:
+    for name, (lowest, highest) in _RANGES.items():
         value = getattr(settings, name)
         if not lowest <= value <= highest:
             raise UserError(f"{env_name(name)}={value}: must be from {lowest} to {highest}")

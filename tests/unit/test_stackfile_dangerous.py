@@ -16,6 +16,7 @@ from orchestrator.model import StackSpec
 from orchestrator.settings import Settings
 from orchestrator.stackfile import Limits, StackFileError, load_stack_text
 from orchestrator.stackfile.dangerous import find_dangerous, host_path_note
+from tests.unit.conftest import AUTH, TOKEN
 from tests.unit.fake_control import FakeControl
 from tests.unit.stackfile_helpers import write
 
@@ -138,8 +139,9 @@ async def test_deploy_answer_lists_dangerous_options_under_warn(client: TestClie
 
 @pytest.fixture(name="deny_client")
 async def _deny_client(control: FakeControl) -> AsyncIterator[TestClient]:
-    settings = dataclasses.replace(Settings(), dangerous_options="deny")
-    async with TestClient(TestServer(make_app(control, settings, body_limit=64 * 1024))) as client:
+    settings = dataclasses.replace(Settings(token=TOKEN), dangerous_options="deny")
+    app = make_app(control, settings, body_limit=64 * 1024)
+    async with TestClient(TestServer(app), headers=AUTH) as client:
         yield client
 
 
