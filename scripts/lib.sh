@@ -206,3 +206,39 @@ build_daemon_image() {
       -t "$DAEMON_IMAGE" . >"$STATE_LOG_DIR/build-daemon.log" 2>&1 \
     || die "could not build $DAEMON_IMAGE: see $STATE_LOG_DIR/build-daemon.log"
 }
+
+# --- The Swarm test nodes (tests/swarm, scripts/swarm) ------------------------------------------
+
+SWARM_NODE_IMAGE=orchestrator/swarm-node:bookworm
+# docker.io brings dockerd, containerd, runc and tini (docker-init, for `init: true`).
+SWARM_NODE_PACKAGES=docker.io,iptables,ca-certificates
+SWARM_NODE_CMD='["dockerd"]'
+
+build_swarm_node_image() {
+  # Debian bookworm (minbase) with Debian's Docker engine, imported as an image: each Swarm test
+  # node is a container running its own dockerd (tests/swarm/cluster.py has the run flags).
+  # debootstrap of docker.io takes 2-3 minutes (a 390 MB image), so it is rebuilt only when
+  # its inputs change.
+  local mirror digest root
+  mirror=$(debian_mirror)
+  digest=$(printf 'bookworm minbase %s %s %s' "$SWARM_NODE_PACKAGES" "$mirror" "$SWARM_NODE_CMD" \
+           | sha256sum | cut -c1-16)
+  image_digest_is "$SWARM_NODE_IMAGE" "$digest" && return 0
+  command -v debootstrap >/dev/null || apt_install debootstrap
+  root=$(mktemp -d /tmp/orchestrator-swarm-node.XXXXXX)
+  say "building image $SWARM_NODE_IMAGE (Debian + docker.io by debootstrap from $mirror; takes 2-3 minutes)"
+  if ! debootstrap --variant=minbase --include="$SWARM_NODE_PACKAGES" bookworm "$root" "$mirror" \
+        >"$STATE_LOG_DIR/debootstrap-swarm-node.log" 2>&1; then
+    rm -rf "$root"
+    die "debootstrap failed: see $STATE_LOG_DIR/debootstrap-swarm-node.log"
+  fi
+  rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/tmp/* 2>/dev/null || true
+  # No VOLUME, so removing a node leaves nothing behind; the harness gives dockerd its flags.
+  tar -C "$root" -c . | docker import \
+      -c "LABEL $IMAGE_DIGEST_LABEL=$digest" -c 'ENV LANG=C.UTF-8' -c "CMD $SWARM_NODE_CMD" \
+      - "$SWARM_NODE_IMAGE" >"$STATE_LOG_DIR/import-swarm-node.log" 2>&1
+  local status=$?
+  rm -rf "$root"
+  [ "$status" = 0 ] || die "docker import failed: see $STATE_LOG_DIR/import-swarm-node.log"
+  say "built $SWARM_NODE_IMAGE"
+}
