@@ -174,10 +174,11 @@ class Cluster:
             list(pool.map(join, self.workers))
 
     def node_states(self) -> dict[str, tuple[str, str]]:
-        """Hostname → (status, availability) as `docker node ls` on the manager shows them."""
-        lines = self.docker("node", "ls", "--format", "{{.Hostname}} {{.Status}} {{.Availability}}")
-        return {name: (status, availability)
-                for name, status, availability in (line.split() for line in lines.splitlines())}
+        """Hostname → (status, availability) as `docker node ls` on the manager shows them. A node
+        that has just joined may not have reported its hostname yet: it is left out."""
+        lines = self.docker("node", "ls", "--format", "{{.Hostname}}\t{{.Status}}\t{{.Availability}}")
+        rows = (line.split("\t") for line in lines.splitlines())
+        return {name: (status, availability) for name, status, availability in rows if name}
 
     def wait_ready(self, timeout: float = 90) -> None:
         """Until `docker node ls` shows every node Ready."""
