@@ -15,7 +15,9 @@ import argparse
 import sys
 import time
 
-from tests.swarm.cluster import Cluster, ClusterError, cleanup_stale, clusters, node_image_present, remove_cluster
+from tests.swarm.cleanup import cleanup_stale, clusters, remove_cluster
+from tests.swarm.cluster import Cluster, node_image_present
+from tests.swarm.docker_cli import ClusterError
 
 DEFAULT_IMAGES = ("orchestrator-test/busybox:latest",)
 
@@ -88,7 +90,10 @@ def _ls(_args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
-    names = [args.name] if args.name else [name for name, owner in clusters().items() if owner is None]
+    found = clusters()
+    if args.name and args.name not in found:
+        raise ClusterError(f"no Swarm test cluster named {args.name!r} (scripts/swarm ls lists them)")
+    names = [args.name] if args.name else [name for name, owner in found.items() if owner is None]
     for name in names:
         remove_cluster(name)
         print(f"removed {name}", file=sys.stderr)

@@ -18,11 +18,11 @@ for (no registry answers here).
 
 Everything carries the label `orchestrator.swarm.cluster=<name>`, and the host folder is
 `/tmp/orchestrator-swarm/<name>`. A cluster started for a process (tests, benchmarks) also
-carries `orchestrator.swarm.owner=<pid>`: `cleanup_stale()` removes the clusters whose owner is
-gone, i.e. whatever a killed run left behind. `scripts/swarm up` starts one without an owner,
-which stays until `scripts/swarm down`. Each node's dockerd puts its containers' cgroups under
-a parent of the cluster's own, so removing a cluster also removes the cgroups its nodes left in
-the host's (shared, cgroup v1) tree when they were killed.
+carries `orchestrator.swarm.owner=<pid>`: `cleanup_stale()` (tests/swarm/cleanup.py) removes the
+clusters whose owner is gone, i.e. whatever a killed run left behind. `scripts/swarm up` starts
+one without an owner, which stays until `scripts/swarm down`. Each node's dockerd puts its
+containers' cgroups under a parent of the cluster's own, so removing a cluster also removes the
+cgroups its nodes left in the host's (shared, cgroup v1) tree when they were killed.
 
 The harness is synchronous (it drives the docker CLI): pytest's session fixtures and the
 benchmarks call it directly, async code through `asyncio.to_thread`.
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import subprocess
 import time
 from collections.abc import Iterable, Sequence
@@ -41,12 +40,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from tests.swarm.cleanup import remove_cluster
+from tests.swarm.docker_cli import (BASE_DIR, LABEL_CLUSTER, LABEL_OWNER, LABEL_ROLE, ClusterError, docker,
+                                     host_environment)
+
 NODE_IMAGE = "orchestrator/swarm-node:bookworm"
-LABEL_CLUSTER = "orchestrator.swarm.cluster"
-LABEL_OWNER = "orchestrator.swarm.owner"
-LABEL_ROLE = "orchestrator.swarm.role"
-BASE_DIR = Path("/tmp/orchestrator-swarm")
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 #: Where the node's dockerd listens for the host (a bind mount of the node's host folder).
 SOCKET_MOUNT = "/orchestrator-swarm"
 #: The bound of each node's in-memory /var/lib/docker.
@@ -65,10 +63,6 @@ NODE_RUN_FLAGS = (
 Role = Literal["manager", "worker"]
 
 
-class ClusterError(RuntimeError):
-    """The Swarm could not be started or driven; the message says which step and why."""
-
-
 @dataclass(frozen=True, slots=True)
 class Node:
     #: Container name, hostname and Swarm node hostname.
@@ -81,18 +75,6 @@ class Node:
     @property
     def docker_host(self) -> str:
         return f"unix://{self.socket}"
-
-
-def docker(*args: str, host: str | None = None, timeout: float = 120, stdin: bytes | None = None) -> str:
-    """Run the docker CLI (against `host`, default the host's engine); its stdout, stripped."""
-    command = ["docker", *(["-H", host] if host else []), *args]
-    try:
-        done = subprocess.run(command, input=stdin, capture_output=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise ClusterError(f"`{' '.join(command)}` did not finish within {timeout:.0f} s") from exc
-    if done.returncode != 0:
-        raise ClusterError(f"`{' '.join(command)}` failed: {done.stderr.decode(errors='replace').strip()}")
-    return done.stdout.decode(errors="replace").strip()
 
 
 def node_image_present() -> bool:
@@ -247,7 +229,8 @@ def _wait_for_engine(node: Node, timeout: float) -> None:
             return
         except ClusterError:
             if time.monotonic() > deadline:
-                log = subprocess.run(["docker", "logs", "--tail", "20", node.name], capture_output=True, check=False)
+                log = subprocess.run(["docker", "logs", "--tail", "20", node.name], capture_output=True, check=False,
+                                     env=host_environment())
                 raise ClusterError(f"the engine of node {node.name} did not answer within {timeout:.0f} s; its log:\n"
                                    + log.stderr.decode(errors="replace")) from None
             time.sleep(0.2)
@@ -258,62 +241,3 @@ def _image_id(node: Node, image: str) -> str | None:
         return docker("image", "inspect", "--format", "{{.Id}}", image, host=node.docker_host)
     except ClusterError:
         return None
-
-
-# --------------------------------------------------------------------------- removal
-
-
-def remove_cluster(name: str) -> None:
-    """Remove a cluster's node containers, network, host folder and leftover cgroups. Safe to
-    call for a cluster that is half there or already gone."""
-    label = f"label={LABEL_CLUSTER}={name}"
-    containers = docker("ps", "--all", "--quiet", "--filter", label).split()
-    if containers:
-        docker("rm", "--force", "--volumes", *containers, timeout=300)
-    for network in docker("network", "ls", "--quiet", "--filter", label).split():
-        docker("network", "rm", network)
-    shutil.rmtree(BASE_DIR / name, ignore_errors=True)
-    _remove_cgroups(name)
-
-
-def _remove_cgroups(cluster: str) -> None:
-    """rmdir, deepest first, the cgroups the nodes' containers had under `/<cluster>` in every
-    hierarchy; the processes died with their node, so the cgroups are empty."""
-    for hierarchy in CGROUP_ROOT.glob("*"):
-        top = hierarchy / cluster
-        if not top.is_dir():
-            continue
-        for folder in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-            _rmdir(folder)
-        _rmdir(top)
-
-
-def _rmdir(folder: Path) -> None:
-    try:
-        folder.rmdir()
-    except OSError:
-        pass  # still in use, or gone already: nothing of ours to force
-
-
-def clusters() -> dict[str, str | None]:
-    """Every harness cluster on the host's engine: name → owner pid (None: started by hand)."""
-    found: dict[str, str | None] = {}
-    template = f'{{{{ .Label "{LABEL_CLUSTER}" }}}} {{{{ .Label "{LABEL_OWNER}" }}}}'
-    for kind in ("ps --all", "network ls"):
-        for line in docker(*kind.split(), "--filter", f"label={LABEL_CLUSTER}", "--format", template).splitlines():
-            name, _, owner = line.partition(" ")
-            found[name] = owner.strip() or None
-    return found
-
-
-def cleanup_stale() -> list[str]:
-    """Remove the clusters whose owning process is gone (a crashed or killed run); returns their
-    names. Clusters of live processes and clusters started by hand are left alone."""
-    stale = [name for name, owner in clusters().items() if owner is not None and not _alive(int(owner))]
-    for name in stale:
-        remove_cluster(name)
-    return stale
-
-
-def _alive(pid: int) -> bool:
-    return Path(f"/proc/{pid}").exists()

@@ -18,8 +18,17 @@ import aiodocker
 import pytest
 
 from tests.integration.conftest import BUSYBOX, IN_CI
-from tests.swarm.cluster import Cluster, ClusterError, cleanup_stale, node_image_present
+from tests.swarm.cleanup import cleanup_stale
+from tests.swarm.cluster import Cluster, node_image_present
+from tests.swarm.docker_cli import ClusterError
 from tests.swarm.stack_objects import remove_stack
+
+
+@pytest.fixture(scope="session")
+def node_image() -> None:
+    """Skip (fail in CI) without the node image; remove what killed runs left behind."""
+    _require_node_image()
+    cleanup_stale()
 
 
 def _require_node_image() -> None:
@@ -40,8 +49,6 @@ def _require_node_image() -> None:
 
 
 def _cluster(workers: int) -> Iterator[Cluster]:
-    _require_node_image()
-    cleanup_stale()
     cluster = Cluster.start(workers=workers)
     try:
         cluster.load_images([BUSYBOX])
@@ -51,12 +58,12 @@ def _cluster(workers: int) -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="session")
-def swarm1() -> Iterator[Cluster]:
+def swarm1(node_image: None) -> Iterator[Cluster]:
     yield from _cluster(workers=0)
 
 
 @pytest.fixture(scope="session")
-def swarm3() -> Iterator[Cluster]:
+def swarm3(node_image: None) -> Iterator[Cluster]:
     yield from _cluster(workers=2)
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+import subprocess
+import sys
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import aiodocker
@@ -15,10 +18,23 @@ import pytest
 
 from orchestrator.labels import LABEL_SWARM_NAMESPACE
 from tests.integration.conftest import BUSYBOX
+from tests.swarm.cleanup import CGROUP_ROOT, cleanup_stale, clusters
 from tests.swarm.cluster import Cluster
+from tests.swarm.docker_cli import BASE_DIR
 from tests.swarm.stack_objects import WAIT_LIMIT, running_tasks
 
 pytestmark = [pytest.mark.integration, pytest.mark.swarm]
+
+REPO = Path(__file__).resolve().parents[2]
+#: A run that starts a cluster, runs a container in it and waits to be killed.
+KILLED_RUN = f"""
+from tests.swarm.cluster import Cluster
+cluster = Cluster.start()
+cluster.load_images(["{BUSYBOX}"])
+cluster.docker("run", "--detach", "--init", "{BUSYBOX}", "sleep", "600")
+print(cluster.name, flush=True)
+import time; time.sleep(600)
+"""
 
 
 def _busybox_task(*command: str) -> dict[str, Any]:
@@ -118,3 +134,20 @@ async def _tasks_off(docker: aiodocker.Docker, service_id: str, node_id: str, co
         if all(task["NodeID"] != node_id for task in tasks) or time.monotonic() > deadline:
             return tasks
         await asyncio.sleep(0.3)
+
+
+def test_cleanup_stale_removes_what_a_killed_run_left_and_nothing_else(swarm1: Cluster) -> None:
+    run = subprocess.Popen([sys.executable, "-c", KILLED_RUN], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        name = run.stdout.readline().strip()  # type: ignore[union-attr]
+    finally:
+        run.kill()
+        run.wait()
+    assert name in clusters()
+    assert list(CGROUP_ROOT.glob(f"*/{name}")), "the node's container has cgroups under the cluster's parent"
+
+    removed = cleanup_stale()
+
+    assert name in removed and name not in clusters()
+    assert not (BASE_DIR / name).exists() and not list(CGROUP_ROOT.glob(f"*/{name}"))
+    assert swarm1.name in clusters()  # its owner, this process, is alive

@@ -90,13 +90,18 @@ def _converted(stack: StackSpec) -> SwarmStack:
     return convert_stack(stack, read_file_data(stack))
 
 
+async def _deploy(docker: aiodocker.Docker, directory: Path, name: str, password: str) -> tuple[SwarmStack, dict[str, str]]:
+    """Convert the stack above, create it, wait for its web task: (converted, service ids)."""
+    converted = _converted(_load(directory, name, password))
+    ids = await create_stack(docker, converted)
+    await running_tasks(docker, ids["web"], 1)
+    return converted, ids
+
+
 async def test_swarm_accepts_and_keeps_every_field_of_the_converted_stack(
     swarm1: Cluster, swarm1_docker: aiodocker.Docker, swarm1_stack: str, tmp_path: Path
 ) -> None:
-    converted = _converted(_load(tmp_path, swarm1_stack, "hunter2"))
-
-    ids = await create_stack(swarm1_docker, converted)
-    await running_tasks(swarm1_docker, ids["web"], 1)
+    converted, ids = await _deploy(swarm1_docker, tmp_path, swarm1_stack, "hunter2")
     await running_tasks(swarm1_docker, ids["worker"], 1)
 
     network_names = {network["Id"]: network["Name"] for network in await swarm1_docker.networks.list()}
@@ -155,9 +160,7 @@ async def test_the_stack_shows_in_docker_stack_ls_ps_and_services(
 async def test_a_changed_secret_is_a_new_version_the_service_moves_to(
     swarm1: Cluster, swarm1_docker: aiodocker.Docker, swarm1_stack: str, tmp_path: Path
 ) -> None:
-    first = _converted(_load(tmp_path, swarm1_stack, "one"))
-    ids = await create_stack(swarm1_docker, first)
-    await running_tasks(swarm1_docker, ids["web"], 1)
+    first, ids = await _deploy(swarm1_docker, tmp_path, swarm1_stack, "one")
 
     second = _converted(_load(tmp_path, swarm1_stack, "two"))
     body = second.secrets["pw"]
