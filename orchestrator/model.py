@@ -161,6 +161,17 @@ class DependsOn:
 
 
 @dataclass(frozen=True, slots=True)
+class Placement:
+    """deploy.placement: for Swarm's scheduler only (one engine has nothing to place, so it
+    is not part of the spec hash)."""
+
+    constraints: tuple[str, ...] = ()  # "node.role == manager"
+    #: Spread descriptors ("node.labels.zone"), in order of precedence.
+    preferences: tuple[str, ...] = ()
+    max_replicas_per_node: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceSpec:
     name: str
     image: str | None = None
@@ -202,6 +213,7 @@ class ServiceSpec:
     rollback_config: UpdateConfig = field(default_factory=UpdateConfig)
     deploy_labels: Mapping[str, str] = field(default_factory=dict)
     endpoint_mode: Literal["vip", "dnsrr"] = "vip"
+    placement: Placement = field(default_factory=Placement)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +250,9 @@ class FileObjectSpec:
     file: str | None = None  # absolute path
     content: str | None = None
     external: bool = False
+    #: The engine's name when `name:` is given (or the external one); None: derived from the
+    #: stack and `name`. Only Swarm has secret and config objects to name.
+    engine_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
