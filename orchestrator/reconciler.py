@@ -14,7 +14,6 @@ import contextlib
 import time
 from dataclasses import replace
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
 
 import structlog
 
@@ -60,9 +59,9 @@ class Reconciler:
         self.settings = settings
         self.emit = emit
         self.records: dict[str, StackRecord] = store.load_stacks()
-        self.book = _load_book(store, settings)
+        self.book = load_book(store, settings)
         self.tracker = TaskTracker(self._on_transition)
-        self.tracker.load_json(store.load_document(TRACKER_DOCUMENT) or {})
+        store.load_document(TRACKER_DOCUMENT, self.tracker.load_json)
         self.executor = Executor(
             engine,
             self.tracker,
@@ -344,16 +343,14 @@ def running_counts(record: StackRecord, observed: list[ContainerState]) -> dict[
 
 
 
-def _load_book(store: Store, settings: Settings) -> RestartBook:
-    data: Mapping[str, Any] | None = store.load_document(BOOK_DOCUMENT)
+def load_book(store: Store, settings: Settings) -> RestartBook:
     params = dict(
         backoff_base=settings.backoff_base,
         backoff_cap=settings.backoff_cap,
         healthy_run=settings.healthy_run,
     )
-    if data is None:
-        return RestartBook(**params)
-    return RestartBook.from_json(data, **params)
+    book = store.load_document(BOOK_DOCUMENT, lambda data: RestartBook.from_json(data, **params))
+    return book if book is not None else RestartBook(**params)
 
 
 __all__ = ["Emit", "Reconciler", "running_counts"]
