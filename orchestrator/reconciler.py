@@ -204,6 +204,9 @@ class Reconciler:
             self._wake_at.pop(name, None)
         if self.routes:  # before acting: a start-first replacement is in before the old leaves
             await self.routes.update(name, record.spec, observed)
+            current = self.records.get(name)
+            if current is None or current.removing:  # `rm` began meanwhile: nothing to start
+                return
         if plan.actions:
             log.info("plan_computed", stack=name, actions=len(plan.actions))
             self.executor.submit(record, plan.actions)

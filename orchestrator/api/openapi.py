@@ -9,7 +9,15 @@ from aiohttp import web
 
 from orchestrator import names
 from orchestrator.api.schemas import ref
-from orchestrator.control import DeployOutcome, HealthView, LogLine, ServiceView, StackView, TaskView
+from orchestrator.control import (
+    DeployOutcome,
+    HealthView,
+    LogLine,
+    RemoveOutcome,
+    ServiceView,
+    StackView,
+    TaskView,
+)
 from orchestrator.model import StackSpec
 
 # Anchored: a JSON Schema pattern matches anywhere in the string.
@@ -77,7 +85,8 @@ def build_document() -> dict[str, Any]:
                        errors=(*_ERRORS, "415"), requestBody=deploy_body),
             "get": _op("Inspect a stack: spec, summary and services", "200", stack_detail,
                        params=(STACK,)),
-            "delete": _op("Remove a stack", "200", {"type": "object"}, params=(
+            "delete": _op("Remove a stack: 200 once it is gone, 202 while the daemon is still at it",
+                          "200", ref(RemoveOutcome, c), params=(
                 STACK, _param("volumes", "query", _BOOL, "Also remove the stack's named volumes."))),
         },
         "/v1/stacks/{stack}/services": {"get": _op(
@@ -114,6 +123,9 @@ def build_document() -> dict[str, Any]:
         "/metrics": {"get": _op("Prometheus metrics (text format)", "200", None, errors=("401",))},
     }
     paths["/v1/stacks/{stack}"]["put"]["responses"]["201"] = deploy_ok
+    paths["/v1/stacks/{stack}"]["delete"]["responses"]["202"] = {
+        "description": "The removal goes on in the daemon (the engine refuses for now: `message`)",
+        **_json(ref(RemoveOutcome, c))}
     ref(LogLine, c)
     statuses = {"400": "Bad input", "401": "Missing or wrong bearer token", "404": "Unknown stack, service or route",
                 "405": "Method not allowed", "409": "Conflict with the current state",

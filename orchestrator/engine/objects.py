@@ -1,7 +1,9 @@
-"""A stack's networks and named volumes: created on deploy (labelled as ours), reused when they
-exist, required when external, removed by label."""
+"""A stack's networks and named volumes: created before its first container (labelled as ours),
+reused when they exist, required when external, removed by label."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import aiodocker
 import structlog
@@ -22,6 +24,18 @@ def _ours(stack: str, extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def _managed_filter(stack: str) -> dict[str, list[str]]:
     return {"label": [f"{labels.LABEL_STACK}={stack}", f"{labels.LABEL_MANAGED}=true"]}
+
+
+async def check_external(
+    docker: aiodocker.Docker, networks: Iterable[NetworkSpec], volumes: Iterable[VolumeSpec]
+) -> None:
+    """Read-only: UserError when an `external:` network or volume does not exist."""
+    for net in networks:
+        if net.external and not await _network_exists(docker, net.engine_name):
+            raise UserError(f"network {net.engine_name!r} is declared external but does not exist on the engine")
+    for vol in volumes:
+        if vol.external:
+            await _external_volume(docker, vol)
 
 
 async def ensure_network(docker: aiodocker.Docker, stack: str, net: NetworkSpec) -> None:
@@ -59,15 +73,7 @@ async def _network_exists(docker: aiodocker.Docker, name: str) -> bool:
 
 async def ensure_volume(docker: aiodocker.Docker, stack: str, vol: VolumeSpec) -> None:
     if vol.external:
-        try:
-            with engine_errors():
-                await docker.volumes.get(vol.engine_name)
-        except EngineError as exc:
-            if is_missing(exc):
-                raise UserError(
-                    f"volume {vol.engine_name!r} is declared external but does not exist on the engine"
-                ) from exc
-            raise
+        await _external_volume(docker, vol)
         return
     config = {
         "Name": vol.engine_name,
@@ -77,6 +83,18 @@ async def ensure_volume(docker: aiodocker.Docker, stack: str, vol: VolumeSpec) -
     }
     with engine_errors():  # creating an existing volume returns it unchanged
         await docker.volumes.create(config)
+
+
+async def _external_volume(docker: aiodocker.Docker, vol: VolumeSpec) -> None:
+    try:
+        with engine_errors():
+            await docker.volumes.get(vol.engine_name)
+    except EngineError as exc:
+        if is_missing(exc):
+            raise UserError(
+                f"volume {vol.engine_name!r} is declared external but does not exist on the engine"
+            ) from exc
+        raise
 
 
 async def remove_stack_networks(docker: aiodocker.Docker, stack: str) -> None:
