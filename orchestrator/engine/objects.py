@@ -98,11 +98,45 @@ async def _external_volume(docker: aiodocker.Docker, vol: VolumeSpec) -> None:
 
 
 async def remove_stack_networks(docker: aiodocker.Docker, stack: str) -> None:
+    """Every network of the stack; EngineError naming what still holds one."""
     with engine_errors():
         networks = await docker.networks.list(filters=_managed_filter(stack))
     for network in networks:
-        await _ignore_missing(aiodocker.networks.DockerNetwork(docker, network["Id"]).delete())
+        handle = aiodocker.networks.DockerNetwork(docker, network["Id"])
+        try:
+            await _ignore_missing(handle.delete())
+        except EngineError as exc:
+            if "active endpoints" not in exc.message:
+                raise
+            holders = await _release_stale_endpoints(docker, handle)
+            if holders:
+                raise EngineError(exc.status, f"network {network['Name']} has active endpoints: "
+                                  f"{', '.join(holders)} still attached") from exc
+            await _ignore_missing(handle.delete())
         log.info("network_removed", stack=stack, network=network["Name"])
+
+
+async def _release_stale_endpoints(
+    docker: aiodocker.Docker, network: aiodocker.networks.DockerNetwork
+) -> list[str]:
+    """Force off the network each endpoint whose container no longer exists (a stale endpoint
+    the engine keeps for good, moby#42119: `docker network disconnect -f`); the names of the
+    containers that do exist, which are left alone (not ours to disconnect)."""
+    with engine_errors():
+        attached = (await network.show()).get("Containers") or {}
+    holders = []
+    for container_id, endpoint in attached.items():
+        try:
+            with engine_errors():
+                await docker.containers.container(container_id).show()
+        except EngineError as exc:
+            if not is_missing(exc):
+                raise
+            await _ignore_missing(network.disconnect({"Container": container_id, "Force": True}))
+            log.warning("stale_endpoint_released", network=network.id[:12], container_id=container_id[:12])
+            continue
+        holders.append(str(endpoint.get("Name") or container_id[:12]))
+    return holders
 
 
 async def remove_stack_volumes(docker: aiodocker.Docker, stack: str) -> None:

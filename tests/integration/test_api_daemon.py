@@ -286,7 +286,7 @@ async def test_rm_goes_on_while_the_engine_keeps_the_network_and_finishes_when_i
     try:
         status, body = await daemon.request("DELETE", f"/v1/stacks/{stack_name}")
         assert (status, body["removed"], body["state"]) == (202, False, "removing"), body
-        assert "active endpoints" in body["message"]
+        assert f"active endpoints: {stack_name}-stranger still attached" in body["message"]
         _, listed = await daemon.request("GET", "/v1/stacks")
         (row,) = [s for s in listed if s["name"] == stack_name]
         assert row["state"] == "removing" and "active endpoints" in row["message"]

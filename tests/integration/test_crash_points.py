@@ -405,3 +405,41 @@ async def test_unreadable_state_files_are_set_aside_and_the_daemon_starts(
     assert set_aside == ["restarts.json", "shop.json", "tasks.json"]
     assert all(e["level"] == "error" for e in lines if e["event"] == "state_file_set_aside")
     assert len(list(state.rglob("*.corrupt-*"))) == 3
+
+
+async def test_a_network_the_engine_refuses_undoes_the_deploy(
+    daemon: DaemonProcess, docker: aiodocker.Docker, stack_name: str
+) -> None:
+    """The record is saved before the networks are made: when the engine refuses one (its
+    subnet is taken), a new stack is removed again and an update goes back to the old record."""
+    blocker, subnet = None, ""
+    for _ in range(20):  # a /24 nobody on this shared engine uses yet
+        subnet = f"10.{secrets.randbelow(50) + 200}.{secrets.randbelow(250)}.0/24"
+        try:
+            blocker = await docker.networks.create({
+                "Name": f"{stack_name}-blocker", "Labels": {LABEL_STACK: stack_name},
+                "IPAM": {"Config": [{"Subnet": subnet}]}})
+            break
+        except aiodocker.DockerError:
+            continue
+    assert blocker is not None, "no free subnet found"
+    refused = stack_file("1").replace(  # front is made, then back is refused
+        "    volumes: [\"data:/data\"]\n", "    volumes: [\"data:/data\"]\n    networks: [front, back]\n"
+    ) + f"networks:\n  front: {{}}\n  back:\n    ipam:\n      config:\n        - subnet: {subnet}\n"
+
+    async def ours() -> list[str]:
+        return sorted(n["Name"] for n in await docker.networks.list(filters={"label": [f"{LABEL_STACK}={stack_name}"]})
+                      if n["Name"] != f"{stack_name}-blocker")
+
+    status, body = await daemon.request("PUT", f"/v1/stacks/{stack_name}", data=refused)
+    assert (status, body["error"]["code"]) == (502, "engine_error"), body
+    async with asyncio.timeout(30):
+        while (await daemon.request("GET", f"/v1/stacks/{stack_name}"))[0] != 404 or await ours():
+            await asyncio.sleep(0.2)
+
+    await daemon.deploy(stack_name, stack_file("1"))
+    status, body = await daemon.request("PUT", f"/v1/stacks/{stack_name}", data=refused)
+    assert status == 502, body
+    status, body = await daemon.request("GET", f"/v1/stacks/{stack_name}")
+    assert status == 200 and list(body["spec"]["networks"]) == ["default"], "back to the record it had"
+    assert body["summary"]["state"] == "deployed"
