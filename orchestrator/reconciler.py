@@ -73,7 +73,9 @@ class Reconciler:
         )
         #: Last relist of each stack: the views (ps, services) read it.
         self.observed: dict[str, list[ContainerState]] = {}
-        self._dirty: set[str] = set(self.records)
+        # and the stacks whose tasks the tracker still follows: a daemon killed right after an
+        # `rm` deleted the record has their `removed` still to report
+        self._dirty: set[str] = set(self.records) | self.tracker.stacks()
         self._wake = asyncio.Event()
         self._wake_at: dict[str, float] = {}
         self._next_resync = time.monotonic() + settings.resync_interval

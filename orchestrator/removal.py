@@ -115,8 +115,10 @@ class Removals:
         delays = _backoff()
         try:
             while True:
+                record = self._r.records.get(removal.stack)
+                if record is None or not record.removing:
+                    return  # finished or undone another way: nothing left to do
                 try:
-                    record = self._r.records[removal.stack]
                     await self._round(record)
                     async with self._lock:
                         # `rm --volumes` may have come while the round ran without them

@@ -192,6 +192,10 @@ class TaskTracker:
         """Does the tracker know a task of `stack` that has not been reported removed yet?"""
         return any(task.key.stack == stack for task in self._tasks.values())
 
+    def stacks(self) -> set[str]:
+        """The stacks with a task not reported removed yet."""
+        return {task.key.stack for task in self._tasks.values()}
+
     def knows(self, task_id: str) -> bool:
         return task_id in self._tasks
 
