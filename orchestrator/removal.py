@@ -44,7 +44,8 @@ REFUSED_WAIT = 3.0
 
 
 class _Leftover(OrchestratorError):
-    """Containers appeared while the stack was being removed (a create that was in flight)."""
+    """Containers are left after a round: the engine is still removing them, or a create that
+    was in flight made one."""
 
 
 @dataclass(eq=False)
@@ -148,7 +149,7 @@ class Removals:
         await self._r.executor.remove_now(record, await self._r.engine.list_containers(stack))
         left = await self._r.engine.list_containers(stack)
         if left:
-            raise _Leftover(f"{len(left)} containers appeared while the stack was being removed")
+            raise _Leftover(f"{len(left)} containers are still there (being removed, or created meanwhile)")
         await self._r.engine.remove_stack_networks(stack)
         if record.remove_volumes:
             await self._r.engine.remove_stack_volumes(stack)
