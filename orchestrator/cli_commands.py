@@ -224,8 +224,12 @@ async def scale(args: argparse.Namespace) -> int:
 
 async def rm(args: argparse.Namespace) -> int:
     async with client_for(args) as client:
-        await client.remove(args.stack, volumes=args.volumes)
+        outcome = await client.remove(args.stack, volumes=args.volumes)
     print(f"Removing stack {args.stack}" + (" and its volumes" if args.volumes else ""))
+    if not outcome.get("removed", True):
+        # accepted and durable: the daemon goes on until the engine lets go
+        print(f"Stack {args.stack} is still being removed: {outcome.get('message', '')}; "
+              "the daemon keeps retrying (`orchestrator ls` shows it until it is gone)")
     return 0
 
 

@@ -81,7 +81,7 @@ class Daemon:
                     ),
                     group.create_task(serve(app, self.settings, self.ready), name="http"),
                 ]
-                await self.controller.resume_removals()
+                self.controller.resume_removals()  # in the background: never delays the start
                 await self.ready.wait()
                 log.info(
                     "daemon_started",
@@ -104,10 +104,14 @@ class Daemon:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.controller is not None:
+            await self.controller.close()
         if self.reconciler is not None:
             await self.reconciler.executor.cancel()
 
     async def _close(self, redis: aioredis.Redis) -> None:
+        if self.controller is not None:
+            await self.controller.close()
         if self.reconciler is not None:
             await self.reconciler.executor.cancel()
             log.info(

@@ -7,6 +7,10 @@ at worst out a grace period), and a scale-down of many replicas should take one 
 not one per `concurrency` of them.
 While a slot's task runs the slot is *busy* and the planner leaves it alone; when the task ends
 the stack is marked dirty so the next pass sees the result.
+
+A stack's networks and volumes are made sure of before its first container (and again after a
+deploy, an engine reconnect or a refused create): a deploy saves its record before it touches the
+engine, so a daemon killed in between finds them missing (docs/design-notes.md, crash safety).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import structlog
 from orchestrator import metrics
 from orchestrator.engine import Engine
 from orchestrator.engine.containers import image_name
-from orchestrator.errors import EngineError, EngineUnavailable
+from orchestrator.errors import EngineError, EngineUnavailable, UserError
 from orchestrator.labels import spec_hash
 from orchestrator.model import (
     Action,
@@ -33,6 +37,7 @@ from orchestrator.model import (
     RemoveContainer,
     ServiceSpec,
     SlotKey,
+    StackSpec,
     StopTask,
     TaskState,
 )
@@ -80,6 +85,9 @@ class Executor:
         #: Slots whose standby the engine refused: not asked again until forget_images (a
         #: deploy or an engine reconnect), or every converged pass would ask again at once.
         self._standby_refused: set[SlotKey] = set()
+        #: Per stack, the networks and volumes known to exist (as compared with its spec's).
+        self._objects_ready: dict[str, object] = {}
+        self._objects_locks: dict[str, asyncio.Lock] = {}
 
     def busy(self) -> frozenset[SlotKey]:
         return frozenset(self._inflight)
@@ -108,11 +116,15 @@ class Executor:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def remove_now(self, record: StackRecord, containers: Iterable[ContainerState]) -> None:
-        """Stop (gracefully) and remove these containers, and wait until all are gone: `rm`."""
-        await asyncio.gather(*(
+        """Stop (gracefully) and remove these containers, and wait until each is gone or
+        refused: `rm`. The first refusal is raised once all have been tried."""
+        results = await asyncio.gather(*(
             self._run(record, RemoveContainer(c.key, c.id, "stack removed", c.is_standby))
             for c in containers
-        ))  # fmt: skip
+        ), return_exceptions=True)  # fmt: skip
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def _run_slot(self, record: StackRecord, actions: list[Action]) -> None:
         for action in actions:
@@ -170,12 +182,14 @@ class Executor:
         task_id = new_task_id()
         self._tracker.advance(key, task_id, TaskState.NEW, reason=action.reason)
         try:
+            await self._ensure_stack_objects(record.spec)
             await self._ensure_image(key.stack, service)
             state = await self._engine.create_task(
                 record.spec, service, key, digest, self._files_dir(key.stack), task_id=task_id
             )
         except EngineError as exc:
             self._images_present.discard(image_name(key.stack, service))
+            self._objects_ready.pop(key.stack, None)
             self._reject(action, service, task_id, None, exc)
             return
         self._tracker.advance(key, task_id, TaskState.CREATED, container_id=state.id)
@@ -221,6 +235,7 @@ class Executor:
         key = action.key
         service = record.spec.services[key.service]
         try:
+            await self._ensure_stack_objects(record.spec)
             await self._ensure_image(key.stack, service)
             state = await self._engine.create_task(
                 record.spec, service, key, spec_hash(service), self._files_dir(key.stack),
@@ -258,10 +273,37 @@ class Executor:
             await self._engine.ensure_image(service, stack)
             self._images_present.add(name)
 
+    async def ensure_stack_objects(self, spec: StackSpec) -> None:
+        """Create the stack's networks and volumes that do not exist yet; remembered, so a
+        stack's creates ask the engine once (per deploy or engine reconnect)."""
+        wanted = (spec.networks, spec.volumes)
+        if self._objects_ready.get(spec.name) == wanted:
+            return
+        async with self._objects_locks.setdefault(spec.name, asyncio.Lock()):
+            if self._objects_ready.get(spec.name) == wanted:
+                return  # another slot's create made sure meanwhile
+            for network in spec.networks.values():
+                await self._engine.ensure_network(spec.name, network)
+            for volume in spec.volumes.values():
+                await self._engine.ensure_volume(spec.name, volume)
+            self._objects_ready[spec.name] = wanted
+
+    async def _ensure_stack_objects(self, spec: StackSpec) -> None:
+        try:
+            await self.ensure_stack_objects(spec)
+        except UserError as exc:  # an external network removed since the deploy: a refusal
+            raise EngineError(0, str(exc)) from exc
+
+    def forget_stack(self, stack: str) -> None:
+        """The stack is removed: its networks and volumes are gone."""
+        self._objects_ready.pop(stack, None)
+        self._objects_locks.pop(stack, None)
+
     def forget_images(self) -> None:
-        """After an engine restart or a deploy: images may have changed."""
+        """After an engine restart or a deploy: images, networks and volumes may have changed."""
         self._images_present.clear()
         self._standby_refused.clear()
+        self._objects_ready.clear()
 
 
 def _grace(service: ServiceSpec | None) -> float:

@@ -14,7 +14,6 @@ import contextlib
 import time
 from dataclasses import replace
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
 
 import structlog
 
@@ -60,9 +59,9 @@ class Reconciler:
         self.settings = settings
         self.emit = emit
         self.records: dict[str, StackRecord] = store.load_stacks()
-        self.book = _load_book(store, settings)
+        self.book = load_book(store, settings)
         self.tracker = TaskTracker(self._on_transition)
-        self.tracker.load_json(store.load_document(TRACKER_DOCUMENT) or {})
+        store.load_document(TRACKER_DOCUMENT, self.tracker.load_json)
         self.executor = Executor(
             engine,
             self.tracker,
@@ -74,7 +73,9 @@ class Reconciler:
         )
         #: Last relist of each stack: the views (ps, services) read it.
         self.observed: dict[str, list[ContainerState]] = {}
-        self._dirty: set[str] = set(self.records)
+        # and the stacks whose tasks the tracker still follows: a daemon killed right after an
+        # `rm` deleted the record has their `removed` still to report
+        self._dirty: set[str] = set(self.records) | self.tracker.stacks()
         self._wake = asyncio.Event()
         self._wake_at: dict[str, float] = {}
         self._next_resync = time.monotonic() + settings.resync_interval
@@ -205,6 +206,9 @@ class Reconciler:
             self._wake_at.pop(name, None)
         if self.routes:  # before acting: a start-first replacement is in before the old leaves
             await self.routes.update(name, record.spec, observed)
+            current = self.records.get(name)
+            if current is None or current.removing:  # `rm` began meanwhile: nothing to start
+                return
         if plan.actions:
             log.info("plan_computed", stack=name, actions=len(plan.actions))
             self.executor.submit(record, plan.actions)
@@ -344,16 +348,14 @@ def running_counts(record: StackRecord, observed: list[ContainerState]) -> dict[
 
 
 
-def _load_book(store: Store, settings: Settings) -> RestartBook:
-    data: Mapping[str, Any] | None = store.load_document(BOOK_DOCUMENT)
+def load_book(store: Store, settings: Settings) -> RestartBook:
     params = dict(
         backoff_base=settings.backoff_base,
         backoff_cap=settings.backoff_cap,
         healthy_run=settings.healthy_run,
     )
-    if data is None:
-        return RestartBook(**params)
-    return RestartBook.from_json(data, **params)
+    book = store.load_document(BOOK_DOCUMENT, lambda data: RestartBook.from_json(data, **params))
+    return book if book is not None else RestartBook(**params)
 
 
 __all__ = ["Emit", "Reconciler", "running_counts"]

@@ -56,8 +56,16 @@ def ago(epoch: float, now: float | None = None) -> str:
 
 def stacks_table(stacks: Sequence[Mapping[str, Any]], now: float | None = None) -> str:
     rows = [(s["name"], str(s["services"]), f"{s['replicas_running']}/{s['replicas_desired']}",
-             ago(s["deployed_at"], now)) for s in stacks]
+             _deployed(s, now)) for s in stacks]
     return render_table(("NAME", "SERVICES", "REPLICAS", "DEPLOYED"), rows)
+
+
+def _deployed(stack: Mapping[str, Any], now: float | None) -> str:
+    """When it was deployed; for a stack being removed, that, and why it is not gone yet."""
+    if stack.get("state") != "removing":
+        return ago(stack["deployed_at"], now)
+    message = stack.get("message") or ""
+    return f"removing: {message}" if message else "removing"
 
 
 def services_table(services: Sequence[Mapping[str, Any]]) -> str:

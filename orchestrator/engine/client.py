@@ -237,6 +237,10 @@ class Engine:
         async with lock:  # replicas of one service ask at once: one pull/build
             await images.ensure_image(self._docker, image, service.build, pullable=service.image is not None)
 
+    async def check_external(self, spec: StackSpec) -> None:
+        """UserError unless every `external:` network and volume of `spec` exists (read-only)."""
+        await objects.check_external(self._docker, spec.networks.values(), spec.volumes.values())
+
     async def ensure_network(self, stack: str, net: NetworkSpec) -> None:
         await objects.ensure_network(self._docker, stack, net)
 
