@@ -25,6 +25,7 @@ from orchestrator.executor import Executor
 from orchestrator.ingress_routes import IngressRoutes
 from orchestrator.intake import ContainerEvent, Disconnected, EventIntake, Resync
 from orchestrator.model import ContainerState, PlanNote, ServiceSpec, SlotKey, UpdateStatus
+from orchestrator.replica_limits import saved_stack_over_limits
 from orchestrator.restarts import RestartBook
 from orchestrator.settings import Settings
 from orchestrator.store import StackRecord, Store
@@ -58,7 +59,11 @@ class Reconciler:
         self.store = store
         self.settings = settings
         self.emit = emit
-        self.records: dict[str, StackRecord] = store.load_stacks()
+        self.records: dict[str, StackRecord] = store.load_stacks(
+            lambda record: saved_stack_over_limits(
+                record.replicas(), per_service=settings.max_replicas, services=settings.max_services
+            )
+        )
         self.book = load_book(store, settings)
         self.tracker = TaskTracker(self._on_transition)
         store.load_document(TRACKER_DOCUMENT, self.tracker.load_json)

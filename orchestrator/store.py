@@ -67,6 +67,11 @@ class StackRecord:
         return dacite.from_dict(cls, dict(data), config=_DACITE)
 
 
+#: No state file the daemon writes comes near this (a stack record of 1,000 services is a few MB):
+#: a bigger one is damage, and reading it whole could exhaust the daemon's memory at start.
+MAX_STATE_FILE_BYTES = 256 << 20
+
+
 class Store:
     def __init__(self, state_dir: str | Path) -> None:
         self.root = Path(state_dir)
@@ -74,14 +79,21 @@ class Store:
         self._stacks_dir.mkdir(parents=True, exist_ok=True)
 
     # stacks ------------------------------------------------------------------------------
-    def load_stacks(self) -> dict[str, StackRecord]:
-        """Every readable stack record; the others are set aside (see the module docstring)."""
+    def load_stacks(
+        self, refuse: Callable[[StackRecord], str | None] = lambda record: None
+    ) -> dict[str, StackRecord]:
+        """Every readable stack record; the others are set aside (see the module docstring),
+        as is one `refuse` gives a reason against (over a limit the daemon now has)."""
         records = {}
         for path in sorted(self._stacks_dir.glob("*.json")):
             record = self._read(path, StackRecord.from_plain)
-            if record is not None and record.spec.name != path.stem:
-                set_aside(path, f"it holds stack {record.spec.name!r}, not {path.stem!r}")
-            elif record is not None:
+            if record is None:
+                continue
+            reason = (f"it holds stack {record.spec.name!r}, not {path.stem!r}"
+                      if record.spec.name != path.stem else refuse(record))
+            if reason is not None:
+                set_aside(path, reason)
+            else:
                 records[record.spec.name] = record
         return records
 
@@ -98,11 +110,15 @@ class Store:
 
     def _read(self, path: Path, parse: Callable[[Any], T]) -> T | None:
         try:
-            raw = path.read_bytes()
+            with path.open("rb") as file:
+                raw = file.read(MAX_STATE_FILE_BYTES + 1)
         except FileNotFoundError:
             return None
         except OSError as exc:
             set_aside(path, f"cannot be read: {exc.strerror or type(exc).__name__}")
+            return None
+        if len(raw) > MAX_STATE_FILE_BYTES:
+            set_aside(path, f"it is over {MAX_STATE_FILE_BYTES} bytes")
             return None
         try:
             return parse(json.loads(raw))

@@ -25,7 +25,7 @@ from orchestrator import labels
 from orchestrator.engine import containers, images, objects
 from orchestrator.engine.calls import engine_errors, is_missing
 from orchestrator.engine.events import EngineEvent, EventStream
-from orchestrator.engine.observe import Facts, FactsCache, container_state, facts_from_inspect
+from orchestrator.engine.observe import Facts, FactsCache, container_state, decimal, facts_from_inspect
 from orchestrator.errors import EngineError, EngineUnavailable, ImageUnavailable
 from orchestrator.model import ContainerState, NetworkSpec, ServiceSpec, SlotKey, StackSpec, VolumeSpec
 
@@ -276,7 +276,7 @@ class Engine:
             self._facts.forget(container_id)
         elif event.action == "die":
             code = event.attributes.get("exitCode", "")
-            exit_code = int(code) if code.lstrip("-").isdigit() else None
+            exit_code = decimal(code)
             oom = container_id in self._oom
             self._oom.discard(container_id)
             self._facts.died(container_id, exit_code, event.time_ns / 10**9, oom_killed=oom)

@@ -5,6 +5,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from structlog.testing import capture_logs
 
 from orchestrator.model import (
@@ -18,6 +20,7 @@ from orchestrator.model import (
 )
 from orchestrator.reconciler import BOOK_DOCUMENT, TRACKER_DOCUMENT, load_book
 from orchestrator.restarts import RestartBook
+from orchestrator.replica_limits import saved_stack_over_limits
 from orchestrator.settings import Settings
 from orchestrator.store import StackRecord, Store
 from orchestrator.tracker import TaskTracker
@@ -107,6 +110,25 @@ def test_a_record_under_another_stacks_name_is_set_aside(tmp_path: Path) -> None
     with capture_logs() as logs:
         assert Store(tmp_path).load_stacks() == {}
     assert "holds stack 'demo', not 'other'" in set_aside_lines(logs)[0]["reason"]
+
+
+def test_a_record_the_daemon_refuses_is_set_aside_with_the_reason(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.save_stack(StackRecord(spec(), scale={"web": 10**9}))
+    refuse = lambda record: saved_stack_over_limits(  # noqa: E731
+        record.replicas(), per_service=10_000, services=1000)
+    with capture_logs() as logs:
+        assert Store(tmp_path).load_stacks(refuse) == {}
+    assert "1000000000 replicas, over the limit of 10000" in set_aside_lines(logs)[0]["reason"]
+    assert aside(tmp_path / "stacks", "demo.json")
+
+
+def test_a_state_file_over_the_size_bound_is_set_aside_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("orchestrator.store.MAX_STATE_FILE_BYTES", 64)
+    (tmp_path / BOOK_DOCUMENT).write_text(json.dumps({"padding": "x" * 100}))
+    with capture_logs() as logs:
+        assert Store(tmp_path).load_document(BOOK_DOCUMENT) is None
+    assert "over 64 bytes" in set_aside_lines(logs)[0]["reason"]
 
 
 def test_an_unreadable_restart_book_is_set_aside_and_the_book_starts_empty(tmp_path: Path) -> None:
