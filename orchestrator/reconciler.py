@@ -4,7 +4,8 @@ Level-triggered (DESIGN.md): an engine event only marks its stack dirty. A pass 
 containers by label, plans from that snapshot with the pure planner, hands the actions to the
 executor (which never blocks the loop) and reports what changed. Work comes from four places:
 engine events, the executor finishing a slot, a restart delay running out (the plan's
-`wake_at`), and a slow periodic resync that relists everything as a safety net.
+`wake_at`) or a published port's next bind attempt, and a slow periodic resync that relists
+everything as a safety net.
 """
 
 from __future__ import annotations
@@ -199,12 +200,15 @@ class Reconciler:
             stopped=self.tracker.stopped_on_purpose(),
         )
         self._record_updates(record, plan.updates, plan.rollbacks)
-        if plan.wake_at is not None:
-            self._wake_at[name] = plan.wake_at
-        else:
-            self._wake_at.pop(name, None)
+        wakes = [plan.wake_at]
         if self.routes:  # before acting: a start-first replacement is in before the old leaves
             await self.routes.update(name, record.spec, observed)
+            wakes.append(self.routes.retry_at(name))  # a published port to try binding again
+        wake_at = min((at for at in wakes if at is not None), default=None)
+        if wake_at is not None:
+            self._wake_at[name] = wake_at
+        else:
+            self._wake_at.pop(name, None)
         if plan.actions:
             log.info("plan_computed", stack=name, actions=len(plan.actions))
             self.executor.submit(record, plan.actions)
