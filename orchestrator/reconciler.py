@@ -85,6 +85,8 @@ class Reconciler:
         #: Per stack: the decisions of the last pass (so each is published once).
         self._reported: dict[str, dict[tuple[str, SlotKey, str | None], Event]] = {}
         self.passes = 0
+        #: Passes in a row that raised, per stack: their retries back off.
+        self._failed_passes: dict[str, int] = {}
 
     # work intake --------------------------------------------------------------------------
     def mark_dirty(self, stack: str | None = None) -> None:
@@ -155,9 +157,17 @@ class Reconciler:
         except EngineUnavailable as exc:
             log.warning("reconcile_deferred_engine_unavailable", stack=name, error=str(exc))
             self._wake_at[name] = time.time() + RETRY_AFTER_FAILURE
-        except Exception:
-            log.exception("reconcile_failed", stack=name)
-            self._wake_at[name] = time.time() + RETRY_AFTER_FAILURE
+        except Exception as exc:  # noqa: BLE001 - a bug or an unforeseen value: contained, backed off
+            failures = self._failed_passes[name] = self._failed_passes.get(name, 0) + 1
+            delay = max(RETRY_AFTER_FAILURE, self.book.backoff(failures))
+            if failures == 1:  # the traceback once per run of failures, not every retry
+                log.exception("reconcile_failed", stack=name, retry_in_s=delay)
+            else:
+                log.warning("reconcile_failed", stack=name, failures=failures, retry_in_s=delay,
+                            error=f"{type(exc).__name__}: {exc}"[:500])
+            self._wake_at[name] = time.time() + delay
+        else:
+            self._failed_passes.pop(name, None)
 
     async def reconcile(self, name: str) -> None:
         """Observe → plan → execute for one stack."""
