@@ -32,11 +32,13 @@ class Settings:
     host: str = ""
     #: Desired state, restart history, event seq (ORCHESTRATOR_STATE_DIR).
     state_dir: str = field(default_factory=_default_state_dir)
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Secrets (the token, a password in the Redis URL) stay out of repr(settings).
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
     #: Prefix of every Redis key and channel.
     prefix: str = "orchestrator"
-    #: Bearer token for the HTTP API; required when listening beyond loopback.
-    token: str = ""
+    #: Bearer token the TCP listener requires (ORCHESTRATOR_TOKEN); empty: the daemon makes one
+    #: at its first start into <state_dir>/token. Required to listen beyond loopback.
+    token: str = field(default="", repr=False)
     #: Docker engine address, as the docker CLI reads it (DOCKER_HOST; empty = local socket).
     docker_host: str = ""
     #: Address the ingress listens on for published ports (mode: ingress), as docker's -p does.
@@ -58,6 +60,21 @@ class Settings:
     log_level: str = "info"
     #: auto (JSON unless stderr is a terminal), json or console.
     log_format: str = "auto"
+    #: What one stack file may hold (orchestrator/stackfile/limits.py): services per stack,
+    #: replicas per service, YAML nesting depth and nodes (aliases expanded), bytes of a file a
+    #: stack names (env_file, .env, secret/config file).
+    max_services: int = 1000
+    max_replicas: int = 10_000
+    max_yaml_depth: int = 64
+    max_yaml_nodes: int = 2_000_000
+    max_file_size: int = 1 << 20
+    #: Privileged-like options in a stack (cap_add, binds of host system paths...): warn or deny.
+    dangerous_options: str = "warn"
+    #: Replicas of all services of all stacks together (the daemon's budget; max_replicas is
+    #: per service, for stack files and the scale API alike).
+    max_replicas_total: int = 20_000
+    #: Largest HTTP request body the API reads (a deploy's stack files, a scale body).
+    max_body_bytes: int = 1 << 20
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -69,6 +86,7 @@ class Settings:
                 values[f.name] = _convert(f.name, f.type, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
+        _check_ranges(settings)
         return settings._with_derived()
 
     def _with_derived(self) -> Settings:
@@ -105,3 +123,25 @@ def _convert(name: str, type_name: Any, raw: str) -> Any:
     except ValueError:
         raise UserError(f"{env_name(name)}={raw!r}: expected a number") from None
     return raw
+
+
+#: (lowest, highest) of each numeric limit a user may set; the YAML depth stays well under
+#: Python's recursion limit (the loader's passes recurse once or twice per level).
+_RANGES = {
+    "max_services": (1, 1_000_000),
+    "max_replicas": (1, 1_000_000),
+    "max_replicas_total": (1, 10_000_000),
+    "max_yaml_depth": (8, 200),
+    "max_yaml_nodes": (1000, 1_000_000_000),
+    "max_file_size": (1, 1 << 30),
+    "max_body_bytes": (1024, 1 << 30),
+}
+
+
+def _check_ranges(settings: Settings) -> None:
+    for name, (lowest, highest) in _RANGES.items():
+        value = getattr(settings, name)
+        if not lowest <= value <= highest:
+            raise UserError(f"{env_name(name)}={value}: must be from {lowest} to {highest}")
+    if settings.dangerous_options not in ("warn", "deny"):
+        raise UserError(f"{env_name('dangerous_options')}={settings.dangerous_options!r}: must be warn or deny")

@@ -14,11 +14,12 @@ from aiohttp import web
 
 from orchestrator import metrics
 from orchestrator.api import bodies
+from orchestrator.api.auth import is_authenticated
 from orchestrator.api.errors import RequestError, error_body
-from orchestrator.api.state import CONTROL
+from orchestrator.api.state import CONTROL, SETTINGS
 from orchestrator.control import DeployOutcome, LogLine
 from orchestrator.errors import OrchestratorError, UnknownService, UnknownStack
-from orchestrator.stackfile import load_stack_text
+from orchestrator.stackfile import Limits, load_stack_text
 from orchestrator.tables import log_line_text
 
 T = TypeVar("T")
@@ -46,7 +47,8 @@ async def deploy_stack(request: web.Request) -> web.Response:
     stack = bodies.name_param(request, "stack")
     deploy = await bodies.read_deploy(request)
     # The request's env only: the daemon's own environment (its token…) is never interpolated.
-    spec = load_stack_text(deploy.files, deploy.base_dir, env=deploy.env, name=stack)
+    limits = Limits.from_settings(request.app[SETTINGS])
+    spec = load_stack_text(deploy.files, deploy.base_dir, env=deploy.env, name=stack, limits=limits)
     outcome = await _committed(request.app[CONTROL].deploy(spec))
     return web.json_response(_deploy_body(outcome, spec.warnings),
                              status=201 if outcome.result == "created" else 200)
@@ -110,7 +112,7 @@ async def service_logs(request: web.Request) -> web.StreamResponse:
     stack = bodies.name_param(request, "stack")
     service = bodies.name_param(request, "service")
     follow = bodies.bool_query(request, "follow")
-    tail = bodies.int_query(request, "tail")
+    tail = bodies.tail_query(request)
     fmt = request.query.get("format", "json")
     if fmt not in ("json", "text"):
         raise RequestError("format must be json or text", path="format")
@@ -144,8 +146,12 @@ def _log_line(line: LogLine, stack: str, service: str, fmt: str) -> str:
 
 
 async def health(request: web.Request) -> web.Response:
+    """Open to anyone for probes, so only the booleans unless the caller is authenticated: the
+    reasons name addresses (Redis host and port, the engine's socket)."""
     view = await request.app[CONTROL].health()
-    return as_json(view, status=200 if view.engine and view.redis else 503)
+    body = dataclasses.asdict(view) if is_authenticated(request) else {
+        "engine": view.engine, "redis": view.redis}
+    return web.json_response(body, status=200 if view.engine and view.redis else 503)
 
 
 async def prometheus(request: web.Request) -> web.Response:
