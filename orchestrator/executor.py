@@ -160,7 +160,7 @@ class Executor:
     def _log_failure(self, event: str, key: SlotKey, exc: Exception, **fields: object) -> str:
         """Log a failure in one line and return its reason; an error that is not the engine's
         gets its traceback logged too, the first time for this slot and kind of error."""
-        reason = failure_reason(exc)
+        reason = exception_reason(exc)
         kind = type(exc).__name__
         if isinstance(exc, (EngineError, EngineUnavailable)) or (key, kind) in self._tracebacks_logged:
             log.warning(event, slot=str(key), reason=reason, **fields)
@@ -234,7 +234,7 @@ class Executor:
 
     def _started(self, action: CreateTask, task_id: str, short_id: str) -> None:
         key = action.key
-        self._failures.pop(key, None)
+        # it works again: a later failure of the same kind is news, with its traceback
         self._tracebacks_logged = {(k, kind) for k, kind in self._tracebacks_logged if k != key}
         self._tracker.advance(key, task_id, TaskState.RUNNING)
         if action.reason == REASON_RESTART:
@@ -315,7 +315,7 @@ class Executor:
         self._standby_refused.clear()
 
 
-def failure_reason(exc: Exception) -> str:
+def exception_reason(exc: Exception) -> str:
     """What went wrong, in one bounded line: the engine's own words for a refusal, else the
     type and message of the error (never its traceback or local variables)."""
     if isinstance(exc, EngineError):
@@ -324,6 +324,7 @@ def failure_reason(exc: Exception) -> str:
         text = f"engine unavailable: {exc}"
     else:
         text = f"internal error: {type(exc).__name__}: {exc}"
+    text = " ".join(text.splitlines())  # one line in `ps`, the log and the event
     return text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 1] + "…"
 
 

@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 from orchestrator import labels
 from orchestrator.engine import containers
 from orchestrator.errors import EngineError
-from orchestrator.executor import REASON_LIMIT, Executor, failure_reason
+from orchestrator.executor import REASON_LIMIT, Executor, exception_reason
 from orchestrator.model import (
     ContainerState,
     CreateTask,
@@ -214,5 +214,6 @@ async def test_a_standby_that_cannot_be_prepared_is_not_asked_for_again_until_a_
 
 
 def test_a_reason_is_one_bounded_line_without_internals() -> None:
-    reason = failure_reason(KeyError("x" * 10_000))
+    reason = exception_reason(KeyError("x" * 10_000))
     assert len(reason) == REASON_LIMIT and reason.startswith("internal error: KeyError: ")
+    assert exception_reason(ValueError("line one\nline two")) == "internal error: ValueError: line one line two"
