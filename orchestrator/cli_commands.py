@@ -160,7 +160,8 @@ async def services(args: argparse.Namespace) -> int:
 
 
 def _print_update_notes(services: list[dict[str, Any]]) -> None:
-    notes = tables.update_notes(services)
+    """Below the table: rolling updates under way, and published ports that are not."""
+    notes = "\n".join(n for n in (tables.update_notes(services), tables.port_notes(services)) if n)
     if notes:
         print("\n" + notes)
 

@@ -53,6 +53,10 @@ class PortView:
     target: int
     protocol: str
     mode: str
+    #: Ingress ports: published (the daemon listens), unavailable (it cannot bind the port:
+    #: `error` says why; retried), pending (not tried yet). "" for ports the engine binds.
+    state: str = ""
+    error: str = ""
 
 
 @dataclass(frozen=True, slots=True)

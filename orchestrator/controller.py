@@ -36,9 +36,10 @@ from orchestrator.errors import (
     UnknownStack,
     UserError,
 )
-from orchestrator.ingress_routes import ingress_ports
+from orchestrator.ingress import IngressError
+from orchestrator.ingress_routes import PortKey, ingress_ports
 from orchestrator.labels import spec_hash
-from orchestrator.model import ContainerState, SlotKey, StackSpec, TaskState, UpdateStatus
+from orchestrator.model import ContainerState, PortSpec, SlotKey, StackSpec, TaskState, UpdateStatus
 from orchestrator.reconciler import Reconciler, running_counts
 from orchestrator.replica_limits import check_replicas
 from orchestrator.removal import Removals
@@ -67,6 +68,7 @@ class Controller:
             self._check_replica_limits(spec.name, after, "services.{}.deploy.replicas")
             changed = _changed_services(old.spec if old else None, spec)
             await self._r.engine.check_external(spec)  # read-only: nothing to undo
+            claimed = await self._bind_new_ingress_ports(spec, old)
             now = time.time()
             record = StackRecord(
                 spec=spec,
@@ -78,10 +80,18 @@ class Controller:
             result = "created" if old is None else ("unchanged" if old.spec == spec and not old.scale else "updated")
             # Saved before the engine is touched: whatever it creates from here on, a record
             # explains (and a daemon killed meanwhile carries on from it).
-            self._r.store.save_stack(record)
+            try:
+                self._r.store.save_stack(record)
+            except BaseException:
+                await self._release_ingress_ports(spec.name, claimed)
+                raise
             self._r.records[spec.name] = record
             self._r.executor.forget_images()
-            await self._prepare_engine_objects(record, old)
+            try:
+                await self._prepare_engine_objects(record, old)
+            except BaseException:  # undone: the ports this deploy bound are not the stack's
+                await self._release_ingress_ports(spec.name, claimed)
+                raise
             # Swarm's "until the next deploy": given-up slots get a fresh history.
             self._r.book.reset(spec.name)
             self._r.emit(events.stack_deployed(spec.name, result))
@@ -112,6 +122,38 @@ class Controller:
                 if (p.published, p.protocol) in taken:
                     other = taken[(p.published, p.protocol)]
                     raise Conflict(f"{where}: port {p.published} is already published by stack {other}")
+
+    async def _bind_new_ingress_ports(self, spec: StackSpec, old: StackRecord | None) -> list[PortKey]:
+        """Listen on the ingress ports this deploy adds, so that one the daemon cannot bind
+        (another program has it, it needs privileges) fails the deploy with a 409 instead of
+        going unpublished. Ports the stack already publishes are the loop's to (re)bind.
+        Returns the listeners opened, for `_release_ingress_ports`."""
+        routes = self._r.routes
+        if routes is None:
+            return []
+        before = set() if old is None else {
+            (p.published, p.protocol) for svc in old.spec.services.values() for p in ingress_ports(svc.ports)
+        }  # fmt: skip
+        opened: list[PortKey] = []
+        for svc in spec.services.values():
+            for p in ingress_ports(svc.ports):
+                key = (p.published, p.protocol)
+                if key in before:
+                    continue
+                try:
+                    if await routes.claim(spec.name, key):  # type: ignore[arg-type]
+                        opened.append(key)  # type: ignore[arg-type]
+                except IngressError as exc:
+                    await routes.release(spec.name, opened)
+                    raise Conflict(
+                        f"services.{svc.name}.ports ({p.published}:{p.target}/{p.protocol}): {exc}",
+                        path=f"services.{svc.name}.ports",
+                    ) from None
+        return opened
+
+    async def _release_ingress_ports(self, stack: str, ports: list[PortKey]) -> None:
+        if self._r.routes is not None and ports:
+            await self._r.routes.release(stack, ports)
 
     def _check_replica_limits(self, stack: str, after: Mapping[str, int], path: str = "{}") -> None:
         record = self._r.records.get(stack)
@@ -263,13 +305,20 @@ class Controller:
                 replicas_desired=desired[name],
                 replicas_running=running.get(name, 0),
                 spec_hash=spec_hash(svc),
-                ports=tuple(PortView(p.published, p.target, p.protocol, p.mode) for p in svc.ports),
+                ports=tuple(self._port_view(p) for p in svc.ports),
                 **_update_view(record.updates.get(name)),
                 replicas_given_up=len(given_up.get(name, ())),
                 given_up_reason=given_up.get(name, [""])[0],
             )
             for name, svc in sorted(record.spec.services.items())
         ]
+
+    def _port_view(self, port: PortSpec) -> PortView:
+        view = PortView(port.published, port.target, port.protocol, port.mode)
+        if self._r.routes is None or not ingress_ports([port]):
+            return view
+        state, error = self._r.routes.port_state((port.published, port.protocol))  # type: ignore[arg-type]
+        return replace(view, state=state, error=error)
 
     async def tasks(self, stack: str, *, include_history: bool = True) -> Sequence[TaskView]:
         """Per slot its newest task first (`current`), then the older ones (history)."""

@@ -53,7 +53,7 @@ class Daemon:
             stream_maxlen=settings.stream_maxlen,
         )
         self.engine: Engine | None = None
-        self.routes = IngressRoutes(Ingress(settings.ingress_host))
+        self.routes = IngressRoutes(Ingress(settings.ingress_host), emit=self.emit)
         self.reconciler: Reconciler | None = None
         self.controller: Controller | None = None
         self._stopping = asyncio.Event()

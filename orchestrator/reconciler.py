@@ -4,7 +4,8 @@ Level-triggered (DESIGN.md): an engine event only marks its stack dirty. A pass 
 containers by label, plans from that snapshot with the pure planner, hands the actions to the
 executor (which never blocks the loop) and reports what changed. Work comes from four places:
 engine events, the executor finishing a slot, a restart delay running out (the plan's
-`wake_at`), and a slow periodic resync that relists everything as a safety net.
+`wake_at`) or a published port's next bind attempt, and a slow periodic resync that relists
+everything as a safety net.
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ class Reconciler:
         #: Per stack: the decisions of the last pass (so each is published once).
         self._reported: dict[str, dict[tuple[str, SlotKey, str | None], Event]] = {}
         self.passes = 0
+        #: Passes in a row that raised, per stack: their retries back off.
+        self._failed_passes: dict[str, int] = {}
 
     # work intake --------------------------------------------------------------------------
     def mark_dirty(self, stack: str | None = None) -> None:
@@ -160,9 +163,17 @@ class Reconciler:
         except EngineUnavailable as exc:
             log.warning("reconcile_deferred_engine_unavailable", stack=name, error=str(exc))
             self._wake_at[name] = time.time() + RETRY_AFTER_FAILURE
-        except Exception:
-            log.exception("reconcile_failed", stack=name)
-            self._wake_at[name] = time.time() + RETRY_AFTER_FAILURE
+        except Exception as exc:  # noqa: BLE001 - a bug or an unforeseen value: contained, backed off
+            failures = self._failed_passes[name] = self._failed_passes.get(name, 0) + 1
+            delay = max(RETRY_AFTER_FAILURE, self.book.backoff(failures))
+            if failures == 1:  # the traceback once per run of failures, not every retry
+                log.exception("reconcile_failed", stack=name, retry_in_s=delay)
+            else:
+                log.warning("reconcile_failed", stack=name, failures=failures, retry_in_s=delay,
+                            error=f"{type(exc).__name__}: {exc}"[:500])
+            self._wake_at[name] = time.time() + delay
+        else:
+            self._failed_passes.pop(name, None)
 
     async def reconcile(self, name: str) -> None:
         """Observe → plan → execute for one stack."""
@@ -205,15 +216,18 @@ class Reconciler:
             stopped=self.tracker.stopped_on_purpose(),
         )
         self._record_updates(record, plan.updates, plan.rollbacks)
-        if plan.wake_at is not None:
-            self._wake_at[name] = plan.wake_at
-        else:
-            self._wake_at.pop(name, None)
+        wakes = [plan.wake_at]
         if self.routes:  # before acting: a start-first replacement is in before the old leaves
             await self.routes.update(name, record.spec, observed)
-            current = self.records.get(name)
-            if current is None or current.removing:  # `rm` began meanwhile: nothing to start
-                return
+            wakes.append(self.routes.retry_at(name))  # a published port to try binding again
+        wake_at = min((at for at in wakes if at is not None), default=None)
+        if wake_at is not None:
+            self._wake_at[name] = wake_at
+        else:
+            self._wake_at.pop(name, None)
+        current = self.records.get(name)
+        if current is None or current.removing:  # `rm` began meanwhile: nothing to start
+            return
         if plan.actions:
             log.info("plan_computed", stack=name, actions=len(plan.actions))
             self.executor.submit(record, plan.actions)

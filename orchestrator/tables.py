@@ -94,10 +94,21 @@ def update_notes(services: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def port_notes(services: Sequence[Mapping[str, Any]]) -> str:
+    """One line per published port the daemon cannot listen on, and why (empty when none)."""
+    return "\n".join(
+        f"{s['stack']}_{s['name']}: port {p['published']}/{p['protocol']} is not published: {p.get('error') or 'unavailable'}"
+        for s in services
+        for p in s.get("ports", ())
+        if p.get("state") == "unavailable"
+    )
+
+
 def _port(port: Mapping[str, Any]) -> str:
     published = port.get("published")
     target = f"{port['target']}/{port['protocol']}"
-    return f"*:{published}->{target}" if published else target
+    text = f"*:{published}->{target}" if published else target
+    return text + " (not published)" if port.get("state") == "unavailable" else text
 
 
 def tasks_table(tasks: Sequence[Mapping[str, Any]], *, no_trunc: bool = False,

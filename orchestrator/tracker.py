@@ -200,6 +200,9 @@ class TaskTracker:
         return task_id in self._tasks
 
     def state_of(self, container: ContainerState) -> TaskState:
+        task = self._tasks.get(container.task_id)
+        if task is not None and task.state is TaskState.REJECTED:
+            return TaskState.REJECTED  # its start was refused: published so, shown so
         return task_state(container, stopped_by_us=container.id in self._shutdown)
 
     def observe(self, stack: str, containers: Iterable[ContainerState], mark: int) -> None:

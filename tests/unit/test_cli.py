@@ -281,3 +281,18 @@ def test_update_notes_say_which_slots_run_which_spec() -> None:
         "app_web: update paused: 1 of 3 updated tasks failed; slots 2,3 on 0ld0ld0ld0ld; slot 1 not running"
     )
     assert tables.update_notes(rows[1:]) == ""
+
+
+def test_a_port_that_is_not_published_is_marked_and_explained() -> None:
+    ports = [
+        {"published": 8080, "target": 80, "protocol": "tcp", "mode": "ingress", "state": "unavailable",
+         "error": "cannot listen on 0.0.0.0:8080/tcp: address already in use"},
+        {"published": 8443, "target": 443, "protocol": "tcp", "mode": "ingress", "state": "published", "error": ""},
+    ]
+    rows = [{"stack": "app", "name": "web", "mode": "replicated", "replicas_running": 1, "replicas_desired": 1,
+             "spec_hash": "a" * 12, "image": "web", "ports": ports}]
+    assert "*:8080->80/tcp (not published), *:8443->443/tcp" in tables.services_table(rows)
+    assert tables.port_notes(rows) == (
+        "app_web: port 8080/tcp is not published: cannot listen on 0.0.0.0:8080/tcp: address already in use"
+    )
+    assert tables.port_notes([{**rows[0], "ports": ports[1:]}]) == ""
