@@ -238,6 +238,9 @@ class FileObjectSpec:
     file: str | None = None  # absolute path
     content: str | None = None
     external: bool = False
+    #: The environment variable `content` was read from (`environment:`), for `orchestrator
+    #: config`, which names it rather than showing a secret.
+    environment: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,10 @@ Syntax (compose-spec 12-interpolation.md, compose-go template.go): `$VAR`, `${VA
 `${VAR:-default}`, `${VAR-default}`, `${VAR:?error}`, `${VAR?error}`, `${VAR:+alt}`, `${VAR+alt}`,
 nesting inside defaults (`${A:-${B:-x}}`), `$$` for a literal `$`. Values only, never keys.
 An unset variable without a default becomes "" with a warning, as compose does.
+
+The dialect is compose-go's: a default is interpolated like any text, so `$` in a default must be
+written `$$` too. docker/cli (`docker stack deploy`) keeps a default literal up to the first `}`;
+docs/stackfile.md says why we follow compose-go.
 """
 
 from __future__ import annotations
@@ -90,8 +94,11 @@ class _Expander:
                 out.append(value)
             else:
                 match = _NAME.match(text, pos + 1)
+                if match is None and dry:  # an unused default: compose-go never reads it
+                    pos += 1
+                    continue
                 if match is None:
-                    raise self.fail("a lone '$' (write '$$' for a literal '$')")
+                    raise self.fail(self.lone_dollar(pos))
                 out.append(self.lookup(match.group(), dry))
                 pos = match.end()
         if closing:
@@ -125,6 +132,11 @@ class _Expander:
         if operator in (":+", "+"):
             return (arg if present else ""), end
         return (str(value) if present else arg), end
+
+    def lone_dollar(self, pos: int) -> str:
+        shown = quote(self.text[pos : pos + 2])
+        where = " (a ${VAR:-default} default is interpolated too, as docker compose does)" if self.depth else ""
+        return f"{shown} is not a variable: write '$$' for a literal '$'{where}"
 
     def lookup(self, name: str, dry: bool) -> str:
         value = self.env.get(name)

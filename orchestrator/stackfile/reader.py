@@ -7,7 +7,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,6 +29,15 @@ class Context:
     env: Mapping[str, str]
     stack: str
     limits: Limits = Limits()
+    #: Files read through include/extends -> the directory their relative paths resolve against.
+    base_dirs: dict[str, Path] = field(default_factory=dict)
+    #: Loaded for a deploy: what only a deploy needs (a secret's file exists) is checked too.
+    deploying: bool = False
+
+    def base_for(self, where: Where) -> Path:
+        """Where relative paths written at `where` resolve: the project directory for the files
+        given, an included project's directory, an extended file's own directory."""
+        return self.base_dirs.get(where[0], self.base_dir)
 
     def dangerous(self, where: Where, path: str, what: str) -> None:
         """A dangerous option (stackfile/dangerous.py): a warning, or refused under `deny`."""

@@ -154,6 +154,51 @@ VALID = [
                  lambda s: s.warnings, ("services.web.deploy.placement: placement has no meaning on one engine; ignored",), id="warn-placement"),
     pytest.param(HEAD + "    privileged: true\n", lambda s: s.warnings[0].startswith("services.web.privileged: not supported"), True, id="warn-unsupported-key"),
     pytest.param(HEAD + "    deploy:\n      endpoint_mode: vip\n", lambda s: s.warnings[0].startswith("services.web.deploy.endpoint_mode"), True, id="warn-endpoint-vip"),
+    # --- stack files as people write them (issue 13): compose-spec features
+    pytest.param(HEAD + "---\nservices:\n  web:\n    user: nobody\n", lambda s: (web(s).image, web(s).user), ("busybox", "nobody"), id="documents-merge-like-files"),
+    pytest.param("---\n" + HEAD + "---\n", lambda s: web(s).image, "busybox", id="documents-empty-ones-skipped"),
+    pytest.param("networks:\n  n: {}\n", lambda s: (s.services, list(s.networks)), ({}, ["n"]), id="no-services-is-valid"),
+    pytest.param("name: only\n", lambda s: s.services, {}, id="only-a-name-is-valid"),
+    pytest.param("services:\n  x-web:\n    image: busybox\n", lambda s: list(s.services), ["x-web"], id="x-name-under-services-is-a-service"),
+    pytest.param("networks:\n  x-net: {}\nservices:\n  web:\n    image: busybox\n    networks: [x-net]\n",
+                 lambda s: s.networks["x-net"].engine_name, "test_x-net", id="x-name-under-networks-is-a-network"),
+    pytest.param(HEAD + "    networks: [default, front]\nnetworks:\n  front: {}\n",
+                 lambda s: ([a.network for a in web(s).networks], s.networks["default"].engine_name), (["default", "front"], "test_default"),
+                 id="network-default-named-with-others"),
+    pytest.param(HEAD + "    networks: [default]\nnetworks:\n  default: {name: custom}\n", lambda s: s.networks["default"].engine_name, "custom", id="network-default-declared"),
+    pytest.param(HEAD + "    extends: base\n    environment: {B: '3'}\n  base:\n    image: alpine\n    user: nobody\n    environment: [A=1, B=2]\n    ports: ['80']\n",
+                 lambda s: (web(s).image, web(s).user, dict(web(s).environment), web(s).ports), ("busybox", "nobody", {"A": "1", "B": "3"}, (PortSpec(80),)),
+                 id="extends-same-file-merges"),
+    pytest.param("services:\n  web:\n    extends: {service: mid}\n  mid:\n    extends: base\n    user: mid\n  base:\n    image: busybox\n    hostname: base\n",
+                 lambda s: (web(s).image, web(s).user, web(s).hostname), ("busybox", "mid", "base"), id="extends-chain"),
+    pytest.param("services:\n  web:\n    extends: base\n    ports: !override ['81']\n  base:\n    image: busybox\n    ports: ['80']\n",
+                 lambda s: web(s).ports, (PortSpec(81),), id="extends-override-tag"),
+    pytest.param(HEAD + "    extra_hosts: ['db=10.0.0.2,10.0.0.3', 'v6:::1']\n", lambda s: web(s).extra_hosts,
+                 ("db:10.0.0.2", "db:10.0.0.3", "v6:::1"), id="extra-hosts-several-ips"),
+    pytest.param(HEAD + "    extra_hosts:\n      db: [10.0.0.2, '[::1]']\n      gw: host-gateway\n", lambda s: web(s).extra_hosts,
+                 ("db:10.0.0.2", "db:::1", "gw:host-gateway"), id="extra-hosts-map-with-list"),
+    pytest.param(HEAD + "    tmpfs: ['/run:size=1G,mode=01777,noexec', /tmp]\n", lambda s: web(s).tmpfs, ("/run:size=1G,mode=01777,noexec", "/tmp"), id="tmpfs-options"),
+    pytest.param(HEAD + "    volumes: ['data:/d:ro,nocopy', /anon]\nvolumes:\n  data:\n",
+                 lambda s: web(s).volumes, (MountSpec("volume", "/d", "data", read_only=True, volume_nocopy=True), MountSpec("volume", "/anon")),
+                 id="volume-short-options-and-anonymous"),
+    pytest.param(HEAD + "    command: echo ${NOPE:-$$HOME}\n", lambda s: web(s).command, ("echo", "$HOME"), id="interp-escaped-dollar-in-default"),
+    pytest.param(HEAD + "    command: echo ${TAG:-$2}\n", lambda s: web(s).command, ("echo", "1.2"), id="interp-unused-default-not-read"),
+    pytest.param(HEAD + "    networks: [n]\nnetworks:\n  n: {external: true, driver: overlay}\n",
+                 lambda s: (s.networks["n"].external, s.networks["n"].driver, s.warnings),
+                 (True, None, ("networks.n.driver: has no effect on an external network (it exists already); ignored",)), id="network-external-other-keys-warn"),
+    pytest.param(HEAD + "    volumes: ['dv:/d']\nvolumes:\n  dv:\n    external: {name: real}\n",
+                 lambda s: (s.volumes["dv"].engine_name, s.warnings), ("real", ("volumes.dv.external.name: external.name is deprecated: write name and external: true",)),
+                 id="volume-external-name-deprecated"),
+    pytest.param("models:\n  m: {model: ai/smollm2}\n" + HEAD, lambda s: s.warnings[0].startswith("models: AI models"), True, id="models-warned"),
+    pytest.param(HEAD + "    pre_start: [{command: [echo]}]\n    post_start: [{command: echo}]\n    pull_refresh_after: 1h\n    provider: {type: x}\n"
+                 "    build:\n      context: .\n      no_cache_filter: [a]\n      provenance: true\n      sbom: true\n",
+                 lambda s: sorted(w.split(":")[0] for w in s.warnings),
+                 sorted(["services.web.pre_start", "services.web.post_start", "services.web.pull_refresh_after", "services.web.provider",
+                         "services.web.build.no_cache_filter", "services.web.build.provenance", "services.web.build.sbom"]),
+                 id="newer-keys-warned"),
+    pytest.param(HEAD + "    volumes:\n      - {type: bind, source: ., target: /b, bind: {recursive: enabled}}\n      - {type: volume, target: /v, volume: {labels: {a: b}}}\n",
+                 lambda s: len(s.warnings), 2, id="newer-mount-options-warned"),
+    pytest.param("version: '3.8'\n" + HEAD, lambda s: web(s).image, "busybox", id="version-string"),
     # --- stack name
     pytest.param("name: My_App!\n" + HEAD, lambda s: s.name, "test", id="name-argument-wins"),
 ]
@@ -185,7 +230,7 @@ INVALID = [
     pytest.param(HEAD + "    restart: sometimes\n", "services.web.restart", 4, "unknown restart policy", id="err-bad-restart"),
     pytest.param(HEAD + "    restart: on-failure:x\n", "services.web.restart", 4, "retry count", id="err-bad-restart-count"),
     pytest.param("services:\n  web:\n    image: ${NOPE:?set NOPE}\n", "services.web.image", 3, "required variable NOPE", id="err-required-variable"),
-    pytest.param("services:\n  web:\n    image: a$\n", "services.web.image", 3, "lone '$'", id="err-lone-dollar"),
+    pytest.param("services:\n  web:\n    image: a$\n", "services.web.image", 3, "'$' is not a variable: write '$$' for a literal '$'", id="err-lone-dollar"),
     pytest.param("services:\n  web:\n    image: ${A\n", "services.web.image", 3, "invalid interpolation", id="err-unclosed-brace"),
     pytest.param(HEAD + "    networks: [nope]\n", "services.web.networks", 4, "network 'nope' is not defined", id="err-undefined-network"),
     pytest.param(HEAD + "    volumes: ['nope:/data']\n", "services.web.volumes", 4, "volume 'nope' is not defined", id="err-undefined-volume"),
@@ -195,21 +240,19 @@ INVALID = [
     pytest.param(HEAD + "    depends_on: [db]\n  db:\n    image: busybox\n    depends_on: [web]\n", "services.web.depends_on", 4, "cycle: web -> db -> web", id="err-depends-cycle"),
     pytest.param(HEAD + "    depends_on: [web]\n", "services.web.depends_on", 4, "itself", id="err-depends-self"),
     pytest.param(HEAD + "volumes:\n  d:\n    external: true\n    driver: local\n", "volumes.d.driver", 7, "conflicting", id="err-external-with-driver"),
-    pytest.param(HEAD + "networks:\n  n:\n    external: true\n    driver: bridge\n", "networks.n.driver", 7, "conflicting", id="err-network-external-driver"),
     pytest.param(HEAD + "    ports: ['80:80']\n  api:\n    image: busybox\n    ports: ['80:80']\n", "services.api.ports", 7, "already used by service 'web'", id="err-duplicate-published-port"),
     pytest.param(HEAD + "    deploy: {replicas: 2}\n    ports:\n      - {target: 80, published: 80, mode: host}\n", "services.web.ports", 5, "host-mode port", id="err-host-port-replicas"),
     pytest.param(HEAD + "    ports: ['8000-8010:80']\n", "services.web.ports[0]", 4, "same size", id="err-port-range-mismatch"),
     pytest.param(HEAD + "    ports: ['80:80/icmp']\n", "services.web.ports[0]", 4, "invalid protocol", id="err-port-protocol"),
     pytest.param(HEAD + "    ports: ['99999:80']\n", "services.web.ports[0]", 4, "invalid port range", id="err-port-out-of-range"),
     pytest.param(HEAD + "    volumes: ['data:relative']\nvolumes:\n  data:\n", "services.web.volumes[0]", 4, "must be absolute", id="err-volume-relative-target"),
-    pytest.param(HEAD + "    volumes:\n      - {type: npipe, target: /x}\n", "services.web.volumes[0].type", 5, "not one of", id="err-volume-type"),
+    pytest.param(HEAD + "    volumes:\n      - {type: nfs, target: /x}\n", "services.web.volumes[0].type", 5, "not one of", id="err-volume-type"),
     pytest.param("services:\n  web:\n    user: root\n", "services.web", 2, "needs an image", id="err-no-image"),
-    pytest.param("version: '3'\n", "", 1, "needs services", id="err-no-services"),
-    pytest.param(HEAD + "    extends: base\n", "services.web.extends", 4, "extends is not supported", id="err-forbidden-extends"),
+    pytest.param("version: '3'\n", "", 1, "the stack file is empty", id="err-only-version-is-empty"),
+    pytest.param(HEAD + "    extends: base\n", "services.web.extends", 4, "service 'base' to extend is not defined", id="err-extends-unknown-service"),
     pytest.param(HEAD + "    healthcheck:\n      test: [curl, x]\n", "services.web.healthcheck.test", 5, "NONE, CMD or CMD-SHELL", id="err-healthcheck-test"),
     pytest.param(HEAD + "    healthcheck:\n      test: [CMD, x]\n      disable: true\n", "services.web.healthcheck.disable", 6, "cannot be set", id="err-healthcheck-disable-and-test"),
     pytest.param(HEAD + "    scale: 2\n    deploy: {replicas: 3}\n", "services.web.scale", 4, "disagree", id="err-scale-vs-replicas"),
-    pytest.param(HEAD + "    secrets: [s]\nsecrets:\n  s: {file: ./missing.txt}\n", "secrets.s.file", 6, "does not exist", id="err-secret-file-missing"),
     pytest.param(HEAD + "    env_file: missing.env\n", "services.web.env_file", 4, "cannot read env file", id="err-env-file-missing"),
     pytest.param(HEAD + "    environment: {A: [1]}\n", "services.web.environment.A", 4, "must be a string", id="err-env-value-list"),
     pytest.param(HEAD + "    command: \"echo 'unterminated\"\n", "services.web.command", 4, "cannot split", id="err-command-quote"),
@@ -226,6 +269,17 @@ INVALID = [
 @pytest.mark.parametrize(("text", "path", "line", "message"), INVALID)
 def test_invalid(tmp_path: Path, text: str, path: str, line: int, message: str) -> None:
     problem_at(load_error(tmp_path, text, ENV), path, line, message)
+
+
+ONLY_PROBLEM = [case for case in INVALID if case.id.startswith(("err-bad-service-not", "err-interpolation-not", "err-version-1", "err-only-version"))]
+
+
+@pytest.mark.parametrize(("text", "path", "line", "message"), ONLY_PROBLEM)
+def test_the_real_problem_is_the_only_one(tmp_path: Path, text: str, path: str, line: int, message: str) -> None:
+    """A structural problem does not cascade into misleading ones ("not defined", "invalid
+    image", "needs services") that would hide it."""
+    error = load_error(tmp_path, text, ENV)
+    assert [(p.path, p.line) for p in error.problems] == [(path, line)], str(error)
 
 
 def test_all_problems_of_a_file_are_reported_at_once(tmp_path: Path) -> None:
