@@ -15,7 +15,7 @@ from pathlib import Path
 from orchestrator.stackfile.extends import apply_extends
 from orchestrator.stackfile.include import apply_include
 from orchestrator.stackfile.interpolate import interpolate_tree
-from orchestrator.stackfile.merge import drop_reset, merge
+from orchestrator.stackfile.merge import drop_reset, merge, unique_entries
 from orchestrator.stackfile.problems import Where
 from orchestrator.stackfile.reader import resolve_path
 from orchestrator.stackfile.sources import Sources
@@ -33,7 +33,8 @@ def merged_model(texts: Sequence[tuple[str, str]], env: Mapping[str, str], sourc
     for file, found in parsed:
         for document in found or ():
             documents.append((file, interpolate_tree(document, env, "", document.where, problems)))
-    return _combine(documents, env, chain, sources)
+    merged = _combine(documents, env, chain, sources)
+    return None if merged is None else unique_entries(merged, problems.warn)
 
 
 def _combine(documents: list[tuple[str, YMap]], env: Mapping[str, str], chain: tuple[str, ...], sources: Sources) -> YMap | None:

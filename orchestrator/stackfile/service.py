@@ -47,6 +47,8 @@ def read_service(name: str, section: Section) -> ServiceSpec:
         if key in section.data:
             section.error(key, reason)
     section.check_keys((*_SUPPORTED, *_FORBIDDEN, "extends"), _IGNORED)  # extends: applied before (stackfile/extends.py)
+    if section.raw("image") == "":  # compose-go: an empty image is no image (`image: ${IMAGE}` unset)
+        section.data = _without_empty_image(section.data)
     if "image" not in section and "build" not in section and "extends" not in section:  # extends: its problem says why
         if "provider" in section:
             section.error("provider", "a service run by a provider (a compose plugin), with no image, cannot run on this orchestrator")
@@ -93,6 +95,14 @@ def read_service(name: str, section: Section) -> ServiceSpec:
         deploy_labels=deploy.labels,
         endpoint_mode=deploy.endpoint_mode,  # type: ignore[arg-type]
     )
+
+
+def _without_empty_image(service: YMap) -> YMap:
+    out = YMap(service.where)
+    for key, value in service.items():
+        if key != "image":
+            out.put(key, value, service.key_where[key], service.tags.get(key))
+    return out
 
 
 def _replicas(section: Section, replicas: int | None, mode: str) -> int:

@@ -179,7 +179,9 @@ def read_file_objects(section: Section | None, ctx: Context) -> dict[str, FileOb
                 entry.warn(key, "has no effect on an external object (it exists already); ignored")
             result[name] = FileObjectSpec(name=name, external=True)
             continue
-        if len(sources) != 1:
+        if not sources and "driver" in entry:
+            entry.error("driver", "a secret from a driver (a Swarm secret plugin) is not supported on one engine: use file or environment")
+        elif len(sources) != 1:
             entry.error(None, "needs exactly one of file, environment" + (", content" if "content" in allowed else "") + " or external: true")
         file = content = variable = None
         if "file" in entry:

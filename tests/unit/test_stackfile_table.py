@@ -199,6 +199,16 @@ VALID = [
     pytest.param(HEAD + "    volumes:\n      - {type: bind, source: ., target: /b, bind: {recursive: enabled}}\n      - {type: volume, target: /v, volume: {labels: {a: b}}}\n",
                  lambda s: len(s.warnings), 2, id="newer-mount-options-warned"),
     pytest.param("version: '3.8'\n" + HEAD, lambda s: web(s).image, "busybox", id="version-string"),
+    pytest.param(HEAD + "    command: echo $(date) ^x$ a$\n", lambda s: web(s).command, ("echo", "$(date)", "^x$", "a$"), id="interp-dollar-without-variable-kept"),
+    pytest.param(HEAD + "    labels: {users: 'admin:${PW:-$2y$05$oZcj4Fgd}'}\n", lambda s: (web(s).labels["users"], [w.split(": ")[1][:25] for w in s.warnings]),
+                 ("admin:$2y$05$oZcj4Fgd", ["the default of ${PW:-...}"]), id="interp-bcrypt-default-kept-as-docker-stack-deploy"),
+    pytest.param(HEAD + "    deploy:\n      restart_policy: {condition: unless-stopped}\n", lambda s: web(s).restart_policy.condition, "any", id="restart-condition-engine-name"),
+    pytest.param("services:\n  web:\n    image: ''\n    build: .\n", lambda s: (web(s).image, web(s).build is not None), (None, True), id="empty-image-with-build"),
+    pytest.param(HEAD + "    environment: [A=1, B=2, A=3]\n    volumes: ['va:/d', 'vb:/d']\n    ports: ['80', '80']\nvolumes:\n  va:\n  vb:\n",
+                 lambda s: (dict(web(s).environment), web(s).volumes, web(s).ports, s.warnings),
+                 ({"A": "3", "B": "2"}, (MountSpec("volume", "/d", "vb"),), (PortSpec(80),),
+                  ("services.web.volumes[1]: replaces an earlier entry for the same container path or port (as compose does)",)),
+                 id="list-entries-unique-by-key-later-wins"),
     # --- stack name
     pytest.param("name: My_App!\n" + HEAD, lambda s: s.name, "test", id="name-argument-wins"),
 ]
@@ -230,7 +240,6 @@ INVALID = [
     pytest.param(HEAD + "    restart: sometimes\n", "services.web.restart", 4, "unknown restart policy", id="err-bad-restart"),
     pytest.param(HEAD + "    restart: on-failure:x\n", "services.web.restart", 4, "retry count", id="err-bad-restart-count"),
     pytest.param("services:\n  web:\n    image: ${NOPE:?set NOPE}\n", "services.web.image", 3, "required variable NOPE", id="err-required-variable"),
-    pytest.param("services:\n  web:\n    image: a$\n", "services.web.image", 3, "'$' is not a variable: write '$$' for a literal '$'", id="err-lone-dollar"),
     pytest.param("services:\n  web:\n    image: ${A\n", "services.web.image", 3, "invalid interpolation", id="err-unclosed-brace"),
     pytest.param(HEAD + "    networks: [nope]\n", "services.web.networks", 4, "network 'nope' is not defined", id="err-undefined-network"),
     pytest.param(HEAD + "    volumes: ['nope:/data']\n", "services.web.volumes", 4, "volume 'nope' is not defined", id="err-undefined-volume"),
@@ -263,6 +272,41 @@ INVALID = [
     pytest.param(HEAD + "    deploy:\n      rollback_config: {failure_action: rollback}\n", "services.web.deploy.rollback_config.failure_action", 5, "not one of", id="err-rollback-of-rollback"),
     pytest.param(HEAD + "    user: !custom x\n", "services.web.user", 4, "unsupported YAML tag", id="err-unknown-tag"),
     pytest.param(HEAD + "    dns: [!reset 1]\n", "services.web.dns[0]", 4, "only allowed on a mapping value", id="err-reset-in-list"),
+    # --- too lenient before (issue 13): what compose-go refuses
+    pytest.param("services:\n  123:\n    image: busybox\n", "services", 2, "a mapping key must be a string, not a number '123'", id="err-number-service-name"),
+    pytest.param(HEAD + "    environment:\n      1: FOO\n", "services.web.environment", 5, "must be a string, not a number", id="err-number-env-key"),
+    pytest.param(HEAD + "    labels: {true: x}\n", "services.web.labels", 4, "not a boolean", id="err-boolean-key"),
+    pytest.param(HEAD + "    environment:\n      - DEBUG = true\n", "services.web.environment[0]", 5, "ends with a space", id="err-env-spaces-around-equals"),
+    pytest.param("version: 3\n" + HEAD, "version", 1, 'must be a string (write version: "3")', id="err-version-number"),
+    pytest.param("name: 123\n" + HEAD, "name", 1, "must be a string, not a number", id="err-name-number"),
+    pytest.param(HEAD + "networks:\n  n: {name: 1}\n", "networks.n.name", 5, "must be a string", id="err-network-name-number"),
+    pytest.param(HEAD + "volumes:\n  v:\n    external: {name: a}\n    name: b\n", "volumes.v.name", 7, "conflict; only use name", id="err-external-name-conflict"),
+    pytest.param(HEAD + "    volumes: [db-data]\n", "services.web.volumes[0]", 4, "to mount the named volume 'db-data' write 'db-data:/container/path'", id="err-volume-name-without-target"),
+    pytest.param(HEAD + "    volumes: ['/data:ro']\n", "services.web.volumes[0]", 4, "compose reads '/data:ro' as '/data' mounted at 'ro'", id="err-volume-path-then-option"),
+    pytest.param(HEAD + "    volumes: ['va:vb:/c:ro']\n", "services.web.volumes[0]", 4, "too many ':'", id="err-volume-too-many-colons"),
+    pytest.param(HEAD + "    volumes: ['C:\\\\data:/data']\n", "services.web.volumes[0]", 4, "Windows path", id="err-volume-windows-source"),
+    pytest.param(HEAD + "    volumes: ['data:C:\\\\data']\nvolumes:\n  data:\n", "services.web.volumes[0]", 4, "not supported on a Linux engine", id="err-volume-windows-target"),
+    pytest.param(HEAD + "    volumes:\n      - {type: bind, source: '\\\\.\\pipe\\docker_engine', target: /p}\n", "services.web.volumes[0].source", 5, "Windows path", id="err-volume-long-npipe-path"),
+    pytest.param(HEAD + "    volumes:\n      - {type: npipe, source: x, target: /x}\n", "services.web.volumes[0].type", 5, "not supported on a Linux engine", id="err-volume-type-npipe"),
+    pytest.param(HEAD + "    volumes:\n      - {type: cluster, source: x, target: /x}\n", "services.web.volumes[0].type", 5, "Swarm CSI", id="err-volume-type-cluster"),
+    pytest.param(HEAD + "    volumes:\n      - {type: image, source: alpine, target: /x}\n", "services.web.volumes[0].type", 5, "image mounts", id="err-volume-type-image"),
+    pytest.param(HEAD + "    tmpfs: [/data]\n    volumes: ['/data']\n", "services.web.volumes[0]", 5, "already mounted by services.web.tmpfs[0]", id="err-mount-target-twice"),
+    pytest.param(HEAD + "    extra_hosts: [db]\n", "services.web.extra_hosts[0]", 4, "must be 'host=ip' or 'host:ip'", id="err-extra-host-no-ip"),
+    pytest.param(HEAD + "    extra_hosts: {db: [nope]}\n", "services.web.extra_hosts.db", 4, "not an IP address", id="err-extra-host-map-bad-ip"),
+    pytest.param(HEAD + "    user: ${ bad}\n", "services.web.user", 4, "bad variable name (write '$$' for a literal '$')", id="err-interpolation-says-how-to-escape"),
+    pytest.param("services:\n  web:\n    provider: {type: model}\n", "services.web.provider", 3, "cannot run on this orchestrator", id="err-provider-without-image"),
+    pytest.param(HEAD + "secrets:\n  s: {driver: vault}\n", "secrets.s.driver", 5, "a secret from a driver", id="err-secret-from-a-driver"),
+    pytest.param("services:\n  web:\n    extends: web\n    image: busybox\n", "services.web.extends", 3, "extends cycle: web -> web", id="err-extends-self"),
+    pytest.param(HEAD + "  a:\n    extends: b\n  b:\n    extends: a\n", "services.a.extends", 5, "extends cycle: a -> b -> a", id="err-extends-cycle"),
+    pytest.param(HEAD + "    extends: {file: other.yml}\n", "services.web.extends", 4, "needs the name of the service to extend", id="err-extends-without-service"),
+    pytest.param(HEAD + "    extends: {service: base, file: missing.yml}\n", "services.web.extends.file", 4, "does not exist", id="err-extends-file-missing"),
+    pytest.param("include: common.yml\n" + HEAD, "include", 1, "must be a list of files", id="err-include-not-a-list"),
+    pytest.param("include: [missing.yml]\n" + HEAD, "include[0]", 1, "does not exist", id="err-include-missing-file"),
+    # --- rejected for the right reason: one problem, not its consequences
+    pytest.param(HEAD + "    depends_on: [db]\n  db: busybox\n", "services.db", 5, "must be a mapping", id="err-bad-service-not-also-undefined"),
+    pytest.param("services:\n  web:\n    image: ${IMAGE:?set IMAGE}\n", "services.web.image", 3, "required variable IMAGE", id="err-interpolation-not-also-bad-image"),
+    pytest.param("services:\n  web:\n    extends: nope\n", "services.web.extends", 3, "service 'nope' to extend is not defined", id="err-extends-not-also-no-image"),
+    pytest.param("web:\n  image: busybox\n", "web", 1, "unknown key 'web'", id="err-version-1-file"),
 ]
 
 
@@ -271,7 +315,7 @@ def test_invalid(tmp_path: Path, text: str, path: str, line: int, message: str) 
     problem_at(load_error(tmp_path, text, ENV), path, line, message)
 
 
-ONLY_PROBLEM = [case for case in INVALID if case.id.startswith(("err-bad-service-not", "err-interpolation-not", "err-version-1", "err-only-version"))]
+ONLY_PROBLEM = [case for case in INVALID if case.id.startswith(("err-bad-service-not", "err-interpolation-not", "err-extends-not", "err-version-1", "err-only-version"))]
 
 
 @pytest.mark.parametrize(("text", "path", "line", "message"), ONLY_PROBLEM)

@@ -1,0 +1,283 @@
+"""How the stack-file loader does on compose files from elsewhere (issue 13): accepted, rejected
+(and why, grouped), crashed; and, where an expected verdict is known, how often we agree.
+
+    .venv/bin/python benchmarks/compose_corpus.py [--go-tests] [--schema SCHEMA.json] [--show N] DIR...
+
+Walks each DIR for compose and stack files (`compose.yaml`, `docker-compose.*.yml`,
+`docker-stack.yml`, `*-stack.yml`, ...) and loads each with `load_stack`, the way
+`orchestrator config -c FILE` does (an empty environment plus the `.env` beside the file).
+The corpus is not part of this repository (licences; and the loader must not be tuned to it):
+point the script at checkouts of public projects.
+
+Expected verdicts, where we can know them (no compose-go binary runs here: there is no Go module
+proxy), come from:
+- `--go-tests`: the YAML inlined in compose-go's and docker/cli's loader tests (`*_test.go`
+  calling `loadYAML(...)`), with the verdict and reason of the assertion that follows the call
+  (`assert.NilError` -> valid; `ErrorContains(err, "why")` -> invalid, for that reason);
+- `--schema`: the compose-spec JSON schema (compose-go's copy) applied with `jsonschema`, plus
+  compose-go's consistency rules that the schema cannot say (a service needs an image, a build or
+  a provider; references to networks, volumes, secrets, configs and services must be defined).
+  A partial oracle: it does not interpolate, and it trusts a file that uses extends or include.
+A file whose only problems come from its environment (a required variable, a missing env_file)
+is counted apart: compose-go fails on it too without that environment.
+
+"Rejected for the right reason" means one of our problems is at the key path the expected error
+names (or under it), or, when the expected error names no key path, shares its distinctive words.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from orchestrator.stackfile import StackFileError, load_stack  # noqa: E402
+from orchestrator.stackfile.problems import Problems  # noqa: E402
+from orchestrator.stackfile.yamlread import YMap, YSeq, read_documents  # noqa: E402
+
+COMPOSE_NAME = re.compile(r"(?i)^(docker-)?(compose|stack)([-._][\w.-]*)?\.ya?ml$|^[\w.-]*[-_.](compose|stack)([-._][\w.-]*)?\.ya?ml$")
+SKIPPED_DIRS = {".git", ".github", "node_modules", "vendor", "reference"}
+ENVIRONMENTAL = ("required variable", "cannot read env file", "environment variable")
+
+
+@dataclass
+class Case:
+    path: Path
+    source: str  # "go-test" | "file"
+    expected: bool | None = None  # True valid, False invalid, None unknown
+    reason: str = ""  # the expected error, or the schema's key path
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    case: Case
+    verdict: str  # accepted | rejected | rejected-env | crashed
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (key path, message)
+
+
+# --------------------------------------------------------------------------- finding cases
+
+
+def compose_files(roots: list[Path]) -> Iterator[Path]:
+    for root in roots:
+        for directory, subdirs, files in os.walk(root):
+            subdirs[:] = sorted(d for d in subdirs if d not in SKIPPED_DIRS)
+            for name in sorted(files):
+                if COMPOSE_NAME.match(name):
+                    yield Path(directory) / name
+
+
+_CALL = re.compile(r"loadYAML(WithEnv)?\(\s*(`(?P<text>[^`]*)`|(?P<var>\w+))(?P<rest>[^\n]*)")
+_ENV = re.compile(r'"(\w+)":\s*"([^"]*)"')
+_ASSERT = re.compile(
+    r"assert\.NilError\(t, err\)|(?:assert\.(?:ErrorContains|Error)\(t, err, |is\.ErrorContains\(err, )"
+    r"(?P<why>\"(?:[^\"\\]|\\.)*\"|`[^`]*`)|err != nil|assert\.Check\(t, err == nil\)"
+)
+
+
+def go_test_cases(roots: list[Path], into: Path) -> Iterator[Case]:
+    """The inline YAML of Go loader tests, each written to its own file under `into`."""
+    for root in roots:
+        for test in sorted(root.rglob("*_test.go")):
+            source = test.read_text(errors="replace")
+            if "loadYAML" not in source:
+                continue
+            variables = dict(re.findall(r"var (\w+) = `([^`]*)`", source))
+            for index, call in enumerate(_CALL.finditer(source)):
+                text = call.group("text") if call.group("text") is not None else variables.get(call.group("var") or "")
+                if text is None:
+                    continue
+                tail = source[call.end(): call.end() + 1500]
+                tail = tail.split("loadYAML", 1)[0].split("\nfunc ", 1)[0]
+                found = _ASSERT.search(tail)
+                if found is None:
+                    continue
+                expected = found.group(0).startswith(("assert.NilError", "assert.Check(t, err == nil"))
+                why = json.loads(found.group("why")) if found.group("why", ) and found.group("why").startswith('"') else (found.group("why") or "").strip("`")
+                env_end = tail.find(")")
+                env = dict(_ENV.findall(call.group("rest") + tail[:env_end])) if call.group(1) else {}
+                directory = into / test.relative_to(root).parent.as_posix().replace("/", "_") / f"{test.stem}_{index:03d}"
+                directory.mkdir(parents=True, exist_ok=True)
+                path = directory / "compose.yaml"
+                path.write_text(text)
+                yield Case(path, "go-test", expected, why, env)
+
+
+# --------------------------------------------------------------------------- the schema oracle
+
+
+class SchemaOracle:
+    def __init__(self, schema_path: Path) -> None:
+        import jsonschema
+
+        schema = json.loads(schema_path.read_text())
+        self.validator = jsonschema.validators.validator_for(schema)(schema)
+
+    def verdict(self, path: Path) -> tuple[bool, str]:
+        problems = Problems()
+        documents = read_documents(path.read_text(errors="replace"), str(path), problems)
+        if documents is None:
+            return False, ""
+        model: dict[str, Any] = {}
+        for document in documents:
+            data = _plain(document)
+            errors = sorted(self.validator.iter_errors(data), key=lambda e: len(e.absolute_path))
+            if errors:
+                return False, ".".join(str(p) for p in errors[0].absolute_path if not isinstance(p, int))
+            for key, value in data.items():  # enough of a merge for the consistency rules below
+                model[key] = {**model[key], **value} if isinstance(value, dict) and isinstance(model.get(key), dict) else value
+        if not model or set(model) == {"version"}:
+            return False, ""
+        return _consistent(model)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, YMap):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, YSeq):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _consistent(model: dict[str, Any]) -> tuple[bool, str]:
+    """compose-go's checkConsistency, where the schema cannot tell (raw, before normalisation)."""
+    services = model.get("services") or {}
+    if "include" in model or any(isinstance(s, dict) and "extends" in s for s in services.values()):
+        return True, ""
+    defined = {kind: set(model.get(kind) or {}) for kind in ("networks", "volumes", "secrets", "configs")}
+    defined["networks"].add("default")
+    for name, service in services.items():
+        if not isinstance(service, dict):
+            continue
+        if not ({"image", "build", "provider"} & set(service)):
+            return False, f"services.{name}"
+        for kind in ("networks", "secrets", "configs"):
+            value = service.get(kind) or []
+            names = list(value) if isinstance(value, dict) else [v if isinstance(v, str) else v.get("source") for v in value]
+            if any(n not in defined[kind] for n in names if isinstance(n, str)):
+                return False, f"services.{name}.{kind}"
+        for volume in service.get("volumes") or []:
+            source = volume.split(":")[0] if isinstance(volume, str) and ":" in volume else (volume.get("source") if isinstance(volume, dict) and volume.get("type") == "volume" else None)
+            if source and not source.startswith((".", "/", "~", "$")) and not re.match(r"[A-Za-z]:", source) and source not in defined["volumes"]:
+                return False, f"services.{name}.volumes"
+        depends = service.get("depends_on") or []
+        if any(d not in services for d in depends):
+            return False, f"services.{name}.depends_on"
+    return True, ""
+
+
+# --------------------------------------------------------------------------- loading and judging
+
+
+def run(case: Case) -> Outcome:
+    try:
+        load_stack(case.path, env=case.env, name="corpus")
+    except StackFileError as exc:
+        problems = [(p.path, p.message) for p in exc.problems]
+        environmental = all(any(word in m for word in ENVIRONMENTAL) for _p, m in problems)
+        return Outcome(case, "rejected-env" if environmental else "rejected", problems)
+    except Exception as exc:  # a crash is what this benchmark is here to find
+        return Outcome(case, "crashed", [("", f"{type(exc).__name__}: {exc}")])
+    return Outcome(case, "accepted")
+
+
+_KEY_PATH = re.compile(r"\b((?:services|networks|volumes|secrets|configs|include|name|version)(?:\.[\w.*\[\]-]+)?)")
+_STOP = {"must", "should", "cannot", "defined", "service", "services", "invalid", "value", "error", "which", "with", "there", "found"}
+
+
+def right_reason(outcome: Outcome) -> bool:
+    expected = outcome.case.reason
+    if not expected:
+        return True  # nothing more to compare
+    paths = [p.rstrip(".:") for p in _KEY_PATH.findall(expected)] if outcome.case.source == "go-test" else [expected]
+    for wanted in paths:
+        if any(ours == wanted or ours.startswith(wanted + ".") or ours.startswith(wanted + "[") or wanted.startswith(ours + ".") and ours.count(".") >= 1
+               for ours, _m in outcome.problems):
+            return True
+    words = {w for w in re.findall(r"[a-z_]{5,}", expected.lower()) if w not in _STOP}
+    text = " ".join(f"{p} {m}" for p, m in outcome.problems).lower()
+    return bool(words) and any(w in text for w in words)
+
+
+def reason_class(message: str) -> str:
+    """A problem's message with its particulars blanked, to group like with like."""
+    message = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", message)
+    message = re.sub(r"/[\w./-]+", "/…", message)
+    return re.sub(r"\d+", "N", message)[:110]
+
+
+def report(outcomes: list[Outcome], show: int) -> None:
+    verdicts = collections.Counter(o.verdict for o in outcomes)
+    print(f"files: {len(outcomes)}  " + "  ".join(f"{k}: {verdicts[k]}" for k in ("accepted", "rejected", "rejected-env", "crashed")))
+    for source in ("go-test", "file"):
+        judged = [o for o in outcomes if o.case.source == source and o.case.expected is not None]
+        if not judged:
+            continue
+        valid = [o for o in judged if o.case.expected]
+        invalid = [o for o in judged if not o.case.expected]
+        accepted = sum(o.verdict == "accepted" for o in valid)
+        env_only = sum(o.verdict == "rejected-env" for o in valid)
+        rejected = [o for o in invalid if o.verdict in ("rejected", "rejected-env")]
+        right = sum(right_reason(o) for o in rejected)
+        print(f"\n{source}: {len(judged)} with an expected verdict")
+        print(f"  valid:   {len(valid):4d}  accepted {accepted} ({_pct(accepted, len(valid))}), "
+              f"of those that need no variables {_pct(accepted, len(valid) - env_only)}; rejected for their environment only: {env_only}")
+        print(f"  invalid: {len(invalid):4d}  rejected {len(rejected)} ({_pct(len(rejected), len(invalid))}), "
+              f"for the right reason {right} ({_pct(right, len(invalid))})")
+    reasons = collections.Counter(reason_class(m) for o in outcomes if o.verdict.startswith("rejected") for _p, m in o.problems[:1])
+    print("\nfirst problem of each rejected file, grouped:")
+    for reason, count in reasons.most_common(40):
+        print(f"  {count:4d}  {reason}")
+    crashed = [o for o in outcomes if o.verdict == "crashed"]
+    for outcome in crashed:
+        print(f"CRASH {outcome.case.path}: {outcome.problems[0][1]}")
+    if show:
+        print("\ndisagreements:")
+        shown = 0
+        for o in outcomes:
+            if o.case.expected is None:
+                continue
+            wrong = (o.case.expected and o.verdict == "rejected") or (not o.case.expected and o.verdict == "accepted") or (
+                not o.case.expected and o.verdict.startswith("rejected") and not right_reason(o))
+            if wrong and shown < show:
+                shown += 1
+                ours = "; ".join(f"{p}: {m}" for p, m in o.problems[:2])[:300]
+                print(f"- {o.case.path}\n    expected {'valid' if o.case.expected else 'invalid'} {o.case.reason!r}\n    ours: {o.verdict} {ours}")
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f} %" if whole else "-"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("dirs", nargs="+", type=Path)
+    parser.add_argument("--go-tests", action="store_true", help="also the YAML inlined in Go loader tests")
+    parser.add_argument("--schema", type=Path, help="the compose-spec JSON schema, as a partial oracle")
+    parser.add_argument("--show", type=int, default=0, metavar="N", help="list N disagreements")
+    args = parser.parse_args(argv)
+    oracle = SchemaOracle(args.schema) if args.schema else None
+    with tempfile.TemporaryDirectory(prefix="compose-corpus-") as scratch:
+        cases = [Case(path, "file") for path in compose_files(args.dirs)]
+        if args.go_tests:
+            cases += list(go_test_cases(args.dirs, Path(scratch)))
+        for case in cases:
+            if case.source == "file" and oracle is not None:
+                case.expected, case.reason = oracle.verdict(case.path)
+        report([run(case) for case in cases], args.show)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
