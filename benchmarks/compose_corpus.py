@@ -41,9 +41,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ruamel.yaml import YAML  # noqa: E402
+
 from orchestrator.stackfile import StackFileError, load_stack  # noqa: E402
-from orchestrator.stackfile.problems import Problems  # noqa: E402
-from orchestrator.stackfile.yamlread import YMap, YSeq, read_documents  # noqa: E402
 
 COMPOSE_NAME = re.compile(r"(?i)^(docker-)?(compose|stack)([-._][\w.-]*)?\.ya?ml$|^[\w.-]*[-_.](compose|stack)([-._][\w.-]*)?\.ya?ml$")
 SKIPPED_DIRS = {".git", ".github", "node_modules", "vendor", "reference"}
@@ -143,8 +143,26 @@ class SchemaOracle:
 
 
 def _documents(path: Path) -> list[dict[str, Any]] | None:
-    documents = read_documents(path.read_text(errors="replace"), str(path), Problems())
-    return None if documents is None else [_plain(document) for document in documents]
+    """The file's YAML documents, read by ruamel (YAML 1.2, as go-yaml v3), not by the loader
+    under test; None when it is no YAML, holds a key that is not a string (compose-go refuses
+    both) or a document that is not a mapping."""
+    yaml = YAML(typ="safe", pure=True)
+    yaml.version = (1, 2)
+    try:
+        documents = [d for d in yaml.load_all(path.read_text(errors="replace")) if d is not None]
+    except Exception:  # any YAML error: compose-go fails to parse it too
+        return None
+    if not documents or not all(isinstance(d, dict) and _string_keys(d) for d in documents):
+        return None
+    return documents
+
+
+def _string_keys(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _string_keys(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_string_keys(v) for v in value)
+    return True
 
 
 def _raw_model(path: Path) -> dict[str, Any] | None:
@@ -174,14 +192,6 @@ def _unique(data: dict[str, Any]) -> dict[str, Any]:
 
 
 _BY_NAME = {"environment", "labels", "sysctls", "annotations", "cap_add", "cap_drop", "dns", "dns_opt", "dns_search", "links", "profiles", "tmpfs"}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, YMap):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, YSeq):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _consistent(model: dict[str, Any]) -> tuple[bool, str]:
