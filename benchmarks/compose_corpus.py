@@ -1,7 +1,7 @@
 """How the stack-file loader does on compose files from elsewhere (issue 13): accepted, rejected
 (and why, grouped), crashed; and, where an expected verdict is known, how often we agree.
 
-    .venv/bin/python benchmarks/compose_corpus.py [--go-tests] [--schema SCHEMA.json] [--show N] DIR...
+    .venv/bin/python benchmarks/compose_corpus.py [--go-tests] [--schema orchestrator/stackfile/compose-spec.json] [--show N] DIR...
 
 Walks each DIR for compose and stack files (`compose.yaml`, `docker-compose.*.yml`,
 `docker-stack.yml`, `*-stack.yml`, ...) and loads each with `load_stack`, the way
@@ -47,7 +47,7 @@ from orchestrator.stackfile import StackFileError, load_stack  # noqa: E402
 
 COMPOSE_NAME = re.compile(r"(?i)^(docker-)?(compose|stack)([-._][\w.-]*)?\.ya?ml$|^[\w.-]*[-_.](compose|stack)([-._][\w.-]*)?\.ya?ml$")
 SKIPPED_DIRS = {".git", ".github", "node_modules", "vendor", "reference"}
-ENVIRONMENTAL = ("required variable", "cannot read env file", "environment variable")
+ENVIRONMENTAL = ("required variable", "cannot read env file", "environment variable", "is the variable it names set")
 
 
 @dataclass

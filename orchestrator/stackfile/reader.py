@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from orchestrator.model import MAX_COUNT
-from orchestrator.stackfile import units, values
+from orchestrator.stackfile import spec_schema, units, values
 from orchestrator.stackfile.limits import Limits
 from orchestrator.stackfile.problems import Problems, Where, quote
 from orchestrator.stackfile.yamlread import YMap, YSeq, where_of
@@ -81,7 +81,8 @@ class Section:
         self.ctx.problems.warn(self.key_path(key), message)
 
     def check_keys(self, allowed: Iterable[str], ignored: Mapping[str, str] | None = None) -> None:
-        """Unknown keys are errors; `ignored` keys are valid but have no effect here (warned)."""
+        """Unknown keys are errors; `ignored` keys are valid but have no effect here (warned),
+        and their values must still be what the compose-spec's schema allows."""
         allowed = set(allowed)
         ignored = ignored or {}
         for key in self.data:
@@ -89,6 +90,8 @@ class Section:
                 continue
             if key in ignored:
                 self.warn(key, ignored[key])
+                for where, path, message in spec_schema.problems_of(self.key_path(key), self.data[key], self.where(key)):
+                    self.ctx.problems.error(where, path, message)
             else:
                 self.error(key, f"unknown key {quote(key)}" + _suggest(key, allowed | set(ignored)))
 

@@ -47,10 +47,13 @@ def read_service(name: str, section: Section) -> ServiceSpec:
         if key in section.data:
             section.error(key, reason)
     section.check_keys((*_SUPPORTED, *_FORBIDDEN, "extends"), _IGNORED)  # extends: applied before (stackfile/extends.py)
-    if section.raw("image") == "":  # compose-go: an empty image is no image (`image: ${IMAGE}` unset)
+    empty_image, image_where = section.raw("image") == "", section.where("image")
+    if empty_image:  # compose-go: an empty image is no image (`image: ${IMAGE}` unset); a build names it
         section.data = _without_empty_image(section.data)
     if "image" not in section and "build" not in section and "extends" not in section:  # extends: its problem says why
-        if "provider" in section:
+        if empty_image:
+            section.error("image", "the image is empty (is the variable it names set?)", image_where)
+        elif "provider" in section:
             section.error("provider", "a service run by a provider (a compose plugin), with no image, cannot run on this orchestrator")
         else:
             section.error(None, "a service needs an image (or a build)")

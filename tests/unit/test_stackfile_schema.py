@@ -1,8 +1,8 @@
 """Every key of the compose-spec is known to the loader: honoured, or warned about as one that
 cannot apply on one engine, or refused with its reason — never "unknown key".
 
-The test walks the property names of the compose-spec JSON schema (fixtures/compose-spec.json,
-see fixtures/compose-spec.NOTICE.md) for every object it describes (top level, services, build,
+The test walks the property names of the compose-spec JSON schema (orchestrator/stackfile/
+compose-spec.json, see compose-spec.NOTICE.md there) for every object it describes (top level, services, build,
 deploy, networks, volumes, secrets, configs, ...), writes a stack file that sets all of them (to
 null, inside a parent that is valid enough to be read) and checks that loading it names none as
 unknown. A newer schema with a new key, or a new object, fails here, not in a user's hands.
@@ -19,7 +19,7 @@ import pytest
 
 from orchestrator.stackfile import StackFileError, load_stack_text
 
-SCHEMA = json.loads((Path(__file__).resolve().parent / "fixtures" / "compose-spec.json").read_text())
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "orchestrator" / "stackfile" / "compose-spec.json").read_text())
 DEFINITIONS = SCHEMA.get("$defs") or SCHEMA["definitions"]
 Keys = dict[str, Any]
 
