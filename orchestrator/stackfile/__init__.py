@@ -2,8 +2,9 @@
 
 The pipeline, one module each: read YAML with positions (yamlread) -> interpolate each document
 (interpolate) -> add included projects (include) and apply `extends` (extends) -> merge the
-documents and files in order (merge; project drives these steps) -> read every key into the
-model (toplevel, service, deploy, mounts, with reader's typed getters) -> cross-checks (validate).
+documents and files in order (merge), their list entries unique by key (unique); project drives
+these steps -> read every key into the model (toplevel, service, deploy, mounts, with reader's
+typed getters; spec_schema for the keys we ignore) -> cross-checks (validate).
 Every problem of every file is collected before StackFileError is raised. Loading is pure: the
 only I/O is reading the given files, the files they include or extend (sources), `.env` beside
 the first file, env_files, and checking secret and config files (stackfile/files.py says which

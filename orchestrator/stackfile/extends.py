@@ -24,7 +24,7 @@ from orchestrator.stackfile.merge import drop_reset, merge
 from orchestrator.stackfile.problems import Where, quote
 from orchestrator.stackfile.reader import Section, resolve_path, type_name
 from orchestrator.stackfile.sources import Sources
-from orchestrator.stackfile.yamlread import YMap
+from orchestrator.stackfile.yamlread import YMap, YSeq
 
 #: (file, service): a service as one file defines it.
 Ref = tuple[str, str]
@@ -110,7 +110,8 @@ class _Resolver:
         entry.check_keys(("service", "file"))
         service = entry.str("service")
         if not service:
-            entry.error(None, "needs the name of the service to extend (service:)")
+            if not isinstance(entry.raw("service"), (YMap, YSeq)):  # else "must be a string" said it
+                entry.error(None, "needs the name of the service to extend (service:)")
             return None
         file = entry.str("file")
         return service, None if not file else Path(resolve_path(file, self.ctx.base_for(entry.where("file"))))

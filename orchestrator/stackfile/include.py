@@ -67,8 +67,10 @@ def _load_entry(item: object, path: str, where: Where, env: Mapping[str, str], c
         entry = Section(item, path, ctx, where)
         entry.check_keys(("path", "project_directory", "env_file"))
         paths = list(entry.str_list("path"))
-        if "path" not in entry:
+        if not paths and "path" not in entry:
             entry.error(None, "needs path: the compose file(s) to include")
+        elif not paths and isinstance(entry.raw("path"), YSeq):
+            entry.error("path", "must name at least one compose file")
     else:
         ctx.problems.error(where, path, f"must be a file path or a mapping with path, not {type_name(item)}")
         return None

@@ -91,9 +91,9 @@ def _concat(base: YSeq, over: YSeq, key: Callable[[Any], Any] | None) -> YSeq:
     out = YSeq(base.where)
     items = list(zip(base, base.item_where, strict=True))
     if key is not None:
-        index = {_safe_key(key, item): pos for pos, (item, _w) in enumerate(items)}
+        index = {safe_key(key, item): pos for pos, (item, _w) in enumerate(items)}
     for item, where in zip(over, over.item_where, strict=True):
-        pos = index.get(_safe_key(key, item)) if key is not None else None
+        pos = index.get(safe_key(key, item)) if key is not None else None
         if pos is None:
             items.append((item, where))
         else:
@@ -103,7 +103,7 @@ def _concat(base: YSeq, over: YSeq, key: Callable[[Any], Any] | None) -> YSeq:
     return out
 
 
-def _safe_key(key: Callable[[Any], Any], item: Any) -> Any:
+def safe_key(key: Callable[[Any], Any], item: Any) -> Any:
     try:
         return key(item)
     except (TypeError, ValueError, AttributeError):
@@ -182,75 +182,3 @@ def _build_map(value: Any) -> YMap:
     out.put("context", value, out.where)
     return out
 
-
-# --------------------------------------------------------------------------- unique entries
-
-
-def _name_key(item: Any) -> Any:
-    return item.partition("=")[0] if isinstance(item, str) else repr(item)
-
-
-def _mount_key(default_dir: str) -> Callable[[Any], Any]:
-    def key(item: Any) -> Any:
-        if isinstance(item, YMap):
-            return item.get("target") or f"{default_dir}/{item.get('source')}"
-        return f"{default_dir}/{item}"
-    return key
-
-
-def _env_file_key(item: Any) -> Any:
-    return item.get("path") if isinstance(item, YMap) else item
-
-
-#: A service's lists whose entries are unique by a key (compose-go's EnforceUnicity): a later
-#: entry replaces an earlier one with the same key, within one file as across files.
-_UNIQUE_BY: dict[tuple[str, ...], Callable[[Any], Any]] = {
-    **{(key,): _name_key for key in ("environment", "labels", "sysctls", "annotations", "cap_add", "cap_drop", "dns",
-                                     "dns_opt", "dns_search", "links", "profiles", "tmpfs")},
-    **{key: _name_key for key in (("deploy", "labels"), ("build", "args"), ("build", "labels"), ("build", "tags"))},
-    ("expose",): str,
-    ("ports",): port_merge_key,
-    ("volumes",): volume_merge_key,
-    ("secrets",): _mount_key("/run/secrets"),
-    ("configs",): _mount_key(""),
-    ("env_file",): _env_file_key,
-}
-#: Of those, the ones where a replaced entry that differs is worth a warning (a mount or a port lost).
-_WARN_REPLACED = {("ports",), ("volumes",), ("secrets",), ("configs",)}
-
-
-def unique_entries(tree: YMap, warn: Callable[[str, str], None]) -> YMap:
-    """`tree` with the duplicate entries of its services' lists removed, the later one kept."""
-    services = tree.get("services")
-    if not isinstance(services, YMap):
-        return tree
-    for name, service in services.items():
-        if not isinstance(service, YMap):
-            continue
-        for keys, key in _UNIQUE_BY.items():
-            parent: Any = service
-            for step in keys[:-1]:
-                parent = parent.get(step) if isinstance(parent, YMap) else None
-            seq = parent.get(keys[-1]) if isinstance(parent, YMap) else None
-            if isinstance(seq, YSeq) and len(seq) > 1:
-                path = f"services.{name}.{'.'.join(keys)}"
-                parent[keys[-1]] = _deduplicated(seq, key, path, warn if keys in _WARN_REPLACED else None)
-    return tree
-
-
-def _deduplicated(seq: YSeq, key: Callable[[Any], Any], path: str, warn: Callable[[str, str], None] | None) -> YSeq:
-    kept: dict[Any, int] = {}
-    items: list[tuple[Any, Any]] = []
-    for index, (item, where) in enumerate(zip(seq, seq.item_where, strict=True)):
-        found = kept.get(_safe_key(key, item))
-        if found is None:
-            kept[_safe_key(key, item)] = len(items)
-            items.append((item, where))
-            continue
-        if warn is not None and items[found][0] != item:
-            warn(f"{path}[{index}]", "replaces an earlier entry for the same container path or port (as compose does)")
-        items[found] = (item, where)
-    out = YSeq(seq.where)
-    for item, where in items:
-        out.add(item, where)
-    return out

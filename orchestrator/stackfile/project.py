@@ -15,10 +15,11 @@ from pathlib import Path
 from orchestrator.stackfile.extends import apply_extends
 from orchestrator.stackfile.include import apply_include
 from orchestrator.stackfile.interpolate import interpolate_tree
-from orchestrator.stackfile.merge import drop_reset, merge, unique_entries
+from orchestrator.stackfile.merge import drop_reset, merge
 from orchestrator.stackfile.problems import Where
 from orchestrator.stackfile.reader import resolve_path
 from orchestrator.stackfile.sources import Sources
+from orchestrator.stackfile.unique import unique_entries
 from orchestrator.stackfile.yamlread import YMap, read_documents
 
 
