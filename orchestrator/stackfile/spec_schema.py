@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.stackfile.problems import Where, quote
+from orchestrator.stackfile.validate import locate
 from orchestrator.stackfile.yamlread import YMap, YSeq
 
 _SCHEMA_FILE = Path(__file__).with_name("compose-spec.json")
@@ -110,14 +111,8 @@ def _plain(value: Any) -> Any:
 
 
 def _where(value: Any, steps: list[Any], where: Where) -> Where:
-    for step in steps:
-        if isinstance(value, YMap) and step in value:
-            where, value = value.key_where[step], value[step]
-        elif isinstance(value, YSeq) and isinstance(step, int) and step < len(value):
-            where, value = value.item_where[step], value[step]
-        else:
-            break
-    return where
+    """The place of the part of `value` that is wrong (`where` is the place of its key)."""
+    return locate(value, *steps) if steps and isinstance(value, (YMap, YSeq)) else where
 
 
 _KINDS = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",

@@ -12,7 +12,7 @@ from orchestrator.stackfile.problems import Problems, Where
 from orchestrator.stackfile.yamlread import YMap, YSeq
 
 
-def locate(tree: YMap, *keys: str | int) -> Where:
+def locate(tree: YMap | YSeq, *keys: str | int) -> Where:
     """The place of the deepest existing key along `keys` (a best effort for messages)."""
     node: object = tree
     where = tree.where
