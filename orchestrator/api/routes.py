@@ -48,7 +48,7 @@ async def deploy_stack(request: web.Request) -> web.Response:
     deploy = await bodies.read_deploy(request)
     # The request's env only: the daemon's own environment (its token…) is never interpolated.
     limits = Limits.from_settings(request.app[SETTINGS])
-    spec = load_stack_text(deploy.files, deploy.base_dir, env=deploy.env, name=stack, limits=limits)
+    spec = load_stack_text(deploy.files, deploy.base_dir, env=deploy.env, name=stack, limits=limits, deploying=True)
     outcome = await _committed(request.app[CONTROL].deploy(spec))
     return web.json_response(_deploy_body(outcome, spec.warnings),
                              status=201 if outcome.result == "created" else 200)
