@@ -26,7 +26,7 @@ def task_state(container: ContainerState, stopped_by_us: bool = False) -> TaskSt
     if status == "running":
         return TaskState.STARTING if container.health == "starting" else TaskState.RUNNING
     if status == "created" and container.error:
-        return TaskState.FAILED  # the engine could not start it (bad command, port in use...)
+        return TaskState.REJECTED  # the engine refused to start it (bad command, port in use...)
     if status in _ALIVE_STATES:
         return _ALIVE_STATES[status]
     # exited or dead

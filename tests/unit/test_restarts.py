@@ -455,7 +455,7 @@ def live(status: str, **fields: object) -> ContainerState:
     ("state", "stopped_by_us", "expected"),
     [
         pytest.param(live("created"), False, TaskState.CREATED, id="created"),
-        pytest.param(live("created", error="exec"), False, TaskState.FAILED, id="start-failed"),
+        pytest.param(live("created", error="exec"), False, TaskState.REJECTED, id="start-refused"),
         pytest.param(live("running"), False, TaskState.RUNNING, id="running"),
         pytest.param(live("running", health="starting"), False, TaskState.STARTING, id="starting"),
         pytest.param(live("running", health="healthy"), False, TaskState.RUNNING, id="healthy"),
