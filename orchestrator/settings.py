@@ -55,6 +55,13 @@ class Settings:
     #: Messages kept in the Redis stream for replay, and in memory while Redis is down.
     stream_maxlen: int = 10000
     queue_limit: int = 10000
+    #: Seconds a deployed stack file may take to load (parse, validate) in its worker process.
+    parse_timeout: float = 10.0
+    #: Worker processes loading deployed stack files at once.
+    parse_workers: int = 1
+    #: Bounds of a `build:` context sent to the engine (after .dockerignore).
+    max_build_context_bytes: int = 512 * 1024 * 1024
+    max_build_context_files: int = 100_000
     log_level: str = "info"
     #: auto (JSON unless stderr is a terminal), json or console.
     log_format: str = "auto"
@@ -69,7 +76,13 @@ class Settings:
                 values[f.name] = _convert(f.name, f.type, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
+        settings._check_positive()
         return settings._with_derived()
+
+    def _check_positive(self) -> None:
+        for name in _POSITIVE:
+            if not getattr(self, name) > 0:  # also false for nan
+                raise UserError(f"{env_name(name)}={getattr(self, name)!r}: must be greater than 0")
 
     def _with_derived(self) -> Settings:
         socket = self.socket or str(Path(self.state_dir) / "orchestrator.sock")
@@ -87,6 +100,10 @@ class Settings:
     @property
     def listens_beyond_loopback(self) -> bool:
         return self.listen_host not in ("127.0.0.1", "::1", "localhost")
+
+
+#: Settings that make no sense at zero or below.
+_POSITIVE = ("parse_timeout", "parse_workers", "max_build_context_bytes", "max_build_context_files")
 
 
 def env_name(field_name: str) -> str:

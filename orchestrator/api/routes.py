@@ -15,10 +15,10 @@ from aiohttp import web
 from orchestrator import metrics
 from orchestrator.api import bodies
 from orchestrator.api.errors import RequestError, error_body
+from orchestrator.api.loading import LOADER
 from orchestrator.api.state import CONTROL
 from orchestrator.control import DeployOutcome, LogLine
 from orchestrator.errors import OrchestratorError, UnknownService, UnknownStack
-from orchestrator.stackfile import load_stack_text
 from orchestrator.tables import log_line_text
 
 T = TypeVar("T")
@@ -44,9 +44,10 @@ async def list_stacks(request: web.Request) -> web.Response:
 
 async def deploy_stack(request: web.Request) -> web.Response:
     stack = bodies.name_param(request, "stack")
-    deploy = await bodies.read_deploy(request)
-    # The request's env only: the daemon's own environment (its token…) is never interpolated.
-    spec = load_stack_text(deploy.files, deploy.base_dir, env=deploy.env, name=stack)
+    body = await request.read()  # bounded by the app's body limit
+    # Decoding and loading run in a worker process, on a budget (api/loading.py).
+    spec = await request.app[LOADER].load(stack, request.content_type, body,
+                                          request.query.get("base_dir", "/"))
     outcome = await _committed(request.app[CONTROL].deploy(spec))
     return web.json_response(_deploy_body(outcome, spec.warnings),
                              status=201 if outcome.result == "created" else 200)

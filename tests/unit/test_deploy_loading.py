@@ -1,0 +1,69 @@
+"""Deploys load their stack files in a worker (api/loading.py): the loop answers meanwhile, and
+the worker's budget becomes 4xx/503 answers that name the limit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from orchestrator.api import make_app
+from orchestrator.api.errors import RequestError
+from orchestrator.api.loading import MAX_WAITING, StackLoader
+from orchestrator.settings import Settings
+from tests.unit.fake_control import FakeControl
+
+#: Takes the YAML parser far longer than any budget here (~1 min on these machines).
+HOSTILE = b"[" * 100_000
+YAML = "application/yaml"
+
+
+@pytest.fixture(name="loader")
+async def _loader() -> AsyncIterator[StackLoader]:
+    loader = StackLoader(Settings(parse_timeout=0.5))
+    await loader.start()
+    try:
+        yield loader
+    finally:
+        await loader.close()
+
+
+async def test_a_load_past_parse_timeout_is_a_400_naming_the_setting(loader: StackLoader) -> None:
+    with pytest.raises(RequestError) as caught:
+        await loader.load("shop", YAML, HOSTILE)
+    assert (caught.value.status, caught.value.code) == (400, "parse_timeout")
+    assert "0.5 s" in str(caught.value) and "ORCHESTRATOR_PARSE_TIMEOUT" in str(caught.value)
+    spec = await loader.load("shop", YAML, b"services:\n  web: {image: busybox}\n")
+    assert list(spec.services) == ["web"]  # the next load gets a fresh worker
+
+
+async def test_beyond_the_waiting_loads_a_deploy_gets_503(loader: StackLoader) -> None:
+    accepted = [asyncio.create_task(loader.load("shop", YAML, HOSTILE)) for _ in range(1 + MAX_WAITING)]
+    await asyncio.sleep(0)  # one at work, MAX_WAITING waiting
+    with pytest.raises(RequestError) as caught:
+        await loader.load("shop", YAML, b"services: {}\n")
+    assert (caught.value.status, caught.value.code) == (503, "loader_busy")
+    for task in accepted:
+        task.cancel()
+    await asyncio.gather(*accepted, return_exceptions=True)
+
+
+async def test_the_api_answers_while_a_hostile_deploy_is_parsed() -> None:
+    control = FakeControl()
+    app = make_app(control, Settings(parse_timeout=3))
+    async with TestClient(TestServer(app)) as client:
+        deploy = asyncio.create_task(
+            client.put("/v1/stacks/shop", data=HOSTILE, headers={"Content-Type": YAML}))
+        answered = 0
+        while not deploy.done():
+            response = await client.get("/v1/health")
+            assert response.status == 200
+            answered += 1
+        response = deploy.result()
+        assert response.status == 400
+        assert (await response.json())["error"]["code"] == "parse_timeout"
+        # On the loop, the parse held every request until it ended: none answered meanwhile.
+        assert answered >= 3
+        assert control.specs == {}
