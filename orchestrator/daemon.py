@@ -19,6 +19,7 @@ import structlog
 
 from orchestrator.controller import Controller
 from orchestrator.engine import Engine
+from orchestrator.engine.build_context import ContextLimits
 from orchestrator.errors import EngineUnavailable
 from orchestrator.events import Event
 from orchestrator.api import check_exposure, make_app, serve
@@ -60,7 +61,8 @@ class Daemon:
     async def run(self) -> None:
         check_exposure(self.settings)
         started = time.monotonic()
-        self.engine = await wait_for_engine(self.settings.docker_host or None)
+        self.engine = await wait_for_engine(self.settings.docker_host or None, ContextLimits(
+            self.settings.max_build_context_bytes, self.settings.max_build_context_files))
         self.reconciler = Reconciler(
             self.engine, self.store, self.settings, self.emit, routes=self.routes
         )
@@ -119,9 +121,9 @@ class Daemon:
             await self.engine.close()
 
 
-async def wait_for_engine(docker_host: str | None) -> Engine:
+async def wait_for_engine(docker_host: str | None, build_limits: ContextLimits = ContextLimits()) -> Engine:
     """Connect to the engine, waiting (with growing delays) while it does not answer."""
-    engine = await Engine.connect(docker_host)
+    engine = await Engine.connect(docker_host, build_limits)
     for attempt in itertools.count():
         try:
             await engine.ping()
