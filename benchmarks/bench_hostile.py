@@ -48,6 +48,7 @@ import aiodocker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_api import delete_redis_keys  # noqa: E402
 from bench_reconciler import EventLog, Seen, percentile  # noqa: E402
 
 from orchestrator import labels  # noqa: E402
@@ -277,19 +278,7 @@ async def measure(args: argparse.Namespace) -> Run:
             await docker.close()
             await api(daemon, "DELETE", f"/v1/stacks/{stack}?volumes=true")
             await daemon.stop()
-            await _delete_redis_keys(daemon.prefix)
-
-
-async def _delete_redis_keys(prefix: str) -> None:
-    import redis.asyncio as aioredis  # noqa: PLC0415
-
-    from tests.integration.conftest import REDIS_URL, delete_prefixed  # noqa: PLC0415
-
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        await delete_prefixed(client, prefix)
-    finally:
-        await client.aclose()
+            await delete_redis_keys(daemon.prefix)
 
 
 def fmt(value: float | None) -> str:
