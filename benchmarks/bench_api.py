@@ -3,7 +3,8 @@ replicas and a no-op redeploy (`PUT` of the same stack file), against `GET /v1/h
 baseline measured in the same run (timings on a shared machine only mean something as ratios).
 
     python benchmarks/bench_api.py --spawn                             # starts the real daemon
-    python benchmarks/bench_api.py --host http://127.0.0.1:7420        # a running daemon
+    python benchmarks/bench_api.py --host http://127.0.0.1:7420        # a running daemon (its token:
+                                                                       # ORCHESTRATOR_TOKEN, else its token file)
     python benchmarks/bench_api.py --fake                              # the app over a fake Control
 
 The stack `bench-api-<random>` (one busybox service of --replicas replicas) is deployed first and
@@ -26,7 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from orchestrator.access import client_token  # noqa: E402
 from orchestrator.client import Client  # noqa: E402
+from orchestrator.settings import Settings  # noqa: E402
 
 STACK = f"bench-api-{secrets.token_hex(3)}"
 IMAGE = "orchestrator-test/busybox:latest"
@@ -52,25 +55,25 @@ def percentile(samples: list[float], q: float) -> float:
 
 
 @contextlib.asynccontextmanager
-async def fake_daemon() -> AsyncIterator[str]:
+async def fake_daemon() -> AsyncIterator[tuple[str, str]]:
     from aiohttp import web  # noqa: PLC0415 - only for --fake
 
     from orchestrator.api import make_app  # noqa: PLC0415
-    from orchestrator.settings import Settings  # noqa: PLC0415
     from tests.unit.fake_control import FakeControl  # noqa: PLC0415
 
-    runner = web.AppRunner(make_app(FakeControl(), Settings()), access_log=None)
+    token = secrets.token_urlsafe(16)
+    runner = web.AppRunner(make_app(FakeControl(), Settings(token=token)), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}", token
     finally:
         await runner.cleanup()
 
 
 @contextlib.asynccontextmanager
-async def spawned_daemon() -> AsyncIterator[str]:
+async def spawned_daemon() -> AsyncIterator[tuple[str, str]]:
     """`python -m orchestrator daemon` with its own state dir, port and Redis prefix."""
     import tempfile  # noqa: PLC0415
 
@@ -80,7 +83,7 @@ async def spawned_daemon() -> AsyncIterator[str]:
         daemon = DaemonProcess(Path(state), f"bench-api-{secrets.token_hex(4)}")
         await daemon.start()
         try:
-            yield daemon.url
+            yield daemon.url, daemon.token
         except BaseException:
             print(daemon.log_tail(), file=sys.stderr)
             raise
@@ -143,12 +146,12 @@ async def main() -> None:
     parser.add_argument("--count", type=int, default=300, help="requests per measurement")
     parser.add_argument("--json", type=Path, help="also write the figures to this file as JSON")
     args = parser.parse_args()
-    token = os.environ.get("ORCHESTRATOR_TOKEN", "")
     if args.fake or args.spawn:
-        async with (fake_daemon() if args.fake else spawned_daemon()) as host:
+        async with (fake_daemon() if args.fake else spawned_daemon()) as (host, token):
             await measure(host, token, args.replicas, args.count, args.json)
     else:
-        await measure(args.host, token, args.replicas, args.count, args.json)
+        settings = Settings.from_env(host=args.host)
+        await measure(args.host, client_token(settings, args.host), args.replicas, args.count, args.json)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,11 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from orchestrator import __version__, cli_commands
+from orchestrator.access import unauthorized_hint
+from orchestrator.client import ApiError
 from orchestrator.errors import OrchestratorError
 from orchestrator.event_follow import follow_events
+from orchestrator.settings import Settings
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
@@ -27,7 +30,6 @@ def _cmd_version(args: argparse.Namespace) -> int:
 def _cmd_daemon(args: argparse.Namespace) -> int:
     from orchestrator.daemon import run_daemon
     from orchestrator.logs import configure_logging
-    from orchestrator.settings import Settings
 
     settings = Settings.from_env(
         listen=args.listen,
@@ -62,7 +64,7 @@ def _add_client_commands(sub: Any) -> None:
     deploy = _add(sub, "deploy", cli_commands.deploy, "deploy or update a stack")
     deploy.add_argument("-c", "--compose-file", action="append", required=True, metavar="FILE",
                         help="stack file; repeat to merge several")
-    deploy.add_argument("stack")
+    deploy.add_argument("stack", type=cli_commands.stack_name)
     deploy.add_argument("--wait", action="store_true", help="show progress until converged")
     deploy.add_argument("--timeout", type=float, default=300.0, metavar="S",
                         help="seconds --wait waits (default 300)")
@@ -71,32 +73,34 @@ def _add_client_commands(sub: Any) -> None:
                              "docker's CLI; 0: none)")
     _add(sub, "ls", cli_commands.ls, "list stacks", listing=True)
     _add(sub, "services", cli_commands.services, "list a stack's services",
-         listing=True).add_argument("stack")
+         listing=True).add_argument("stack", type=cli_commands.stack_name)
     ps = _add(sub, "ps", cli_commands.ps, "list a stack's tasks", listing=True)
-    ps.add_argument("stack")
+    ps.add_argument("stack", type=cli_commands.stack_name)
     ps.add_argument("--no-trunc", action="store_true", help="do not truncate IDs and errors")
     ps.add_argument("-a", "--all", action="store_true", help="include exited tasks (history)")
     scale = _add(sub, "scale", cli_commands.scale, "set services' replica counts")
-    scale.add_argument("stack")
+    scale.add_argument("stack", type=cli_commands.stack_name)
     scale.add_argument("pairs", nargs="+", type=cli_commands.scale_pair, metavar="SERVICE=N")
     logs = _add(sub, "logs", cli_commands.logs, "show a service's logs (all replicas)")
-    logs.add_argument("stack")
-    logs.add_argument("service")
+    logs.add_argument("stack", type=cli_commands.stack_name)
+    logs.add_argument("service", type=cli_commands.service_name)
     logs.add_argument("-f", "--follow", action="store_true")
-    logs.add_argument("--tail", type=int, default=None, metavar="N", help="lines per replica")
+    logs.add_argument("--tail", type=cli_commands.count, default=None, metavar="N", help="lines per replica")
     rm = _add(sub, "rm", cli_commands.rm, "remove a stack")
-    rm.add_argument("stack")
+    rm.add_argument("stack", type=cli_commands.stack_name)
     rm.add_argument("--volumes", action="store_true", help="also remove its named volumes")
     rollback = _add(sub, "rollback", cli_commands.rollback, "roll a service back")
-    rollback.add_argument("stack")
-    rollback.add_argument("service")
+    rollback.add_argument("stack", type=cli_commands.stack_name)
+    rollback.add_argument("service", type=cli_commands.service_name)
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    from orchestrator.stackfile import StackFileError, dump, load_stack, stack_to_data
+    from orchestrator.settings import Settings
+    from orchestrator.stackfile import Limits, StackFileError, dump, load_stack, stack_to_data
 
+    limits = Limits.from_settings(Settings.from_env())  # the daemon's limits and policy, if set here
     try:
-        stack = load_stack(args.compose_file, name=args.stack)
+        stack = load_stack(args.compose_file, name=args.stack, limits=limits)
     except StackFileError as exc:
         print(f"error: {len(exc.problems)} problem(s) in the stack file:", file=sys.stderr)
         for problem in exc.problems:
@@ -110,16 +114,6 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 def _cmd_events(args: argparse.Namespace) -> int:
     return follow_events(stack=args.stack, since=args.since, as_json=args.json)
-
-
-def _seq(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"not a sequence number: {text!r}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,9 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the daemon's events, one line each, until interrupted. Reads Redis at "
         "ORCHESTRATOR_REDIS_URL with the prefix ORCHESTRATOR_PREFIX.",
     )
-    events.add_argument("--stack", metavar="S", help="only events of stack S")
+    events.add_argument("--stack", metavar="S", type=cli_commands.stack_name, help="only events of stack S")
     events.add_argument(
-        "--since", metavar="SEQ", type=_seq,
+        "--since", metavar="SEQ", type=cli_commands.count,
         help="first replay the stored events from sequence number SEQ on (0: all that are kept)",
     )  # fmt: skip
     events.add_argument("--json", action="store_true", help="print each event as its JSON message")
@@ -177,6 +171,8 @@ def _report(exc: OrchestratorError) -> None:
     problems = getattr(exc, "problems", None)
     if not problems:
         print(f"error: {exc}", file=sys.stderr)
+        if isinstance(exc, ApiError) and exc.status == 401:
+            print(f"hint: {unauthorized_hint(Settings.from_env())}", file=sys.stderr)
         return
     # The daemon's stack-file problems, printed as `orchestrator config` prints them.
     print(f"error: {len(problems)} problem(s) in the stack file:", file=sys.stderr)

@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from orchestrator import tables
+from orchestrator import names, tables
+from orchestrator.access import check_token, client_host, client_token
 from orchestrator.client import Client
 from orchestrator.errors import UserError
 from orchestrator.settings import Settings
@@ -26,8 +27,14 @@ POLL_S = 0.5
 
 
 def client_for(args: argparse.Namespace) -> Client:
-    settings = Settings.from_env(host=getattr(args, "host", None))
-    return Client(settings.host, settings.token)
+    """A client of the daemon: at --host / ORCHESTRATOR_HOST, else at its unix socket when this
+    user can open it, else at its TCP address, with the token access.client_token finds."""
+    given = getattr(args, "host", None)
+    settings = Settings.from_env(host=given)
+    if settings.token:
+        check_token(settings.token, "ORCHESTRATOR_TOKEN")
+    host = client_host(settings, explicit=bool(given or os.environ.get("ORCHESTRATOR_HOST")))
+    return Client(host, client_token(settings, host))
 
 
 def print_json(value: Any) -> None:
@@ -173,12 +180,37 @@ async def ps(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------ changes
 
 
+#: A count as the CLI takes it: ASCII digits only (str.isdigit() also takes '²'); the daemon
+#: applies its limits (max_replicas) and names them.
+_COUNT = re.compile(r"[0-9]{1,18}")
+
+
+def count(text: str) -> int:
+    """argparse type of a non-negative integer (`--tail`, `--since`)."""
+    if not _COUNT.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"not a non-negative integer: {text!r}")
+    return int(text)
+
+
+def stack_name(text: str) -> str:
+    """argparse type of a stack name: a name that is not one never reaches a URL (exit 2)."""
+    if not names.is_stack_name(text):
+        raise argparse.ArgumentTypeError(f"invalid stack name {text!r}: use {names.STACK_RULE}")
+    return text
+
+
+def service_name(text: str) -> str:
+    if not names.is_service_name(text):
+        raise argparse.ArgumentTypeError(f"invalid service name {text!r}: use {names.SERVICE_RULE}")
+    return text
+
+
 def scale_pair(text: str) -> tuple[str, int]:
     """argparse type of `SERVICE=N`: a bad one is a usage error (exit 2)."""
-    service, sep, count = text.partition("=")
-    if not sep or not service or not count.isdigit():
+    service, sep, replicas = text.partition("=")
+    if not sep or not _COUNT.fullmatch(replicas):
         raise argparse.ArgumentTypeError(f"invalid scale specifier {text!r}: use SERVICE=N")
-    return service, int(count)
+    return service_name(service), int(replicas)
 
 
 async def scale(args: argparse.Namespace) -> int:

@@ -2,18 +2,22 @@
 
 `host` is `http://host:port`, `unix:///path/to.sock` (or a bare `host:port`). Transport
 failures become DaemonUnreachable; any non-2xx answer becomes ApiError with the API's code.
+Every stack and service name goes into a URL only after the name check, and quoted: a name
+like `x/../other` must never reach another stack's route.
 """
 
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
 import aiohttp
 
-from orchestrator.errors import OrchestratorError
+from orchestrator import names
+from orchestrator.errors import OrchestratorError, UserError
 
 
 class DaemonUnreachable(OrchestratorError):
@@ -33,6 +37,14 @@ class ApiError(OrchestratorError):
         self.message = message
         self.path = path
         self.problems = list(problems)
+
+
+def _segment(name: str) -> str:
+    """A name as one URL path segment. Service names are the wider rule (stack names are a
+    subset); the daemon checks the exact rule of each."""
+    if not names.is_service_name(name):
+        raise UserError(f"invalid name {name!r}: use {names.SERVICE_RULE}")
+    return quote(name, safe="")
 
 
 def _transport(host: str) -> tuple[str, aiohttp.BaseConnector | None]:
@@ -95,32 +107,32 @@ class Client:
                      base_dir: str) -> dict[str, Any]:
         body = {"files": [{"name": n, "content": c} for n, c in files], "env": dict(env),
                 "base_dir": base_dir}
-        return await self.request("PUT", f"/v1/stacks/{stack}", json=body)  # type: ignore[no-any-return]
+        return await self.request("PUT", f"/v1/stacks/{_segment(stack)}", json=body)  # type: ignore[no-any-return]
 
     async def inspect(self, stack: str) -> dict[str, Any]:
-        return await self.request("GET", f"/v1/stacks/{stack}")  # type: ignore[no-any-return]
+        return await self.request("GET", f"/v1/stacks/{_segment(stack)}")  # type: ignore[no-any-return]
 
     async def services(self, stack: str) -> list[dict[str, Any]]:
-        return await self.request("GET", f"/v1/stacks/{stack}/services")  # type: ignore[no-any-return]
+        return await self.request("GET", f"/v1/stacks/{_segment(stack)}/services")  # type: ignore[no-any-return]
 
     async def tasks(self, stack: str, *, history: bool = False) -> list[dict[str, Any]]:
         params = {"all": "true" if history else "false"}
-        return await self.request("GET", f"/v1/stacks/{stack}/tasks", params=params)  # type: ignore[no-any-return]
+        return await self.request("GET", f"/v1/stacks/{_segment(stack)}/tasks", params=params)  # type: ignore[no-any-return]
 
     async def scale(self, stack: str, counts: Mapping[str, int]) -> None:
-        await self.request("POST", f"/v1/stacks/{stack}/scale", json=dict(counts))
+        await self.request("POST", f"/v1/stacks/{_segment(stack)}/scale", json=dict(counts))
 
     async def remove(self, stack: str, *, volumes: bool = False) -> None:
-        await self.request("DELETE", f"/v1/stacks/{stack}",
+        await self.request("DELETE", f"/v1/stacks/{_segment(stack)}",
                            params={"volumes": "true" if volumes else "false"})
 
     async def rollback(self, stack: str, service: str) -> None:
-        await self.request("POST", f"/v1/stacks/{stack}/services/{service}/rollback")
+        await self.request("POST", f"/v1/stacks/{_segment(stack)}/services/{_segment(service)}/rollback")
 
     async def logs(self, stack: str, service: str, *, follow: bool = False,
                    tail: int | None = None) -> AsyncIterator[dict[str, Any]]:
         params = {"follow": "true" if follow else "false", "tail": "all" if tail is None else str(tail)}
-        async for raw in self.lines(f"/v1/stacks/{stack}/services/{service}/logs", params):
+        async for raw in self.lines(f"/v1/stacks/{_segment(stack)}/services/{_segment(service)}/logs", params):
             if not raw.strip():
                 continue
             line = json.loads(raw)

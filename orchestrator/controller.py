@@ -29,6 +29,7 @@ from orchestrator.ingress_routes import ingress_ports
 from orchestrator.labels import spec_hash
 from orchestrator.model import ContainerState, SlotKey, StackSpec, TaskState, UpdateStatus
 from orchestrator.reconciler import Reconciler, running_counts
+from orchestrator.replica_limits import check_replicas
 from orchestrator.store import StackRecord
 from orchestrator.tasks import failure_reason
 from orchestrator.tracker import Rejection
@@ -52,6 +53,8 @@ class Controller:
             if old is not None and old.removing:
                 raise UserError(f"stack {spec.name} is being removed; deploy it again afterwards")
             self._check_published_ports(spec)
+            after = StackRecord(spec=spec, scale={}).replicas()
+            self._check_replica_limits(spec.name, after, "services.{}.deploy.replicas")
             changed = _changed_services(old.spec if old else None, spec)
             await self._prepare_engine_objects(spec)
             now = time.time()
@@ -97,6 +100,13 @@ class Controller:
                     other = taken[(p.published, p.protocol)]
                     raise Conflict(f"{where}: port {p.published} is already published by stack {other}")
 
+    def _check_replica_limits(self, stack: str, after: Mapping[str, int], path: str = "{}") -> None:
+        record = self._r.records.get(stack)
+        others = sum(sum(r.replicas().values()) for name, r in self._r.records.items() if name != stack)
+        settings = self._r.settings
+        check_replicas(stack, record.replicas() if record else {}, after, others,
+                       per_service=settings.max_replicas, total=settings.max_replicas_total, path=path)
+
     async def _prepare_engine_objects(self, spec: StackSpec) -> None:
         """Networks and volumes first: an external network that is missing stops the deploy."""
         for network in spec.networks.values():
@@ -115,6 +125,7 @@ class Controller:
                     raise UserError(f"{stack}_{service}: scale can only be used with replicated mode")
                 if not isinstance(count, int) or isinstance(count, bool) or count < 0:
                     raise UserError(f"{stack}_{service}: replicas must be a non-negative integer, got {count!r}")
+            self._check_replica_limits(stack, {**record.replicas(), **counts})
             record = replace(
                 record, scale={**record.scale, **counts}, generation=record.generation + 1
             )

@@ -12,11 +12,13 @@ import itertools
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import redis.asyncio as aioredis
 import structlog
 
+from orchestrator.access import daemon_token
 from orchestrator.controller import Controller
 from orchestrator.engine import Engine
 from orchestrator.engine.build_context import ContextLimits
@@ -26,9 +28,11 @@ from orchestrator.api import check_exposure, make_app, serve
 from orchestrator.ingress import Ingress
 from orchestrator.ingress_routes import IngressRoutes
 from orchestrator.intake import EventIntake
+from orchestrator.logs import redact
 from orchestrator.publisher import Publisher
 from orchestrator.seq_store import SeqStore
 from orchestrator.reconciler import Reconciler
+from orchestrator.redis_url import url_secrets
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 
@@ -138,6 +142,9 @@ async def wait_for_engine(docker_host: str | None, build_limits: ContextLimits =
 def run_daemon(settings: Settings) -> int:
     """Entry point of `orchestrator daemon`: runs until SIGTERM/SIGINT. Exit 1, with one clear
     line and no traceback, when it cannot start (address in use, state dir not writable)."""
+    check_exposure(settings)  # beyond loopback only with a token the operator chose
+    settings = replace(settings, token=daemon_token(settings))
+    redact(settings.token, *url_secrets(settings.redis_url))
 
     async def main() -> None:
         daemon = Daemon(settings)

@@ -49,3 +49,12 @@ class UnknownService(UserError):
 
 class Conflict(UserError):
     """The request is valid but clashes with the current state (HTTP 409)."""
+
+
+class LimitExceeded(UserError):
+    """Over a limit a setting sets (HTTP 400 `limit_exceeded`); the message names the setting,
+    `path` the request key that asked for too much (None: the request as a whole)."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path

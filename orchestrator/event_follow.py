@@ -18,11 +18,13 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 
 from orchestrator import labels
 from orchestrator.redis_cancel import honour_cancellation
+from orchestrator.redis_url import shown_url
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_PREFIX = "orchestrator"
@@ -133,6 +135,11 @@ def format_line(message: Message) -> str:
 def follow_events(stack: str | None, since: int | None, as_json: bool) -> int:
     """The `orchestrator events` command: runs until interrupted; exit code 1 if Redis is away."""
     redis_url, prefix = redis_target()
+    try:
+        parse_url(redis_url)
+    except ValueError as exc:  # redis-py's word for a URL it cannot use
+        print(f"orchestrator events: ORCHESTRATOR_REDIS_URL={shown_url(redis_url)}: {exc}", file=sys.stderr)
+        return 1
 
     def emit(message: Message) -> None:
         print(json.dumps(message, separators=(",", ":")) if as_json else format_line(message), flush=True)
@@ -154,6 +161,7 @@ def follow_events(stack: str | None, since: int | None, as_json: bool) -> int:
     try:
         asyncio.run(main())
     except _UNAVAILABLE as exc:
-        warn(f"cannot reach Redis at {redis_url}: {exc}")
+        warn(f"cannot reach Redis at {shown_url(redis_url)}: {exc}")
         return 1
+
     return 0

@@ -26,6 +26,14 @@ LABEL_STANDBY = f"{PREFIX}.standby"
 #: Marks a network or volume the daemon created for a stack.
 LABEL_MANAGED = f"{PREFIX}.managed"
 
+# On Swarm (orchestrator/swarm): the labels `docker stack deploy` puts on what it creates, so
+# `docker stack ls/ps/services` shows our stacks too, and two of our own for versioned secrets
+# and configs (the stack file's name of the object, and the hash of its content).
+LABEL_SWARM_NAMESPACE = "com.docker.stack.namespace"
+LABEL_SWARM_IMAGE = "com.docker.stack.image"
+LABEL_OBJECT_NAME = f"{PREFIX}.object"
+LABEL_CONTENT_HASH = f"{PREFIX}.content-hash"
+
 # Redis names take a configurable prefix (settings.prefix, default "orchestrator").
 def events_channel(prefix: str, stack: str | None = None) -> str:
     return f"{prefix}:events" if stack is None else f"{prefix}:events:{stack}"
@@ -46,7 +54,7 @@ def stream_entry_id(seq: int) -> str:
 
 
 # Fields of a service that do not go into its containers: changing them never recreates.
-_UNHASHED_FIELDS = frozenset({"replicas", "update_config", "rollback_config", "deploy_labels"})
+_UNHASHED_FIELDS = frozenset({"replicas", "update_config", "rollback_config", "deploy_labels", "placement"})
 
 
 def spec_hash(service: ServiceSpec) -> str:

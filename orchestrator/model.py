@@ -13,6 +13,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+# --------------------------------------------------------------------------- ranges
+
+# What the engine accepts for the numbers below (the stack-file loader checks every value against
+# these before anything is stored; docs/stackfile.md lists them). Host-independent on purpose: a
+# spec valid here is valid on any engine, so the loader needs no engine to check it.
+
+#: The engine's numbers are Go int64 (bytes, nanoseconds, ulimits, PidsLimit).
+INT64_MAX = 2**63 - 1
+#: Counts that have no natural bound (retries, max_attempts, parallelism): a 32-bit int.
+MAX_COUNT = 2**31 - 1
+#: Durations: at most a year (the engine takes int64 nanoseconds, ~292 years; nobody waits a year).
+MAX_DURATION = 365 * 24 * 3600.0
+#: CPUs: the engine refuses less than 0.01 (NanoCpus 10^7) and more than the host has; 1,024 is
+#: the host-independent ceiling (0 means no limit, as the engine reads it).
+MIN_CPUS = 0.01
+MAX_CPUS = 1024.0
+#: The engine refuses a memory limit or reservation under 6 MiB (0 means none).
+MIN_MEMORY = 6 << 20
+#: The kernel's HOST_NAME_MAX.
+MAX_HOSTNAME = 64
+
 # --------------------------------------------------------------------------- desired state
 
 RestartCondition = Literal["none", "on-failure", "any"]
@@ -140,6 +161,17 @@ class DependsOn:
 
 
 @dataclass(frozen=True, slots=True)
+class Placement:
+    """deploy.placement: for Swarm's scheduler only (one engine has nothing to place, so it
+    is not part of the spec hash)."""
+
+    constraints: tuple[str, ...] = ()  # "node.role == manager"
+    #: Spread descriptors ("node.labels.zone"), in order of precedence.
+    preferences: tuple[str, ...] = ()
+    max_replicas_per_node: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceSpec:
     name: str
     image: str | None = None
@@ -181,6 +213,7 @@ class ServiceSpec:
     rollback_config: UpdateConfig = field(default_factory=UpdateConfig)
     deploy_labels: Mapping[str, str] = field(default_factory=dict)
     endpoint_mode: Literal["vip", "dnsrr"] = "vip"
+    placement: Placement = field(default_factory=Placement)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +250,9 @@ class FileObjectSpec:
     file: str | None = None  # absolute path
     content: str | None = None
     external: bool = False
+    #: The engine's name when `name:` is given (or the external one); None: derived from the
+    #: stack and `name`. Only Swarm has secret and config objects to name.
+    engine_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

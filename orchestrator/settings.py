@@ -32,11 +32,13 @@ class Settings:
     host: str = ""
     #: Desired state, restart history, event seq (ORCHESTRATOR_STATE_DIR).
     state_dir: str = field(default_factory=_default_state_dir)
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Secrets (the token, a password in the Redis URL) stay out of repr(settings).
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
     #: Prefix of every Redis key and channel.
     prefix: str = "orchestrator"
-    #: Bearer token for the HTTP API; required when listening beyond loopback.
-    token: str = ""
+    #: Bearer token the TCP listener requires (ORCHESTRATOR_TOKEN); empty: the daemon makes one
+    #: at its first start into <state_dir>/token. Required to listen beyond loopback.
+    token: str = field(default="", repr=False)
     #: Docker engine address, as the docker CLI reads it (DOCKER_HOST; empty = local socket).
     docker_host: str = ""
     #: Address the ingress listens on for published ports (mode: ingress), as docker's -p does.
@@ -65,6 +67,21 @@ class Settings:
     log_level: str = "info"
     #: auto (JSON unless stderr is a terminal), json or console.
     log_format: str = "auto"
+    #: What one stack file may hold (orchestrator/stackfile/limits.py): services per stack,
+    #: replicas per service, YAML nesting depth and nodes (aliases expanded), bytes of a file a
+    #: stack names (env_file, .env, secret/config file).
+    max_services: int = 1000
+    max_replicas: int = 10_000
+    max_yaml_depth: int = 64
+    max_yaml_nodes: int = 2_000_000
+    max_file_size: int = 1 << 20
+    #: Privileged-like options in a stack (cap_add, binds of host system paths...): warn or deny.
+    dangerous_options: str = "warn"
+    #: Replicas of all services of all stacks together (the daemon's budget; max_replicas is
+    #: per service, for stack files and the scale API alike).
+    max_replicas_total: int = 20_000
+    #: Largest HTTP request body the API reads (a deploy's stack files, a scale body).
+    max_body_bytes: int = 1 << 20
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -76,13 +93,8 @@ class Settings:
                 values[f.name] = _convert(f.name, f.type, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
-        settings._check_positive()
+        _check_ranges(settings)
         return settings._with_derived()
-
-    def _check_positive(self) -> None:
-        for name in _POSITIVE:
-            if not getattr(self, name) > 0:  # also false for nan
-                raise UserError(f"{env_name(name)}={getattr(self, name)!r}: must be greater than 0")
 
     def _with_derived(self) -> Settings:
         socket = self.socket or str(Path(self.state_dir) / "orchestrator.sock")
@@ -102,10 +114,6 @@ class Settings:
         return self.listen_host not in ("127.0.0.1", "::1", "localhost")
 
 
-#: Settings that make no sense at zero or below.
-_POSITIVE = ("parse_timeout", "parse_workers", "max_build_context_bytes", "max_build_context_files")
-
-
 def env_name(field_name: str) -> str:
     if field_name == "docker_host":
         return "DOCKER_HOST"
@@ -122,3 +130,29 @@ def _convert(name: str, type_name: Any, raw: str) -> Any:
     except ValueError:
         raise UserError(f"{env_name(name)}={raw!r}: expected a number") from None
     return raw
+
+
+#: (lowest, highest) of each numeric limit a user may set; the YAML depth stays well under
+#: Python's recursion limit (the loader's passes recurse once or twice per level).
+_RANGES = {
+    "max_services": (1, 1_000_000),
+    "max_replicas": (1, 1_000_000),
+    "max_replicas_total": (1, 10_000_000),
+    "max_yaml_depth": (8, 200),
+    "max_yaml_nodes": (1000, 1_000_000_000),
+    "max_file_size": (1, 1 << 30),
+    "max_body_bytes": (1024, 1 << 30),
+    "parse_timeout": (0.1, 3600),
+    "parse_workers": (1, 32),
+    "max_build_context_bytes": (1, 1 << 40),
+    "max_build_context_files": (1, 10_000_000),
+}
+
+
+def _check_ranges(settings: Settings) -> None:
+    for name, (lowest, highest) in _RANGES.items():
+        value = getattr(settings, name)
+        if not lowest <= value <= highest:
+            raise UserError(f"{env_name(name)}={value}: must be from {lowest} to {highest}")
+    if settings.dangerous_options not in ("warn", "deny"):
+        raise UserError(f"{env_name('dangerous_options')}={settings.dangerous_options!r}: must be warn or deny")

@@ -123,30 +123,38 @@ image_digest_is() {
   [ "$(docker image inspect -f "{{ index .Config.Labels \"$IMAGE_DIGEST_LABEL\" }}" "$1" 2>/dev/null)" = "$2" ]
 }
 
-build_python_base() {
-  # Debian bookworm (minbase) with Python, aiohttp and redis from Debian's packages, imported as
-  # an image: no registry needed. Takes ~40 s, so it is rebuilt only when its inputs change.
-  local mirror digest root
+build_debootstrap_image() {
+  # build_debootstrap_image IMAGE PACKAGES CMD TAKES LOG: Debian bookworm (minbase) with
+  # PACKAGES from the mirror apt uses, imported as IMAGE (default command CMD): no registry
+  # needed. Skipped when IMAGE already carries the digest of its packages and mirror. TAKES says
+  # how long a build takes; LOG names the log files.
+  local image=$1 packages=$2 cmd=$3 takes=$4 log=$5 mirror digest root
   mirror=$(debian_mirror)
-  digest=$(printf 'bookworm minbase %s %s' "$PYTHON_BASE_PACKAGES" "$mirror" | sha256sum | cut -c1-16)
-  image_digest_is "$PYTHON_BASE_IMAGE" "$digest" && return 0
+  digest=$(printf 'bookworm minbase %s %s' "$packages" "$mirror" | sha256sum | cut -c1-16)
+  image_digest_is "$image" "$digest" && return 0
   command -v debootstrap >/dev/null || apt_install debootstrap
   root=$(mktemp -d /tmp/orchestrator-base.XXXXXX)
-  say "building image $PYTHON_BASE_IMAGE (debootstrap from $mirror, about 40 s)"
-  if ! debootstrap --variant=minbase --include="$PYTHON_BASE_PACKAGES" bookworm "$root" "$mirror" \
-        >"$STATE_LOG_DIR/debootstrap.log" 2>&1; then
+  say "building image $image (debootstrap from $mirror, $takes)"
+  if ! debootstrap --variant=minbase --include="$packages" bookworm "$root" "$mirror" \
+        >"$STATE_LOG_DIR/debootstrap$log.log" 2>&1; then
     rm -rf "$root"
-    die "debootstrap failed: see $STATE_LOG_DIR/debootstrap.log"
+    die "debootstrap failed: see $STATE_LOG_DIR/debootstrap$log.log"
   fi
   # Package caches and lists only make the image bigger; builds FROM it run apt-get update.
   rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/tmp/* 2>/dev/null || true
   tar -C "$root" -c . | docker import \
-      -c "LABEL $IMAGE_DIGEST_LABEL=$digest" -c 'ENV LANG=C.UTF-8' -c 'CMD ["python3"]' \
-      - "$PYTHON_BASE_IMAGE" >"$STATE_LOG_DIR/import.log" 2>&1
+      -c "LABEL $IMAGE_DIGEST_LABEL=$digest" -c 'ENV LANG=C.UTF-8' -c "CMD $cmd" \
+      - "$image" >"$STATE_LOG_DIR/import$log.log" 2>&1
   local status=$?
   rm -rf "$root"
-  [ "$status" = 0 ] || die "docker import failed: see $STATE_LOG_DIR/import.log"
-  BUILT_IMAGES+=("$PYTHON_BASE_IMAGE")
+  [ "$status" = 0 ] || die "docker import failed: see $STATE_LOG_DIR/import$log.log"
+  BUILT_IMAGES+=("$image")
+}
+
+build_python_base() {
+  # Debian bookworm with Python, aiohttp and redis from Debian's packages. Takes ~40 s, so it is
+  # rebuilt only when its inputs change.
+  build_debootstrap_image "$PYTHON_BASE_IMAGE" "$PYTHON_BASE_PACKAGES" '["python3"]' "about 40 s" ""
 }
 
 build_from_dockerfile() {
@@ -205,4 +213,18 @@ build_daemon_image() {
   docker build -q --build-arg "BASE_IMAGE=$PYTHON_BASE_IMAGE" --label "$IMAGE_DIGEST_LABEL=$digest" \
       -t "$DAEMON_IMAGE" . >"$STATE_LOG_DIR/build-daemon.log" 2>&1 \
     || die "could not build $DAEMON_IMAGE: see $STATE_LOG_DIR/build-daemon.log"
+}
+
+# --- The Swarm test nodes (tests/swarm, scripts/swarm) ------------------------------------------
+
+SWARM_NODE_IMAGE=orchestrator/swarm-node:bookworm
+# docker.io brings dockerd, containerd, runc and tini (docker-init, for `init: true`).
+SWARM_NODE_PACKAGES=docker.io,iptables,ca-certificates
+
+build_swarm_node_image() {
+  # Debian bookworm with Debian's Docker engine: each Swarm test node is a container running its
+  # own dockerd (tests/swarm/cluster.py gives it its flags; the image has no VOLUME, so removing a
+  # node leaves nothing behind). debootstrap of docker.io takes 2-5 minutes here (a 390 MB image), so
+  # it is rebuilt only when its inputs change.
+  build_debootstrap_image "$SWARM_NODE_IMAGE" "$SWARM_NODE_PACKAGES" '["dockerd"]' "takes 2-5 minutes" "-swarm-node"
 }

@@ -25,7 +25,6 @@ from orchestrator.settings import Settings
 
 log = structlog.stdlib.get_logger()
 
-BODY_LIMIT_BYTES = 1024 * 1024
 SHUTDOWN_TIMEOUT = 5.0
 
 
@@ -34,8 +33,10 @@ def _get(path: str, handler: Any) -> web.RouteDef:
 
 
 def make_app(control: Control, settings: Settings, redis: Any = None, *,
-             body_limit: int = BODY_LIMIT_BYTES) -> web.Application:
-    """`redis`: a redis.asyncio client for /v1/events (None: that route answers 503)."""
+             body_limit: int | None = None) -> web.Application:
+    """`redis`: a redis.asyncio client for /v1/events (None: that route answers 503);
+    `body_limit`: bytes of a request body (default: settings.max_body_bytes)."""
+    body_limit = body_limit or settings.max_body_bytes
     app = web.Application(middlewares=[error_middleware, auth_middleware],
                           client_max_size=body_limit)
     app[CONTROL] = control

@@ -1,9 +1,18 @@
-"""Bearer-token check. With a token set every route needs it except `GET /v1/health`, which
-reveals only whether the engine and Redis answer, so that probes need no secret."""
+"""Who may call the API (orchestrator/access.py has the model).
+
+Over the unix socket (0600: its owner only) every request is trusted. Over TCP every route but
+`GET /v1/health` needs `Authorization: Bearer <token>`; with no token configured nothing passes
+(closed, not open, by default). Health answers anyone, but only with booleans: the reasons
+(addresses, error texts) are for authenticated callers (`is_authenticated`).
+
+The header is read as the bytes the caller sent: any byte sequence, of any length aiohttp's
+parser lets through, is a 401, never an error of ours; the comparison takes constant time.
+"""
 
 from __future__ import annotations
 
 import hmac
+import socket
 from typing import Any
 
 from aiohttp import web
@@ -12,21 +21,38 @@ from orchestrator.api.errors import error_response
 from orchestrator.api.state import SETTINGS
 
 OPEN_PATHS = frozenset({"/v1/health"})
+AUTHENTICATED = web.RequestKey("authenticated", bool)
 
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    token = request.app[SETTINGS].token
-    if token and request.path not in OPEN_PATHS and not _authorized(request, token):
+    request[AUTHENTICATED] = _over_unix_socket(request) or _bearer_matches(
+        request, request.app[SETTINGS].token)
+    if not request[AUTHENTICATED] and request.path not in OPEN_PATHS:
         return error_response(401, "unauthorized", "missing or wrong bearer token",
                               headers={"WWW-Authenticate": 'Bearer realm="orchestrator"'})
     response: web.StreamResponse = await handler(request)
     return response
 
 
-def _authorized(request: web.Request, token: str) -> bool:
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer":
+def is_authenticated(request: web.Request) -> bool:
+    return request.get(AUTHENTICATED, False)
+
+
+def _over_unix_socket(request: web.Request) -> bool:
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    return sock is not None and sock.family == socket.AF_UNIX
+
+
+def _bearer_matches(request: web.Request, token: str) -> bool:
+    if not token:
+        return False
+    given = [value for name, value in request.raw_headers if name.lower() == b"authorization"]
+    if len(given) != 1:
+        return False
+    scheme, _, credentials = given[0].strip().partition(b" ")
+    if scheme.lower() != b"bearer":
         return False
     # Constant time, so the token cannot be guessed byte by byte from response times.
-    return hmac.compare_digest(given.strip().encode(), token.encode())
+    return hmac.compare_digest(credentials.strip(), token.encode("utf-8", "surrogateescape"))

@@ -7,6 +7,7 @@ so a malformed request can never become a 500.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,22 +41,47 @@ def check_service_name(value: str, path: str) -> str:
     return value
 
 
+#: Query flags take exactly these (the OpenAPI document's enum); `?all=` is false, as absent.
+TRUE_FLAGS = ("true", "1", "yes")
+FALSE_FLAGS = ("false", "0", "no", "")
+#: Lines a log request may ask for per replica, and the largest event seq (Redis stream ids
+#: are 64-bit).
+MAX_TAIL = 100_000
+MAX_SEQ = 2**63 - 1
+#: ASCII digits only: str.isdigit() is also true for '²' and other digits int() refuses.
+_DIGITS = re.compile(r"[0-9]{1,20}")
+
+
 def bool_query(request: web.Request, key: str) -> bool:
-    raw = request.query.get(key, "false").lower()
-    if raw in ("true", "1", "yes"):
+    raw = request.query.get(key, "false")
+    if raw in TRUE_FLAGS:
         return True
-    if raw in ("false", "0", "no", ""):
+    if raw in FALSE_FLAGS:
         return False
-    raise RequestError(f"{key} must be true or false, not {raw!r}", path=key)
+    raise RequestError(f"{key} must be one of {', '.join(TRUE_FLAGS + FALSE_FLAGS[:-1])} or empty, "
+                       f"not {shown(raw)}", path=key)
 
 
-def int_query(request: web.Request, key: str, *, default: int | None = None) -> int | None:
-    raw = request.query.get(key)
+def tail_query(request: web.Request) -> int | None:
+    """`?tail=N` lines per replica; absent, empty or `all`: everything (None)."""
+    raw = request.query.get("tail")
     if raw is None or raw in ("", "all"):
-        return default
-    if not raw.isdigit():
-        raise RequestError(f"{key} must be a non-negative integer or 'all', not {raw!r}", path=key)
+        return None
+    return parse_count(raw, "tail", MAX_TAIL, also="or 'all'")
+
+
+def parse_count(raw: str, key: str, maximum: int, *, also: str = "") -> int:
+    """A non-negative integer in ASCII digits, at most `maximum`; else a 400 naming `key`."""
+    if not _DIGITS.fullmatch(raw) or int(raw) > maximum:
+        raise RequestError(f"{key} must be an integer from 0 to {maximum}{' ' + also if also else ''}, "
+                           f"not {shown(raw)}", path=key)
     return int(raw)
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """A caller's value quoted in an error, cut short: an answer never echoes a whole header."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +148,12 @@ def read_scale(body: Any) -> dict[str, int]:
     counts: dict[str, int] = {}
     for service, count in body.items():
         check_service_name(service, service)
-        # bool is an int in Python; `true` is not a replica count.
+        # JSON Schema's integer, as the document says: 3 and 3.0, not 3.5, not `true` (a bool
+        # is an int in Python). The upper limit is the controller's (max_replicas, and the total).
+        if isinstance(count, float) and count.is_integer():
+            count = int(count)
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise RequestError(f"replica count must be a non-negative integer, not {count!r}",
+            raise RequestError(f"replica count must be a non-negative integer, not {shown(count)}",
                                path=service)
         counts[service] = count
     return counts
@@ -137,8 +166,10 @@ async def read_json(request: web.Request) -> Any:
 def decode_json(raw: bytes) -> Any:
     try:
         return json.loads(_utf8(raw))
-    except ValueError as exc:
+    except ValueError as exc:  # also a number of more than 4300 digits
         raise RequestError(f"body is not valid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:
+        raise RequestError("body is not valid JSON: nested too deeply", code="invalid_json") from None
 
 
 def _utf8(raw: bytes) -> str:

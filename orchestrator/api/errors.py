@@ -18,6 +18,7 @@ from orchestrator.errors import (
     Conflict,
     EngineError,
     EngineUnavailable,
+    LimitExceeded,
     UnknownService,
     UnknownStack,
     UserError,
@@ -59,6 +60,8 @@ def user_error_response(exc: UserError) -> web.Response:
         return error_response(400, "invalid_stack_file", str(exc), first, problems=listed)
     if isinstance(exc, RequestError):
         return error_response(exc.status, exc.code, str(exc), exc.path)
+    if isinstance(exc, LimitExceeded):
+        return error_response(400, "limit_exceeded", str(exc), exc.path)
     if isinstance(exc, UnknownStack):
         return error_response(404, "unknown_stack", str(exc), "stack")
     if isinstance(exc, UnknownService):

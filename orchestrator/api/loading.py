@@ -7,7 +7,7 @@ back, or the error the caller made (StackFileError with every problem, RequestEr
 had run here. The worker's budget turns into 4xx answers that name the limit:
 
     parse_timeout exceeded     400 parse_timeout     (the worker is killed and replaced)
-    out of memory / worker died 400 stack_too_large  (RLIMIT_AS of WORKER_MEMORY in the worker)
+    out of memory / worker died 400 stack_too_large  (RLIMIT_AS of worker_memory() in the worker)
     nested beyond recursion    400 stack_too_deep
     every worker busy and
     MAX_WAITING loads waiting  503 loader_busy       (retry later)
@@ -24,29 +24,36 @@ from orchestrator.api import bodies
 from orchestrator.api.errors import RequestError
 from orchestrator.model import StackSpec
 from orchestrator.settings import Settings
-from orchestrator.stackfile import load_stack_text
+from orchestrator.stackfile import Limits, load_stack_text
 from orchestrator.workers import Budget, WorkerBusy, WorkerDied, WorkerOutOfMemory, WorkerPool, WorkerTimeout
 
 #: Address space of a stack-loading worker: a stack file of the body limit needs a few dozen MiB.
 WORKER_MEMORY = 1 << 30
+def worker_memory(settings: Settings) -> int:
+    """WORKER_MEMORY, or more for a body limit raised past 16 MiB (a load needs up to ~60 times
+    its text: the YAML events, the tree with every key's place, the spec)."""
+    return max(WORKER_MEMORY, 64 * settings.max_body_bytes)
+
+
 #: Deploys that may wait for a busy worker; more get 503 at once.
 MAX_WAITING = 8
 #: What the forkserver imports once, so that a replaced worker is ready at once.
 PRELOAD = ("orchestrator.api.loading",)
 
 
-def load_deploy(stack: str, content_type: str, body: bytes, base_dir: str) -> StackSpec:
+def load_deploy(stack: str, content_type: str, body: bytes, base_dir: str, limits: Limits = Limits()) -> StackSpec:
     """In the worker: the deploy body (as `bodies.parse_deploy` reads it) -> StackSpec.
     The request's env only: the daemon's own environment (its token…) is never interpolated."""
     deploy = bodies.parse_deploy(content_type, body, base_dir)
-    return load_stack_text(deploy.files, deploy.base_dir, env=deploy.env, name=stack)
+    return load_stack_text(deploy.files, deploy.base_dir, env=deploy.env, name=stack, limits=limits)
 
 
 class StackLoader:
     def __init__(self, settings: Settings) -> None:
-        self._budget = Budget(timeout=settings.parse_timeout, memory_bytes=WORKER_MEMORY,
+        self._budget = Budget(timeout=settings.parse_timeout, memory_bytes=worker_memory(settings),
                               workers=settings.parse_workers, max_waiting=MAX_WAITING)
         self._pool = WorkerPool(self._budget, preload=PRELOAD)
+        self._limits = Limits.from_settings(settings)
 
     async def start(self) -> None:
         await self._pool.start()
@@ -57,7 +64,7 @@ class StackLoader:
     async def load(self, stack: str, content_type: str, body: bytes, base_dir: str = "/") -> StackSpec:
         """`base_dir`: the query's, for a YAML body (a JSON body names its own)."""
         try:
-            return await self._pool.run(load_deploy, stack, content_type, body, base_dir)
+            return await self._pool.run(load_deploy, stack, content_type, body, base_dir, self._limits)
         except WorkerBusy:
             raise RequestError(
                 f"the daemon is busy loading other stack files ({self._budget.workers} at work, "
@@ -69,7 +76,7 @@ class StackLoader:
                 "raise the limit", code="parse_timeout") from None
         except (WorkerOutOfMemory, WorkerDied) as exc:
             raise RequestError(
-                f"loading the stack file needed more than the {WORKER_MEMORY >> 20} MiB a loading "
+                f"loading the stack file needed more than the {self._budget.memory_bytes >> 20} MiB a loading "
                 f"worker may use ({exc}): it is too large, or expands too much through anchors "
                 "and aliases", code="stack_too_large") from None
         except RecursionError:

@@ -8,9 +8,12 @@ from typing import Any
 from aiohttp import web
 
 from orchestrator import names
+from orchestrator.api.bodies import FALSE_FLAGS, MAX_SEQ, MAX_TAIL, TRUE_FLAGS
 from orchestrator.api.schemas import ref
-from orchestrator.control import DeployOutcome, HealthView, LogLine, ServiceView, StackView, TaskView
+from orchestrator.api.state import SETTINGS
+from orchestrator.control import DeployOutcome, LogLine, ServiceView, StackView, TaskView
 from orchestrator.model import StackSpec
+from orchestrator.settings import Settings
 
 # Anchored: a JSON Schema pattern matches anywhere in the string.
 _STACK_NAME = {"type": "string", "pattern": f"^{names.STACK_NAME.pattern}$"}
@@ -22,9 +25,20 @@ def _param(name: str, where: str, schema: dict[str, Any], doc: str) -> dict[str,
             "description": doc}
 
 
+#: A stack file's text: an empty one (or one of comments only) is a 400 invalid_stack_file.
+_STACK_TEXT = {"type": "string", "minLength": 1}
+_BASE_DIR = {"type": "string", "pattern": "^/[^\\u0000]*$"}
+
 STACK = _param("stack", "path", _STACK_NAME, "Stack name.")
 SERVICE = _param("service", "path", _SERVICE_NAME, "Service name within the stack.")
-_BOOL = {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"]}
+_BOOL = {"type": "string", "enum": [*TRUE_FLAGS, *FALSE_FLAGS]}  # "" (`?all=`) is false
+_SEQ = {"type": "integer", "minimum": 0, "maximum": MAX_SEQ}
+_TAIL = {"anyOf": [{"type": "integer", "minimum": 0, "maximum": MAX_TAIL},
+                   {"type": "string", "enum": ["all", ""]}]}
+#: Only the booleans without a token; the reasons (addresses, error texts) with one.
+_HEALTH = {"type": "object", "required": ["engine", "redis"], "properties": {
+    "engine": {"type": "boolean"}, "redis": {"type": "boolean"},
+    "engine_error": {"type": "string"}, "redis_error": {"type": "string"}}}
 _ERRORS = ("400", "401", "404", "405", "409", "413")
 
 
@@ -40,7 +54,8 @@ def _op(summary: str, ok: str, ok_schema: dict[str, Any] | None, *, params: tupl
     return {"summary": summary, "parameters": list(params), "responses": responses, **extra}
 
 
-def build_document() -> dict[str, Any]:
+def build_document(settings: Settings | None = None) -> dict[str, Any]:
+    settings = settings or Settings()
     c: dict[str, Any] = {}
     error = {"type": "object", "required": ["error"], "properties": {"error": {
         "type": "object", "required": ["code", "message"],
@@ -53,16 +68,20 @@ def build_document() -> dict[str, Any]:
                        "files": {"type": "array", "minItems": 1, "items": {
                            "type": "object", "required": ["name", "content"],
                            "properties": {"name": {"type": "string", "minLength": 1},
-                                          "content": {"type": "string"}}}},
+                                          "content": _STACK_TEXT}}},
                        "env": {"type": "object", "additionalProperties": {"type": "string"}},
-                       "base_dir": {"type": "string", "pattern": "^/"}}}
+                       "base_dir": _BASE_DIR}}
     deploy_body = {"required": True, "content": {
-        "application/yaml": {"schema": {"type": "string"}},
-        "text/plain": {"schema": {"type": "string"}},
+        "application/yaml": {"schema": _STACK_TEXT},
+        "text/plain": {"schema": _STACK_TEXT},
         "application/json": {"schema": deploy_json}}}
     scale_body = {"required": True, **_json({
         "type": "object", "minProperties": 1,
-        "propertyNames": _SERVICE_NAME, "additionalProperties": {"type": "integer", "minimum": 0}})}
+        "propertyNames": _SERVICE_NAME,
+        "additionalProperties": {"type": "integer", "minimum": 0, "maximum": settings.max_replicas},
+        "description": f"Replicas per service, at most {settings.max_replicas} each "
+                       f"(max_replicas) and {settings.max_replicas_total} for all stacks together "
+                       "(max_replicas_total): over either, 400 limit_exceeded."})}
     array = lambda cls: {"type": "array", "items": ref(cls, c)}  # noqa: E731
     stack_detail = {"type": "object", "required": ["name", "spec", "services"], "properties": {
         "name": {"type": "string"}, "summary": {"anyOf": [ref(StackView, c), {"type": "null"}]},
@@ -72,7 +91,7 @@ def build_document() -> dict[str, Any]:
         "/v1/stacks": {"get": _op("List stacks", "200", array(StackView), errors=("401",))},
         "/v1/stacks/{stack}": {
             "put": _op("Deploy or update a stack from its stack file(s)", "200", ref(DeployOutcome, c),
-                       params=(STACK, _param("base_dir", "query", {"type": "string"},
+                       params=(STACK, _param("base_dir", "query", _BASE_DIR,
                                              "Directory relative paths resolve against (YAML body).")),
                        errors=(*_ERRORS, "415", "503"), requestBody=deploy_body),
             "get": _op("Inspect a stack: spec, summary and services", "200", stack_detail,
@@ -96,24 +115,27 @@ def build_document() -> dict[str, Any]:
             "A service's logs, all replicas interleaved; streamed", "200", None,
             params=(STACK, SERVICE,
                     _param("follow", "query", _BOOL, "Keep streaming new lines."),
-                    _param("tail", "query", {"type": "string", "pattern": "^([0-9]+|all)$"},
-                           "Lines from the end of each replica's log."),
+                    _param("tail", "query", _TAIL,
+                           "Lines from the end of each replica's log; all (or empty): every line."),
                     _param("format", "query", {"type": "string", "enum": ["json", "text"]},
                            "json: one LogLine per line; text: `<stack>_<service>.<slot>.<task> | text`.")))},
         "/v1/events": {"get": _op(
             "State-change events as Server-Sent Events (id = seq)", "200", None,
-            params=(_param("since", "query", {"type": "string", "pattern": "^[0-9]+$"},
-                           "Replay events with seq > since, then follow."),
-                    _param("Last-Event-ID", "header", {"type": "string", "pattern": "^[0-9]+$"},
-                           "As since; takes precedence."),
+            params=(_param("since", "query", _SEQ,
+                           "Replay events with seq > since, then follow; a seq newer than the "
+                           "newest message is a 400 that names the newest."),
+                    _param("Last-Event-ID", "header", _SEQ, "As since; takes precedence."),
                     _param("stack", "query", _STACK_NAME, "Only this stack's events.")),
             errors=("400", "401", "503"))},
-        "/v1/health": {"get": _op("Engine and Redis reachability (open without a token)", "200",
-                                  ref(HealthView, c), errors=("503",))},
+        "/v1/health": {"get": _op("Engine and Redis reachability (open without a token: then "
+                                  "only the booleans)", "200", _HEALTH, errors=(),
+                                  security=[])},
         "/v1/openapi.json": {"get": _op("This document", "200", {"type": "object"}, errors=("401",))},
         "/metrics": {"get": _op("Prometheus metrics (text format)", "200", None, errors=("401",))},
     }
     paths["/v1/stacks/{stack}"]["put"]["responses"]["201"] = deploy_ok
+    paths["/v1/health"]["get"]["responses"]["503"] = {"description": "Engine or Redis unreachable",
+                                                      **_json(_HEALTH)}
     ref(LogLine, c)
     statuses = {"400": "Bad input", "401": "Missing or wrong bearer token", "404": "Unknown stack, service or route",
                 "405": "Method not allowed", "409": "Conflict with the current state",
@@ -128,11 +150,14 @@ def build_document() -> dict[str, Any]:
             "schemas": c,
             "responses": {f"Error{k}": {"description": v, **_json({"$ref": "#/components/schemas/Error"})}
                           for k, v in statuses.items()},
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {"bearer": {
+                "type": "http", "scheme": "bearer",
+                "description": "Required over TCP (ORCHESTRATOR_TOKEN, or the token the daemon "
+                               "keeps in <state_dir>/token); the unix socket needs none."}},
         },
-        "security": [{"bearer": []}, {}],
+        "security": [{"bearer": []}],
     }
 
 
 async def openapi_json(request: web.Request) -> web.Response:
-    return web.json_response(build_document())
+    return web.json_response(build_document(request.app[SETTINGS]))

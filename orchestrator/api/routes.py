@@ -15,6 +15,7 @@ from aiohttp import web
 
 from orchestrator import metrics
 from orchestrator.api import bodies
+from orchestrator.api.auth import is_authenticated
 from orchestrator.api.errors import RequestError, error_body
 from orchestrator.api.loading import LOADER
 from orchestrator.api.state import CONTROL
@@ -130,7 +131,7 @@ async def service_logs(request: web.Request) -> web.StreamResponse:
     stack = bodies.name_param(request, "stack")
     service = bodies.name_param(request, "service")
     follow = bodies.bool_query(request, "follow")
-    tail = bodies.int_query(request, "tail")
+    tail = bodies.tail_query(request)
     fmt = request.query.get("format", "json")
     if fmt not in ("json", "text"):
         raise RequestError("format must be json or text", path="format")
@@ -164,8 +165,12 @@ def _log_line(line: LogLine, stack: str, service: str, fmt: str) -> str:
 
 
 async def health(request: web.Request) -> web.Response:
+    """Open to anyone for probes, so only the booleans unless the caller is authenticated: the
+    reasons name addresses (Redis host and port, the engine's socket)."""
     view = await request.app[CONTROL].health()
-    return await as_json(view, status=200 if view.engine and view.redis else 503)
+    body = dataclasses.asdict(view) if is_authenticated(request) else {
+        "engine": view.engine, "redis": view.redis}
+    return web.json_response(body, status=200 if view.engine and view.redis else 503)
 
 
 async def prometheus(request: web.Request) -> web.Response:

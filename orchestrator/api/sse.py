@@ -91,34 +91,45 @@ def format_event(message: dict[str, Any]) -> bytes:
     return f"id: {message['seq']}\nevent: {kind}\ndata: {json.dumps(message)}\n\n".encode()
 
 
-def _since(request: web.Request) -> int | None:
-    raw = request.headers.get("Last-Event-ID") or request.query.get("since")
+def _since(request: web.Request) -> tuple[int | None, str]:
+    """The seq to resume after, and where it came from (the header wins, as browsers send it)."""
+    header = request.headers.get("Last-Event-ID")
+    if header:
+        return bodies.parse_count(header, "Last-Event-ID", bodies.MAX_SEQ), "Last-Event-ID"
+    raw = request.query.get("since")
     if raw is None:
-        return None
-    if not raw.isdigit():
-        raise RequestError(f"Last-Event-ID/since must be a sequence number, not {raw!r}",
-                           path="since")
-    return int(raw)
+        return None, "since"
+    return bodies.parse_count(raw, "since", bodies.MAX_SEQ), "since"
+
+
+async def newest_seq(redis: Any, stream: str) -> int:
+    """The seq of the stream's last entry (ids are `<seq>-0`); 0 when it is empty."""
+    latest = await redis.xrevrange(stream, max="+", min="-", count=1)
+    return int(_decode(latest[0][0]).partition("-")[0]) if latest else 0
 
 
 async def events(request: web.Request) -> web.StreamResponse:
-    since = _since(request)
+    since, since_key = _since(request)
     stack = request.query.get("stack")
     if stack is not None:
         bodies.check_stack_name(stack, "stack")
     redis = request.app[REDIS]
     if redis is None:
         return error_response(503, "events_unavailable", "the daemon has no Redis connection")
+    stream = events_stream(request.app[SETTINGS].prefix)
     try:
-        await redis.ping()
+        newest = await newest_seq(redis, stream)
     except (OSError, RedisError) as exc:
         return error_response(503, "events_unavailable", f"Redis is not reachable: {exc}")
+    if since is not None and since > newest:
+        # A seq this daemon never sent: an empty 200 would leave the client waiting forever.
+        raise RequestError(f"{since_key}={since} is newer than the newest message (seq {newest})",
+                           path=since_key)
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
         "X-Accel-Buffering": "no",
     })
     await response.prepare(request)
-    stream = events_stream(request.app[SETTINGS].prefix)
     await _stream(request, response, entries(redis, stream, since), since, stack)
     return response
 

@@ -5,7 +5,12 @@ The pipeline, one module each: read YAML with positions (yamlread) -> interpolat
 service, deploy, mounts, with reader's typed getters) -> cross-checks (validate). Every problem
 of every file is collected before StackFileError is raised. Loading is pure: the only I/O is
 reading the given files, `.env` beside the first file, env_files, and checking that secret and
-config files exist. docs/stackfile.md says which keys warn, which fail, and which defaults apply.
+config files exist (stackfile/files.py says which files may be named). docs/stackfile.md says
+which keys warn, which fail, and which defaults apply.
+
+`Limits` (stackfile/limits.py) bound the size of what is loaded and say whether dangerous options
+(stackfile/dangerous.py) are warned about or refused; the daemon and `orchestrator config` both
+build them from the settings.
 """
 
 from __future__ import annotations
@@ -17,17 +22,20 @@ from pathlib import Path
 
 from orchestrator import names
 from orchestrator.model import NetworkAttachment, NetworkSpec, ServiceSpec, StackSpec
+from orchestrator.stackfile.dangerous import find_dangerous
+from orchestrator.stackfile.files import MissingFile, NamedFileError, read_named_file
 from orchestrator.stackfile.interpolate import interpolate_tree, parse_env_file
+from orchestrator.stackfile.limits import Limits, over_limit
 from orchestrator.stackfile.merge import drop_reset, merge
 from orchestrator.stackfile.problems import Problem, Problems, StackFileError
 from orchestrator.stackfile.reader import Context, Section
 from orchestrator.stackfile.render import dump, stack_to_data
 from orchestrator.stackfile.service import read_service
 from orchestrator.stackfile.toplevel import normalise_name, read_file_objects, read_networks, read_volumes
-from orchestrator.stackfile.validate import check_stack
+from orchestrator.stackfile.validate import check_stack, locate
 from orchestrator.stackfile.yamlread import YMap, read_yaml
 
-__all__ = ["Problem", "StackFileError", "dump", "load_stack", "load_stack_text", "stack_to_data"]
+__all__ = ["Limits", "Problem", "StackFileError", "dump", "load_stack", "load_stack_text", "stack_to_data"]
 
 _TOP_KEYS = ("version", "name", "services", "networks", "volumes", "secrets", "configs")
 _TOP_FORBIDDEN = {"include": "include is not supported; pass every file with -c", "models": "models are not supported"}
@@ -37,6 +45,7 @@ def load_stack(
     paths: str | Path | Sequence[str | Path],
     env: Mapping[str, str] | None = None,
     name: str | None = None,
+    limits: Limits = Limits(),
 ) -> StackSpec:
     """Load one stack file, or several merged in order (`-c base.yml -c override.yml`)."""
     files = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
@@ -49,7 +58,7 @@ def load_stack(
         except (OSError, UnicodeDecodeError) as exc:
             problems.error((str(file), 0), "", f"cannot read the file: {getattr(exc, 'strerror', None) or exc}")
     problems.raise_if_any()
-    return load_stack_text(texts, files[0].expanduser().resolve().parent, env, name)
+    return load_stack_text(texts, files[0].expanduser().resolve().parent, env, name, limits)
 
 
 def load_stack_text(
@@ -57,16 +66,17 @@ def load_stack_text(
     base_dir: Path,
     env: Mapping[str, str] | None = None,
     name: str | None = None,
+    limits: Limits = Limits(),
 ) -> StackSpec:
     """Load (filename, YAML text) pairs; relative paths and `.env` resolve against `base_dir`."""
     problems = Problems()
     base_dir = Path(base_dir)
-    environment = _environment(base_dir, os.environ if env is None else env, problems)
+    environment = _environment(base_dir, os.environ if env is None else env, problems, limits)
     if not texts:
         raise ValueError("load_stack_text needs at least one file")
     trees = []
     for file, text in texts:
-        tree = read_yaml(text, file, problems)
+        tree = read_yaml(text, file, problems, limits)
         if tree is not None:  # a bad value is reported and kept raw, so later checks still run
             trees.append(interpolate_tree(tree, environment, "", tree.where, problems))
     if len(trees) < len(texts):
@@ -74,34 +84,37 @@ def load_stack_text(
     merged = drop_reset(trees[0])
     for tree in trees[1:]:
         merged = merge(merged, tree, ())
-    stack = _assemble(merged, base_dir, environment, name, problems)
+    stack = _assemble(merged, name, Context(problems, base_dir, environment, "", limits))
     problems.raise_if_any()
     return stack
 
 
-def _environment(base_dir: Path, env: Mapping[str, str], problems: Problems) -> dict[str, str]:
+def _environment(base_dir: Path, env: Mapping[str, str], problems: Problems, limits: Limits) -> dict[str, str]:
     """`.env` beside the first file, under the given environment (which wins, as in compose)."""
     dotenv = base_dir / ".env"
     values: dict[str, str] = {}
-    if dotenv.is_file():
-        try:
-            parsed = parse_env_file(dotenv.read_text(encoding="utf-8"), str(dotenv), problems, env)
-        except (OSError, UnicodeDecodeError) as exc:
-            problems.error((str(dotenv), 0), "", f"cannot read the file: {exc}")
-            parsed = {}
-        values = {k: v for k, v in parsed.items() if v is not None}
+    try:
+        text = read_named_file(dotenv, limits.max_file_size)
+    except MissingFile:
+        text = ""
+    except NamedFileError as exc:
+        problems.error((str(dotenv), 0), "", f"cannot read the file: {exc}")
+        text = ""
+    parsed = parse_env_file(text, str(dotenv), problems, env)
+    values = {k: v for k, v in parsed.items() if v is not None}
     values.update(env)
     return values
 
 
-def _assemble(tree: YMap, base_dir: Path, env: Mapping[str, str], name: str | None, problems: Problems) -> StackSpec:
-    stack_name = normalise_name(name or _str_or_empty(tree.get("name")) or base_dir.name)
+def _assemble(tree: YMap, name: str | None, loading: Context) -> StackSpec:
+    problems = loading.problems
+    stack_name = normalise_name(name or _str_or_empty(tree.get("name")) or loading.base_dir.name)
     if not stack_name:
         problems.error(tree.where, "name", "the stack name is empty after normalisation (use [a-z0-9_-])")
         stack_name = "stack"
     elif not names.is_stack_name(stack_name):
         problems.error(tree.where, "name", f"invalid stack name {stack_name!r}: use {names.STACK_RULE}")
-    ctx = Context(problems, base_dir, env, stack_name)
+    ctx = replace(loading, stack=stack_name)
     root = Section(tree, "", ctx)
     for key, reason in _TOP_FORBIDDEN.items():
         if key in tree:
@@ -111,9 +124,7 @@ def _assemble(tree: YMap, base_dir: Path, env: Mapping[str, str], name: str | No
     if services_section is None and "services" not in tree:
         root.error(None, "a stack file needs services")
     services: dict[str, ServiceSpec] = {}
-    for service_name in services_section.data if services_section else ():
-        if service_name.startswith("x-"):
-            continue
+    for service_name in _service_names(services_section, ctx.limits):
         section = services_section.section(service_name)  # type: ignore[union-attr]
         if section is not None:
             services[service_name] = read_service(service_name, section)
@@ -126,10 +137,21 @@ def _assemble(tree: YMap, base_dir: Path, env: Mapping[str, str], name: str | No
         volumes=read_volumes(root.section("volumes"), ctx),
         secrets=read_file_objects(root.section("secrets"), ctx),
         configs=read_file_objects(root.section("configs"), ctx),
-        warnings=tuple(problems.warnings),
     )
     check_stack(stack, tree, problems)
-    return stack
+    for danger in find_dangerous(stack):
+        ctx.dangerous(locate(tree, *danger.keys), danger.path, danger.what)
+    return replace(stack, warnings=tuple(problems.warnings))
+
+
+def _service_names(services: Section | None, limits: Limits) -> list[str]:
+    """The services to read: none when there are more than the limit (reading them all first
+    would cost the time the limit is there to save)."""
+    names = [name for name in (services.data if services else ()) if not name.startswith("x-")]
+    if services is not None and len(names) > limits.max_services:
+        services.error(None, over_limit(len(names), limits.max_services, "services per stack", "max_services"))
+        return []
+    return names
 
 
 def _str_or_empty(value: object) -> str:

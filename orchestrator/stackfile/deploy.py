@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from orchestrator.model import DeployMode, Resources, RestartPolicy, UpdateConfig
-from orchestrator.stackfile.reader import Section
+from orchestrator.model import INT64_MAX, MIN_MEMORY, DeployMode, Resources, RestartPolicy, UpdateConfig
+from orchestrator.stackfile.limits import over_limit
+from orchestrator.stackfile.problems import quote
+from orchestrator.stackfile.reader import Section, labels, to_int
 
 _DEPLOY_KEYS = ("mode", "replicas", "labels", "resources", "restart_policy", "update_config", "rollback_config", "endpoint_mode")
 _DEPLOY_IGNORED = {
@@ -34,23 +36,33 @@ def read_deploy(section: Section | None) -> Deploy:
     if mode.endswith("-job"):
         section.error("mode", f"mode {mode!r} (run-to-completion jobs) is not supported")
         mode = "replicated"
-    replicas = section.int("replicas", None)
+    replicas = replica_count(section, "replicas")
     if replicas is not None and mode == "global":
         section.error("replicas", "replicas can only be used with mode: replicated")
     endpoint_mode = section.choice("endpoint_mode", ("vip", "dnsrr"), "vip")
     if "endpoint_mode" in section and endpoint_mode == "vip":
         section.warn("endpoint_mode", "no virtual IP on one engine: replicas share the service's DNS name (round robin), as with dnsrr")
-    labels = section.mapping("labels", allow_none=False)
     return Deploy(
         mode=mode,
         replicas=replicas,
-        labels={k: v or "" for k, v in labels.items()},
+        labels=labels(section, "labels"),
         resources=_resources(section.section("resources")),
         restart_policy=_restart_policy(section.section("restart_policy")),
         update_config=_update_config(section.section("update_config"), rollback=False),
         rollback_config=_update_config(section.section("rollback_config"), rollback=True),
         endpoint_mode=endpoint_mode,
     )
+
+
+def replica_count(section: Section, key: str) -> int | None:
+    """`replicas` (or `scale`): 0 up to the limit of replicas per service (each one costs the
+    daemon memory too, so the limit is checked before anything is planned)."""
+    replicas = section.int(key, None, maximum=None)
+    limit = section.ctx.limits.max_replicas
+    if replicas is not None and replicas > limit:
+        section.error(key, over_limit(quote(section.raw(key)), limit, "replicas per service", "max_replicas"))
+        return None
+    return replicas
 
 
 def _resources(section: Section | None) -> Resources:
@@ -62,8 +74,8 @@ def _resources(section: Section | None) -> Resources:
     if limits is not None:
         limits.check_keys(("cpus", "memory", "pids"))
         cpus_limit = limits.cpus("cpus")
-        memory_limit = limits.bytes("memory")
-        pids_limit = limits.int("pids", None, minimum=-1)
+        memory_limit = _memory(limits)
+        pids_limit = limits.int("pids", None, minimum=-1, maximum=INT64_MAX)
     if reservations is not None:
         reservations.check_keys(
             ("cpus", "memory"),
@@ -75,8 +87,19 @@ def _resources(section: Section | None) -> Resources:
         cpus_reservation = reservations.cpus("cpus")
         if cpus_reservation is not None:
             reservations.warn("cpus", "a CPU reservation only guides Swarm's scheduler; it has no effect on one engine")
-        memory_reservation = reservations.bytes("memory")
+        memory_reservation = _memory(reservations)
+        if memory_reservation and memory_limit and memory_reservation > memory_limit:
+            reservations.error("memory", f"the reservation ({memory_reservation} bytes) is above the limit ({memory_limit} bytes)")
     return Resources(cpus_limit, memory_limit, pids_limit, cpus_reservation, memory_reservation)
+
+
+def _memory(section: Section) -> int | None:
+    """0 (none) or at least the engine's minimum."""
+    memory = section.bytes("memory")
+    if memory and memory < MIN_MEMORY:
+        section.error("memory", f"{memory} bytes is under the engine's minimum of 6 MiB ({MIN_MEMORY} bytes)")
+        return None
+    return memory
 
 
 def _restart_policy(section: Section | None) -> RestartPolicy | None:
@@ -122,7 +145,7 @@ def restart_fallback(section: Section) -> RestartPolicy | None:
     if name in ("", "no") and not count:
         section.warn(
             "restart",
-            f"restart: {text!r} does not stop restarts in a stack: docker stack deploy (and this "
+            f"restart: {quote(text)} does not stop restarts in a stack: docker stack deploy (and this "
             "daemon) then use the default restart policy (condition any); set "
             "deploy.restart_policy.condition: none for that",
         )
@@ -130,9 +153,14 @@ def restart_fallback(section: Section) -> RestartPolicy | None:
     if name in ("always", "unless-stopped") and not count:
         return RestartPolicy(condition="any")
     if name == "on-failure":
-        if count and not count.isdigit():
-            section.error("restart", f"invalid restart policy {text!r}: the retry count must be a number")
+        if count and not (count.isascii() and count.isdigit()):
+            section.error("restart", f"invalid restart policy {quote(text)}: the retry count must be a number")
             return None
-        return RestartPolicy(condition="on-failure", max_attempts=int(count) if count else 0)
-    section.error("restart", f"unknown restart policy {text!r} (no, always, on-failure[:N], unless-stopped)")
+        try:
+            attempts = to_int(count or "0")
+        except ValueError as exc:
+            section.error("restart", f"invalid restart policy {quote(text)}: the retry count {exc}")
+            return None
+        return RestartPolicy(condition="on-failure", max_attempts=attempts)
+    section.error("restart", f"unknown restart policy {quote(text)} (no, always, on-failure[:N], unless-stopped)")
     return None

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from orchestrator.stackfile.problems import Problems, Where
+from orchestrator.stackfile.problems import Problems, Where, quote
 from orchestrator.stackfile.yamlread import YMap, YSeq
 
 _NAME = re.compile(r"[_a-zA-Z][_a-zA-Z0-9]*")
@@ -38,10 +38,11 @@ def interpolate_tree(data: Any, env: Mapping[str, str], path: str, where: Where,
         return seq
     if isinstance(data, str) and "$" in data:
         try:
-            return substitute(data, env, lambda name: problems.warn(path, f"variable {name} is not set, using an empty string"))
+            data = substitute(data, env, lambda name: problems.warn(path, f"variable {name} is not set, using an empty string"))
         except InterpolationError as exc:
             problems.error(where, path, str(exc))
-            return data
+    if isinstance(data, str) and "\x00" in data:  # the engine's strings are C strings
+        problems.error(where, path, "must not contain a NUL character")
     return data
 
 
@@ -54,15 +55,20 @@ def substitute(text: str, env: Mapping[str, str], on_missing: Callable[[str], No
     return _Expander(text, env, on_missing).expand(0, closing=False, dry=False)[0]
 
 
+#: `${A:-${B:-...}}` nesting: a recursive-descent reader must stop long before Python's recursion limit.
+MAX_NESTING = 32
+
+
 class _Expander:
     """A small recursive-descent reader of one string; `dry` parses an unused default without
     evaluating it (compose evaluates `${A:-${B:?e}}` lazily: no error when A is set)."""
 
     def __init__(self, text: str, env: Mapping[str, str], on_missing: Callable[[str], None] | None) -> None:
         self.text, self.env, self.on_missing = text, env, on_missing
+        self.depth = 0
 
     def fail(self, why: str) -> InterpolationError:
-        return InterpolationError(f"invalid interpolation format in {self.text!r}: {why}")
+        return InterpolationError(f"invalid interpolation format in {quote(self.text)}: {why}")
 
     def expand(self, pos: int, closing: bool, dry: bool) -> tuple[str, int]:
         """Expand from `pos` up to the end, or up to the `}` closing a `${...}` when `closing`."""
@@ -101,11 +107,15 @@ class _Expander:
             return self.lookup(name, dry), pos + 1
         operator = next((op for op in _OPERATORS if self.text.startswith(op, pos)), None)
         if operator is None:
-            raise self.fail(f"unexpected {self.text[pos:pos + 1]!r} after {name}")
+            raise self.fail(f"unexpected {quote(self.text[pos:pos + 1])} after {name}")
         value = self.env.get(name)
         present = value is not None and (value != "" or not operator.startswith(":"))
         use_arg = present if operator in (":+", "+") else not present
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise self.fail(f"${{...}} nested deeper than {MAX_NESTING} levels")
         arg, end = self.expand(pos + len(operator), closing=True, dry=dry or not use_arg)
+        self.depth -= 1
         if dry:
             return "", end
         if operator in (":?", "?"):
@@ -131,7 +141,11 @@ _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"'}
 
 
 def parse_env_file(text: str, file: str, problems: Problems, env: Mapping[str, str]) -> dict[str, str | None]:
-    """`VAR=VAL` lines (compose's env_file format). A bare `VAR` has no value (None)."""
+    """`VAR=VAL` lines (compose's env_file format). A bare `VAR` has no value (None).
+
+    The file may hold secrets (or be a file that should never have been named): a problem names
+    the line by its number, never quoting it, and the first one ends the reading (as in compose;
+    a file that is not an env file at all would otherwise give one problem per line)."""
     result: dict[str, str | None] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -142,15 +156,22 @@ def parse_env_file(text: str, file: str, problems: Problems, env: Mapping[str, s
         name, sep, value = line.partition("=")
         name = name.strip()
         if not _NAME.fullmatch(name):
-            problems.error((file, number), "", f"invalid variable name {name!r} in env file")
-            continue
+            problems.error((file, number), "", "not a VAR=VALUE line: the variable name is invalid (the line is not shown)")
+            break
         if not sep:
             result[name] = None
             continue
+        if "\x00" in value:
+            problems.error((file, number), name, "the value contains a NUL character (the value is not shown)")
+            break
         try:
             result[name] = _env_value(value.strip(), {**env, **{k: v for k, v in result.items() if v is not None}})
-        except InterpolationError as exc:
-            problems.error((file, number), name, str(exc))
+        except InterpolationError:
+            problems.error(
+                (file, number), name,
+                "the value cannot be read: an unclosed quote, a bad ${...} or a required variable that is not set (the value is not shown)",
+            )
+            break
     return result
 
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from orchestrator.model import FileReference, MountSpec
 from orchestrator.stackfile.problems import Where
-from orchestrator.stackfile.reader import Section, resolve_path, sub_section, to_str
+from orchestrator.stackfile import values
+from orchestrator.stackfile.reader import Section, resolve_path, sub_section
 from orchestrator.stackfile.shortsyntax import parse_volume
 
 _LONG_KEYS = ("type", "source", "target", "read_only", "bind", "volume", "tmpfs", "consistency")
@@ -51,11 +52,11 @@ def _long(item: Any, path: str, where: Where, service: Section) -> MountSpec | N
         if "type" not in section:
             section.error(None, "a volume needs a type (volume, bind or tmpfs)")
         return None
-    target = section.str("target")
+    target = section.checked("target", values.plain)
     if not target or not target.startswith("/"):
         section.error("target", "a volume needs an absolute container path as target")
         return None
-    source = section.str("source")
+    source = section.checked("source", values.plain)
     if kind == "bind":
         if not source:
             section.error("source", "a bind mount needs a source path")
@@ -132,8 +133,5 @@ def _default_target(key: str, name: str) -> str:
 
 
 def tmpfs_list(service: Section) -> tuple[str, ...]:
-    paths = service.str_list("tmpfs")
-    for path in paths:
-        if not to_str(path).startswith("/"):
-            service.error("tmpfs", f"tmpfs path {path!r} must be absolute")
-    return paths
+    """`/path[:options]` entries (options as `mount -t tmpfs` takes them)."""
+    return service.str_list("tmpfs", check=values.tmpfs_entry)

@@ -4,6 +4,7 @@ attachments (list or map with aliases and addresses), extra_hosts."""
 from __future__ import annotations
 
 from orchestrator.model import NetworkAttachment, PortSpec
+from orchestrator.stackfile import values
 from orchestrator.stackfile.reader import Section, sub_section, to_str
 from orchestrator.stackfile.shortsyntax import parse_port, parse_port_range
 from orchestrator.stackfile.yamlread import YMap
@@ -28,7 +29,7 @@ def _long_port(entry: Section) -> list[PortSpec]:
         ("target", "published", "host_ip", "protocol", "mode"),
         {"app_protocol": "app_protocol is informational; ignored", "name": "port names are informational; ignored"},
     )
-    target = entry.int("target", None, minimum=1)
+    target = entry.int("target", None, minimum=1, maximum=65535)
     if target is None:
         if "target" not in entry:
             entry.error(None, "a port needs a target")
@@ -49,7 +50,7 @@ def _long_port(entry: Section) -> list[PortSpec]:
             published=published,
             protocol=entry.choice("protocol", ("tcp", "udp", "sctp"), "tcp"),
             mode=entry.choice("mode", ("ingress", "host"), "ingress"),
-            host_ip=entry.str("host_ip"),
+            host_ip=entry.checked("host_ip", values.ip_address),
         )
     ]
 
@@ -74,22 +75,23 @@ def read_networks(section: Section) -> tuple[NetworkAttachment, ...]:
         attachments.append(
             NetworkAttachment(
                 network=name,
-                aliases=entry.str_list("aliases", allow_string=False),
-                ipv4_address=entry.str("ipv4_address"),
-                ipv6_address=entry.str("ipv6_address"),
+                aliases=entry.str_list("aliases", allow_string=False, check=values.plain),
+                ipv4_address=entry.checked("ipv4_address", values.ip_address),
+                ipv6_address=entry.checked("ipv6_address", values.ip_address),
             )
         )
     return tuple(attachments)
 
 
 def read_extra_hosts(section: Section) -> tuple[str, ...]:
+    """`host:ip` entries (a list of `host:ip` / `host=ip`, or a map), each address checked."""
     value = section.raw("extra_hosts")
-    if isinstance(value, YMap):
-        return tuple(f"{host}:{ip}" for host, ip in section.mapping("extra_hosts", allow_none=False).items())
+    if not isinstance(value, YMap):
+        return section.str_list("extra_hosts", allow_string=False, check=values.extra_host)
     hosts = []
-    for entry in section.str_list("extra_hosts", allow_string=False):
-        host, sep, address = entry.partition("=") if "=" in entry else entry.partition(":")
-        if not sep or not host or not address:
-            section.error("extra_hosts", f"{entry!r} must be 'host:ip' or 'host=ip'")
-        hosts.append(f"{host}:{address}")
+    for host, address in section.mapping("extra_hosts", allow_none=False).items():
+        try:
+            hosts.append(values.extra_host(f"{host}={address}"))
+        except ValueError as exc:
+            section.ctx.problems.error(value.key_where[host], f"{section.key_path('extra_hosts')}.{host}", str(exc))
     return tuple(hosts)

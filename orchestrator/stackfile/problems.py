@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from orchestrator.errors import UserError
 
 #: A place in a stack file: (file name, 1-based line or 0 when unknown).
 Where = tuple[str, int]
+
+_QUOTE_LIMIT = 60
+
+
+def quote(value: Any) -> str:
+    """A value as a message shows it: repr, cut short (a hostile value may be megabytes)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int of over 4,300 digits has no repr
+        return "a number too long to show"
+    return text if len(text) <= _QUOTE_LIMIT else text[: _QUOTE_LIMIT - 1] + "…"
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,13 +5,16 @@ rest of the file is still checked."""
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from orchestrator.stackfile import units
-from orchestrator.stackfile.problems import Problems, Where
+from orchestrator.model import MAX_COUNT
+from orchestrator.stackfile import units, values
+from orchestrator.stackfile.limits import Limits
+from orchestrator.stackfile.problems import Problems, Where, quote
 from orchestrator.stackfile.yamlread import YMap, YSeq, where_of
 
 T = TypeVar("T")
@@ -25,6 +28,14 @@ class Context:
     base_dir: Path
     env: Mapping[str, str]
     stack: str
+    limits: Limits = Limits()
+
+    def dangerous(self, where: Where, path: str, what: str) -> None:
+        """A dangerous option (stackfile/dangerous.py): a warning, or refused under `deny`."""
+        if self.limits.dangerous_options == "deny":
+            self.problems.error(where, path, f"dangerous option refused: {what} (ORCHESTRATOR_DANGEROUS_OPTIONS=deny)")
+        else:
+            self.problems.warn(path, f"dangerous option: {what}")
 
 
 def type_name(value: Any) -> str:
@@ -70,7 +81,7 @@ class Section:
             if key in ignored:
                 self.warn(key, ignored[key])
             else:
-                self.error(key, f"unknown key {key!r}" + _suggest(key, allowed | set(ignored)))
+                self.error(key, f"unknown key {quote(key)}" + _suggest(key, allowed | set(ignored)))
 
     def __contains__(self, key: str) -> bool:
         return key in self.data and self.data[key] is not None
@@ -95,11 +106,15 @@ class Section:
     def str(self, key: str, default: Any = None) -> Any:
         return self._convert(key, default, to_str)
 
-    def int(self, key: str, default: Any = None, minimum: int | None = 0) -> Any:
-        return self._convert(key, default, lambda v: to_int(v, minimum))
+    def int(self, key: str, default: Any = None, minimum: int = 0, maximum: int | None = MAX_COUNT) -> Any:
+        return self._convert(key, default, lambda v: to_int(v, minimum, maximum))
 
     def float(self, key: str, default: Any = None) -> Any:
         return self._convert(key, default, to_float)
+
+    def checked(self, key: str, check: Callable[[str], str], default: Any = None) -> Any:
+        """A string that must pass one of the engine's rules (stackfile/values.py)."""
+        return self._convert(key, default, lambda v: check(to_str(v)))
 
     def bool(self, key: str, default: Any = None) -> Any:
         return self._convert(key, default, to_bool)
@@ -122,7 +137,7 @@ class Section:
         def check(value: Any) -> str:
             text = to_str(value)
             if text not in options:
-                raise ValueError(f"{text!r} is not one of {', '.join(options)}")
+                raise ValueError(f"{quote(text)} is not one of {', '.join(options)}")
             return text
 
         return self._convert(key, default, check)
@@ -149,13 +164,17 @@ class Section:
         path = self.key_path(key)
         return [(item, f"{path}[{i}]", w) for i, (item, w) in enumerate(zip(value, value.item_where, strict=True))]
 
-    def str_list(self, key: str, allow_string: bool = True) -> tuple[str, ...]:
+    def str_list(self, key: str, allow_string: bool = True, check: Callable[[str], str] | None = None) -> tuple[str, ...]:
+        """Strings of a list; with `check`, each must pass it (an item that fails is reported and left out)."""
         out = []
         for item, path, where in self.seq(key, allow_string):
             if isinstance(item, (YMap, YSeq)) or item is None:
                 self.ctx.problems.error(where, path, f"must be a string, not {type_name(item)}")
-            else:
-                out.append(to_str(item))
+                continue
+            try:
+                out.append(check(to_str(item)) if check else to_str(item))
+            except ValueError as exc:
+                self.ctx.problems.error(where, path, str(exc))
         return tuple(out)
 
     def mapping(self, key: str, separator: str = "=", allow_none: bool = True) -> dict[str, str | None]:
@@ -179,12 +198,24 @@ class Section:
                 continue
             name, sep, rest = item.partition(separator)
             if not name.strip():
-                self.ctx.problems.error(where, path, f"{item!r} has no name")
+                self.ctx.problems.error(where, path, f"an entry has no name before '{separator}'")
             elif not sep and not allow_none:
-                self.ctx.problems.error(where, path, f"{item!r} must be 'name{separator}value'")
+                self.ctx.problems.error(where, path, f"{quote(item)} must be 'name{separator}value'")
             else:
                 out[name.strip()] = rest if sep else None
         return out
+
+
+def labels(section: Section, key: str) -> dict[str, str]:
+    """Labels (and other name -> text maps the engine stores): keys by the label-key rule, a
+    name without a value is ""."""
+    result = {}
+    for name, value in section.mapping(key).items():
+        try:
+            result[values.label_key(name)] = value or ""
+        except ValueError as exc:
+            section.error(key, str(exc))
+    return result
 
 
 def resolve_path(text: str, base_dir: Path) -> str:
@@ -207,30 +238,38 @@ def to_str(value: Any) -> str:
     return str(value)
 
 
-def to_int(value: Any, minimum: int | None = 0) -> int:
+def to_int(value: Any, minimum: int = 0, maximum: int | None = MAX_COUNT) -> int:
+    """An integer from minimum to maximum (a float must be whole: `1e9` is 1000000000). No
+    maximum only where the caller checks a limit of its own."""
     if isinstance(value, bool) or isinstance(value, (YMap, YSeq)):
         raise ValueError(f"must be an integer, not {type_name(value)}")
     if isinstance(value, float):
-        if not value.is_integer():
+        if not value.is_integer():  # NaN and infinities too
             raise ValueError(f"must be an integer, not {value}")
         value = int(value)
     if isinstance(value, str):
         try:
             value = int(value.strip())
-        except ValueError:
-            raise ValueError(f"must be an integer, not {value!r}") from None
-    if minimum is not None and value < minimum:
-        raise ValueError(f"must be at least {minimum}, not {value}")
+        except ValueError:  # also a decimal of over 4,300 digits
+            raise ValueError(f"must be an integer, not {quote(value)}") from None
+    if value < minimum:
+        raise ValueError(f"must be at least {minimum}, not {quote(value)}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"must be at most {maximum}, not {quote(value)}")
     return int(value)
 
 
 def to_float(value: Any) -> float:
+    """A finite number."""
     if isinstance(value, bool) or isinstance(value, (YMap, YSeq)):
         raise ValueError(f"must be a number, not {type_name(value)}")
     try:
-        return float(value)
-    except ValueError:
-        raise ValueError(f"must be a number, not {value!r}") from None
+        number = float(value)
+    except (ValueError, OverflowError):
+        raise ValueError(f"must be a number, not {quote(value)}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"must be a finite number, not {quote(value)}")
+    return number
 
 
 def to_bool(value: Any) -> bool:
@@ -238,7 +277,7 @@ def to_bool(value: Any) -> bool:
         return value
     if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
         return value.lower() in _TRUE
-    raise ValueError(f"must be true or false, not {value!r}")
+    raise ValueError(f"must be true or false, not {quote(value)}")
 
 
 def _suggest(key: str, known: set[str]) -> str:

@@ -5,22 +5,15 @@ options"; keys compose does not know are errors."""
 from __future__ import annotations
 
 import shlex
-from pathlib import Path
 
-from orchestrator.model import (
-    BuildSpec,
-    DependsOn,
-    Healthcheck,
-    LoggingSpec,
-    RestartPolicy,
-    ServiceSpec,
-    Ulimit,
-)
-from orchestrator.stackfile.deploy import read_deploy, restart_fallback
-from orchestrator.stackfile.interpolate import parse_env_file
+from orchestrator.model import BuildSpec, DependsOn, Healthcheck, LoggingSpec, RestartPolicy, ServiceSpec
+from orchestrator.stackfile import values
+from orchestrator.stackfile.deploy import read_deploy, replica_count, restart_fallback
 from orchestrator.stackfile.mounts import read_file_refs, read_volumes, tmpfs_list
 from orchestrator.stackfile.networking import read_extra_hosts, read_networks, read_ports
-from orchestrator.stackfile.reader import Section, resolve_path, sub_section, type_name
+from orchestrator.stackfile.problems import quote
+from orchestrator.stackfile.process import read_environment, read_sysctls, read_ulimits
+from orchestrator.stackfile.reader import Section, labels, resolve_path, sub_section
 from orchestrator.stackfile.yamlread import YMap
 
 _SUPPORTED = (
@@ -58,12 +51,12 @@ def read_service(name: str, section: Section) -> ServiceSpec:
     fallback = restart_fallback(section)
     return ServiceSpec(
         name=name,
-        image=section.str("image"),
+        image=section.checked("image", values.image_reference),
         build=_build(section),
         command=_command(section, "command"),
         entrypoint=_command(section, "entrypoint"),
-        environment=_environment(section),
-        labels={k: v or "" for k, v in section.mapping("labels").items()},
+        environment=read_environment(section),
+        labels=labels(section, "labels"),
         ports=read_ports(section),
         networks=read_networks(section),
         volumes=read_volumes(section),
@@ -73,18 +66,18 @@ def read_service(name: str, section: Section) -> ServiceSpec:
         healthcheck=_healthcheck(section.section("healthcheck")),
         depends_on=_depends_on(section),
         stop_grace_period=section.duration("stop_grace_period", 10.0),
-        stop_signal=section.str("stop_signal"),
-        hostname=section.str("hostname"),
-        user=section.str("user"),
-        working_dir=section.str("working_dir"),
+        stop_signal=section.checked("stop_signal", values.signal_name),
+        hostname=section.checked("hostname", values.hostname),
+        user=section.checked("user", values.plain),
+        working_dir=section.checked("working_dir", _working_dir),
         init=section.bool("init"),
         read_only=section.bool("read_only", False),
-        cap_add=section.str_list("cap_add", allow_string=False),
-        cap_drop=section.str_list("cap_drop", allow_string=False),
+        cap_add=section.str_list("cap_add", allow_string=False, check=values.capability),
+        cap_drop=section.str_list("cap_drop", allow_string=False, check=values.capability),
         extra_hosts=read_extra_hosts(section),
-        dns=section.str_list("dns"),
-        ulimits=_ulimits(section.section("ulimits")),
-        sysctls={k: v or "" for k, v in section.mapping("sysctls").items()},
+        dns=section.str_list("dns", check=values.ip_address),
+        ulimits=read_ulimits(section.section("ulimits")),
+        sysctls=read_sysctls(section),
         logging=_logging(section.section("logging")),
         mode=deploy.mode,
         replicas=_replicas(section, deploy.replicas, deploy.mode),
@@ -98,12 +91,18 @@ def read_service(name: str, section: Section) -> ServiceSpec:
 
 
 def _replicas(section: Section, replicas: int | None, mode: str) -> int:
-    scale = section.int("scale", None)
+    scale = replica_count(section, "scale")
     if scale is not None and replicas is not None and scale != replicas:
         section.error("scale", f"scale ({scale}) and deploy.replicas ({replicas}) disagree")
     if mode == "global":
         return 1  # one engine = one node
     return replicas if replicas is not None else (scale if scale is not None else 1)
+
+
+def _working_dir(text: str) -> str:
+    if not text.startswith("/"):
+        raise ValueError(f"working_dir {quote(text)} must be an absolute path (the engine refuses a relative one)")
+    return values.plain(text, "working_dir")
 
 
 def _command(section: Section, key: str) -> tuple[str, ...] | None:
@@ -117,31 +116,6 @@ def _command(section: Section, key: str) -> tuple[str, ...] | None:
             section.error(key, f"cannot split {value!r} into words: {exc}")
             return None
     return section.str_list(key, allow_string=False)
-
-
-def _environment(section: Section) -> dict[str, str | None]:
-    """env_file values first (in order), then `environment:` wins. A name without a value takes
-    it from the loading environment, as compose does, else stays None."""
-    merged: dict[str, str | None] = {}
-    for item, path, where in section.seq("env_file", allow_string=True):
-        file, required = item, True
-        if isinstance(item, YMap):
-            entry = Section(item, path, section.ctx, where)
-            entry.check_keys(("path", "required", "format"))
-            file, required = entry.str("path"), entry.bool("required", True)
-        if not isinstance(file, str) or not file:
-            section.ctx.problems.error(where, path, f"must be a file path, not {type_name(file)}")
-            continue
-        full = Path(resolve_path(file, section.ctx.base_dir))
-        try:
-            text = full.read_text(encoding="utf-8")
-        except OSError as exc:
-            if required:
-                section.ctx.problems.error(where, path, f"cannot read env file {full}: {exc.strerror or exc}")
-            continue
-        merged.update(parse_env_file(text, str(full), section.ctx.problems, section.ctx.env))
-    merged.update(section.mapping("environment"))
-    return {k: section.ctx.env.get(k) if v is None else v for k, v in merged.items()}
 
 
 def _build(section: Section) -> BuildSpec | None:
@@ -159,7 +133,7 @@ def _build(section: Section) -> BuildSpec | None:
         dockerfile=build.str("dockerfile"),
         args=build.mapping("args"),
         target=build.str("target"),
-        labels={k: v or "" for k, v in build.mapping("labels").items()},
+        labels=labels(build, "labels"),
     )
 
 
@@ -195,12 +169,21 @@ def _healthcheck(section: Section | None) -> Healthcheck | None:
             section.error("test", "a test list must start with NONE, CMD or CMD-SHELL")
     return Healthcheck(
         test=test,
-        interval=section.duration("interval"),
-        timeout=section.duration("timeout"),
+        interval=_health_duration(section, "interval"),
+        timeout=_health_duration(section, "timeout"),
         retries=section.int("retries"),
-        start_period=section.duration("start_period"),
-        start_interval=section.duration("start_interval"),
+        start_period=_health_duration(section, "start_period"),
+        start_interval=_health_duration(section, "start_interval"),
     )
+
+
+def _health_duration(section: Section, key: str) -> float | None:
+    """The engine refuses a healthcheck time under 1ms (0 means the image's or its default)."""
+    seconds = section.duration(key)
+    if seconds is not None and 0 < seconds < 0.001:
+        section.error(key, f"must be 0 or at least 1ms, not {seconds}s (the engine refuses less)")
+        return None
+    return seconds
 
 
 def _depends_on(section: Section) -> tuple[DependsOn, ...]:
@@ -218,31 +201,8 @@ def _depends_on(section: Section) -> tuple[DependsOn, ...]:
     return tuple(result)
 
 
-def _ulimits(section: Section | None) -> tuple[Ulimit, ...]:
-    if section is None:
-        return ()
-    limits = []
-    for name, value in section.items():
-        if isinstance(value, YMap):
-            entry = Section(value, section.key_path(name), section.ctx)
-            entry.check_keys(("soft", "hard"))
-            soft, hard = entry.int("soft", None, minimum=-1), entry.int("hard", None, minimum=-1)
-            if soft is None or hard is None:
-                entry.error(None, "needs both soft and hard")
-                continue
-            if soft > hard >= 0:
-                entry.error("soft", f"soft limit {soft} is above the hard limit {hard}")
-            limits.append(Ulimit(name, soft, hard))
-        else:
-            single = section.int(name, None, minimum=-1)
-            if single is not None:
-                limits.append(Ulimit(name, single, single))
-    return tuple(limits)
-
-
 def _logging(section: Section | None) -> LoggingSpec | None:
     if section is None:
         return None
     section.check_keys(("driver", "options"))
-    options = section.mapping("options")
-    return LoggingSpec(driver=section.str("driver"), options={k: v or "" for k, v in options.items()})
+    return LoggingSpec(driver=section.checked("driver", values.plain), options=labels(section, "options"))

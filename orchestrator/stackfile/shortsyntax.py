@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.model import PortSpec
+from orchestrator.stackfile import values
+from orchestrator.stackfile.problems import quote
 
 _PROTOCOLS = ("tcp", "udp", "sctp")
-_RANGE = re.compile(r"(\d+)(?:-(\d+))?")
+_RANGE = re.compile(r"(\d{1,5})(?:-(\d{1,5}))?", re.ASCII)
 
 
 def parse_port_range(text: str) -> tuple[int, int]:
     match = _RANGE.fullmatch(text.strip())
     if match is None:
-        raise ValueError(f"invalid port {text!r}")
+        raise ValueError(f"invalid port {quote(text)}")
     start = int(match.group(1))
     end = int(match.group(2)) if match.group(2) else start
     if not (0 < start <= end <= 65535):
-        raise ValueError(f"invalid port range {text!r} (ports are 1-65535, start <= end)")
+        raise ValueError(f"invalid port range {quote(text)} (ports are 1-65535, start <= end)")
     return start, end
 
 
@@ -31,8 +34,13 @@ def parse_port(spec: Any) -> list[PortSpec]:
     text, _slash, protocol = text.partition("/")
     protocol = protocol or "tcp"
     if protocol not in _PROTOCOLS:
-        raise ValueError(f"invalid protocol {protocol!r} in port {spec!r} (tcp, udp or sctp)")
+        raise ValueError(f"invalid protocol {quote(protocol)} in port {quote(spec)} (tcp, udp or sctp)")
     host_ip, published, target = _split_port(text, spec)
+    if host_ip is not None:
+        try:
+            ipaddress.ip_address(host_ip)
+        except ValueError:
+            raise ValueError(f"invalid port {quote(spec)}: {quote(host_ip)} is not an IP address") from None
     target_start, target_end = parse_port_range(target)
     if not published:
         return [PortSpec(target=t, protocol=protocol, host_ip=host_ip) for t in range(target_start, target_end + 1)]  # type: ignore[arg-type]
@@ -40,7 +48,7 @@ def parse_port(spec: Any) -> list[PortSpec]:
     count = target_end - target_start + 1
     if pub_end - pub_start + 1 != count:
         raise ValueError(
-            f"port {spec!r}: the published range and the target range must have the same size"
+            f"port {quote(spec)}: the published range and the target range must have the same size"
             " (a host range for one container port is not supported)"
         )
     return [
@@ -53,11 +61,11 @@ def _split_port(text: str, spec: Any) -> tuple[str | None, str, str]:
     if text.startswith("["):
         close = text.find("]")
         if close < 0 or text[close + 1 : close + 2] != ":":
-            raise ValueError(f"invalid port {spec!r}: bad IPv6 address")
+            raise ValueError(f"invalid port {quote(spec)}: bad IPv6 address")
         host_ip = text[1:close]
         published, _colon, target = text[close + 2 :].rpartition(":")
         if not target:
-            raise ValueError(f"invalid port {spec!r}")
+            raise ValueError(f"invalid port {quote(spec)}")
         return host_ip, published, target
     parts = text.split(":")
     if len(parts) == 1:
@@ -102,9 +110,10 @@ def parse_volume(spec: Any) -> ShortVolume:
     anything else names a volume; no source makes an anonymous volume."""
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError("a volume must be a string like \"data:/var/lib/data\" or a mapping")
+    values.plain(spec, "volume")
     parts = spec.split(":")
     if len(parts) > 3:
-        raise ValueError(f"invalid volume {spec!r}: too many ':'")
+        raise ValueError(f"invalid volume {quote(spec)}: too many ':'")
     if len(parts) == 1:
         return ShortVolume("volume", None, _target(parts[0], spec))
     if len(parts) == 2 and parts[1].split(",")[0] in _ACCESS | _SELINUX | _CONSISTENCY | _PROPAGATION | {"nocopy"} and parts[0].startswith("/"):
@@ -122,7 +131,7 @@ def parse_volume(spec: Any) -> ShortVolume:
         elif option in _SELINUX | _CONSISTENCY:
             ignored.append(option)
         else:
-            raise ValueError(f"invalid volume {spec!r}: unknown option {option!r}")
+            raise ValueError(f"invalid volume {quote(spec)}: unknown option {quote(option)}")
     if not source:
         return ShortVolume("volume", None, _target(target, spec), read_only, propagation, nocopy, tuple(ignored))
     kind = "bind" if source.startswith((".", "/", "~")) else "volume"
@@ -131,7 +140,7 @@ def parse_volume(spec: Any) -> ShortVolume:
 
 def _target(target: str, spec: str) -> str:
     if not target.startswith("/"):
-        raise ValueError(f"invalid volume {spec!r}: the container path {target!r} must be absolute")
+        raise ValueError(f"invalid volume {quote(spec)}: the container path {quote(target)} must be absolute")
     return target
 
 

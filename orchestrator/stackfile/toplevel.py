@@ -8,7 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from orchestrator.model import FileObjectSpec, NetworkSpec, VolumeSpec
-from orchestrator.stackfile.reader import Context, Section, resolve_path, sub_section, to_str
+from orchestrator.stackfile import values
+from orchestrator.stackfile.files import NamedFileError, check_mountable_file
+from orchestrator.stackfile.reader import Context, Section, labels, resolve_path, sub_section, to_str
 
 _NETWORK_KEYS = ("driver", "driver_opts", "external", "name", "internal", "attachable", "enable_ipv6", "labels", "ipam")
 _NETWORK_IGNORED = {"enable_ipv4": "not supported; ignored"}
@@ -28,10 +30,11 @@ def read_networks(section: Section | None, ctx: Context) -> dict[str, NetworkSpe
     result: dict[str, NetworkSpec] = {}
     for name, entry in _entries(section):
         if entry is None:
-            result[name] = NetworkSpec(name=name, engine_name=f"{ctx.stack}_{name}")
+            result[name] = NetworkSpec(name=name, engine_name=_engine_name(section, name, None, f"{ctx.stack}_{name}"))
             continue
         entry.check_keys(_NETWORK_KEYS, _NETWORK_IGNORED)
         external, engine_name = _external(entry, name, ctx, ("driver", "driver_opts", "ipam", "internal", "labels"))
+        engine_name = _engine_name(section, name, entry, engine_name)
         driver = entry.str("driver")
         if driver in _SWARM_ONLY_DRIVERS:
             entry.warn("driver", f"driver {driver!r} needs Swarm; a local bridge network is created instead")
@@ -40,12 +43,12 @@ def read_networks(section: Section | None, ctx: Context) -> dict[str, NetworkSpe
             name=name,
             engine_name=engine_name,
             driver=driver,
-            driver_opts=_options(entry, "driver_opts"),
+            driver_opts=labels(entry, "driver_opts"),
             external=external,
             internal=entry.bool("internal", False),
             attachable=entry.bool("attachable", False),
             enable_ipv6=entry.bool("enable_ipv6", False),
-            labels=_options(entry, "labels"),
+            labels=labels(entry, "labels"),
             subnets=_subnets(entry.section("ipam")),
         )
     return result
@@ -79,8 +82,19 @@ def _external(entry: Section, name: str, ctx: Context, conflicting: tuple[str, .
     return False, entry.str("name") or f"{ctx.stack}_{name}"
 
 
-def _options(entry: Section, key: str) -> dict[str, str]:
-    return {k: v or "" for k, v in entry.mapping(key).items()}
+def _engine_name(section: Section | None, name: str, entry: Section | None, engine_name: str) -> str:
+    """The name the engine will be asked for must be one it accepts: `name: ../../etc` is
+    refused here, with its key path, rather than by the engine at deploy time."""
+    try:
+        return values.engine_name(engine_name)
+    except ValueError as exc:
+        if entry is not None and "name" in entry:
+            entry.error("name", str(exc))
+        elif entry is not None and "external" in entry:
+            entry.error("external", str(exc))
+        elif section is not None:
+            section.error(name, str(exc))
+        return engine_name
 
 
 def _subnets(ipam: Section | None) -> tuple[str, ...]:
@@ -93,8 +107,9 @@ def _subnets(ipam: Section | None) -> tuple[str, ...]:
         if config is None:
             continue
         config.check_keys(("subnet",), {key: "not supported; ignored" for key in ("ip_range", "gateway", "aux_addresses")})
-        if "subnet" in config:
-            subnets.append(config.str("subnet"))
+        subnet = config.checked("subnet", values.subnet)
+        if subnet is not None:
+            subnets.append(subnet)
     return tuple(subnets)
 
 
@@ -102,17 +117,17 @@ def read_volumes(section: Section | None, ctx: Context) -> dict[str, VolumeSpec]
     result: dict[str, VolumeSpec] = {}
     for name, entry in _entries(section):
         if entry is None:
-            result[name] = VolumeSpec(name=name, engine_name=f"{ctx.stack}_{name}")
+            result[name] = VolumeSpec(name=name, engine_name=_engine_name(section, name, None, f"{ctx.stack}_{name}"))
             continue
         entry.check_keys(_VOLUME_KEYS)
         external, engine_name = _external(entry, name, ctx, ("driver", "driver_opts", "labels"))
         result[name] = VolumeSpec(
             name=name,
-            engine_name=engine_name,
-            driver=entry.str("driver"),
-            driver_opts=_options(entry, "driver_opts"),
+            engine_name=_engine_name(section, name, entry, engine_name),
+            driver=entry.checked("driver", values.plain),
+            driver_opts=labels(entry, "driver_opts"),
             external=external,
-            labels=_options(entry, "labels"),
+            labels=labels(entry, "labels"),
         )
     return result
 
@@ -122,6 +137,11 @@ def read_file_objects(section: Section | None, ctx: Context) -> dict[str, FileOb
     content (configs), or external."""
     result: dict[str, FileObjectSpec] = {}
     for name, entry in _entries(section):
+        try:
+            values.engine_name(name)  # a content: is written to a file of this name
+        except ValueError as exc:
+            section.error(name, str(exc))  # type: ignore[union-attr]
+            continue
         if entry is None:
             section.error(name, "needs file, environment, content or external")  # type: ignore[union-attr]
             continue
@@ -134,8 +154,10 @@ def read_file_objects(section: Section | None, ctx: Context) -> dict[str, FileOb
         file = content = None
         if "file" in entry:
             file = resolve_path(entry.str("file", ""), ctx.base_dir)
-            if not Path(file).is_file():
-                entry.error("file", f"file {file} does not exist")
+            try:
+                check_mountable_file(Path(file), ctx.limits.max_file_size)
+            except NamedFileError as exc:
+                entry.error("file", str(exc))
         if "environment" in entry:
             variable = entry.str("environment", "")
             content = ctx.env.get(variable)

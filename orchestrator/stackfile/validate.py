@@ -11,7 +11,6 @@ from orchestrator.stackfile.problems import Problems, Where
 from orchestrator.stackfile.yamlread import YMap, YSeq
 
 
-
 def locate(tree: YMap, *keys: str | int) -> Where:
     """The place of the deepest existing key along `keys` (a best effort for messages)."""
     node: object = tree
@@ -66,16 +65,25 @@ def _is_list(tree: YMap, *keys: str) -> bool:
 
 
 def _check_cycles(services: Mapping[str, ServiceSpec], tree: YMap, problems: Problems) -> None:
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    """Depth-first over depends_on with an explicit stack: a chain may be as long as the stack
+    has services, far deeper than Python's recursion allows."""
+    done: set[str] = set()
     reported: set[frozenset[str]] = set()
-
-    def visit(name: str, trail: list[str]) -> None:
-        state[name] = 1
-        for dependency in services[name].depends_on:
-            target = dependency.service
-            if target not in services or target == name:
+    for start in services:
+        if start in done:
+            continue
+        trail = [start]  # the current path; on_trail mirrors it for membership tests
+        on_trail = {start}
+        pending = [iter(_dependencies(services, start))]
+        while pending:
+            target = next(pending[-1], None)
+            if target is None:
+                pending.pop()
+                finished = trail.pop()
+                on_trail.discard(finished)
+                done.add(finished)
                 continue
-            if state.get(target) == 1:
+            if target in on_trail:
                 cycle = trail[trail.index(target) :] + [target]
                 if frozenset(cycle) not in reported:
                     reported.add(frozenset(cycle))
@@ -84,13 +92,15 @@ def _check_cycles(services: Mapping[str, ServiceSpec], tree: YMap, problems: Pro
                         f"services.{cycle[0]}.depends_on",
                         "dependency cycle: " + " -> ".join(cycle),
                     )
-            elif target not in state:
-                visit(target, [*trail, target])
-        state[name] = 2
+            elif target not in done:
+                trail.append(target)
+                on_trail.add(target)
+                pending.append(iter(_dependencies(services, target)))
 
-    for name in services:
-        if name not in state:
-            visit(name, [name])
+
+def _dependencies(services: Mapping[str, ServiceSpec], name: str) -> list[str]:
+    """The services `name` depends on that exist and are not itself (those are reported apart)."""
+    return [d.service for d in services[name].depends_on if d.service in services and d.service != name]
 
 
 def _check_ports(services: Mapping[str, ServiceSpec], tree: YMap, problems: Problems) -> None:

@@ -2,17 +2,20 @@
 
 Compose reads YAML with go-yaml v3 (YAML 1.2 core schema): `no`/`on` are strings, `22:22` is a
 string, `0440` is octal. ruamel's parser (libyaml through ruamel.yaml.clib when installed) gives
-the events; this module builds the tree from them and resolves plain scalars itself, so we decide
-exactly what they mean. Anchors and aliases are shared values (an alias bomb is capped); `<<`
+the events; this module builds the tree from them and resolves plain scalars itself (scalars.py),
+so we decide exactly what they mean. Anchors and aliases are shared values (an alias bomb is capped); `<<`
 merge keys are applied here (local keys win; with a list of maps the first one wins).
 `!reset`/`!override` mark a mapping value for the merge of several files.
+
+Nesting is counted while the parser runs, and the parse stops at the first event deeper than the
+limit: libyaml's work per event grows with the depth (100,000 `[` take minutes), and every pass
+after this one (building, interpolation, merging) recurses once per level, so a document deeper
+than the limit is refused before any of them runs.
 """
 
 from __future__ import annotations
 
 import gc
-import math
-import re
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -28,20 +31,14 @@ from ruamel.yaml.events import (
     SequenceStartEvent,
 )
 
+from orchestrator.stackfile.limits import Limits, limit_note
 from orchestrator.stackfile.problems import Problems, Where
+from orchestrator.stackfile.scalars import resolve_plain
 
 _STR, _INT, _FLOAT, _BOOL, _NULL = (f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null"))
 _MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 MERGE_TAGS = ("!reset", "!override")
-#: An alias bomb ("billion laughs") must not eat the machine: cap the expanded size.
-MAX_NODES = 2_000_000
 
-_INT_RE = re.compile(r"[-+]?(0|[1-9][0-9_]*)")
-_OCTAL_RE = re.compile(r"[-+]?0o?[0-7_]+")
-_HEX_RE = re.compile(r"[-+]?0x[0-9a-fA-F_]+")
-_BIN_RE = re.compile(r"[-+]?0b[01_]+")
-_FLOAT_RE = re.compile(r"[-+]?(\.[0-9]+|[0-9][0-9_]*(\.[0-9_]*)?)([eE][-+]?[0-9]+)?")
-_SPECIAL_FLOATS = {".inf": math.inf, "+.inf": math.inf, "-.inf": -math.inf, ".nan": math.nan}
 
 
 class YMap(dict[str, Any]):
@@ -89,22 +86,26 @@ def _parser() -> YAML:
     return yaml
 
 
-def read_yaml(text: str, file: str, problems: Problems) -> YMap | None:
+def read_yaml(text: str, file: str, problems: Problems, limits: Limits = Limits()) -> YMap | None:
     """Parse one stack file. None (with problems recorded) when it is not a usable document."""
     gc_was_enabled = gc.isenabled()
     gc.disable()  # building thousands of small containers otherwise triggers many useless collections
     try:
-        return _read(text, file, problems)
+        return _read(text, file, problems, limits)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _read(text: str, file: str, problems: Problems) -> YMap | None:
+def _read(text: str, file: str, problems: Problems, limits: Limits) -> YMap | None:
     try:
         # The parser's events, not ruamel's composer: building our tree straight from them is
         # several times faster, and scalars are resolved here anyway.
-        events = list(_parser().parse(text))
+        events = _events(text, limits.max_yaml_depth)
+    except _TooDeep as exc:
+        note = limit_note(limits.max_yaml_depth, "levels of YAML nesting", "max_yaml_depth")
+        problems.error((file, exc.line), "", f"the document nests deeper than {note}")
+        return None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 0
@@ -124,15 +125,37 @@ def _read(text: str, file: str, problems: Problems) -> YMap | None:
         problems.error((file, _line(events[2])), "", "the top level must be a mapping")
         return None
     try:
-        result = _Builder(file, problems, events).build("")
+        result = _Builder(file, problems, events, limits.max_yaml_nodes).build("")
     except _TooBig:
-        problems.error((file, 0), "", f"the document expands to more than {MAX_NODES} nodes (alias bomb?)")
+        note = limit_note(limits.max_yaml_nodes, "YAML nodes", "max_yaml_nodes")
+        problems.error((file, 0), "", f"the document, aliases expanded, is over {note} (an alias bomb?)")
         return None
     return result if isinstance(result, YMap) else None
 
 
+def _events(text: str, max_depth: int) -> list[Event]:
+    """Every parser event, stopping at the first one that nests deeper than `max_depth`."""
+    events: list[Event] = []
+    depth = 0
+    for event in _parser().parse(text):
+        if isinstance(event, (MappingStartEvent, SequenceStartEvent)):
+            depth += 1
+            if depth > max_depth:
+                raise _TooDeep(_line(event))
+        elif isinstance(event, (MappingEndEvent, SequenceEndEvent)):
+            depth -= 1
+        events.append(event)
+    return events
+
+
 class _TooBig(Exception):
     pass
+
+
+class _TooDeep(Exception):
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
 
 
 def _line(event: Event) -> int:
@@ -154,10 +177,11 @@ _MERGE_KEY = object()
 class _Builder:
     """Recursive descent over the parser's events, from the document's root node."""
 
-    def __init__(self, file: str, problems: Problems, events: list[Event]) -> None:
+    def __init__(self, file: str, problems: Problems, events: list[Event], max_nodes: int) -> None:
         self.file = file
         self.problems = problems
         self.events = events
+        self.max_nodes = max_nodes
         self.pos = 2  # after StreamStart and DocumentStart
         self.count = 0  # nodes built, each alias counted at the full size of what it repeats
         self.anchors: dict[str, tuple[Any, int]] = {}  # anchor -> (value, size)
@@ -172,7 +196,7 @@ class _Builder:
         if isinstance(event, AliasEvent):
             return self.alias(event, path)
         self.count += 1
-        if self.count > MAX_NODES:
+        if self.count > self.max_nodes:
             raise _TooBig
         anchor, count_before, tag = event.anchor, self.count, _tag(event)
         if isinstance(event, ScalarEvent):
@@ -197,7 +221,7 @@ class _Builder:
             return None
         value, size = self.anchors[event.anchor]
         self.count += size  # shared here, but later passes walk it once per use
-        if self.count > MAX_NODES:
+        if self.count > self.max_nodes:
             raise _TooBig
         return value
 
@@ -259,6 +283,9 @@ class _Builder:
         if plain and event.value in ("", "~", "null", "Null", "NULL"):
             self.error(event, path, "a mapping key must not be null")
             return None
+        if "\x00" in event.value:
+            self.error(event, path, "a mapping key must not contain a NUL character")
+            return None
         return str(event.value)
 
     def scalar(self, event: ScalarEvent, tag: str | None, path: str) -> Any:
@@ -278,30 +305,3 @@ class _Builder:
             return None
         self.error(event, path, f"unsupported YAML tag {tag}")
         return None
-
-
-def resolve_plain(text: str) -> Any:
-    """An untagged plain scalar as go-yaml v3 reads it (YAML 1.2 core schema + `0755` octal)."""
-    if text in ("", "~", "null", "Null", "NULL"):
-        return None
-    if text in ("true", "True", "TRUE"):
-        return True
-    if text in ("false", "False", "FALSE"):
-        return False
-    first = text[0]
-    if not (first.isdigit() or first in "+-."):
-        return text
-    clean = text.replace("_", "")
-    if _INT_RE.fullmatch(text):
-        return int(clean)
-    for pattern, base in ((_OCTAL_RE, 8), (_HEX_RE, 16), (_BIN_RE, 2)):
-        if pattern.fullmatch(text):
-            digits = clean.lstrip("+-")
-            digits = digits[2:] if digits[1:2] in ("o", "x", "b") else digits
-            number = int(digits, base) if digits else 0
-            return -number if clean.startswith("-") else number
-    if text.lower() in _SPECIAL_FLOATS:
-        return _SPECIAL_FLOATS[text.lower()]
-    if _FLOAT_RE.fullmatch(text):
-        return float(clean)
-    return text

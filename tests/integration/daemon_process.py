@@ -38,6 +38,21 @@ class DaemonProcess:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def token(self) -> str:
+        """The token its TCP listener wants: the one given, else the one it made at its first
+        start (a daemon of an older tree, e.g. bench_reconciler's --baseline, may make none)."""
+        given = self.extra_env.get("ORCHESTRATOR_TOKEN")
+        if given:
+            return given
+        path = self.state_dir / "token"
+        return path.read_text().strip() if path.exists() else ""
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """The header that lets a test's own HTTP calls in."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    @property
     def env(self) -> dict[str, str]:
         return {
             **os.environ,
@@ -92,7 +107,9 @@ class DaemonProcess:
         path = self.state_dir / "daemon.log"
         return "\n".join(path.read_text().splitlines()[-lines:]) if path.exists() else ""
 
-    async def request(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+    async def request(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> tuple[int, Any]:
+        """One API call with the daemon's token (`auth=False`: without; headers given win)."""
+        kwargs["headers"] = {**(self.auth if auth else {}), **kwargs.get("headers", {})}
         async with aiohttp.ClientSession() as session:
             async with session.request(method, f"{self.url}{path}", **kwargs) as response:
                 body = await response.json(content_type=None)

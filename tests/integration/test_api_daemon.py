@@ -58,7 +58,7 @@ def metric(text: str, name: str, **labels: str) -> float | None:
 
 
 async def get_text(daemon: DaemonProcess, path: str) -> tuple[int, str]:
-    async with aiohttp.ClientSession() as session, session.get(daemon.url + path) as response:
+    async with aiohttp.ClientSession(headers=daemon.auth) as session, session.get(daemon.url + path) as response:
         return response.status, await response.text()
 
 
@@ -157,7 +157,7 @@ async def test_logs_with_and_without_follow_and_tail(daemon: DaemonProcess, stac
     assert sorted(re.sub(r"\.[0-9a-f]{12} ", " ", line) for line in body.splitlines()) == [
         f"{stack_name}_web.1 | three", f"{stack_name}_web.2 | three"]
 
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=daemon.auth) as session:
         async with session.get(f"{daemon.url}{base}/ticker/logs?follow=true&tail=1") as response:
             async with asyncio.timeout(10):
                 ticks = [json.loads(await response.content.readline())["text"] for _ in range(4)]
@@ -168,7 +168,7 @@ async def test_logs_with_and_without_follow_and_tail(daemon: DaemonProcess, stac
 async def test_events_resume_by_last_event_id(daemon: DaemonProcess, stack_name: str) -> None:
     await daemon.deploy(stack_name, stack(service("web", ECHO)))
     await daemon.poll(f"/v1/stacks/{stack_name}/services", running("web", 1))
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=daemon.auth) as session:
         async with session.get(f"{daemon.url}/v1/events?since=0") as response:
             first = await read_events(response, 6)
             response.close()
@@ -247,9 +247,9 @@ async def test_token_is_required_except_for_health(
     try:
         assert (await process.request("GET", "/v1/health"))[0] == 200
         for headers in ({}, {"Authorization": "Bearer wrong"}):
-            status, body = await process.request("GET", "/v1/stacks", headers=headers)
+            status, body = await process.request("GET", "/v1/stacks", auth=False, headers=headers)
             assert (status, body["error"]["code"]) == (401, "unauthorized")
-        ok = await process.request("GET", "/v1/stacks", headers={"Authorization": "Bearer s3cret"})
+        ok = await process.request("GET", "/v1/stacks", auth=False, headers={"Authorization": "Bearer s3cret"})
         assert ok == (200, [])
     finally:
         await process.stop()

@@ -21,6 +21,7 @@ from orchestrator.publisher import Publisher
 from orchestrator.seq_store import SeqStore
 from orchestrator.settings import Settings
 from tests.integration.conftest import REDIS_URL
+from tests.unit.conftest import AUTH, TOKEN
 from tests.unit.fake_control import FakeControl
 
 pytestmark = pytest.mark.integration
@@ -45,8 +46,8 @@ async def publish(prefix: str, tmp_path: Path, *evs: events.Event) -> None:
 
 @pytest.fixture(name="client")
 async def _client(redis_client: aioredis.Redis, prefix: str) -> AsyncIterator[TestClient]:
-    app = make_app(FakeControl(), Settings(prefix=prefix), redis_client)
-    async with TestClient(TestServer(app)) as client:
+    app = make_app(FakeControl(), Settings(prefix=prefix, token=TOKEN), redis_client)
+    async with TestClient(TestServer(app), headers=AUTH) as client:
         yield client
 
 
@@ -71,9 +72,9 @@ async def test_a_quiet_stream_outlives_the_redis_socket_timeout(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sse, "KEEPALIVE_S", 1.0)  # past two socket timeouts
     quick = aioredis.Redis.from_url(REDIS_URL, socket_timeout=0.5)
-    app = make_app(FakeControl(), Settings(prefix=prefix), quick)
+    app = make_app(FakeControl(), Settings(prefix=prefix, token=TOKEN), quick)
     try:
-        async with TestClient(TestServer(app)) as client, client.get("/v1/events") as response:
+        async with TestClient(TestServer(app), headers=AUTH) as client, client.get("/v1/events") as response:
             keepalive = await asyncio.wait_for(response.content.readline(), 5)
             assert keepalive == b": keepalive\n"
             await publish(prefix, tmp_path, events.stack_deployed("late"))
@@ -127,3 +128,21 @@ async def test_without_since_only_new_events_arrive(client: TestClient, prefix: 
         [(event_id, _, data)] = await read_events(response, 1)
         response.close()
     assert (event_id, data["stack"]) == ("2", "new")
+
+
+async def test_a_seq_newer_than_the_newest_message_is_a_400_naming_the_newest(
+        client: TestClient, prefix: str, tmp_path: Path) -> None:
+    """Before, an empty 200 that waited forever for a message that would never come."""
+    async with client.get("/v1/events?since=0") as response:  # an empty stream: 0 is the newest
+        assert response.status == 200
+        response.close()
+    await publish(prefix, tmp_path, events.stack_deployed("a"), events.stack_deployed("b"))
+    for query, headers, path in (("?since=3", {}, "since"), ("", {"Last-Event-ID": "99"}, "Last-Event-ID"),
+                                 (f"?since={2**63 - 1}", {}, "since")):
+        response = await client.get(f"/v1/events{query}", headers=headers)
+        assert response.status == 400
+        error = (await response.json())["error"]
+        assert error["path"] == path and "newest message (seq 2)" in error["message"]
+    async with client.get("/v1/events?since=2") as response:  # the newest itself: follow from there
+        assert response.status == 200
+        response.close()

@@ -18,6 +18,8 @@ from tests.integration.daemon_process import free_port
 pytestmark = pytest.mark.integration
 
 DAEMON_IMAGE = "orchestrator/daemon:latest"
+#: The API's token, given to the daemon: its TCP listener always wants one.
+TOKEN = "daemon-image-test-token"
 
 
 def busybox_stack(web_port: int) -> str:
@@ -48,6 +50,7 @@ async def daemon_url(
             "Labels": labels,
             "Env": [
                 f"ORCHESTRATOR_LISTEN=127.0.0.1:{port}",
+                f"ORCHESTRATOR_TOKEN={TOKEN}",
                 f"ORCHESTRATOR_PREFIX={redis_prefix}",
                 f"ORCHESTRATOR_REDIS_URL={REDIS_URL}",
                 "ORCHESTRATOR_INGRESS_HOST=127.0.0.1",
@@ -82,7 +85,8 @@ async def test_daemon_image_deploys_and_removes_a_stack(
     daemon_url: str, docker: aiodocker.Docker, stack_name: str
 ) -> None:
     web_port = free_port()
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20),
+                                     headers={"Authorization": f"Bearer {TOKEN}"}) as http:
         await wait_answer(http, f"{daemon_url}/v1/health")
         headers = {"Content-Type": "application/yaml"}
         async with http.put(f"{daemon_url}/v1/stacks/{stack_name}", data=busybox_stack(web_port),

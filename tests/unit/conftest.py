@@ -11,6 +11,10 @@ from orchestrator.api import make_app
 from orchestrator.settings import Settings
 from tests.unit.fake_control import FakeControl
 
+#: The TCP listener always wants a token: the test apps use this one.
+TOKEN = "unit-test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
 STACK_YAML = """\
 services:
   web:
@@ -29,11 +33,11 @@ def _control() -> FakeControl:
 
 @pytest.fixture(name="settings")
 def _settings() -> Settings:
-    return Settings()
+    return Settings(token=TOKEN)
 
 
 @pytest.fixture(name="client")
 async def _client(control: FakeControl, settings: Settings) -> AsyncIterator[TestClient]:
     app = make_app(control, settings, body_limit=64 * 1024)
-    async with TestClient(TestServer(app)) as client:
+    async with TestClient(TestServer(app), headers=AUTH) as client:
         yield client

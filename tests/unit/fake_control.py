@@ -18,6 +18,8 @@ from orchestrator.control import (
 )
 from orchestrator.errors import Conflict, UnknownService, UnknownStack
 from orchestrator.model import ServiceSpec, StackSpec
+from orchestrator.replica_limits import check_replicas
+from orchestrator.settings import Settings
 
 
 class FakeControl:
@@ -33,9 +35,18 @@ class FakeControl:
         self.deployed_at = time.time() - 5
         #: Running counts a service reports on successive `services` calls (the last one stays).
         self.running_sequence: dict[str, list[int]] = {}
+        #: The replica limits, applied by the real check as the controller applies it.
+        self.limits = Settings()
+
+    def _check_limits(self, stack: str, after: Mapping[str, int], path: str = "{}") -> None:
+        others = sum(sum(c.values()) for name, c in self.counts.items() if name != stack)
+        check_replicas(stack, self.counts.get(stack, {}), after, others, path=path,
+                       per_service=self.limits.max_replicas, total=self.limits.max_replicas_total)
 
     async def deploy(self, spec: StackSpec) -> DeployOutcome:
         old = self.specs.get(spec.name)
+        self._check_limits(spec.name, {n: s.replicas for n, s in spec.services.items()},
+                           "services.{}.deploy.replicas")
         self.specs[spec.name] = spec
         self.counts[spec.name] = {n: s.replicas for n, s in spec.services.items()}
         if old is None:
@@ -57,6 +68,7 @@ class FakeControl:
         for service in counts:
             if service not in spec.services:
                 raise UnknownService(stack, service)
+        self._check_limits(stack, {**self.counts[stack], **counts})
         self.counts[stack].update(counts)
 
     async def rollback(self, stack: str, service: str) -> None:

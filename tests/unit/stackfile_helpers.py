@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.model import StackSpec
-from orchestrator.stackfile import StackFileError, load_stack
+from orchestrator.stackfile import Problem, StackFileError, load_stack
 
 
 def write(directory: Path, name: str, text: str) -> Path:
@@ -29,3 +29,14 @@ def load_error(directory: Path, text: str, env: Mapping[str, str] | None = None)
     with pytest.raises(StackFileError) as info:
         load(directory, text, env)
     return info.value
+
+
+def problem_at(error: StackFileError, path: str, line: int, message: str) -> Problem:
+    """The problem at `path` and `line` (asserting there is one, that it says `message`, and
+    that the error's text shows it in the stack file)."""
+    matching = [p for p in error.problems if p.path == path and p.line == line]
+    assert matching, f"no problem at {path}:{line} in:\n{error}"
+    assert message in matching[0].message, matching[0].message
+    assert matching[0].file.endswith("stack.yml")
+    assert f"stack.yml:{line}: " in str(error)
+    return matching[0]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.api import make_app, serve
-from orchestrator.client import Client
+from orchestrator.client import ApiError, Client
 from orchestrator.errors import UserError
 from orchestrator.settings import Settings
 from tests.unit.fake_control import FakeControl
@@ -41,15 +41,30 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def test_serves_on_tcp_and_on_an_owner_only_unix_socket(tmp_path: Path) -> None:
+async def test_the_owner_only_unix_socket_needs_no_token_and_tcp_always_does(tmp_path: Path) -> None:
     sock = tmp_path / "run" / "orchestrator.sock"
     port = free_port()
-    async with serving(Settings(listen=f"127.0.0.1:{port}", socket=str(sock))):
+    async with serving(Settings(listen=f"127.0.0.1:{port}", socket=str(sock), token="s3cret")):
         assert stat.S_IMODE(sock.stat().st_mode) == 0o600
         async with Client(f"unix://{sock}") as client:
             assert await client.stacks() == []
         async with Client(f"127.0.0.1:{port}") as client:
+            with pytest.raises(ApiError) as refused:
+                await client.stacks()
+            assert refused.value.status == 401
+        async with Client(f"127.0.0.1:{port}", "s3cret") as client:
             assert await client.stacks() == []
+
+
+async def test_tcp_without_a_configured_token_refuses_everything_but_health() -> None:
+    """Closed by default: an app that was given no token opens nothing over TCP."""
+    port = free_port()
+    async with serving(Settings(listen=f"127.0.0.1:{port}", socket="")):
+        async with Client(f"127.0.0.1:{port}", "") as client:
+            with pytest.raises(ApiError) as refused:
+                await client.stacks()
+            assert refused.value.status == 401
+            assert await client.request("GET", "/v1/health") == {"engine": True, "redis": True}
 
 
 async def test_a_stale_socket_is_replaced_and_a_live_one_refused(tmp_path: Path) -> None:

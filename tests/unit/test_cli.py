@@ -14,17 +14,27 @@ import pytest
 from orchestrator import tables
 from orchestrator.cli import main
 from orchestrator.cli_commands import referenced_env
+from orchestrator.client import Client
+from orchestrator.errors import UserError
 from orchestrator.control import LogLine
 from orchestrator.settings import Settings
 from tests.unit.conftest import STACK_YAML
 from tests.unit.threaded_server import Served, serve_in_thread
 
 
+@pytest.fixture(autouse=True)
+def _own_state_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Never the machine's own daemon: its socket and token file are not the test's."""
+    monkeypatch.setenv("ORCHESTRATOR_STATE_DIR", str(tmp_path / "state"))
+    for name in ("ORCHESTRATOR_HOST", "ORCHESTRATOR_TOKEN", "ORCHESTRATOR_SOCKET"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(name="served")
 def _served(monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
     with serve_in_thread() as served:
         monkeypatch.setenv("ORCHESTRATOR_HOST", served.url)
-        monkeypatch.delenv("ORCHESTRATOR_TOKEN", raising=False)
+        monkeypatch.setenv("ORCHESTRATOR_TOKEN", served.token)
         yield served
 
 
@@ -149,15 +159,70 @@ def test_unreachable_daemon_is_exit_1_with_a_clear_message(
     assert code == 1 and "not running at unix://" in err
 
 
-def test_token_from_the_environment(capsys: pytest.CaptureFixture[str],
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_token_from_the_environment_else_from_the_token_file(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     with serve_in_thread(Settings(token="s3cret")) as served:
         monkeypatch.setenv("ORCHESTRATOR_HOST", served.url)
-        monkeypatch.delenv("ORCHESTRATOR_TOKEN", raising=False)
         code, _, err = run(capsys, "ls")
-        assert (code, err) == (1, "error: missing or wrong bearer token\n")
-        monkeypatch.setenv("ORCHESTRATOR_TOKEN", "s3cret")
+        first, hint = err.splitlines()
+        assert (code, first) == (1, "error: missing or wrong bearer token")
+        assert "set ORCHESTRATOR_TOKEN" in hint and f"--host unix://{tmp_path}/state/orchestrator.sock" in hint
+        (tmp_path / "state").mkdir()
+        (tmp_path / "state" / "token").write_text("s3cret\n")  # as the daemon leaves it
         assert run(capsys, "ls")[0] == 0
+        monkeypatch.setenv("ORCHESTRATOR_TOKEN", "wrong")  # the variable wins over the file
+        assert run(capsys, "ls")[0] == 1
+
+
+def test_without_a_host_the_cli_uses_the_unix_socket_and_needs_no_token(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    with serve_in_thread(Settings(token="s3cret", socket=str(state / "orchestrator.sock"))):
+        code, out, err = run(capsys, "ls")
+    assert (code, err) == (0, "")
+    assert out.split() == ["NAME", "SERVICES", "REPLICAS", "DEPLOYED"]
+
+
+def test_a_token_that_cannot_be_a_header_is_a_clear_error(
+        served: Served, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_TOKEN", "s3cret\nX-Other: 1")
+    code, _, err = run(capsys, "ls")
+    assert code == 1
+    assert err.startswith("error: ORCHESTRATOR_TOKEN: a token is 1-4096 visible ASCII characters")
+
+
+@pytest.mark.parametrize("argv", [
+    pytest.param(("scale", "x/../other", "web=2"), id="scale-stack-path"),
+    pytest.param(("scale", "shop", "../web=2"), id="scale-service-path"),
+    pytest.param(("scale", "shop", "web=²"), id="scale-unicode-digit"),
+    pytest.param(("deploy", "-c", "STACK_FILE", "../x"), id="deploy-path"),
+    pytest.param(("rm", "shop\n"), id="trailing-newline"),
+    pytest.param(("ps", "Shop"), id="uppercase-stack"),
+    pytest.param(("logs", "shop", "web/../../x"), id="logs-service-path"),
+    pytest.param(("logs", "shop", "web", "--tail", "²"), id="tail-unicode-digit"),
+    pytest.param(("logs", "shop", "web", "--tail", "-1"), id="tail-negative"),
+    pytest.param(("rollback", "..", "web"), id="rollback-dotdot"),
+    pytest.param(("events", "--stack", "a/b"), id="events-stack"),
+    pytest.param(("events", "--since", "٣"), id="since-arabic-digit"),
+])
+def test_names_and_counts_are_checked_before_any_request(
+        served: Served, stack_file: Path, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...]) -> None:
+    run(capsys, "deploy", "-c", str(stack_file), "shop")
+    run(capsys, "deploy", "-c", str(stack_file), "other")
+    before = {name: dict(counts) for name, counts in served.control.counts.items()}
+    code, out, err = run(capsys, *(str(stack_file) if a == "STACK_FILE" else a for a in argv))
+    assert (code, out) == (2, "")
+    assert "invalid" in err or "not a non-negative integer" in err
+    assert served.control.counts == before and set(served.control.specs) == {"shop", "other"}
+
+
+async def test_the_client_quotes_and_checks_every_name_it_puts_in_a_path() -> None:
+    async with Client("http://127.0.0.1:9") as client:  # nothing listens: no request may be made
+        for call in (client.scale("x/../other", {"web": 2}), client.inspect(".."),
+                     client.rollback("shop", "web/../../x")):
+            with pytest.raises(UserError, match="invalid name"):
+                await call
 
 
 # ---------------------------------------------------------------------------- tables

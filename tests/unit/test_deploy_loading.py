@@ -13,11 +13,13 @@ from orchestrator.api import make_app
 from orchestrator.api.errors import RequestError
 from orchestrator.api.loading import MAX_WAITING, StackLoader
 from orchestrator.settings import Settings
+from tests.hostile import alias_bombs
+from tests.unit.conftest import AUTH, TOKEN
 from tests.unit.fake_control import FakeControl
 
-#: Takes the YAML parser far longer than any budget here (~1 min on these machines).
-HOSTILE = b"[" * 100_000
-YAML = "application/yaml"
+#: Takes the loader longer than the budgets here (~8 s on these machines).
+HOSTILE = alias_bombs(4)
+JSON = "application/json"
 
 
 @pytest.fixture(name="loader")
@@ -32,18 +34,18 @@ async def _loader() -> AsyncIterator[StackLoader]:
 
 async def test_a_load_past_parse_timeout_is_a_400_naming_the_setting(loader: StackLoader) -> None:
     with pytest.raises(RequestError) as caught:
-        await loader.load("shop", YAML, HOSTILE)
+        await loader.load("shop", JSON, HOSTILE)
     assert (caught.value.status, caught.value.code) == (400, "parse_timeout")
     assert "0.5 s" in str(caught.value) and "ORCHESTRATOR_PARSE_TIMEOUT" in str(caught.value)
-    spec = await loader.load("shop", YAML, b"services:\n  web: {image: busybox}\n")
+    spec = await loader.load("shop", "application/yaml", b"services:\n  web: {image: busybox}\n")
     assert list(spec.services) == ["web"]  # the next load gets a fresh worker
 
 
 async def test_beyond_the_waiting_loads_a_deploy_gets_503(loader: StackLoader) -> None:
-    accepted = [asyncio.create_task(loader.load("shop", YAML, HOSTILE)) for _ in range(1 + MAX_WAITING)]
+    accepted = [asyncio.create_task(loader.load("shop", JSON, HOSTILE)) for _ in range(1 + MAX_WAITING)]
     await asyncio.sleep(0)  # one at work, MAX_WAITING waiting
     with pytest.raises(RequestError) as caught:
-        await loader.load("shop", YAML, b"services: {}\n")
+        await loader.load("shop", "application/yaml", b"services: {}\n")
     assert (caught.value.status, caught.value.code) == (503, "loader_busy")
     for task in accepted:
         task.cancel()
@@ -52,10 +54,10 @@ async def test_beyond_the_waiting_loads_a_deploy_gets_503(loader: StackLoader) -
 
 async def test_the_api_answers_while_a_hostile_deploy_is_parsed() -> None:
     control = FakeControl()
-    app = make_app(control, Settings(parse_timeout=3))
-    async with TestClient(TestServer(app)) as client:
+    app = make_app(control, Settings(parse_timeout=3, token=TOKEN))
+    async with TestClient(TestServer(app), headers=AUTH) as client:
         deploy = asyncio.create_task(
-            client.put("/v1/stacks/shop", data=HOSTILE, headers={"Content-Type": YAML}))
+            client.put("/v1/stacks/shop", data=HOSTILE, headers={"Content-Type": JSON}))
         answered = 0
         while not deploy.done():
             response = await client.get("/v1/health")

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from orchestrator import events
-from orchestrator.cli import build_parser
+from orchestrator.cli import build_parser, main
 from orchestrator.event_follow import format_line, redis_target
 from orchestrator.model import SlotKey, TaskState
 
@@ -52,3 +54,20 @@ def test_events_command_arguments() -> None:
     assert (args.stack, args.since, args.json) == ("shop", 12, True)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["events", "--since", "-3"])
+
+
+def test_the_failure_line_shows_the_redis_url_without_its_password(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("ORCHESTRATOR_REDIS_URL", f"redis://:hunter2@127.0.0.1:{port}/0")
+    assert main(["events"]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot reach Redis at redis://:***@127.0.0.1:{port}/0" in err
+    assert "hunter2" not in err
+    monkeypatch.setenv("ORCHESTRATOR_REDIS_URL", "http://:hunter2@127.0.0.1/0")
+    assert main(["events"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("orchestrator events: ORCHESTRATOR_REDIS_URL=http://:***@127.0.0.1/0: ")
+    assert "hunter2" not in err and "Traceback" not in err

@@ -3,6 +3,7 @@ OpenAPI document against the router."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -15,7 +16,7 @@ from orchestrator.api.openapi import build_document
 from orchestrator.control import LogLine
 from orchestrator.errors import UserError
 from orchestrator.settings import Settings
-from tests.unit.conftest import STACK_YAML
+from tests.unit.conftest import AUTH, STACK_YAML, TOKEN
 from tests.unit.fake_control import FakeControl
 
 YAML = {"Content-Type": "application/yaml"}
@@ -252,8 +253,8 @@ class Exploding(FakeControl):
 
 
 async def test_unexpected_failure_is_a_bare_500() -> None:
-    app = make_app(Exploding(), Settings())
-    async with TestClient(TestServer(app)) as client:
+    app = make_app(Exploding(), Settings(token=TOKEN))
+    async with TestClient(TestServer(app), headers=AUTH) as client:
         error = await error_of(await client.get("/v1/stacks"), 500)
     assert "secret" not in error["message"]
 
@@ -266,9 +267,56 @@ async def test_token_is_required_everywhere_but_health(control: FakeControl) -> 
             assert (await error_of(response, 401))["code"] == "unauthorized"
             assert response.headers["WWW-Authenticate"].startswith("Bearer")
         assert (await client.get("/metrics")).status == 401
+        assert (await client.get("/v1/openapi.json")).status == 401
         assert (await client.get("/v1/health")).status == 200
         ok = await client.get("/v1/stacks", headers={"Authorization": "Bearer s3cret"})
         assert ok.status == 200
+
+
+async def test_health_tells_reasons_only_to_an_authenticated_caller(control: FakeControl) -> None:
+    """The reasons name addresses (Redis host:port, the engine's socket): not for anyone."""
+    control.healthy = False
+    app = make_app(control, Settings(token="s3cret"))
+    async with TestClient(TestServer(app)) as client:
+        anonymous = await client.get("/v1/health")
+        assert (anonymous.status, await anonymous.json()) == (503, {"engine": False, "redis": True})
+        known = await client.get("/v1/health", headers={"Authorization": "Bearer s3cret"})
+        assert (await known.json())["engine_error"] == "engine not reachable"
+
+
+async def raw_status(client: TestClient, *header_lines: bytes) -> int:
+    """Send GET /v1/stacks with these header lines byte for byte; the answer's status."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(b"GET /v1/stacks HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     + b"".join(line + b"\r\n" for line in header_lines) + b"\r\n")
+        await writer.drain()
+        status_line = await reader.readline()
+        return int(status_line.split()[1])
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("header", [
+    pytest.param(b"Authorization: Bearer \xff\xfe", id="invalid-utf8"),
+    pytest.param("Authorization: Bearer sécret".encode(), id="non-ascii"),
+    pytest.param(b"Authorization: Bearer \xff" + TOKEN.encode(), id="token-after-a-bad-byte"),
+    pytest.param(b"Authorization:", id="empty"),
+    pytest.param(b"Authorization: Bearer", id="scheme-only"),
+    pytest.param(TOKEN.encode().join([b"Authorization: ", b""]), id="no-scheme"),
+    pytest.param(b"Authorization: Basic " + TOKEN.encode(), id="other-scheme"),
+    pytest.param(b"Authorization: Bearer " + b"x" * 8000, id="huge"),
+    pytest.param(b"Authorization: Bearer " + TOKEN.encode()[:-1], id="prefix-of-the-token"),
+    pytest.param(b"Authorization: Bearer " + TOKEN.encode() + b"x", id="token-and-more"),
+])
+async def test_bad_credentials_are_401_never_500(client: TestClient, header: bytes) -> None:
+    assert await raw_status(client, header) == 401
+
+
+async def test_the_token_passes_byte_for_byte(client: TestClient) -> None:
+    assert await raw_status(client, b"Authorization: bearer  " + TOKEN.encode() + b" ") == 200
+    two = b"Authorization: Bearer " + TOKEN.encode()
+    assert await raw_status(client, two, two) == 401  # which one would count? neither
 
 
 def test_listening_beyond_loopback_needs_a_token() -> None:
@@ -288,8 +336,124 @@ def _routes(app: web.Application) -> set[tuple[str, str]]:
 
 async def test_openapi_documents_exactly_the_routes(client: TestClient) -> None:
     document = await (await client.get("/v1/openapi.json")).json()
-    assert document == json.loads(json.dumps(build_document()))
+    assert document == json.loads(json.dumps(build_document(Settings(token=TOKEN))))
     documented = {(method, path) for path, ops in document["paths"].items() for method in ops}
     assert documented == _routes(client.app)
     assert document["openapi"] == "3.1.0"
 
+
+
+# ---------------------------------------------------------------------------- strict input
+
+
+@pytest.mark.parametrize("tail", ["²", "١", "-1", "+5", " 5", "5 ", "5.0", "1e3", "0x10", "100001",
+                                  "9" * 30, "ALL"])
+async def test_tail_is_ascii_digits_within_its_range(client: TestClient, tail: str) -> None:
+    await deploy(client)
+    response = await client.get("/v1/stacks/shop/services/web/logs", params={"tail": tail})
+    error = await error_of(response, 400)
+    assert error["path"] == "tail" and "from 0 to 100000" in error["message"]
+
+
+@pytest.mark.parametrize("tail", ["0", "100000", "007", "all", ""])
+async def test_tail_takes_what_the_document_says(client: TestClient, tail: str) -> None:
+    await deploy(client)
+    response = await client.get("/v1/stacks/shop/services/web/logs", params={"tail": tail})
+    assert response.status == 200
+
+
+@pytest.mark.parametrize(("query", "headers", "path"), [
+    pytest.param("?since=²", {}, "since", id="since-superscript"),
+    pytest.param("?since=", {}, "since", id="since-empty"),
+    pytest.param(f"?since={2**63}", {}, "since", id="since-too-big"),
+    pytest.param("", {"Last-Event-ID": "²"}, "Last-Event-ID", id="last-event-id-superscript"),
+    pytest.param("", {"Last-Event-ID": "-1"}, "Last-Event-ID", id="last-event-id-negative"),
+])
+async def test_event_seqs_are_ascii_digits_within_range(client: TestClient, query: str,
+                                                        headers: dict[str, str], path: str) -> None:
+    error = await error_of(await client.get(f"/v1/events{query}", headers=headers), 400)
+    assert error["path"] == path
+
+
+async def test_flags_take_exactly_the_documented_values_and_empty_is_false(client: TestClient) -> None:
+    await deploy(client)
+    assert len(await (await client.get("/v1/stacks/shop/tasks?all=")).json()) == 3
+    assert len(await (await client.get("/v1/stacks/shop/tasks?all=yes")).json()) == 6
+    for value in ("TRUE", "True", "on", " true", "2"):
+        error = await error_of(await client.get("/v1/stacks/shop/tasks", params={"all": value}), 400)
+        assert error["path"] == "all"
+    assert (await client.get("/v1/stacks/shop/services/web/logs?follow=")).status == 200
+    response = await client.delete("/v1/stacks/shop?volumes=")
+    assert (await response.json())["volumes"] is False
+
+
+@pytest.mark.parametrize("count", [10_001, 1_000_000_000_000, 10**30])
+async def test_scale_beyond_max_replicas_is_a_400_naming_the_setting(
+        client: TestClient, control: FakeControl, count: int) -> None:
+    await deploy(client)
+    response = await client.post("/v1/stacks/shop/scale", json={"web": count})
+    error = await error_of(response, 400)
+    assert (error["code"], error["path"]) == ("limit_exceeded", "web")
+    assert "limit of 10000 per service" in error["message"] and "ORCHESTRATOR_MAX_REPLICAS)" in error["message"]
+    assert control.counts["shop"] == {"web": 2, "worker": 1}
+
+
+async def test_the_daemons_total_of_replicas_is_bounded(client: TestClient, control: FakeControl) -> None:
+    control.limits = Settings(max_replicas_total=6)
+    await deploy(client)  # 3 replicas
+    assert (await client.post("/v1/stacks/shop/scale", json={"web": 5})).status == 200  # 6
+    error = await error_of(await client.post("/v1/stacks/shop/scale", json={"worker": 2}), 400)
+    assert error["code"] == "limit_exceeded" and "ORCHESTRATOR_MAX_REPLICAS_TOTAL" in error["message"]
+    error = await error_of(await client.put("/v1/stacks/other", data=STACK_YAML, headers=YAML), 400)
+    assert "would run 9 replicas in all, over the limit of 6" in error["message"]
+    control.limits = Settings(max_replicas_total=4)  # lowered below what runs: shrinking still works
+    assert (await client.post("/v1/stacks/shop/scale", json={"web": 4})).status == 200
+    assert control.counts == {"shop": {"web": 4, "worker": 1}}
+
+
+async def test_the_body_limit_is_the_setting(control: FakeControl) -> None:
+    app = make_app(control, Settings(token=TOKEN, max_body_bytes=2048))
+    async with TestClient(TestServer(app), headers=AUTH) as client:
+        response = await client.put("/v1/stacks/shop", data="#" * 2049, headers=YAML)
+        assert "larger than 2048 bytes" in (await error_of(response, 413))["message"]
+        assert (await client.put("/v1/stacks/shop", data=STACK_YAML, headers=YAML)).status == 201
+
+
+@pytest.mark.parametrize("request_kwargs", [
+    pytest.param({"json": {"files": [{"name": "a.yml", "content": ""}]}}, id="json-empty-content"),
+    pytest.param({"json": {"files": [{"name": "a.yml", "content": STACK_YAML},
+                                     {"name": "b.yml", "content": "# nothing\n"}]}}, id="json-empty-override"),
+    pytest.param({"data": "", "headers": YAML}, id="yaml-empty"),
+])
+async def test_an_empty_stack_file_is_an_invalid_stack_file(client: TestClient, control: FakeControl,
+                                                             request_kwargs: dict[str, Any]) -> None:
+    error = await error_of(await client.put("/v1/stacks/shop", **request_kwargs), 400)
+    assert error["code"] == "invalid_stack_file" and "empty" in error["message"]
+    assert control.specs == {}
+
+
+async def test_json_nested_too_deeply_is_a_400(client: TestClient) -> None:
+    response = await client.post("/v1/stacks/shop/scale", data="[" * 60_000,
+                                 headers={"Content-Type": "application/json"})
+    assert (await error_of(response, 400))["code"] == "invalid_json"
+
+
+async def test_the_document_states_the_limits(client: TestClient) -> None:
+    document = await (await client.get("/v1/openapi.json")).json()
+    scale = document["paths"]["/v1/stacks/{stack}/scale"]["post"]["requestBody"]
+    assert scale["content"]["application/json"]["schema"]["additionalProperties"]["maximum"] == 10_000
+    assert document["paths"]["/v1/health"]["get"]["security"] == []
+    assert document["security"] == [{"bearer": []}]
+    assert "" in document["paths"]["/v1/stacks/{stack}/tasks"]["get"]["parameters"][1]["schema"]["enum"]
+
+
+async def test_a_whole_number_written_as_a_float_is_a_count_as_json_schema_says(
+        client: TestClient, control: FakeControl) -> None:
+    await deploy(client)
+    assert (await client.post("/v1/stacks/shop/scale", data='{"web": 3.0, "worker": 2e0}',
+                              headers={"Content-Type": "application/json"})).status == 200
+    assert control.counts["shop"] == {"web": 3, "worker": 2}
+    for bad in ("1e400", "NaN", "-0.5"):
+        response = await client.post("/v1/stacks/shop/scale", data=f'{{"web": {bad}}}',
+                                     headers={"Content-Type": "application/json"})
+        assert (await error_of(response, 400))["path"] == "web"

@@ -42,3 +42,12 @@ def test_defaults_listen_on_loopback() -> None:
 def test_bad_number_names_the_variable() -> None:
     with pytest.raises(UserError, match="ORCHESTRATOR_CONCURRENCY='many'"):
         Settings.from_env({"ORCHESTRATOR_CONCURRENCY": "many"})
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("ORCHESTRATOR_MAX_REPLICAS", "0"), ("ORCHESTRATOR_MAX_REPLICAS_TOTAL", "100000000000"),
+    ("ORCHESTRATOR_MAX_BODY_BYTES", "10"),
+])
+def test_limits_have_a_range(variable: str, value: str) -> None:
+    with pytest.raises(UserError, match=f"{variable}={value}: must be from"):
+        Settings.from_env({variable: value})

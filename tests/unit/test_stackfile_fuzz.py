@@ -13,7 +13,10 @@ from orchestrator.stackfile import StackFileError, load_stack_text
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = [ROOT / "stacks" / "getting-started.yml", *sorted((Path(__file__).parent / "fixtures").glob("*.yml"))]
 FRAGMENTS = [":", "- ", "{", "}", "[", "]", "&a ", "*a", "<<: *a", "!reset ", "!override ", "$", "${", "${X:?e}", "'", '"', "\t",
-             "\n  ", "\n    x: 1", "-1", "0x", "~", "null", "yes", "1e9", "99999", "/", "::", "0440", "1m3", "!!int ", "\x00", "\ufeff"]
+             "\n  ", "\n    x: 1", "-1", "0x", "~", "null", "yes", "1e9", "99999", "/", "::", "0440", "1m3", "!!int ", "\x00", "\ufeff",
+             # hostile values (issue 12): deep nesting, huge and non-finite numbers, NUL, paths
+             "[" * 300, "{a: " * 100, ".nan", "-.inf", "1e308", "9" * 5000, "0x" + "f" * 40, '"\\0"', "/proc/self/environ",
+             "../../etc", "/dev/zero", "${A:-" * 50, "on-failure:\u00b2", "\n    cap_add: [ALL]", "\n    volumes: ['/:/host']"]
 
 
 def _mutate(text: str, rng: random.Random) -> str:

@@ -23,7 +23,7 @@ from orchestrator.model import (
     Ulimit,
     UpdateConfig,
 )
-from tests.unit.stackfile_helpers import load, load_error
+from tests.unit.stackfile_helpers import load, load_error, problem_at
 
 HEAD = "services:\n  web:\n    image: busybox\n"
 ENV = {"TAG": "1.2", "EMPTY": "", "PORT": "8080", "REPLICAS": "3"}
@@ -73,7 +73,7 @@ VALID = [
                  lambda s: web(s).resources, Resources(cpus_limit=0.1, memory_limit=50 * 2**20, pids_limit=100), id="bytes-cpus-string-pids"),
     pytest.param(HEAD + "    deploy:\n      resources:\n        limits: {memory: 1.5g, cpus: 2}\n",
                  lambda s: web(s).resources, Resources(cpus_limit=2.0, memory_limit=int(1.5 * 2**30)), id="bytes-fraction-cpus-number"),
-    pytest.param(HEAD + "    deploy:\n      resources:\n        reservations: {memory: 512k}\n", lambda s: web(s).resources.memory_reservation, 512 * 1024, id="bytes-reservation"),
+    pytest.param(HEAD + "    deploy:\n      resources:\n        reservations: {memory: 8192k}\n", lambda s: web(s).resources.memory_reservation, 8 << 20, id="bytes-reservation"),
     # --- ports
     pytest.param(HEAD + "    ports: ['8000-8001:80-81/udp']\n", lambda s: web(s).ports,
                  (PortSpec(80, 8000, "udp"), PortSpec(81, 8001, "udp")), id="port-range-udp"),
@@ -225,12 +225,7 @@ INVALID = [
 
 @pytest.mark.parametrize(("text", "path", "line", "message"), INVALID)
 def test_invalid(tmp_path: Path, text: str, path: str, line: int, message: str) -> None:
-    error = load_error(tmp_path, text, ENV)
-    matching = [p for p in error.problems if p.path == path and p.line == line]
-    assert matching, f"no problem at {path}:{line} in:\n{error}"
-    assert message in matching[0].message
-    assert matching[0].file.endswith("stack.yml")
-    assert f"stack.yml:{line}: " in str(error)
+    problem_at(load_error(tmp_path, text, ENV), path, line, message)
 
 
 def test_all_problems_of_a_file_are_reported_at_once(tmp_path: Path) -> None:
