@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from orchestrator.api import make_app
 from orchestrator.api.errors import RequestError
-from orchestrator.api.loading import MAX_WAITING, StackLoader
+from orchestrator.api.loading import MAX_WAITING, WORKER_MEMORY, StackLoader, worker_memory
 from orchestrator.settings import Settings
 from tests.hostile import alias_bombs
 from tests.unit.conftest import AUTH, TOKEN
@@ -69,3 +69,8 @@ async def test_the_api_answers_while_a_hostile_deploy_is_parsed() -> None:
         # On the loop, the parse held every request until it ended: none answered meanwhile.
         assert answered >= 3
         assert control.specs == {}
+
+
+def test_worker_memory_grows_with_a_raised_body_limit() -> None:
+    assert worker_memory(Settings()) == WORKER_MEMORY == 1 << 30
+    assert worker_memory(Settings(max_body_bytes=64 << 20)) == 4 << 30
