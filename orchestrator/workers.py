@@ -12,9 +12,9 @@ stops only the worker that overran, and a replacement for every worker that ends
   and the caller gets WorkerOutOfMemory or WorkerDied, never a daemon out of memory;
 - a bound on callers waiting for a free worker: past it WorkerBusy at once, so a flood of
   hostile requests cannot queue without limit;
-- the lowest CPU priority but one (nice 10, in a scheduling group of its own): a worker busy
-  with a hostile file takes little from the containers, the engine and the daemon on a busy
-  machine, and still any idle core (benchmarks/bench_hostile.py measures both).
+- a low CPU priority (nice 10, in a scheduling group of its own): a worker busy with a hostile
+  file takes little from the containers, the engine and the daemon on a busy machine, and still
+  any idle core (benchmarks/bench_hostile.py measures it).
 
 Workers start through the `forkserver` method: never a fork of the running daemon (its threads,
 event loop and sockets), yet each new worker is a cheap fork of a server that imported the

@@ -27,11 +27,13 @@ from orchestrator.settings import Settings
 from orchestrator.stackfile import Limits, load_stack_text
 from orchestrator.workers import Budget, WorkerBusy, WorkerDied, WorkerOutOfMemory, WorkerPool, WorkerTimeout
 
-#: Address space of a stack-loading worker: a stack file of the body limit needs a few dozen MiB.
+#: Address space of a stack-loading worker. Real stack files of the body limit need a few dozen
+#: MiB; a body of many alias bombs just under the node cap (~50 MiB each) reaches it.
 WORKER_MEMORY = 1 << 30
+
+
 def worker_memory(settings: Settings) -> int:
-    """WORKER_MEMORY, or more for a body limit raised past 16 MiB (a load needs up to ~60 times
-    its text: the YAML events, the tree with every key's place, the spec)."""
+    """WORKER_MEMORY, or 64 times the body limit when that was raised past 16 MiB."""
     return max(WORKER_MEMORY, 64 * settings.max_body_bytes)
 
 
@@ -76,9 +78,9 @@ class StackLoader:
                 "raise the limit", code="parse_timeout") from None
         except (WorkerOutOfMemory, WorkerDied) as exc:
             raise RequestError(
-                f"loading the stack file needed more than the {self._budget.memory_bytes >> 20} MiB a loading "
-                f"worker may use ({exc}): it is too large, or expands too much through anchors "
-                "and aliases", code="stack_too_large") from None
+                f"loading the stack file needed more than the {self._budget.memory_bytes >> 20} MiB "
+                f"a loading worker may use ({exc}): it is too large, or expands too much through "
+                "anchors and aliases", code="stack_too_large") from None
         except RecursionError:
             raise RequestError("the stack file is nested too deeply to be read",
                                code="stack_too_deep") from None
