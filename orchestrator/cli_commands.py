@@ -160,7 +160,8 @@ async def services(args: argparse.Namespace) -> int:
 
 
 def _print_update_notes(services: list[dict[str, Any]]) -> None:
-    notes = tables.update_notes(services)
+    """Below the table: rolling updates under way, and published ports that are not."""
+    notes = "\n".join(n for n in (tables.update_notes(services), tables.port_notes(services)) if n)
     if notes:
         print("\n" + notes)
 
@@ -224,8 +225,12 @@ async def scale(args: argparse.Namespace) -> int:
 
 async def rm(args: argparse.Namespace) -> int:
     async with client_for(args) as client:
-        await client.remove(args.stack, volumes=args.volumes)
+        outcome = await client.remove(args.stack, volumes=args.volumes)
     print(f"Removing stack {args.stack}" + (" and its volumes" if args.volumes else ""))
+    if not outcome.get("removed", True):
+        # accepted and durable: the daemon goes on until the engine lets go
+        print(f"Stack {args.stack} is still being removed: {outcome.get('message', '')}; "
+              "the daemon keeps retrying (`orchestrator ls` shows it until it is gone)")
     return 0
 
 

@@ -122,9 +122,10 @@ class Client:
     async def scale(self, stack: str, counts: Mapping[str, int]) -> None:
         await self.request("POST", f"/v1/stacks/{_segment(stack)}/scale", json=dict(counts))
 
-    async def remove(self, stack: str, *, volumes: bool = False) -> None:
-        await self.request("DELETE", f"/v1/stacks/{_segment(stack)}",
-                           params={"volumes": "true" if volumes else "false"})
+    async def remove(self, stack: str, *, volumes: bool = False) -> dict[str, Any]:
+        """`{"removed": true, ...}`, or `removed: false` with a `message` while it goes on."""
+        return await self.request("DELETE", f"/v1/stacks/{_segment(stack)}",  # type: ignore[no-any-return]
+                                  params={"volumes": "true" if volumes else "false"})
 
     async def rollback(self, stack: str, service: str) -> None:
         await self.request("POST", f"/v1/stacks/{_segment(stack)}/services/{_segment(service)}/rollback")

@@ -31,6 +31,20 @@ class StackView:
     replicas_running: int
     deployed_at: float
     generation: int
+    #: deployed, or removing: `rm` was asked and the daemon is still at it (see `message`).
+    state: Literal["deployed", "removing"] = "deployed"
+    #: Why a removal is not done yet: the engine's last refusal ("" while it simply runs).
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveOutcome:
+    stack: str
+    #: True: everything is gone. False: the removal goes on in the daemon (`message` says why).
+    removed: bool
+    volumes: bool
+    state: Literal["removed", "removing"] = "removed"
+    message: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +53,10 @@ class PortView:
     target: int
     protocol: str
     mode: str
+    #: Ingress ports: published (the daemon listens), unavailable (it cannot bind the port:
+    #: `error` says why; retried), pending (not tried yet). "" for ports the engine binds.
+    state: str = ""
+    error: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,11 +118,12 @@ class LogLine:
 class Control(Protocol):
     async def deploy(self, spec: StackSpec) -> DeployOutcome: ...
 
-    async def remove(self, stack: str, *, volumes: bool = False) -> None:
-        """Raises UnknownStack."""
+    async def remove(self, stack: str, *, volumes: bool = False) -> RemoveOutcome:
+        """Raises UnknownStack. Durable once it returns: the daemon finishes what is left."""
 
     async def scale(self, stack: str, counts: Mapping[str, int]) -> None:
-        """Raises UnknownStack / UnknownService (nothing changes when any name is unknown)."""
+        """Raises UnknownStack / UnknownService (nothing changes when any name is unknown);
+        Conflict while the stack is being removed (as deploy and rollback)."""
 
     async def rollback(self, stack: str, service: str) -> None: ...
 

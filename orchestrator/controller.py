@@ -2,7 +2,10 @@
 
 Every change is validated completely before anything is touched, saved to the store (so a
 restarted daemon keeps it), then handed to the reconciler by marking the stack dirty. Changes are
-serialised by one lock: two deploys of one stack never interleave.
+serialised by one lock: two deploys of one stack never interleave. The record is saved before
+the engine is asked to change anything (docs/design-notes.md, crash safety): a deploy creates
+its networks and volumes after saving, and `rm` saves `removing` and leaves the rest to
+`removal.Removals`. A stack being removed takes no other change (409).
 """
 
 from __future__ import annotations
@@ -20,24 +23,31 @@ from orchestrator.control import (
     HealthView,
     LogLine,
     PortView,
+    RemoveOutcome,
     ServiceView,
     StackView,
     TaskView,
 )
-from orchestrator.errors import Conflict, EngineError, UnknownService, UnknownStack, UserError
-from orchestrator.ingress_routes import ingress_ports
+from orchestrator.errors import (
+    Conflict,
+    EngineError,
+    EngineUnavailable,
+    UnknownService,
+    UnknownStack,
+    UserError,
+)
+from orchestrator.ingress import IngressError
+from orchestrator.ingress_routes import PortKey, ingress_ports
 from orchestrator.labels import spec_hash
-from orchestrator.model import ContainerState, SlotKey, StackSpec, TaskState, UpdateStatus
+from orchestrator.model import ContainerState, PortSpec, SlotKey, StackSpec, TaskState, UpdateStatus
 from orchestrator.reconciler import Reconciler, running_counts
 from orchestrator.replica_limits import check_replicas
+from orchestrator.removal import Removals
 from orchestrator.store import StackRecord
 from orchestrator.tasks import failure_reason
 from orchestrator.tracker import Rejection
 
 log = structlog.stdlib.get_logger()
-
-#: Waits between attempts to remove a stack's networks while the engine says "active endpoints".
-NETWORK_REMOVE_RETRIES = (0.2, 0.5, 1.0)
 
 
 class Controller:
@@ -45,18 +55,20 @@ class Controller:
         self._r = reconciler
         self._redis_ping = redis_ping
         self._lock = asyncio.Lock()
+        self._removals = Removals(reconciler, self._lock)
 
     # changes ------------------------------------------------------------------------------
     async def deploy(self, spec: StackSpec) -> DeployOutcome:
         async with self._lock:
             old = self._r.records.get(spec.name)
-            if old is not None and old.removing:
-                raise UserError(f"stack {spec.name} is being removed; deploy it again afterwards")
+            if old is not None:
+                self._changeable(old)
             self._check_published_ports(spec)
             after = StackRecord(spec=spec, scale={}).replicas()
             self._check_replica_limits(spec.name, after, "services.{}.deploy.replicas")
             changed = _changed_services(old.spec if old else None, spec)
-            await self._prepare_engine_objects(spec)
+            await self._r.engine.check_external(spec)  # read-only: nothing to undo
+            claimed = await self._bind_new_ingress_ports(spec, old)
             now = time.time()
             record = StackRecord(
                 spec=spec,
@@ -66,11 +78,22 @@ class Controller:
                 updates=_updates_after_deploy(old, spec, changed, now),
             )
             result = "created" if old is None else ("unchanged" if old.spec == spec and not old.scale else "updated")
-            self._r.store.save_stack(record)
+            # Saved before the engine is touched: whatever it creates from here on, a record
+            # explains (and a daemon killed meanwhile carries on from it).
+            try:
+                self._r.store.save_stack(record)
+            except BaseException:
+                await self._release_ingress_ports(spec.name, claimed)
+                raise
             self._r.records[spec.name] = record
+            self._r.executor.forget_images()
+            try:
+                await self._prepare_engine_objects(record, old)
+            except BaseException:  # undone: the ports this deploy bound are not the stack's
+                await self._release_ingress_ports(spec.name, claimed)
+                raise
             # Swarm's "until the next deploy": given-up slots get a fresh history.
             self._r.book.reset(spec.name)
-            self._r.executor.forget_images()
             self._r.emit(events.stack_deployed(spec.name, result))
             replicas = record.replicas()
             for service, status in record.updates.items():
@@ -100,6 +123,38 @@ class Controller:
                     other = taken[(p.published, p.protocol)]
                     raise Conflict(f"{where}: port {p.published} is already published by stack {other}")
 
+    async def _bind_new_ingress_ports(self, spec: StackSpec, old: StackRecord | None) -> list[PortKey]:
+        """Listen on the ingress ports this deploy adds, so that one the daemon cannot bind
+        (another program has it, it needs privileges) fails the deploy with a 409 instead of
+        going unpublished. Ports the stack already publishes are the loop's to (re)bind.
+        Returns the listeners opened, for `_release_ingress_ports`."""
+        routes = self._r.routes
+        if routes is None:
+            return []
+        before = set() if old is None else {
+            (p.published, p.protocol) for svc in old.spec.services.values() for p in ingress_ports(svc.ports)
+        }  # fmt: skip
+        opened: list[PortKey] = []
+        for svc in spec.services.values():
+            for p in ingress_ports(svc.ports):
+                key = (p.published, p.protocol)
+                if key in before:
+                    continue
+                try:
+                    if await routes.claim(spec.name, key):  # type: ignore[arg-type]
+                        opened.append(key)  # type: ignore[arg-type]
+                except IngressError as exc:
+                    await routes.release(spec.name, opened)
+                    raise Conflict(
+                        f"services.{svc.name}.ports ({p.published}:{p.target}/{p.protocol}): {exc}",
+                        path=f"services.{svc.name}.ports",
+                    ) from None
+        return opened
+
+    async def _release_ingress_ports(self, stack: str, ports: list[PortKey]) -> None:
+        if self._r.routes is not None and ports:
+            await self._r.routes.release(stack, ports)
+
     def _check_replica_limits(self, stack: str, after: Mapping[str, int], path: str = "{}") -> None:
         record = self._r.records.get(stack)
         others = sum(sum(r.replicas().values()) for name, r in self._r.records.items() if name != stack)
@@ -107,16 +162,28 @@ class Controller:
         check_replicas(stack, record.replicas() if record else {}, after, others,
                        per_service=settings.max_replicas, total=settings.max_replicas_total, path=path)
 
-    async def _prepare_engine_objects(self, spec: StackSpec) -> None:
-        """Networks and volumes first: an external network that is missing stops the deploy."""
-        for network in spec.networks.values():
-            await self._r.engine.ensure_network(spec.name, network)
-        for volume in spec.volumes.values():
-            await self._r.engine.ensure_volume(spec.name, volume)
+    async def _prepare_engine_objects(self, record: StackRecord, old: StackRecord | None) -> None:
+        """The stack's networks and volumes, so that the engine's refusal of one (a subnet in
+        use, an unknown driver) fails the deploy. Undone when refused: an update goes back to
+        the record it replaced; a new stack is removed as `rm` does, durably."""
+        try:
+            await self._r.executor.ensure_stack_objects(record.spec)
+        except (EngineError, EngineUnavailable, UserError):
+            name = record.spec.name
+            if old is not None:
+                self._r.store.save_stack(old)
+                self._r.records[name] = old
+            else:
+                undo = replace(record, removing=True)
+                self._r.store.save_stack(undo)
+                self._r.records[name] = undo
+                self._removals.start(name)
+            log.warning("deploy_undone", stack=name, new_stack=old is None)
+            raise
 
     async def scale(self, stack: str, counts: Mapping[str, int]) -> None:
         async with self._lock:
-            record = self._record(stack)
+            record = self._changeable(self._record(stack))
             for service, count in counts.items():
                 svc = record.spec.services.get(service)
                 if svc is None:
@@ -136,56 +203,36 @@ class Controller:
                 self._r.emit(events.service_scaled(stack, service, count))
             self._r.mark_dirty(stack)
 
-    async def remove(self, stack: str, *, volumes: bool = False) -> None:
+    async def remove(self, stack: str, *, volumes: bool = False) -> RemoveOutcome:
+        """Durable from the moment the record says `removing` (orchestrator/removal.py); waits
+        until the stack is gone, or answers that the removal goes on while the engine refuses.
+        Asked again, it reports on the same removal (and adds the volumes if asked now)."""
         async with self._lock:
-            record = replace(self._record(stack), removing=True)
-            self._r.store.save_stack(record)
-            self._r.records[stack] = record
-            await self._r.executor.cancel(stack)
-            await self._r.executor.remove_now(record, await self._r.engine.list_containers(stack))
-            leftover = await self._remove_networks(stack)
-            if volumes:
-                await self._r.engine.remove_stack_volumes(stack)
-            self._r.book.forget_stack(stack)
-            self._r.tracker.forget_stack(stack)
-            self._r.store.delete_stack(stack)
-            del self._r.records[stack]
-            await self._r.reconcile(stack)  # publishes `removed` for every task
-            self._r.observed.pop(stack, None)
-            self._r.emit(events.stack_removed(stack))
-            log.info("stack_removed", stack=stack, volumes=volumes)
-            if leftover is not None:
-                raise EngineError(leftover.status, f"stack {stack} is removed, but not its "
-                                  f"network: {leftover.message}")
+            record = self._record(stack)
+            if not record.removing or (volumes and not record.remove_volumes):
+                record = replace(record, removing=True, remove_volumes=record.remove_volumes or volumes)
+                self._r.store.save_stack(record)
+                self._r.records[stack] = record
+            removal = self._removals.start(stack)
+        await self._removals.wait(removal)
+        if removal.done.is_set():
+            return RemoveOutcome(stack, True, record.remove_volumes)
+        message = removal.reason or "the daemon is still removing it"
+        return RemoveOutcome(stack, False, record.remove_volumes, "removing", message)
 
-    async def _remove_networks(self, stack: str) -> EngineError | None:
-        """The engine sometimes keeps a stale endpoint on a network whose containers are all
-        gone ("has active endpoints", moby#42119), for good: the stack is removed anyway (a
-        stuck `removing` record could be neither removed nor deployed again) and the caller
-        is told which network is left."""
-        for delay in (*NETWORK_REMOVE_RETRIES, None):
-            try:
-                await self._r.engine.remove_stack_networks(stack)
-                return None
-            except EngineError as exc:
-                if "active endpoints" not in exc.message:
-                    raise
-                if delay is None:
-                    log.warning("network_remove_failed", stack=stack, error=exc.message)
-                    return exc
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+    def resume_removals(self) -> None:
+        """Finish, in the background, each `rm` a previous daemon did not (its record still says
+        removing): the daemon starts meanwhile."""
+        self._removals.resume()
 
-    async def resume_removals(self) -> None:
-        """Finish an `rm` that a previous daemon did not (its record still says removing)."""
-        for name, record in list(self._r.records.items()):
-            if record.removing:
-                await self.remove(name)
+    async def close(self) -> None:
+        """Stop the removals under way (they go on at the next start)."""
+        await self._removals.close()
 
     async def rollback(self, stack: str, service: str) -> None:
         """Back to the spec the service had before its last update (swarm's `service rollback`)."""
         async with self._lock:
-            record = self._record(stack)
+            record = self._changeable(self._record(stack))
             current = record.spec.services.get(service)
             if current is None:
                 raise UnknownService(stack, service)
@@ -208,25 +255,34 @@ class Controller:
 
     # views --------------------------------------------------------------------------------
     def _record(self, stack: str) -> StackRecord:
+        """The stack's record, also while it is being removed (the views show that)."""
         record = self._r.records.get(stack)
-        if record is None or record.removing:
+        if record is None:
             raise UnknownStack(stack)
+        return record
+
+    def _changeable(self, record: StackRecord) -> StackRecord:
+        if record.removing:
+            name = record.spec.name
+            why = self._removals.reason(name)
+            raise Conflict(f"stack {name} is being removed{f' ({why})' if why else ''}; "
+                           "deploy it again once `orchestrator ls` no longer lists it")
         return record
 
     def stacks(self) -> Sequence[StackView]:
         views = []
         for name, record in sorted(self._r.records.items()):
-            if record.removing:
-                continue
             running = running_counts(record, self._r.observed.get(name, []))
             views.append(
                 StackView(
                     name=name,
                     services=len(record.spec.services),
-                    replicas_desired=sum(record.replicas().values()),
+                    replicas_desired=sum(_desired(record).values()),
                     replicas_running=sum(running.values()),
                     deployed_at=record.deployed_at,
                     generation=record.generation,
+                    state="removing" if record.removing else "deployed",
+                    message=self._removals.reason(name) if record.removing else "",
                 )
             )
         return views
@@ -238,7 +294,7 @@ class Controller:
         record = self._record(stack)
         observed = await self._r.engine.list_containers(stack)
         running = running_counts(record, observed)
-        desired = record.replicas()
+        desired = _desired(record)
         given_up = self._r.given_up(stack)
         return [
             ServiceView(
@@ -249,13 +305,20 @@ class Controller:
                 replicas_desired=desired[name],
                 replicas_running=running.get(name, 0),
                 spec_hash=spec_hash(svc),
-                ports=tuple(PortView(p.published, p.target, p.protocol, p.mode) for p in svc.ports),
+                ports=tuple(self._port_view(p) for p in svc.ports),
                 **_update_view(record.updates.get(name)),
                 replicas_given_up=len(given_up.get(name, ())),
                 given_up_reason=given_up.get(name, [""])[0],
             )
             for name, svc in sorted(record.spec.services.items())
         ]
+
+    def _port_view(self, port: PortSpec) -> PortView:
+        view = PortView(port.published, port.target, port.protocol, port.mode)
+        if self._r.routes is None or not ingress_ports([port]):
+            return view
+        state, error = self._r.routes.port_state((port.published, port.protocol))  # type: ignore[arg-type]
+        return replace(view, state=state, error=error)
 
     async def tasks(self, stack: str, *, include_history: bool = True) -> Sequence[TaskView]:
         """Per slot its newest task first (`current`), then the older ones (history)."""
@@ -268,7 +331,7 @@ class Controller:
         for key, rejection in self._r.tracker.rejections(stack).items():
             if key.service in record.spec.services:
                 rows.setdefault(key, []).append((rejection.at, _rejected_row(record, key, rejection)))
-        replicas = record.replicas()
+        replicas = _desired(record)
         views: list[TaskView] = []
         for key in sorted(rows, key=lambda k: (k.service, k.slot)):
             wanted = key.slot <= replicas.get(key.service, 0)
@@ -343,6 +406,11 @@ class Controller:
         except Exception as exc:  # noqa: BLE001
             redis_error = str(exc) or type(exc).__name__
         return HealthView(not engine_error, not redis_error, engine_error, redis_error)
+
+
+def _desired(record: StackRecord) -> dict[str, int]:
+    """Replicas wanted per service: none of a stack being removed."""
+    return {name: 0 for name in record.spec.services} if record.removing else record.replicas()
 
 
 def _rejected_row(record: StackRecord, key: SlotKey, rejection: Rejection) -> TaskView:

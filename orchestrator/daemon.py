@@ -54,7 +54,7 @@ class Daemon:
             stream_maxlen=settings.stream_maxlen,
         )
         self.engine: Engine | None = None
-        self.routes = IngressRoutes(Ingress(settings.ingress_host))
+        self.routes = IngressRoutes(Ingress(settings.ingress_host), emit=self.emit)
         self.reconciler: Reconciler | None = None
         self.controller: Controller | None = None
         self._stopping = asyncio.Event()
@@ -65,8 +65,11 @@ class Daemon:
     async def run(self) -> None:
         check_exposure(self.settings)
         started = time.monotonic()
-        self.engine = await wait_for_engine(self.settings.docker_host or None, ContextLimits(
-            self.settings.max_build_context_bytes, self.settings.max_build_context_files))
+        self.engine = await self._engine_unless_stopped()
+        if self.engine is None:
+            await self.publisher.close(timeout=0)
+            log.info("daemon_stopped", before="the engine answered")
+            return
         self.reconciler = Reconciler(
             self.engine, self.store, self.settings, self.emit, routes=self.routes
         )
@@ -83,7 +86,7 @@ class Daemon:
                     ),
                     group.create_task(serve(app, self.settings, self.ready), name="http"),
                 ]
-                await self.controller.resume_removals()
+                self.controller.resume_removals()  # in the background: never delays the start
                 await self.ready.wait()
                 log.info(
                     "daemon_started",
@@ -102,14 +105,31 @@ class Daemon:
     def stop(self) -> None:
         self._stopping.set()
 
+    async def _engine_unless_stopped(self) -> Engine | None:
+        """The engine once it answers, or None if SIGTERM comes first: a daemon waiting for
+        dockerd still stops when asked."""
+        waiting = asyncio.create_task(wait_for_engine(self.settings.docker_host or None, ContextLimits(
+            self.settings.max_build_context_bytes, self.settings.max_build_context_files)))
+        stopping = asyncio.create_task(self._stopping.wait())
+        await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not waiting.done():
+            waiting.cancel()
+        await asyncio.gather(waiting, stopping, return_exceptions=True)
+        return waiting.result() if not waiting.cancelled() else None
+
     async def _stop_all_but_publisher(self, tasks: list[asyncio.Task[None]]) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.controller is not None:
+            await self.controller.close()
         if self.reconciler is not None:
             await self.reconciler.executor.cancel()
 
     async def _close(self, redis: aioredis.Redis) -> None:
+        if self.controller is not None:
+            await self.controller.close()
         if self.reconciler is not None:
             await self.reconciler.executor.cancel()
             log.info(
@@ -128,14 +148,18 @@ class Daemon:
 async def wait_for_engine(docker_host: str | None, build_limits: ContextLimits = ContextLimits()) -> Engine:
     """Connect to the engine, waiting (with growing delays) while it does not answer."""
     engine = await Engine.connect(docker_host, build_limits)
-    for attempt in itertools.count():
-        try:
-            await engine.ping()
-            return engine
-        except EngineUnavailable as exc:
-            if attempt == 0:
-                log.warning("engine_unavailable_waiting", error=str(exc))
-            await asyncio.sleep(ENGINE_WAIT_DELAYS[min(attempt, len(ENGINE_WAIT_DELAYS) - 1)])
+    try:
+        for attempt in itertools.count():
+            try:
+                await engine.ping()
+                return engine
+            except EngineUnavailable as exc:
+                if attempt == 0:
+                    log.warning("engine_unavailable_waiting", error=str(exc))
+                await asyncio.sleep(ENGINE_WAIT_DELAYS[min(attempt, len(ENGINE_WAIT_DELAYS) - 1)])
+    except BaseException:  # cancelled (SIGTERM while waiting): its connection pool goes too
+        await engine.close()
+        raise
     raise AssertionError("unreachable")
 
 

@@ -48,7 +48,12 @@ class UnknownService(UserError):
 
 
 class Conflict(UserError):
-    """The request is valid but clashes with the current state (HTTP 409)."""
+    """The request is valid but clashes with the current state (HTTP 409); `path` names the
+    stack file key it is about, when there is one."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class LimitExceeded(UserError):

@@ -23,6 +23,8 @@ EventType = Literal[
     "service.scaled",
     "service.converged",
     "service.degraded",
+    "service.port_unavailable",
+    "service.port_published",
     "task.state",
     "task.restart_scheduled",
     "task.gave_up",
@@ -108,6 +110,17 @@ def service_degraded(stack: str, service: str, replicas: int, running: int, reas
     return Event(
         "service.degraded", stack=stack, service=service, replicas=replicas, running=running, reason=reason
     )
+
+
+def service_port_unavailable(stack: str, service: str, reason: str) -> Event:
+    """The daemon cannot listen on one of the service's published ports (ingress mode);
+    `reason` names the port and why. Binding is retried with backoff."""
+    return Event("service.port_unavailable", stack=stack, service=service, reason=reason)
+
+
+def service_port_published(stack: str, service: str, reason: str) -> Event:
+    """A published port that was unavailable is listened on again."""
+    return Event("service.port_published", stack=stack, service=service, reason=reason)
 
 
 # --------------------------------------------------------------------------- tasks (replicas)

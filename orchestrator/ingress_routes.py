@@ -8,15 +8,31 @@ connections never wait for the next pass to stop going to it.
 A replica is reached on its address on the stack network (one hop); where the daemon cannot
 see that address it falls back to the target port the replica publishes on 127.0.0.1 (which
 goes through the engine's docker-proxy as a second hop). docs/ingress.md has the measurements.
+
+A port that cannot be listened on (another program holds it, or it needs privileges) is not
+published: `port_state` says so with the reason, a `service.port_unavailable` event tells it
+once, and the bind is tried again with backoff at the passes `retry_at` asks the loop for
+(1 s doubling to 30 s); `service.port_published` says when it worked. A deploy binds the ports
+it adds before its record is saved (`claim`): the deploy fails with a 409 rather than leaving a
+port unpublished, and since the listener is kept, no other program can take the port between
+the answer and the first pass. A claimed port is never closed by a pass that began before the
+deploy (it still plans from the old spec); the claim ends when a pass serves the port, or is
+released when the deploy fails after all.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import structlog
+from redis.backoff import ExponentialBackoff
 
+from orchestrator import events
+from orchestrator.events import Event
 from orchestrator.ingress import Backend, Ingress, IngressError
 from orchestrator.model import ContainerState, PortSpec, StackSpec
 from orchestrator.tasks import ready
@@ -24,19 +40,39 @@ from orchestrator.tasks import ready
 log = structlog.stdlib.get_logger()
 
 PortKey = tuple[int, str]  # (published port, protocol)
+PortState = Literal["published", "unavailable", "pending"]
+
+#: Waits between attempts to listen on a port that could not be bound.
+BIND_RETRY = ExponentialBackoff(cap=30.0, base=1.0)
+_MAX_DOUBLINGS = 16  # the cap applies long before; keeps 2**n small
+
+
+@dataclass(frozen=True, slots=True)
+class _Unbound:
+    """A port the daemon wants to listen on but could not."""
+
+    service: str
+    reason: str
+    failures: int
+    retry_at: float
 
 
 class IngressRoutes:
-    def __init__(self, ingress: Ingress) -> None:
+    def __init__(self, ingress: Ingress, emit: Callable[[Event], None] | None = None) -> None:
         self.ingress = ingress
+        self._emit = emit or (lambda _event: None)
+        #: Ports each stack owns: listened on, or wanted and retried.
         self._ports_of_stack: dict[str, set[PortKey]] = {}
+        #: Ports a deploy bound that no pass has served yet.
+        self._claims: dict[str, set[PortKey]] = {}
+        self._unbound: dict[PortKey, _Unbound] = {}
         self._backends_of_container: dict[str, set[Backend]] = {}
         #: Replicas being stopped on purpose: never back in a rotation.
         self._leaving: set[str] = set()
 
     async def update(self, stack: str, spec: StackSpec | None, observed: Sequence[ContainerState]) -> None:
         """Serve exactly the stack's ingress ports, each over its service's ready replicas."""
-        wanted: dict[PortKey, list[Backend]] = {}
+        wanted: dict[PortKey, tuple[str, list[Backend]]] = {}
         self._leaving -= {c.id for c in observed if c.status != "running"}
         if spec is not None:
             for service in spec.services.values():
@@ -45,21 +81,96 @@ class IngressRoutes:
                     if c.key.service == service.name and ready(c) and c.id not in self._leaving
                 ]  # fmt: skip
                 for port in ingress_ports(service.ports):
-                    wanted[(port.published, port.protocol)] = self._backends(replicas, port)  # type: ignore[index]
-        for port, protocol in self._ports_of_stack.get(stack, set()) - wanted.keys():
-            await self.ingress.close(port, protocol)
-            log.info("ingress_port_closed", stack=stack, port=port)
-        for (port, protocol), backends in wanted.items():
-            try:
-                await self.ingress.ensure(port, protocol)
-            except IngressError as exc:
-                log.warning("ingress_port_unavailable", stack=stack, port=port, error=str(exc))
+                    key = (port.published, port.protocol)
+                    wanted[key] = (service.name, self._backends(replicas, port))  # type: ignore[index]
+        claimed = self._claims.pop(stack, set())
+        if spec is None:  # removed: nothing of it stays open
+            claimed = set()
+        elif claimed - wanted.keys():  # a deploy came after this pass read its spec
+            self._claims[stack] = claimed - wanted.keys()
+        keep = wanted.keys() | claimed
+        await self._close(stack, self._ports_of_stack.get(stack, set()) - keep)
+        self._own(stack, keep)
+        for (port, protocol), (service, backends) in wanted.items():
+            if not await self._listening(stack, service, (port, protocol)):
                 continue
             # A drain may have begun while we awaited: never put a leaving replica back.
             self.ingress.set_backends(port, [b for b in backends if self._is_current(b)], protocol)
-        self._ports_of_stack[stack] = set(wanted)
-        if not wanted:
-            del self._ports_of_stack[stack]
+
+    async def claim(self, stack: str, port: PortKey) -> bool:
+        """Listen on a port a deploy of `stack` adds, before the deploy is saved (IngressError
+        when it cannot). True when this opened the listener; `release` closes it again."""
+        if port in self.ingress.ports:
+            return False
+        await self.ingress.ensure(*port)
+        self._unbound.pop(port, None)
+        self._claims.setdefault(stack, set()).add(port)
+        self._own(stack, self._ports_of_stack.get(stack, set()) | {port})
+        return True
+
+    async def release(self, stack: str, ports: Iterable[PortKey]) -> None:
+        """A deploy that claimed `ports` failed after all: close them."""
+        ports = set(ports)
+        claims = self._claims.get(stack, set()) - ports
+        if claims:
+            self._claims[stack] = claims
+        else:
+            self._claims.pop(stack, None)
+        await self._close(stack, ports)
+        self._own(stack, self._ports_of_stack.get(stack, set()) - ports)
+
+    def port_state(self, port: PortKey) -> tuple[PortState, str]:
+        """Whether an ingress port is listened on; for one that is not, why."""
+        if port in self.ingress.ports:
+            return "published", ""
+        trouble = self._unbound.get(port)
+        return ("unavailable", trouble.reason) if trouble else ("pending", "")
+
+    def retry_at(self, stack: str) -> float | None:
+        """When the next attempt to bind one of the stack's unavailable ports is due."""
+        times = [self._unbound[p].retry_at for p in self._ports_of_stack.get(stack, ()) if p in self._unbound]
+        return min(times, default=None)
+
+    async def _listening(self, stack: str, service: str, key: PortKey) -> bool:
+        """Listen on `key` if it is not yet, at most as often as its backoff allows."""
+        if key in self.ingress.ports:
+            return True
+        trouble, now = self._unbound.get(key), time.time()
+        if trouble is not None and now < trouble.retry_at:
+            return False
+        try:
+            await self.ingress.ensure(*key)
+        except IngressError as exc:
+            failures = trouble.failures + 1 if trouble else 1
+            delay = BIND_RETRY.compute(min(failures - 1, _MAX_DOUBLINGS))
+            self._unbound[key] = _Unbound(service, str(exc), failures, now + delay)
+            log.warning("ingress_port_unavailable", stack=stack, port=key[0], error=str(exc),
+                        retry_in_s=delay)
+            if trouble is None or trouble.reason != str(exc):
+                self._emit(events.service_port_unavailable(
+                    stack, service, f"{exc}; not published, retrying"
+                ))  # fmt: skip
+            return False
+        if trouble is not None:
+            del self._unbound[key]
+            log.info("ingress_port_recovered", stack=stack, port=key[0], failures=trouble.failures)
+            self._emit(events.service_port_published(
+                stack, service, f"listening on {self.ingress.host}:{key[0]}/{key[1]} again"
+                f" after {trouble.failures} failed attempts"
+            ))  # fmt: skip
+        return True
+
+    async def _close(self, stack: str, ports: Iterable[PortKey]) -> None:
+        for port, protocol in ports:
+            self._unbound.pop((port, protocol), None)
+            await self.ingress.close(port, protocol)
+            log.info("ingress_port_closed", stack=stack, port=port)
+
+    def _own(self, stack: str, ports: set[PortKey]) -> None:
+        if ports:
+            self._ports_of_stack[stack] = ports
+        else:
+            self._ports_of_stack.pop(stack, None)
 
     def _backends(self, replicas: Sequence[ContainerState], port: PortSpec) -> list[Backend]:
         backends = []
@@ -96,6 +207,8 @@ class IngressRoutes:
     async def close(self) -> None:
         await self.ingress.close_all(drain_timeout=1.0)
         self._ports_of_stack.clear()
+        self._claims.clear()
+        self._unbound.clear()
         self._backends_of_container.clear()
 
 

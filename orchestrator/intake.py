@@ -25,6 +25,7 @@ import structlog
 
 from orchestrator import labels
 from orchestrator.engine import Engine, EngineEvent
+from orchestrator.engine.observe import decimal
 from orchestrator.errors import EngineError, EngineUnavailable
 from orchestrator.model import Health
 
@@ -79,10 +80,10 @@ def container_event(event: EngineEvent) -> ContainerEvent:
     return ContainerEvent(
         stack=attributes.get(labels.LABEL_STACK, ""),
         service=attributes.get(labels.LABEL_SERVICE, ""),
-        slot=int(slot) if slot.isdigit() else None,
+        slot=decimal(slot),
         container_id=event.actor_id,
         action=action,
-        exit_code=int(exit_code) if exit_code.lstrip("-").isdigit() else None,
+        exit_code=decimal(exit_code),
         health=cast(Health, detail) if action == "health_status" and detail else None,
         time_ns=event.time_ns,
         attributes=attributes,

@@ -35,6 +35,7 @@ converged, so standbys never compete with the creates of a deploy, a scale-up or
 from __future__ import annotations
 
 import enum
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
@@ -403,7 +404,9 @@ def _create(
 
 
 def _wait(draft: _Draft, not_before: float | None) -> None:
-    if not_before is not None:  # None: not restarting at all, nothing to wake up for
+    # None: not restarting at all, nothing to wake up for. A time that is not finite (an
+    # update_config delay of .inf) never comes: waking for it would only hide the periodic resync.
+    if not_before is not None and math.isfinite(not_before):
         draft.wakes.append(not_before)
 
 

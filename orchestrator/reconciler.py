@@ -4,7 +4,8 @@ Level-triggered (DESIGN.md): an engine event only marks its stack dirty. A pass 
 containers by label, plans from that snapshot with the pure planner, hands the actions to the
 executor (which never blocks the loop) and reports what changed. Work comes from four places:
 engine events, the executor finishing a slot, a restart delay running out (the plan's
-`wake_at`), and a slow periodic resync that relists everything as a safety net.
+`wake_at`) or a published port's next bind attempt, and a slow periodic resync that relists
+everything as a safety net.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import contextlib
 import time
 from dataclasses import replace
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
 
 import structlog
 
@@ -26,6 +26,7 @@ from orchestrator.executor import Executor
 from orchestrator.ingress_routes import IngressRoutes
 from orchestrator.intake import ContainerEvent, Disconnected, EventIntake, Resync
 from orchestrator.model import ContainerState, PlanNote, ServiceSpec, SlotKey, UpdateStatus
+from orchestrator.replica_limits import saved_stack_over_limits
 from orchestrator.restarts import RestartBook
 from orchestrator.settings import Settings
 from orchestrator.store import StackRecord, Store
@@ -59,10 +60,14 @@ class Reconciler:
         self.store = store
         self.settings = settings
         self.emit = emit
-        self.records: dict[str, StackRecord] = store.load_stacks()
-        self.book = _load_book(store, settings)
+        self.records: dict[str, StackRecord] = store.load_stacks(
+            lambda record: saved_stack_over_limits(
+                record.replicas(), per_service=settings.max_replicas, services=settings.max_services
+            )
+        )
+        self.book = load_book(store, settings)
         self.tracker = TaskTracker(self._on_transition)
-        self.tracker.load_json(store.load_document(TRACKER_DOCUMENT) or {})
+        store.load_document(TRACKER_DOCUMENT, self.tracker.load_json)
         self.executor = Executor(
             engine,
             self.tracker,
@@ -74,7 +79,9 @@ class Reconciler:
         )
         #: Last relist of each stack: the views (ps, services) read it.
         self.observed: dict[str, list[ContainerState]] = {}
-        self._dirty: set[str] = set(self.records)
+        # and the stacks whose tasks the tracker still follows: a daemon killed right after an
+        # `rm` deleted the record has their `removed` still to report
+        self._dirty: set[str] = set(self.records) | self.tracker.stacks()
         self._wake = asyncio.Event()
         self._wake_at: dict[str, float] = {}
         self._next_resync = time.monotonic() + settings.resync_interval
@@ -84,6 +91,8 @@ class Reconciler:
         #: Per stack: the decisions of the last pass (so each is published once).
         self._reported: dict[str, dict[tuple[str, SlotKey, str | None], Event]] = {}
         self.passes = 0
+        #: Passes in a row that raised, per stack: their retries back off.
+        self._failed_passes: dict[str, int] = {}
 
     # work intake --------------------------------------------------------------------------
     def mark_dirty(self, stack: str | None = None) -> None:
@@ -154,9 +163,17 @@ class Reconciler:
         except EngineUnavailable as exc:
             log.warning("reconcile_deferred_engine_unavailable", stack=name, error=str(exc))
             self._wake_at[name] = time.time() + RETRY_AFTER_FAILURE
-        except Exception:
-            log.exception("reconcile_failed", stack=name)
-            self._wake_at[name] = time.time() + RETRY_AFTER_FAILURE
+        except Exception as exc:  # noqa: BLE001 - a bug or an unforeseen value: contained, backed off
+            failures = self._failed_passes[name] = self._failed_passes.get(name, 0) + 1
+            delay = max(RETRY_AFTER_FAILURE, self.book.backoff(failures))
+            if failures == 1:  # the traceback once per run of failures, not every retry
+                log.exception("reconcile_failed", stack=name, retry_in_s=delay)
+            else:
+                log.warning("reconcile_failed", stack=name, failures=failures, retry_in_s=delay,
+                            error=f"{type(exc).__name__}: {exc}"[:500])
+            self._wake_at[name] = time.time() + delay
+        else:
+            self._failed_passes.pop(name, None)
 
     async def reconcile(self, name: str) -> None:
         """Observe → plan → execute for one stack."""
@@ -199,12 +216,18 @@ class Reconciler:
             stopped=self.tracker.stopped_on_purpose(),
         )
         self._record_updates(record, plan.updates, plan.rollbacks)
-        if plan.wake_at is not None:
-            self._wake_at[name] = plan.wake_at
-        else:
-            self._wake_at.pop(name, None)
+        wakes = [plan.wake_at]
         if self.routes:  # before acting: a start-first replacement is in before the old leaves
             await self.routes.update(name, record.spec, observed)
+            wakes.append(self.routes.retry_at(name))  # a published port to try binding again
+        wake_at = min((at for at in wakes if at is not None), default=None)
+        if wake_at is not None:
+            self._wake_at[name] = wake_at
+        else:
+            self._wake_at.pop(name, None)
+        current = self.records.get(name)
+        if current is None or current.removing:  # `rm` began meanwhile: nothing to start
+            return
         if plan.actions:
             log.info("plan_computed", stack=name, actions=len(plan.actions))
             self.executor.submit(record, plan.actions)
@@ -344,16 +367,14 @@ def running_counts(record: StackRecord, observed: list[ContainerState]) -> dict[
 
 
 
-def _load_book(store: Store, settings: Settings) -> RestartBook:
-    data: Mapping[str, Any] | None = store.load_document(BOOK_DOCUMENT)
+def load_book(store: Store, settings: Settings) -> RestartBook:
     params = dict(
         backoff_base=settings.backoff_base,
         backoff_cap=settings.backoff_cap,
         healthy_run=settings.healthy_run,
     )
-    if data is None:
-        return RestartBook(**params)
-    return RestartBook.from_json(data, **params)
+    book = store.load_document(BOOK_DOCUMENT, lambda data: RestartBook.from_json(data, **params))
+    return book if book is not None else RestartBook(**params)
 
 
 __all__ = ["Emit", "Reconciler", "running_counts"]

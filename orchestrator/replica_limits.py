@@ -29,3 +29,18 @@ def check_replicas(stack: str, before: Mapping[str, int], after: Mapping[str, in
         raise LimitExceeded(
             f"stack {stack}: the daemon would run {grown} replicas in all, over the limit of "
             f"{total} (setting max_replicas_total, ORCHESTRATOR_MAX_REPLICAS_TOTAL)")
+
+
+def saved_stack_over_limits(replicas: Mapping[str, int], *, per_service: int,
+                            services: int) -> str | None:
+    """Why a saved stack cannot be taken on at start (a record an older daemon let in, or limits
+    lowered since), or None. Loading it would bring the daemon down again; the record is set
+    aside instead, with this reason, and can be moved back once the limit is raised."""
+    if len(replicas) > services:
+        return (f"its {len(replicas)} services are over the limit of {services} per stack "
+                "(setting max_services, ORCHESTRATOR_MAX_SERVICES)")
+    for service, count in replicas.items():
+        if count > per_service:
+            return (f"service {service} has {count} replicas, over the limit of {per_service} "
+                    "per service (setting max_replicas, ORCHESTRATOR_MAX_REPLICAS)")
+    return None

@@ -12,8 +12,14 @@ Swarm's rules (SEMANTICS.md 1.2), kept per slot and per spec version:
   restart is immediate, the following ones of a run of quick failures back off exponentially
   (`backoff_base` doubling up to `backoff_cap`); a replica that ran `healthy_run` seconds before
   failing starts a new run.
-- A create the engine refused (image missing, bad config: task state `rejected`) is a failure
-  too: it is retried under the same condition, cap and backoff instead of in a tight loop.
+- A create or start that failed (the engine refused it, or building the request raised: task
+  state `rejected`) is a failure too: it is retried under the same condition, cap and backoff
+  instead of in a tight loop.
+- Numbers that slipped past the stack file's checks never wedge a slot: a negative delay counts
+  as 0; a delay that is not finite (NaN, infinity) or a window that is NaN cannot schedule a
+  restart, so the slot gives up at once with a reason that names the value (`task.gave_up`),
+  rather than waiting for a time that never comes. The daemon's own backoff settings are
+  clamped the same way.
 
 The planner only asks (`decide`, `rejection`); the executor tells (`record_created`,
 `record_rejection`) after acting. Plain data, so the daemon persists it with `to_json`.
@@ -21,6 +27,7 @@ The planner only asks (`decide`, `rejection`); the executor tells (`record_creat
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -29,6 +36,8 @@ from orchestrator.tasks import task_state
 
 JSON_VERSION = 1
 _MAX_DOUBLINGS = 62  # keeps base * 2**n a finite float; the cap applies long before
+#: The constructor's defaults, used in place of a setting that is not a finite number >= 0.
+_DEFAULT_BACKOFF_BASE, _DEFAULT_BACKOFF_CAP, _DEFAULT_HEALTHY_RUN = 1.0, 60.0, 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +74,14 @@ class _Failure(NamedTuple):
 
 class RestartBook:
     def __init__(
-        self, backoff_base: float = 1.0, backoff_cap: float = 60.0, healthy_run: float = 10.0
+        self,
+        backoff_base: float = _DEFAULT_BACKOFF_BASE,
+        backoff_cap: float = _DEFAULT_BACKOFF_CAP,
+        healthy_run: float = _DEFAULT_HEALTHY_RUN,
     ) -> None:
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self.healthy_run = healthy_run
+        self.backoff_base = _seconds(backoff_base, _DEFAULT_BACKOFF_BASE)
+        self.backoff_cap = _seconds(backoff_cap, _DEFAULT_BACKOFF_CAP)
+        self.healthy_run = _seconds(healthy_run, _DEFAULT_HEALTHY_RUN)
         self._slots: dict[SlotKey, _SlotHistory] = {}
 
     # ------------------------------------------------------------------ questions
@@ -94,12 +106,15 @@ class RestartBook:
         if not _condition_allows(policy, failure.state):
             reason = f"{failure.detail}; condition {policy.condition}"
             return RestartDecision(restart=False, reason=reason)
+        unusable = _unusable(policy)
+        if unusable:
+            return RestartDecision(restart=False, gave_up=True, reason=f"{failure.detail}; {unusable}")
         if history is not None and _used_up(history, policy, failure.at):
             return RestartDecision(
                 restart=False, gave_up=True, reason=f"{failure.detail}; {_cap_text(policy)}"
             )
         streak = 0 if history is None or failure.ran_for >= self.healthy_run else history.streak
-        delay = policy.delay if policy.delay is not None else self._backoff(streak)
+        delay = max(policy.delay, 0.0) if policy.delay is not None else self.backoff(streak)
         return RestartDecision(
             restart=True, not_before=failure.at + delay, reason=failure.detail, attempt=streak + 1
         )
@@ -205,7 +220,9 @@ class RestartBook:
             history = self._slots[key] = _SlotHistory(spec_hash)
         return history
 
-    def _backoff(self, streak: int) -> float:
+    def backoff(self, streak: int) -> float:
+        """The default delay before attempt `streak` + 1 of a run of quick failures: none
+        before the first retry, then backoff_base doubling up to backoff_cap."""
         if streak <= 0:
             return 0.0
         return min(self.backoff_cap, self.backoff_base * 2.0 ** min(streak - 1, _MAX_DOUBLINGS))
@@ -273,6 +290,19 @@ def _exit_text(container: ContainerState) -> str:
     if container.error:
         return f"start failed: {container.error}"
     return f"exit code {container.exit_code}"
+
+
+def _unusable(policy: RestartPolicy) -> str:
+    """Why `policy` cannot schedule a restart ("" when it can)."""
+    if policy.delay is not None and not math.isfinite(policy.delay):
+        return f"restart_policy.delay is {policy.delay}: not a finite number of seconds"
+    if math.isnan(policy.window):
+        return f"restart_policy.window is {policy.window}: not a number of seconds"
+    return ""
+
+
+def _seconds(value: float, default: float) -> float:
+    return value if math.isfinite(value) and value >= 0 else default
 
 
 def _cap_text(policy: RestartPolicy) -> str:

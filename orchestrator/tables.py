@@ -56,8 +56,16 @@ def ago(epoch: float, now: float | None = None) -> str:
 
 def stacks_table(stacks: Sequence[Mapping[str, Any]], now: float | None = None) -> str:
     rows = [(s["name"], str(s["services"]), f"{s['replicas_running']}/{s['replicas_desired']}",
-             ago(s["deployed_at"], now)) for s in stacks]
+             _deployed(s, now)) for s in stacks]
     return render_table(("NAME", "SERVICES", "REPLICAS", "DEPLOYED"), rows)
+
+
+def _deployed(stack: Mapping[str, Any], now: float | None) -> str:
+    """When it was deployed; for a stack being removed, that, and why it is not gone yet."""
+    if stack.get("state") != "removing":
+        return ago(stack["deployed_at"], now)
+    message = stack.get("message") or ""
+    return f"removing: {message}" if message else "removing"
 
 
 def services_table(services: Sequence[Mapping[str, Any]]) -> str:
@@ -86,10 +94,21 @@ def update_notes(services: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def port_notes(services: Sequence[Mapping[str, Any]]) -> str:
+    """One line per published port the daemon cannot listen on, and why (empty when none)."""
+    return "\n".join(
+        f"{s['stack']}_{s['name']}: port {p['published']}/{p['protocol']} is not published: {p.get('error') or 'unavailable'}"
+        for s in services
+        for p in s.get("ports", ())
+        if p.get("state") == "unavailable"
+    )
+
+
 def _port(port: Mapping[str, Any]) -> str:
     published = port.get("published")
     target = f"{port['target']}/{port['protocol']}"
-    return f"*:{published}->{target}" if published else target
+    text = f"*:{published}->{target}" if published else target
+    return text + " (not published)" if port.get("state") == "unavailable" else text
 
 
 def tasks_table(tasks: Sequence[Mapping[str, Any]], *, no_trunc: bool = False,

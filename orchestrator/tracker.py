@@ -192,10 +192,17 @@ class TaskTracker:
         """Does the tracker know a task of `stack` that has not been reported removed yet?"""
         return any(task.key.stack == stack for task in self._tasks.values())
 
+    def stacks(self) -> set[str]:
+        """The stacks with a task not reported removed yet."""
+        return {task.key.stack for task in self._tasks.values()}
+
     def knows(self, task_id: str) -> bool:
         return task_id in self._tasks
 
     def state_of(self, container: ContainerState) -> TaskState:
+        task = self._tasks.get(container.task_id)
+        if task is not None and task.state is TaskState.REJECTED:
+            return TaskState.REJECTED  # its start was refused: published so, shown so
         return task_state(container, stopped_by_us=container.id in self._shutdown)
 
     def observe(self, stack: str, containers: Iterable[ContainerState], mark: int) -> None:
@@ -233,7 +240,15 @@ class TaskTracker:
         return {"tasks": tasks, "shutdown": sorted(self._shutdown)}
 
     def load_json(self, data: dict[str, Any]) -> None:
-        for task_id, t in data.get("tasks", {}).items():
-            key = SlotKey(t["stack"], t["service"], int(t["slot"]))
-            self._tasks[task_id] = _Task(key, TaskState(t["state"]), t["container_id"])
-        self._shutdown.update(data.get("shutdown", []))
+        """Inverse of `to_json`; all or nothing (a damaged document raises, loading none of it)."""
+        tasks = {
+            str(task_id): _Task(
+                SlotKey(str(t["stack"]), str(t["service"]), int(t["slot"])),
+                TaskState(t["state"]),
+                None if t["container_id"] is None else str(t["container_id"]),
+            )
+            for task_id, t in data.get("tasks", {}).items()
+        }
+        shutdown = {str(container_id) for container_id in data.get("shutdown", [])}
+        self._tasks.update(tasks)
+        self._shutdown.update(shutdown)

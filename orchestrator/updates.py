@@ -107,6 +107,10 @@ def task_failures(
             continue
         if c.alive or c.id in stopped:
             continue
+        if c.started_at is None and not c.error:
+            # never started, nor refused a start: a killed daemon's create, on its way out
+            # (docs/design-notes.md, note 5); no task of the update ever ran or failed in it
+            continue
         ran = None if c.started_at is None else (c.finished_at or now) - c.started_at
         if ran is None or c.error or ran <= monitor:
             found[c.task_id] = f"slot {c.key.slot}: {_ending(c, ran)}"

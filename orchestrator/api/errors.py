@@ -67,7 +67,7 @@ def user_error_response(exc: UserError) -> web.Response:
     if isinstance(exc, UnknownService):
         return error_response(404, "unknown_service", str(exc), "service")
     if isinstance(exc, Conflict):
-        return error_response(409, "conflict", str(exc))
+        return error_response(409, "conflict", str(exc), exc.path)
     return error_response(400, "bad_request", str(exc))
 
 

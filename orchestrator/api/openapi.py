@@ -11,7 +11,14 @@ from orchestrator import names
 from orchestrator.api.bodies import FALSE_FLAGS, MAX_SEQ, MAX_TAIL, TRUE_FLAGS
 from orchestrator.api.schemas import ref
 from orchestrator.api.state import SETTINGS
-from orchestrator.control import DeployOutcome, LogLine, ServiceView, StackView, TaskView
+from orchestrator.control import (
+    DeployOutcome,
+    LogLine,
+    RemoveOutcome,
+    ServiceView,
+    StackView,
+    TaskView,
+)
 from orchestrator.model import StackSpec
 from orchestrator.settings import Settings
 
@@ -96,7 +103,8 @@ def build_document(settings: Settings | None = None) -> dict[str, Any]:
                        errors=(*_ERRORS, "415", "503"), requestBody=deploy_body),
             "get": _op("Inspect a stack: spec, summary and services", "200", stack_detail,
                        params=(STACK,)),
-            "delete": _op("Remove a stack", "200", {"type": "object"}, params=(
+            "delete": _op("Remove a stack: 200 once it is gone, 202 while the daemon is still at it",
+                          "200", ref(RemoveOutcome, c), params=(
                 STACK, _param("volumes", "query", _BOOL, "Also remove the stack's named volumes."))),
         },
         "/v1/stacks/{stack}/services": {"get": _op(
@@ -136,6 +144,9 @@ def build_document(settings: Settings | None = None) -> dict[str, Any]:
     paths["/v1/stacks/{stack}"]["put"]["responses"]["201"] = deploy_ok
     paths["/v1/health"]["get"]["responses"]["503"] = {"description": "Engine or Redis unreachable",
                                                       **_json(_HEALTH)}
+    paths["/v1/stacks/{stack}"]["delete"]["responses"]["202"] = {
+        "description": "The removal goes on in the daemon (the engine refuses for now: `message`)",
+        **_json(ref(RemoveOutcome, c))}
     ref(LogLine, c)
     statuses = {"400": "Bad input", "401": "Missing or wrong bearer token", "404": "Unknown stack, service or route",
                 "405": "Method not allowed", "409": "Conflict with the current state",

@@ -93,10 +93,11 @@ async def inspect_stack(request: web.Request) -> web.Response:
 
 
 async def remove_stack(request: web.Request) -> web.Response:
+    """200 when the stack is gone; 202 while the daemon is still at it (the engine refuses)."""
     stack = bodies.name_param(request, "stack")
     volumes = bodies.bool_query(request, "volumes")
-    await _committed(request.app[CONTROL].remove(stack, volumes=volumes))
-    return web.json_response({"stack": stack, "removed": True, "volumes": volumes})
+    outcome = await _committed(request.app[CONTROL].remove(stack, volumes=volumes))
+    return await as_json(outcome, status=200 if outcome.removed else 202)
 
 
 async def list_services(request: web.Request) -> web.Response:

@@ -26,7 +26,7 @@ from orchestrator.engine import containers, images, objects
 from orchestrator.engine.build_context import ContextLimits
 from orchestrator.engine.calls import engine_errors, is_missing
 from orchestrator.engine.events import EngineEvent, EventStream
-from orchestrator.engine.observe import Facts, FactsCache, container_state, facts_from_inspect
+from orchestrator.engine.observe import Facts, FactsCache, container_state, decimal, facts_from_inspect
 from orchestrator.errors import EngineError, EngineUnavailable, ImageUnavailable
 from orchestrator.model import ContainerState, NetworkSpec, ServiceSpec, SlotKey, StackSpec, VolumeSpec
 
@@ -241,6 +241,10 @@ class Engine:
             await images.ensure_image(self._docker, image, service.build, pullable=service.image is not None,
                                       limits=self._build_limits)
 
+    async def check_external(self, spec: StackSpec) -> None:
+        """UserError unless every `external:` network and volume of `spec` exists (read-only)."""
+        await objects.check_external(self._docker, spec.networks.values(), spec.volumes.values())
+
     async def ensure_network(self, stack: str, net: NetworkSpec) -> None:
         await objects.ensure_network(self._docker, stack, net)
 
@@ -276,7 +280,7 @@ class Engine:
             self._facts.forget(container_id)
         elif event.action == "die":
             code = event.attributes.get("exitCode", "")
-            exit_code = int(code) if code.lstrip("-").isdigit() else None
+            exit_code = decimal(code)
             oom = container_id in self._oom
             self._oom.discard(container_id)
             self._facts.died(container_id, exit_code, event.time_ns / 10**9, oom_killed=oom)

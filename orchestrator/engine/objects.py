@@ -1,7 +1,9 @@
-"""A stack's networks and named volumes: created on deploy (labelled as ours), reused when they
-exist, required when external, removed by label."""
+"""A stack's networks and named volumes: created before its first container (labelled as ours),
+reused when they exist, required when external, removed by label."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import aiodocker
 import structlog
@@ -22,6 +24,18 @@ def _ours(stack: str, extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def _managed_filter(stack: str) -> dict[str, list[str]]:
     return {"label": [f"{labels.LABEL_STACK}={stack}", f"{labels.LABEL_MANAGED}=true"]}
+
+
+async def check_external(
+    docker: aiodocker.Docker, networks: Iterable[NetworkSpec], volumes: Iterable[VolumeSpec]
+) -> None:
+    """Read-only: UserError when an `external:` network or volume does not exist."""
+    for net in networks:
+        if net.external and not await _network_exists(docker, net.engine_name):
+            raise UserError(f"network {net.engine_name!r} is declared external but does not exist on the engine")
+    for vol in volumes:
+        if vol.external:
+            await _external_volume(docker, vol)
 
 
 async def ensure_network(docker: aiodocker.Docker, stack: str, net: NetworkSpec) -> None:
@@ -59,15 +73,7 @@ async def _network_exists(docker: aiodocker.Docker, name: str) -> bool:
 
 async def ensure_volume(docker: aiodocker.Docker, stack: str, vol: VolumeSpec) -> None:
     if vol.external:
-        try:
-            with engine_errors():
-                await docker.volumes.get(vol.engine_name)
-        except EngineError as exc:
-            if is_missing(exc):
-                raise UserError(
-                    f"volume {vol.engine_name!r} is declared external but does not exist on the engine"
-                ) from exc
-            raise
+        await _external_volume(docker, vol)
         return
     config = {
         "Name": vol.engine_name,
@@ -79,12 +85,58 @@ async def ensure_volume(docker: aiodocker.Docker, stack: str, vol: VolumeSpec) -
         await docker.volumes.create(config)
 
 
+async def _external_volume(docker: aiodocker.Docker, vol: VolumeSpec) -> None:
+    try:
+        with engine_errors():
+            await docker.volumes.get(vol.engine_name)
+    except EngineError as exc:
+        if is_missing(exc):
+            raise UserError(
+                f"volume {vol.engine_name!r} is declared external but does not exist on the engine"
+            ) from exc
+        raise
+
+
 async def remove_stack_networks(docker: aiodocker.Docker, stack: str) -> None:
+    """Every network of the stack; EngineError naming what still holds one."""
     with engine_errors():
         networks = await docker.networks.list(filters=_managed_filter(stack))
     for network in networks:
-        await _ignore_missing(aiodocker.networks.DockerNetwork(docker, network["Id"]).delete())
+        handle = aiodocker.networks.DockerNetwork(docker, network["Id"])
+        try:
+            await _ignore_missing(handle.delete())
+        except EngineError as exc:
+            if "active endpoints" not in exc.message:
+                raise
+            holders = await _release_stale_endpoints(docker, handle)
+            if holders:
+                raise EngineError(exc.status, f"network {network['Name']} has active endpoints: "
+                                  f"{', '.join(holders)} still attached") from exc
+            await _ignore_missing(handle.delete())
         log.info("network_removed", stack=stack, network=network["Name"])
+
+
+async def _release_stale_endpoints(
+    docker: aiodocker.Docker, network: aiodocker.networks.DockerNetwork
+) -> list[str]:
+    """Force off the network each endpoint whose container no longer exists (a stale endpoint
+    the engine keeps for good, moby#42119: `docker network disconnect -f`); the names of the
+    containers that do exist, which are left alone (not ours to disconnect)."""
+    with engine_errors():
+        attached = (await network.show()).get("Containers") or {}
+    holders = []
+    for container_id, endpoint in attached.items():
+        try:
+            with engine_errors():
+                await docker.containers.container(container_id).show()
+        except EngineError as exc:
+            if not is_missing(exc):
+                raise
+            await _ignore_missing(network.disconnect({"Container": container_id, "Force": True}))
+            log.warning("stale_endpoint_released", network=network.id[:12], container_id=container_id[:12])
+            continue
+        holders.append(str(endpoint.get("Name") or container_id[:12]))
+    return holders
 
 
 async def remove_stack_volumes(docker: aiodocker.Docker, stack: str) -> None:

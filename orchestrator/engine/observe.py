@@ -26,6 +26,7 @@ from orchestrator.model import ContainerState, EngineStatus, Health, SlotKey
 
 JSON = dict[str, Any]
 
+_DECIMAL = re.compile(r"-?[0-9]{1,19}")
 _HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 #: What the list may still say of a container whose `die` event has come.
 _ALIVE_IN_LIST = frozenset({"running", "paused", "restarting"})
@@ -126,6 +127,12 @@ def facts_from_inspect(data: JSON) -> Facts:
     )
 
 
+def decimal(text: str) -> int | None:
+    """A number the engine (or whoever labelled a container) wrote as text: ASCII digits only,
+    at most int64's width (`str.isdigit()` also takes '²', which `int()` then refuses)."""
+    return int(text) if _DECIMAL.fullmatch(text) else None
+
+
 def container_state(entry: JSON, facts: Facts | None) -> ContainerState | None:
     """A list entry (+ inspect facts) as our ContainerState; None if it lacks our labels.
 
@@ -133,11 +140,11 @@ def container_state(entry: JSON, facts: Facts | None) -> ContainerState | None:
     from a `die` event, so they are newer: the engine sends `die` before its list stops saying
     "running"."""
     tags = entry.get("Labels") or {}
-    try:
-        key = SlotKey(tags[labels.LABEL_STACK], tags[labels.LABEL_SERVICE], int(tags[labels.LABEL_SLOT]))
-    except (KeyError, ValueError):
+    slot = decimal(tags.get(labels.LABEL_SLOT, ""))
+    if labels.LABEL_STACK not in tags or labels.LABEL_SERVICE not in tags or slot is None or slot < 1:
         return None
-    created_ns = tags.get(labels.LABEL_CREATED_NS, "")
+    key = SlotKey(tags[labels.LABEL_STACK], tags[labels.LABEL_SERVICE], slot)
+    created_ns = decimal(tags.get(labels.LABEL_CREATED_NS, ""))
     newer = facts is not None and facts.status != entry["State"]
     status = cast(EngineStatus, facts.status if newer and facts is not None else entry["State"])
     return ContainerState(
@@ -146,7 +153,7 @@ def container_state(entry: JSON, facts: Facts | None) -> ContainerState | None:
         key=key,
         spec_hash=tags.get(labels.LABEL_SPEC_HASH, ""),
         task_id=tags.get(labels.LABEL_TASK_ID, ""),
-        created_at=int(created_ns) / 10**9 if created_ns.isdigit() else float(entry.get("Created", 0)),
+        created_at=created_ns / 10**9 if created_ns is not None else float(entry.get("Created", 0)),
         status=status,
         health=facts.health if newer and facts is not None else health_from_status(entry.get("Status", "")),
         exit_code=facts.exit_code if facts else None,

@@ -94,12 +94,14 @@ async def running_orchestrator(
         asyncio.create_task(reconciler.run(), name="reconciler"),
         asyncio.create_task(reconciler.follow(EventIntake(engine)), name="intake"),
     ]
+    controller.resume_removals()
     try:
         yield Running(engine, reconciler, controller, events)
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await controller.close()
         await reconciler.executor.cancel()
         if routes is not None:
             await routes.close()

@@ -270,11 +270,13 @@ async def test_refuses_to_listen_beyond_loopback_without_a_token(tmp_path: Path)
     assert "Traceback" not in message
 
 
-async def test_rm_finishes_when_the_engine_keeps_the_network(
-    daemon: DaemonProcess, docker: aiodocker.Docker, stack_name: str
+async def test_rm_goes_on_while_the_engine_keeps_the_network_and_finishes_when_it_lets_go(
+    daemon: DaemonProcess, docker: aiodocker.Docker, redis_client: aioredis.Redis, stack_name: str
 ) -> None:
-    """A container that is not the daemon's holds the stack's network (as a stale endpoint of
-    the engine does): the stack is removed all the same and the answer names the network."""
+    """A container that is not the daemon's holds the stack's network, so the engine refuses to
+    remove it ("has active endpoints"; a stale endpoint does the same, moby#42119): the answer is
+    a 202 that says why, the stack is listed as removing and takes no change; once the engine
+    lets go, the daemon finishes the removal by itself and the name is free again."""
     await daemon.deploy(stack_name, stack(service("web", ECHO)))
     await daemon.poll(f"/v1/stacks/{stack_name}/services", running("web", 1))
     stranger: aiodocker.containers.DockerContainer | None = await docker.containers.run({
@@ -283,11 +285,33 @@ async def test_rm_finishes_when_the_engine_keeps_the_network(
     }, name=f"{stack_name}-stranger")
     try:
         status, body = await daemon.request("DELETE", f"/v1/stacks/{stack_name}")
-        assert (status, body["error"]["code"]) == (502, "engine_error"), body
-        assert f"stack {stack_name} is removed, but not its network" in body["error"]["message"]
-        assert (await daemon.request("GET", f"/v1/stacks/{stack_name}"))[0] == 404
+        assert (status, body["removed"], body["state"]) == (202, False, "removing"), body
+        assert f"active endpoints: {stack_name}-stranger still attached" in body["message"]
+        _, listed = await daemon.request("GET", "/v1/stacks")
+        (row,) = [s for s in listed if s["name"] == stack_name]
+        assert row["state"] == "removing" and "active endpoints" in row["message"]
+        assert not await docker.containers.list(all=True, filters={"label": [f"{LABEL_STACK}={stack_name}"]})
+        for method, path, kwargs in (
+            ("PUT", f"/v1/stacks/{stack_name}", {"data": stack(service("web", ECHO))}),
+            ("POST", f"/v1/stacks/{stack_name}/scale", {"json": {"web": 2}}),
+        ):
+            status, body = await daemon.request(method, path, **kwargs)
+            assert (status, body["error"]["code"]) == (409, "conflict"), body
+            assert "is being removed" in body["error"]["message"]
         await stranger.delete(force=True)
         stranger = None
+        async with asyncio.timeout(60):
+            while (await daemon.request("GET", f"/v1/stacks/{stack_name}"))[0] != 404:
+                await asyncio.sleep(0.2)
+        assert not await docker.networks.list(filters={"label": [f"{LABEL_STACK}={stack_name}"]})
+        async with asyncio.timeout(10):  # the publisher sends it a moment later
+            while True:
+                types = [json.loads(fields["event"])["type"]
+                         for _, fields in await redis_client.xrange(f"{daemon.prefix}:stream")]
+                if "stack.removed" in types:
+                    break
+                await asyncio.sleep(0.1)
+        assert types.count("stack.removed") == 1
         status, _ = await daemon.request("PUT", f"/v1/stacks/{stack_name}", data=stack(service("web", ECHO)))
         assert status == 201, "the name is free again"
     finally:

@@ -137,3 +137,25 @@ async def test_port_in_use_is_one_clear_line_and_exit_1(tmp_path: Path, redis_pr
     assert result.returncode == 1
     text = stderr.decode()
     assert "address already in use" in text and "Traceback" not in text
+
+
+async def test_sigterm_while_waiting_for_the_engine_stops_the_daemon(tmp_path: Path, redis_prefix: str) -> None:
+    """A daemon started before dockerd (or pointed at one that is down) still stops when asked."""
+    import signal
+    import sys
+
+    process = DaemonProcess(tmp_path / "state", redis_prefix,
+                            extra_env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
+    (tmp_path / "state").mkdir()
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "orchestrator", "daemon", env=process.env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert child.stdout is not None
+    async with asyncio.timeout(30):
+        while b"engine_unavailable_waiting" not in await child.stdout.readline():
+            pass
+    child.send_signal(signal.SIGTERM)
+    output, _ = await asyncio.wait_for(child.communicate(), 30)
+    assert child.returncode == 0, output.decode()
+    assert b"Traceback" not in output and b"Unclosed" not in output

@@ -12,6 +12,7 @@ from orchestrator.control import (
     DeployOutcome,
     HealthView,
     LogLine,
+    RemoveOutcome,
     ServiceView,
     StackView,
     TaskView,
@@ -30,6 +31,8 @@ class FakeControl:
         self.counts: dict[str, dict[str, int]] = {}
         self.previous: dict[tuple[str, str], ServiceSpec] = {}
         self.removed_volumes: list[str] = []
+        #: Stacks whose removal the "engine" refuses, with its reason: `remove` answers 202.
+        self.refusing_removal: dict[str, str] = {}
         self.healthy = True
         self.log_lines: list[LogLine] = []
         self.deployed_at = time.time() - 5
@@ -57,11 +60,14 @@ class FakeControl:
                 self.previous[(spec.name, n)] = old.services[n]
         return DeployOutcome(spec.name, "updated" if changed else "unchanged", changed)
 
-    async def remove(self, stack: str, *, volumes: bool = False) -> None:
+    async def remove(self, stack: str, *, volumes: bool = False) -> RemoveOutcome:
         self.stack_spec(stack)
+        if stack in self.refusing_removal:
+            return RemoveOutcome(stack, False, volumes, "removing", self.refusing_removal[stack])
         del self.specs[stack], self.counts[stack]
         if volumes:
             self.removed_volumes.append(stack)
+        return RemoveOutcome(stack, True, volumes)
 
     async def scale(self, stack: str, counts: Mapping[str, int]) -> None:
         spec = self.stack_spec(stack)

@@ -140,6 +140,22 @@ def test_scale_rm_rollback_and_logs(served: Served, stack_file: Path,
     assert (code, err) == (1, "error: no such stack: shop\n")
 
 
+def test_rm_still_in_progress_says_so_and_ls_shows_why(
+        served: Served, stack_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, "deploy", "-c", str(stack_file), "shop")
+    served.control.refusing_removal["shop"] = "device or resource busy"
+    code, out, _ = run(capsys, "rm", "shop")
+    assert code == 0, "accepted: the daemon finishes it"
+    assert out.splitlines() == [
+        "Removing stack shop",
+        "Stack shop is still being removed: device or resource busy; the daemon keeps retrying "
+        "(`orchestrator ls` shows it until it is gone)",
+    ]
+    row = {"name": "shop", "services": 2, "replicas_running": 1, "replicas_desired": 0,
+           "deployed_at": 0.0, "state": "removing", "message": "device or resource busy"}
+    assert tables.stacks_table([row]).splitlines()[1].split(None, 3)[3] == "removing: device or resource busy"
+
+
 def test_usage_errors_exit_2(served: Served, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "scale", "shop", "web")[0] == 2
     assert run(capsys, "scale", "shop", "web=-1")[0] == 2
@@ -265,3 +281,18 @@ def test_update_notes_say_which_slots_run_which_spec() -> None:
         "app_web: update paused: 1 of 3 updated tasks failed; slots 2,3 on 0ld0ld0ld0ld; slot 1 not running"
     )
     assert tables.update_notes(rows[1:]) == ""
+
+
+def test_a_port_that_is_not_published_is_marked_and_explained() -> None:
+    ports = [
+        {"published": 8080, "target": 80, "protocol": "tcp", "mode": "ingress", "state": "unavailable",
+         "error": "cannot listen on 0.0.0.0:8080/tcp: address already in use"},
+        {"published": 8443, "target": 443, "protocol": "tcp", "mode": "ingress", "state": "published", "error": ""},
+    ]
+    rows = [{"stack": "app", "name": "web", "mode": "replicated", "replicas_running": 1, "replicas_desired": 1,
+             "spec_hash": "a" * 12, "image": "web", "ports": ports}]
+    assert "*:8080->80/tcp (not published), *:8443->443/tcp" in tables.services_table(rows)
+    assert tables.port_notes(rows) == (
+        "app_web: port 8080/tcp is not published: cannot listen on 0.0.0.0:8080/tcp: address already in use"
+    )
+    assert tables.port_notes([{**rows[0], "ports": ports[1:]}]) == ""

@@ -9,6 +9,7 @@ import pytest
 from orchestrator.engine.observe import (
     FactsCache,
     container_state,
+    decimal,
     facts_from_inspect,
     health_from_status,
     parse_time,
@@ -104,6 +105,24 @@ def test_a_running_inspect_has_no_exit_code() -> None:
 
 def test_containers_without_our_labels_are_skipped() -> None:
     assert container_state(_entry(Labels={"other": "x"}), None) is None
+
+
+@pytest.mark.parametrize("slot", ["²", "", "0", "-1", "1" * 30, " 1"])
+def test_containers_whose_slot_label_is_no_slot_number_are_skipped(slot: str) -> None:
+    labels = {**_entry()["Labels"], "orchestrator.slot": slot}
+    assert container_state(_entry(Labels=labels), None) is None
+
+
+def test_a_created_ns_label_that_is_no_number_falls_back_to_the_engine_time() -> None:
+    labels = {**_entry()["Labels"], "orchestrator.created-ns": "١٢٣"}  # Arabic-Indic digits
+    state = container_state(_entry(Labels=labels), None)
+    assert state is not None and state.created_at == 100.0
+
+
+@pytest.mark.parametrize(("text", "value"), [("0", 0), ("137", 137), ("-1", -1), ("²", None),
+                                             ("", None), ("1e3", None), ("9" * 20, None)])
+def test_decimal_reads_ascii_digits_only(text: str, value: int | None) -> None:
+    assert decimal(text) == value
 
 
 def test_cache_holds_facts_while_the_state_stays() -> None:

@@ -26,6 +26,12 @@ EXAMPLES = {
     "service.scaled": events.service_scaled("shop", "web", replicas=3, running=1),
     "service.converged": events.service_converged("shop", "web", replicas=3),
     "service.degraded": events.service_degraded("shop", "web", 3, 2, "slot 2 failed: exit 1"),
+    "service.port_unavailable": events.service_port_unavailable(
+        "shop", "web", "cannot listen on 0.0.0.0:8080/tcp: address already in use; not published, retrying"
+    ),
+    "service.port_published": events.service_port_published(
+        "shop", "web", "listening on 0.0.0.0:8080/tcp again after 3 failed attempts"
+    ),
     "task.state": events.task_state(KEY, CONTAINER, "k3j9", TaskState.RUNNING, TaskState.FAILED, 1, "exit 1"),
     "task.restart_scheduled": events.task_restart_scheduled(KEY, 2.5, "on-failure", exit_code=1),
     "task.gave_up": events.task_gave_up(KEY, "3 attempts within 60s", exit_code=1),

@@ -195,9 +195,20 @@ async def test_rollback_conflicts_without_a_previous_spec(client: TestClient,
 async def test_remove(client: TestClient, control: FakeControl) -> None:
     await deploy(client)
     response = await client.delete("/v1/stacks/shop?volumes=true")
-    assert await response.json() == {"stack": "shop", "removed": True, "volumes": True}
+    assert response.status == 200
+    assert await response.json() == {"stack": "shop", "removed": True, "volumes": True,
+                                     "state": "removed", "message": ""}
     assert control.removed_volumes == ["shop"]
     assert (await error_of(await client.delete("/v1/stacks/shop"), 404))["code"] == "unknown_stack"
+
+
+async def test_remove_still_refused_is_202_with_the_reason(client: TestClient, control: FakeControl) -> None:
+    await deploy(client)
+    control.refusing_removal["shop"] = "device or resource busy"
+    response = await client.delete("/v1/stacks/shop")
+    assert response.status == 202
+    assert await response.json() == {"stack": "shop", "removed": False, "volumes": False,
+                                     "state": "removing", "message": "device or resource busy"}
 
 
 # ---------------------------------------------------------------------------- logs, health, metrics

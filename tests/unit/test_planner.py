@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from orchestrator import labels
+from orchestrator import labels, updates
 from orchestrator.model import (
     Action,
     ContainerState,
@@ -796,6 +796,28 @@ def test_a_standby_that_ran_is_a_task_whatever_its_end() -> None:
     assert not ran.is_standby
     assert not replace(ran, status="removing").is_standby
     assert not replace(spare(WEB1, 1, 20), error="exec failed").is_standby  # its start was refused
+
+
+def test_a_delay_that_is_not_a_number_gives_up_with_a_note_instead_of_waiting_forever() -> None:
+    web = service(replicas=1, restart_policy=RestartPolicy(delay=float("nan")))
+    dead = c(web, 1, NOW - 2, "exited")
+    result = plan(StackSpec(STACK, {"web": web}), {"web": 1}, [dead], RestartBook(), NOW)
+    assert result.actions == () and result.wake_at is None
+    (note,) = result.notes
+    assert (note.kind, note.container_id) == ("gave_up", dead.id)
+    assert "restart_policy.delay is nan" in note.reason
+
+
+def test_a_wake_time_that_never_comes_is_not_asked_for() -> None:
+    """An update_config delay of .inf holds the next batch for good: the plan asks for no
+    wake-up at infinity (the loop's periodic resync still looks)."""
+    new = service(replicas=2, update_config=UpdateConfig(parallelism=1, delay=float("inf")))
+    first_batch_done = replace(updates.begin(None, new, NOW - 60), batch_open=True)
+    replaced, stale = c(new, 1, NOW - 20), c(new, 2, NOW - 90, stale=True)
+    result = plan(StackSpec(STACK, {"web": new}), {"web": 2}, [replaced, stale], RestartBook(), NOW,
+                  update_status={"web": first_batch_done})
+    assert result.updates["web"].next_batch_at == float("inf")
+    assert not any(isinstance(a, CreateTask) for a in result.actions) and result.wake_at is None
 
 
 def test_giving_up_is_noted_and_a_due_restart_is_not() -> None:

@@ -357,6 +357,56 @@ def test_rejection_of_another_spec_is_not_reported() -> None:
     assert book.rejection(KEY, HASH) == "no such image"
 
 
+# --------------------------------------------------------------------------- numbers that slipped through
+
+
+@pytest.mark.parametrize(
+    ("policy", "named"),
+    [
+        pytest.param(RestartPolicy(delay=float("nan")), "restart_policy.delay is nan", id="delay-nan"),
+        pytest.param(RestartPolicy(delay=float("inf")), "restart_policy.delay is inf", id="delay-inf"),
+        pytest.param(RestartPolicy(delay=float("-inf")), "restart_policy.delay is -inf", id="delay-minus-inf"),
+        pytest.param(
+            RestartPolicy(max_attempts=3, window=float("nan")), "restart_policy.window is nan", id="window-nan"
+        ),
+    ],
+)
+def test_a_policy_that_cannot_schedule_a_restart_gives_up_and_says_why(
+    policy: RestartPolicy, named: str
+) -> None:
+    """Before: not_before was NaN (never due, no wake-up, no event: the slot stayed failed
+    without a word) or infinity."""
+    decision = RestartBook().decide(KEY, HASH, policy, container(0), now=5.0)
+    assert (decision.restart, decision.gave_up, decision.not_before) == (False, True, None)
+    assert decision.reason.startswith("exit code 1; " + named)
+
+
+def test_an_unusable_policy_still_lets_the_first_replica_start() -> None:
+    decision = RestartBook().decide(KEY, HASH, RestartPolicy(delay=float("nan")), None, now=5.0)
+    assert decision.due(5.0)
+
+
+def test_a_negative_delay_counts_as_none() -> None:
+    runs = [1.0] * 3
+    assert delays(crash_loop(RestartBook(), RestartPolicy(delay=-5.0), runs), runs) == [0.0] * 3
+
+
+def test_an_infinite_window_is_a_lifetime_cap() -> None:
+    decisions = crash_loop(RestartBook(), RestartPolicy(delay=0.0, max_attempts=2, window=float("inf")), [1.0] * 5)
+    assert [d.restart for d in decisions] == [True, True, False] and decisions[-1].gave_up
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0])
+def test_backoff_settings_that_are_not_finite_seconds_fall_back_to_the_defaults(bad: float) -> None:
+    book = RestartBook(backoff_base=bad, backoff_cap=bad, healthy_run=bad)
+    assert [book.backoff(n) for n in range(1, 9)] == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert book.healthy_run == 10.0
+
+
+def test_backoff_never_overflows() -> None:
+    assert RestartBook().backoff(10**9) == 60.0
+
+
 # --------------------------------------------------------------------------- persistence
 
 

@@ -82,6 +82,22 @@ def test_a_rejection_without_container_is_kept_until_a_container_replaces_it(tra
     assert tracker.rejections("s") == {}
 
 
+def test_a_container_whose_start_was_refused_shows_as_rejected_as_it_was_published(
+    tracker: TaskTracker, seen: list[Transition]
+) -> None:
+    """A host-mode port in use: the engine refuses the start and marks the container with its
+    error. `ps` must say `rejected`, as the task.state event did, not `failed`."""
+    tracker.advance(KEY, "t1", TaskState.CREATED, container_id="c1")
+    tracker.advance(KEY, "t1", TaskState.STARTING)
+    tracker.advance(KEY, "t1", TaskState.REJECTED, reason="port is already allocated")
+    refused = container(status="created", error="port is already allocated", started_at=None)
+    tracker.observe("s", [refused], tracker.mark())
+    assert tracker.state_of(refused) is TaskState.REJECTED
+    assert states(seen)[-1] == ("starting", "rejected")
+    tracker.observe("s", [], tracker.mark())
+    assert states(seen)[-1] == ("rejected", "removed")
+
+
 def test_a_removed_stack_forgets_its_rejections(tracker: TaskTracker) -> None:
     tracker.advance(KEY, "t1", TaskState.REJECTED, reason="no such image")
     tracker.forget_stack("s")
