@@ -96,7 +96,7 @@ def _add_client_commands(sub: Any) -> None:
 
 def _cmd_config(args: argparse.Namespace) -> int:
     from orchestrator.settings import Settings
-    from orchestrator.stackfile import Limits, StackFileError, dump, load_stack, stack_to_data
+    from orchestrator.stackfile import Limits, StackFileError, dump, load_stack, stack_to_compose
 
     limits = Limits.from_settings(Settings.from_env())  # the daemon's limits and policy, if set here
     try:
@@ -108,7 +108,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
         return 1
     for warning in stack.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    sys.stdout.write(dump(stack_to_data(stack), args.format))
+    sys.stdout.write(dump(stack_to_compose(stack), args.format))
     return 0
 
 
@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ORCHESTRATOR_LOG_FORMAT")
     daemon.set_defaults(func=_cmd_daemon)
 
-    config = sub.add_parser("config", help="print the normalized stack of one or more stack files")
+    config = sub.add_parser("config", help="print the normalized stack of one or more stack files, as a compose file")
     config.add_argument("-c", "--compose-file", action="append", required=True, metavar="FILE",
                         help="stack file; repeat to merge several in order")
     config.add_argument("--format", choices=("yaml", "json"), default="yaml")

@@ -253,6 +253,9 @@ class FileObjectSpec:
     #: The engine's name when `name:` is given (or the external one); None: derived from the
     #: stack and `name`. Only Swarm has secret and config objects to name.
     engine_name: str | None = None
+    #: The environment variable `content` was read from (`environment:`), for `orchestrator
+    #: config`, which names it rather than showing a secret.
+    environment: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,7 +47,8 @@ def load_deploy(stack: str, content_type: str, body: bytes, base_dir: str, limit
     """In the worker: the deploy body (as `bodies.parse_deploy` reads it) -> StackSpec.
     The request's env only: the daemon's own environment (its token…) is never interpolated."""
     deploy = bodies.parse_deploy(content_type, body, base_dir)
-    return load_stack_text(deploy.files, deploy.base_dir, env=deploy.env, name=stack, limits=limits)
+    return load_stack_text(deploy.files, deploy.base_dir, env=deploy.env, name=stack, limits=limits,
+                           deploying=True)
 
 
 class StackLoader:

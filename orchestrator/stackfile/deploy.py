@@ -13,6 +13,7 @@ _DEPLOY_KEYS = ("mode", "replicas", "labels", "resources", "restart_policy", "up
 _DEPLOY_IGNORED = {
     "placement": "placement has no meaning on one engine; ignored",
 }
+_ENGINE_CONDITIONS = {"always": "any", "unless-stopped": "any", "no": "none"}
 _UPDATE_KEYS = ("parallelism", "delay", "failure_action", "monitor", "max_failure_ratio", "order")
 
 
@@ -107,8 +108,13 @@ def _restart_policy(section: Section | None) -> RestartPolicy | None:
         return None
     section.check_keys(("condition", "delay", "max_attempts", "window"))
     defaults = RestartPolicy()
+    condition = section.choice("condition", ("none", "on-failure", "any", *_ENGINE_CONDITIONS), defaults.condition)
+    if condition in _ENGINE_CONDITIONS:
+        # The engine's restart policy names (docker compose passes them on to the engine).
+        section.warn("condition", f"{condition!r} is the engine's name; read as the Swarm condition {_ENGINE_CONDITIONS[condition]!r}")
+        condition = _ENGINE_CONDITIONS[condition]
     return RestartPolicy(
-        condition=section.choice("condition", ("none", "on-failure", "any"), defaults.condition),
+        condition=condition,
         delay=section.duration("delay", defaults.delay),
         max_attempts=section.int("max_attempts", defaults.max_attempts),
         window=section.duration("window", defaults.window),

@@ -4,6 +4,11 @@ Syntax (compose-spec 12-interpolation.md, compose-go template.go): `$VAR`, `${VA
 `${VAR:-default}`, `${VAR-default}`, `${VAR:?error}`, `${VAR?error}`, `${VAR:+alt}`, `${VAR+alt}`,
 nesting inside defaults (`${A:-${B:-x}}`), `$$` for a literal `$`. Values only, never keys.
 An unset variable without a default becomes "" with a warning, as compose does.
+
+The dialect is compose-go's (a default is interpolated like any text; a `$` that starts no
+variable, as in `$(date)`, is kept), with one exception taken from docker/cli (`docker stack
+deploy`): a default that holds such a `$` (a bcrypt hash `${PW:-$2y$05$...}`) is kept as written
+up to the first `}`, with a warning. docs/stackfile.md says why.
 """
 
 from __future__ import annotations
@@ -38,7 +43,16 @@ def interpolate_tree(data: Any, env: Mapping[str, str], path: str, where: Where,
         return seq
     if isinstance(data, str) and "$" in data:
         try:
-            data = substitute(data, env, lambda name: problems.warn(path, f"variable {name} is not set, using an empty string"))
+            data = substitute(
+                data,
+                env,
+                lambda name: problems.warn(path, f"variable {name} is not set, using an empty string"),
+                lambda name: problems.warn(
+                    path,
+                    f"the default of ${{{name}:-...}} holds a '$' that starts no variable: it is kept as written, as docker "
+                    "stack deploy keeps it (docker compose would expand its $name parts); write '$$' to say so",
+                ),
+            )
         except InterpolationError as exc:
             problems.error(where, path, str(exc))
     if isinstance(data, str) and "\x00" in data:  # the engine's strings are C strings
@@ -50,9 +64,16 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def substitute(text: str, env: Mapping[str, str], on_missing: Callable[[str], None] | None = None) -> str:
-    """Interpolate one string. Raises InterpolationError for `${VAR:?err}` and bad syntax."""
-    return _Expander(text, env, on_missing).expand(0, closing=False, dry=False)[0]
+def substitute(
+    text: str,
+    env: Mapping[str, str],
+    on_missing: Callable[[str], None] | None = None,
+    on_literal: Callable[[str], None] | None = None,
+) -> str:
+    """Interpolate one string. Raises InterpolationError for `${VAR:?err}` and bad syntax.
+    `on_missing(name)`: an unset variable read as ""; `on_literal(name)`: the argument of
+    `${name:-...}` was kept as written (it holds a `$` that is no variable)."""
+    return _Expander(text, env, on_missing, on_literal).expand(0, closing=False, dry=False)[0]
 
 
 #: `${A:-${B:-...}}` nesting: a recursive-descent reader must stop long before Python's recursion limit.
@@ -63,12 +84,14 @@ class _Expander:
     """A small recursive-descent reader of one string; `dry` parses an unused default without
     evaluating it (compose evaluates `${A:-${B:?e}}` lazily: no error when A is set)."""
 
-    def __init__(self, text: str, env: Mapping[str, str], on_missing: Callable[[str], None] | None) -> None:
-        self.text, self.env, self.on_missing = text, env, on_missing
+    def __init__(self, text: str, env: Mapping[str, str], on_missing: Callable[[str], None] | None,
+                 on_literal: Callable[[str], None] | None = None) -> None:
+        self.text, self.env, self.on_missing, self.on_literal = text, env, on_missing, on_literal
         self.depth = 0
+        self.loose = False  # a `$` that is no variable was read in the current ${...} argument
 
     def fail(self, why: str) -> InterpolationError:
-        return InterpolationError(f"invalid interpolation format in {quote(self.text)}: {why}")
+        return InterpolationError(f"invalid interpolation format in {quote(self.text)}: {why} (write '$$' for a literal '$')")
 
     def expand(self, pos: int, closing: bool, dry: bool) -> tuple[str, int]:
         """Expand from `pos` up to the end, or up to the `}` closing a `${...}` when `closing`."""
@@ -90,8 +113,11 @@ class _Expander:
                 out.append(value)
             else:
                 match = _NAME.match(text, pos + 1)
-                if match is None:
-                    raise self.fail("a lone '$' (write '$$' for a literal '$')")
+                if match is None:  # `$(`, `$2`, a `$` at the end: kept, as compose-go keeps it
+                    out.append("$")
+                    self.loose = self.loose or self.depth > 0
+                    pos += 1
+                    continue
                 out.append(self.lookup(match.group(), dry))
                 pos = match.end()
         if closing:
@@ -114,7 +140,7 @@ class _Expander:
         self.depth += 1
         if self.depth > MAX_NESTING:
             raise self.fail(f"${{...}} nested deeper than {MAX_NESTING} levels")
-        arg, end = self.expand(pos + len(operator), closing=True, dry=dry or not use_arg)
+        arg, end = self.argument(name, pos + len(operator), dry or not use_arg)
         self.depth -= 1
         if dry:
             return "", end
@@ -125,6 +151,28 @@ class _Expander:
         if operator in (":+", "+"):
             return (arg if present else ""), end
         return (str(value) if present else arg), end
+
+    def argument(self, name: str, start: int, dry: bool) -> tuple[str, int]:
+        """The text after `:-` (or another operator) up to its `}`. Read as compose-go reads it,
+        unless it holds a `$` that is no variable (a bcrypt hash `$2y$05$...` in a default):
+        then it is kept as written up to the first `}`, as docker stack deploy keeps it, where
+        compose-go would expand its `$name` parts (to nothing) and keep the rest."""
+        outer, self.loose = self.loose, False
+        report, missing = self.on_missing, []
+        self.on_missing = missing.append  # reported only if the argument is read as compose-go reads it
+        try:
+            arg, end = self.expand(start, closing=True, dry=dry)
+            if self.loose:
+                end = self.text.index("}", start) + 1
+                arg, missing = self.text[start : end - 1], []
+                if self.on_literal is not None and not dry:
+                    self.on_literal(name)
+        finally:
+            self.loose, self.on_missing = outer, report
+        for variable in missing:
+            if report is not None:
+                report(variable)
+        return arg, end
 
     def lookup(self, name: str, dry: bool) -> str:
         value = self.env.get(name)

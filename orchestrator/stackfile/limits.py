@@ -49,3 +49,11 @@ def over_limit(value: object, limit: int, what: str, setting: str) -> str:
     """The message for a value over a limit, e.g. "1000000000 is over the limit of 10000
     replicas per service (ORCHESTRATOR_MAX_REPLICAS)"."""
     return f"{value} is over {limit_note(limit, what, setting)}"
+
+
+#: Files that `include:` and `extends: {file: ...}` may read in one load (each counted once, and
+#: each at most `max_file_size` bytes), their total size, and how deep a chain of includes or of
+#: extends may go. Fixed bounds, no settings: real projects include a handful of files.
+MAX_NAMED_STACK_FILES = 64
+MAX_NAMED_STACK_BYTES_FACTOR = 8  # total: 8 x max_file_size (8 MiB by default)
+MAX_CHAIN_DEPTH = 16

@@ -91,9 +91,9 @@ def _concat(base: YSeq, over: YSeq, key: Callable[[Any], Any] | None) -> YSeq:
     out = YSeq(base.where)
     items = list(zip(base, base.item_where, strict=True))
     if key is not None:
-        index = {_safe_key(key, item): pos for pos, (item, _w) in enumerate(items)}
+        index = {safe_key(key, item): pos for pos, (item, _w) in enumerate(items)}
     for item, where in zip(over, over.item_where, strict=True):
-        pos = index.get(_safe_key(key, item)) if key is not None else None
+        pos = index.get(safe_key(key, item)) if key is not None else None
         if pos is None:
             items.append((item, where))
         else:
@@ -103,7 +103,7 @@ def _concat(base: YSeq, over: YSeq, key: Callable[[Any], Any] | None) -> YSeq:
     return out
 
 
-def _safe_key(key: Callable[[Any], Any], item: Any) -> Any:
+def safe_key(key: Callable[[Any], Any], item: Any) -> Any:
     try:
         return key(item)
     except (TypeError, ValueError, AttributeError):
@@ -181,3 +181,4 @@ def _build_map(value: Any) -> YMap:
     out = YMap(getattr(value, "where", ("", 0)))
     out.put("context", value, out.where)
     return out
+

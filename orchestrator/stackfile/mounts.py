@@ -9,9 +9,15 @@ from orchestrator.model import FileReference, MountSpec
 from orchestrator.stackfile.problems import Where
 from orchestrator.stackfile import values
 from orchestrator.stackfile.reader import Section, resolve_path, sub_section
-from orchestrator.stackfile.shortsyntax import parse_volume
+from orchestrator.stackfile.shortsyntax import is_windows_path, parse_volume, windows_note
 
-_LONG_KEYS = ("type", "source", "target", "read_only", "bind", "volume", "tmpfs", "consistency")
+_LONG_KEYS = ("type", "source", "target", "read_only", "bind", "volume", "tmpfs", "image", "consistency")
+#: Mount types of the compose-spec that one Linux engine cannot make, and why.
+_OTHER_TYPES = {
+    "npipe": "npipe mounts (Windows named pipes) are not supported on a Linux engine",
+    "cluster": "cluster volumes (Swarm CSI volumes) are not supported on one engine",
+    "image": "image mounts are not supported by this orchestrator",
+}
 
 
 def read_volumes(service: Section) -> tuple[MountSpec, ...]:
@@ -31,7 +37,7 @@ def _short(item: str, path: str, where: Where, service: Section) -> MountSpec | 
         return None
     for option in short.ignored:
         service.ctx.problems.warn(path, f"volume option {option!r} has no effect here; ignored")
-    source = resolve_path(short.source, service.ctx.base_dir) if short.type == "bind" and short.source else short.source
+    source = resolve_path(short.source, service.ctx.base_for(where)) if short.type == "bind" and short.source else short.source
     return MountSpec(
         type=short.type,  # type: ignore[arg-type]
         target=short.target,
@@ -47,31 +53,41 @@ def _long(item: Any, path: str, where: Where, service: Section) -> MountSpec | N
     if section is None:
         return None
     section.check_keys(_LONG_KEYS, {"consistency": "consistency has no effect on Linux; ignored"})
-    kind = section.choice("type", ("volume", "bind", "tmpfs"), None)
+    kind = section.choice("type", ("volume", "bind", "tmpfs", *_OTHER_TYPES), None)
+    if kind in _OTHER_TYPES:
+        section.error("type", _OTHER_TYPES[kind])
+        return None
     if kind is None:
         if "type" not in section:
             section.error(None, "a volume needs a type (volume, bind or tmpfs)")
         return None
     target = section.checked("target", values.plain)
+    source = section.checked("source", values.plain)
+    for key, path in (("target", target), ("source", source)):
+        if path and is_windows_path(path):
+            section.error(key, windows_note(path))
+            return None
     if not target or not target.startswith("/"):
         section.error("target", "a volume needs an absolute container path as target")
         return None
-    source = section.checked("source", values.plain)
     if kind == "bind":
         if not source:
             section.error("source", "a bind mount needs a source path")
             return None
-        source = resolve_path(source, service.ctx.base_dir)
+        source = resolve_path(source, service.ctx.base_for(section.where("source")))
     elif kind == "tmpfs" and source:
         section.error("source", "a tmpfs mount takes no source")
     bind, volume, tmpfs = _options(section, "bind", kind), _options(section, "volume", kind), _options(section, "tmpfs", kind)
     propagation = create_host_path = nocopy = size = mode = None
     if bind is not None:
-        bind.check_keys(("propagation", "create_host_path"), {"selinux": "SELinux relabelling is not supported; ignored"})
+        bind.check_keys(
+            ("propagation", "create_host_path"),
+            {"selinux": "SELinux relabelling is not supported; ignored", "recursive": "recursive read-only binds are not supported; ignored"},
+        )
         propagation = bind.choice("propagation", ("shared", "rshared", "slave", "rslave", "private", "rprivate"))
         create_host_path = bind.bool("create_host_path")
     if volume is not None:
-        volume.check_keys(("nocopy",), {"subpath": "volume subpath is not supported; ignored"})
+        volume.check_keys(("nocopy",), {"subpath": "volume subpath is not supported; ignored", "labels": "labels of an anonymous volume are not supported; ignored"})
         nocopy = volume.bool("nocopy")
     if tmpfs is not None:
         tmpfs.check_keys(("size", "mode"))

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from orchestrator.model import NetworkAttachment, PortSpec
 from orchestrator.stackfile import values
-from orchestrator.stackfile.reader import Section, sub_section, to_str
+from orchestrator.stackfile.reader import Section, sub_section, to_str, type_name
 from orchestrator.stackfile.shortsyntax import parse_port, parse_port_range
-from orchestrator.stackfile.yamlread import YMap
+from orchestrator.stackfile.yamlread import YMap, YSeq
 
 
 def read_ports(section: Section) -> tuple[PortSpec, ...]:
@@ -84,14 +84,27 @@ def read_networks(section: Section) -> tuple[NetworkAttachment, ...]:
 
 
 def read_extra_hosts(section: Section) -> tuple[str, ...]:
-    """`host:ip` entries (a list of `host:ip` / `host=ip`, or a map), each address checked."""
+    """`host=ip` / `host:ip` / `host=ip1,ip2` entries, or a map of host -> address or list of
+    addresses (compose-go's forms), each address checked -> the engine's `host:ip` entries."""
     value = section.raw("extra_hosts")
-    if not isinstance(value, YMap):
-        return section.str_list("extra_hosts", allow_string=False, check=values.extra_host)
-    hosts = []
-    for host, address in section.mapping("extra_hosts", allow_none=False).items():
+    hosts: list[str] = []
+    if isinstance(value, YMap):
+        for host, addresses in value.items():
+            path, where = f"{section.key_path('extra_hosts')}.{host}", value.key_where[host]
+            items = list(addresses) if isinstance(addresses, YSeq) else [addresses]
+            for address in items:
+                try:
+                    if address is None or isinstance(address, (YMap, YSeq)):
+                        raise ValueError(f"must be an IP address or a list of them, not {type_name(address)}")
+                    hosts.append(values.extra_host(f"{host}={to_str(address)}"))
+                except ValueError as exc:
+                    section.ctx.problems.error(where, path, str(exc))
+        return tuple(hosts)
+    for item, path, where in section.seq("extra_hosts"):
         try:
-            hosts.append(values.extra_host(f"{host}={address}"))
+            if not isinstance(item, str):
+                raise ValueError(f"must be a 'host=ip' string, not {type_name(item)}")
+            hosts.extend(values.extra_hosts(item))
         except ValueError as exc:
-            section.ctx.problems.error(value.key_where[host], f"{section.key_path('extra_hosts')}.{host}", str(exc))
+            section.ctx.problems.error(where, path, str(exc))
     return tuple(hosts)

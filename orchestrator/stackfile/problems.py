@@ -62,8 +62,14 @@ class Problems:
             self.warnings.append(note)
 
     def raise_if_any(self) -> None:
+        """Raise every error, in file order. Of several errors at the same key and line only the
+        first found is kept: a later one follows from it (a `${VAR:?}` that failed leaves its
+        text, which is then not an image reference either) and would only hide the real one."""
         if self.errors:
-            raise StackFileError(sorted(self.errors, key=_order))
+            first = {}
+            for problem in self.errors:
+                first.setdefault((problem.file, problem.line, problem.path), problem)
+            raise StackFileError(sorted(first.values(), key=_order))
 
 
 def _order(problem: Problem) -> tuple[str, int, str]:

@@ -10,8 +10,9 @@ from orchestrator.stackfile import values
 from orchestrator.stackfile.dangerous import host_path_note
 from orchestrator.stackfile.files import MissingFile, NamedFileError, read_named_file
 from orchestrator.stackfile.interpolate import parse_env_file
+from orchestrator.stackfile.problems import quote
 from orchestrator.stackfile.reader import Section, resolve_path, type_name
-from orchestrator.stackfile.yamlread import YMap
+from orchestrator.stackfile.yamlread import YMap, YSeq
 
 
 def read_environment(section: Section) -> dict[str, str | None]:
@@ -29,7 +30,7 @@ def read_environment(section: Section) -> dict[str, str | None]:
         if not isinstance(file, str) or not file:
             ctx.problems.error(where, path, f"must be a file path, not {type_name(file)}")
             continue
-        full = Path(resolve_path(file, ctx.base_dir))
+        full = Path(resolve_path(file, ctx.base_for(where)))
         try:
             text = read_named_file(full, ctx.limits.max_file_size)
         except MissingFile as exc:
@@ -43,6 +44,11 @@ def read_environment(section: Section) -> dict[str, str | None]:
         if note:
             ctx.dangerous(where, path, f"reads {note} into the environment")
         merged.update(parse_env_file(text, str(full), ctx.problems, ctx.env))
+    if isinstance(section.raw("environment"), YSeq):
+        for item, path, where in section.seq("environment"):
+            name = item.partition("=")[0] if isinstance(item, str) else ""
+            if name[-1:].isspace():  # compose-go refuses `- DEBUG = true` ("declared with a trailing space")
+                ctx.problems.error(where, path, f"the variable name {quote(name)} ends with a space: write NAME=value, without spaces around '='")
     for name, value in section.mapping("environment").items():
         try:
             merged[values.env_name(name)] = value

@@ -7,12 +7,12 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from orchestrator.model import MAX_COUNT
-from orchestrator.stackfile import units, values
+from orchestrator.stackfile import spec_schema, units, values
 from orchestrator.stackfile.limits import Limits
 from orchestrator.stackfile.problems import Problems, Where, quote
 from orchestrator.stackfile.yamlread import YMap, YSeq, where_of
@@ -29,6 +29,15 @@ class Context:
     env: Mapping[str, str]
     stack: str
     limits: Limits = Limits()
+    #: Files read through include/extends -> the directory their relative paths resolve against.
+    base_dirs: dict[str, Path] = field(default_factory=dict)
+    #: Loaded for a deploy: what only a deploy needs (a secret's file exists) is checked too.
+    deploying: bool = False
+
+    def base_for(self, where: Where) -> Path:
+        """Where relative paths written at `where` resolve: the project directory for the files
+        given, an included project's directory, an extended file's own directory."""
+        return self.base_dirs.get(where[0], self.base_dir)
 
     def dangerous(self, where: Where, path: str, what: str) -> None:
         """A dangerous option (stackfile/dangerous.py): a warning, or refused under `deny`."""
@@ -72,7 +81,8 @@ class Section:
         self.ctx.problems.warn(self.key_path(key), message)
 
     def check_keys(self, allowed: Iterable[str], ignored: Mapping[str, str] | None = None) -> None:
-        """Unknown keys are errors; `ignored` keys are valid but have no effect here (warned)."""
+        """Unknown keys are errors; `ignored` keys are valid but have no effect here (warned),
+        and their values must still be what the compose-spec's schema allows."""
         allowed = set(allowed)
         ignored = ignored or {}
         for key in self.data:
@@ -80,6 +90,8 @@ class Section:
                 continue
             if key in ignored:
                 self.warn(key, ignored[key])
+                for where, path, message in spec_schema.problems_of(self.key_path(key), self.data[key], self.where(key)):
+                    self.ctx.problems.error(where, path, message)
             else:
                 self.error(key, f"unknown key {quote(key)}" + _suggest(key, allowed | set(ignored)))
 

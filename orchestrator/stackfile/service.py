@@ -11,7 +11,7 @@ from orchestrator.stackfile import values
 from orchestrator.stackfile.deploy import read_deploy, replica_count, restart_fallback
 from orchestrator.stackfile.mounts import read_file_refs, read_volumes, tmpfs_list
 from orchestrator.stackfile.networking import read_extra_hosts, read_networks, read_ports
-from orchestrator.stackfile.problems import quote
+from orchestrator.stackfile.problems import Where, quote
 from orchestrator.stackfile.process import read_environment, read_sysctls, read_ulimits
 from orchestrator.stackfile.reader import Section, labels, resolve_path, sub_section
 from orchestrator.stackfile.yamlread import YMap
@@ -30,12 +30,14 @@ _UNSUPPORTED = (
     "dns_opt", "dns_search", "domainname", "external_links", "expose", "gpus", "group_add", "ipc",
     "isolation", "label_file", "links", "mac_address", "mem_limit", "mem_reservation",
     "mem_swappiness", "memswap_limit", "models", "network_mode", "oom_kill_disable",
-    "oom_score_adj", "pid", "pids_limit", "platform", "post_start", "pre_stop", "privileged",
-    "profiles", "provider", "pull_policy", "runtime", "security_opt", "shm_size", "stdin_open",
+    "oom_score_adj", "pid", "pids_limit", "platform", "post_start", "pre_start", "pre_stop",
+    "privileged", "profiles", "provider", "pull_policy", "pull_refresh_after", "runtime",
+    "security_opt", "shm_size", "stdin_open",
     "storage_opt", "tty", "use_api_socket", "userns_mode", "uts", "volumes_from",
 )  # fmt: skip
 _IGNORED = {key: "not supported by this orchestrator (as docker stack deploy); ignored" for key in _UNSUPPORTED}
-_FORBIDDEN = {"extends": "extends is not supported in a stack file", "volume_driver": "volume_driver is not supported; use a top-level volume's driver"}
+#: Not in the compose-spec (docker-compose v2 format): an error that says what to write instead.
+_FORBIDDEN = {"volume_driver": "volume_driver is not supported; use a top-level volume's driver"}
 _BUILD_KEYS = ("context", "dockerfile", "args", "target", "labels")
 _HEALTH_KEYS = ("test", "interval", "timeout", "retries", "start_period", "start_interval", "disable")
 
@@ -44,9 +46,17 @@ def read_service(name: str, section: Section) -> ServiceSpec:
     for key, reason in _FORBIDDEN.items():
         if key in section.data:
             section.error(key, reason)
-    section.check_keys((*_SUPPORTED, *_FORBIDDEN), _IGNORED)
-    if "image" not in section and "build" not in section:
-        section.error(None, "a service needs an image (or a build)")
+    section.check_keys((*_SUPPORTED, *_FORBIDDEN, "extends"), _IGNORED)  # extends: applied before (stackfile/extends.py)
+    empty_image, image_where = section.raw("image") == "", section.where("image")
+    if empty_image:  # compose-go: an empty image is no image (`image: ${IMAGE}` unset); a build names it
+        section.data = _without_empty_image(section.data)
+    if "image" not in section and "build" not in section and "extends" not in section:  # extends: its problem says why
+        if empty_image:
+            section.error("image", "the image is empty (is the variable it names set?)", image_where)
+        elif "provider" in section:
+            section.error("provider", "a service run by a provider (a compose plugin), with no image, cannot run on this orchestrator")
+        else:
+            section.error(None, "a service needs an image (or a build)")
     deploy = read_deploy(section.section("deploy"))
     fallback = restart_fallback(section)
     return ServiceSpec(
@@ -90,6 +100,14 @@ def read_service(name: str, section: Section) -> ServiceSpec:
     )
 
 
+def _without_empty_image(service: YMap) -> YMap:
+    out = YMap(service.where)
+    for key, value in service.items():
+        if key != "image":
+            out.put(key, value, service.key_where[key], service.tags.get(key))
+    return out
+
+
 def _replicas(section: Section, replicas: int | None, mode: str) -> int:
     scale = replica_count(section, "scale")
     if scale is not None and replicas is not None and scale != replicas:
@@ -123,13 +141,13 @@ def _build(section: Section) -> BuildSpec | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return BuildSpec(context=_context(value, section))
+        return BuildSpec(context=_context(value, section, section.where("build")))
     build = section.section("build")
     if build is None:
         return None
     build.check_keys(_BUILD_KEYS, {key: "build option not supported; ignored" for key in _BUILD_IGNORED})
     return BuildSpec(
-        context=_context(build.str("context", "."), section),
+        context=_context(build.str("context", "."), section, build.where("context")),
         dockerfile=build.str("dockerfile"),
         args=build.mapping("args"),
         target=build.str("target"),
@@ -139,15 +157,15 @@ def _build(section: Section) -> BuildSpec | None:
 
 _BUILD_IGNORED = (
     "additional_contexts", "cache_from", "cache_to", "dockerfile_inline", "entitlements",
-    "extra_hosts", "isolation", "network", "no_cache", "platforms", "privileged", "pull",
-    "secrets", "shm_size", "ssh", "tags", "ulimits",
+    "extra_hosts", "isolation", "network", "no_cache", "no_cache_filter", "platforms",
+    "privileged", "provenance", "pull", "sbom", "secrets", "shm_size", "ssh", "tags", "ulimits",
 )  # fmt: skip
 
 
-def _context(context: str, section: Section) -> str:
-    if "://" in context or context.startswith("git@"):
+def _context(context: str, section: Section, where: Where) -> str:
+    if "://" in context or context.startswith(("git@", "github.com/")):
         return context
-    return resolve_path(context, section.ctx.base_dir)
+    return resolve_path(context, section.ctx.base_for(where))
 
 
 def _healthcheck(section: Section | None) -> Healthcheck | None:

@@ -106,22 +106,34 @@ class ShortVolume:
 
 
 def parse_volume(spec: Any) -> ShortVolume:
-    """`[SOURCE:]TARGET[:MODE,...]`. A source starting with `.`, `/` or `~` is a bind mount,
-    anything else names a volume; no source makes an anonymous volume."""
+    """`[SOURCE:]TARGET[:OPTIONS]`, split as compose-go splits it: at each ':' except the one of
+    a drive letter (`C:`). One field is an anonymous volume at that container path; a source
+    starting with `.`, `/` or `~` is a bind mount, anything else names a volume. So `/data:ro`
+    mounts /data at "ro" (refused: not an absolute path), as compose reads it."""
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError("a volume must be a string like \"data:/var/lib/data\" or a mapping")
     values.plain(spec, "volume")
-    parts = spec.split(":")
-    if len(parts) > 3:
+    fields = _volume_fields(spec)
+    if "" in fields:
+        raise ValueError(f"invalid volume {quote(spec)}: an empty part between ':'")
+    if len(fields) > 3:
         raise ValueError(f"invalid volume {quote(spec)}: too many ':'")
-    if len(parts) == 1:
-        return ShortVolume("volume", None, _target(parts[0], spec))
-    if len(parts) == 2 and parts[1].split(",")[0] in _ACCESS | _SELINUX | _CONSISTENCY | _PROPAGATION | {"nocopy"} and parts[0].startswith("/"):
-        source, target, options = None, parts[0], parts[1]
-    else:
-        source, target, options = parts[0], parts[1], parts[2] if len(parts) == 3 else ""
+    source, target = (None, fields[0]) if len(fields) == 1 else (fields[0], fields[1])
+    for path in (source, target):
+        if path is not None and is_windows_path(path):
+            raise ValueError(f"invalid volume {quote(spec)}: {windows_note(path)}")
+    if not target.startswith("/"):
+        if source is None:
+            raise ValueError(
+                f"invalid volume {quote(spec)}: one path is an anonymous volume at that container path, which must be"
+                f" absolute; to mount the named volume {quote(target)} write {quote(target + ':/container/path')}"
+            )
+        hint = ""
+        if len(fields) == 2 and set(target.split(",")) <= _ACCESS | _SELINUX | _CONSISTENCY | _PROPAGATION | {"nocopy"}:
+            hint = f" (compose reads {quote(spec)} as {quote(source)} mounted at {quote(target)}; an anonymous volume with options needs the long syntax)"
+        raise ValueError(f"invalid volume {quote(spec)}: the container path {quote(target)} must be absolute{hint}")
     read_only, propagation, nocopy, ignored = False, None, False, []
-    for option in filter(None, options.split(",")):
+    for option in filter(None, (fields[2] if len(fields) == 3 else "").split(",")):
         if option in _ACCESS:
             read_only = option == "ro"
         elif option in _PROPAGATION:
@@ -131,17 +143,36 @@ def parse_volume(spec: Any) -> ShortVolume:
         elif option in _SELINUX | _CONSISTENCY:
             ignored.append(option)
         else:
-            raise ValueError(f"invalid volume {quote(spec)}: unknown option {quote(option)}")
-    if not source:
-        return ShortVolume("volume", None, _target(target, spec), read_only, propagation, nocopy, tuple(ignored))
-    kind = "bind" if source.startswith((".", "/", "~")) else "volume"
-    return ShortVolume(kind, source, _target(target, spec), read_only, propagation, nocopy, tuple(ignored))
+            raise ValueError(f"invalid volume {quote(spec)}: unknown option {quote(option)} (ro, rw, nocopy, a propagation, z, Z)")
+    kind = "bind" if source and source.startswith((".", "/", "~")) else "volume"
+    return ShortVolume(kind, source, target, read_only, propagation, nocopy, tuple(ignored))
 
 
-def _target(target: str, spec: str) -> str:
-    if not target.startswith("/"):
-        raise ValueError(f"invalid volume {quote(spec)}: the container path {quote(target)} must be absolute")
-    return target
+def _volume_fields(spec: str) -> list[str]:
+    """`spec` split at ':', a single letter before ':' being a drive letter (compose-go's rule)."""
+    fields, current = [], ""
+    for char in spec:
+        if char == ":" and not (len(current) == 1 and current.isalpha()):
+            fields.append(current)
+            current = ""
+        else:
+            current += char
+    return [*fields, current]
+
+
+_WINDOWS_PATH = re.compile(r"[A-Za-z]:(?:[\\/]|$)|\\\\")
+
+
+def is_windows_path(path: str) -> bool:
+    """`C:\\data`, `c:/data`, `\\\\.\\pipe\\docker_engine`: paths of a Windows host or container."""
+    return bool(_WINDOWS_PATH.match(path))
+
+
+def windows_note(path: str) -> str:
+    return (
+        f"{quote(path)} is a Windows path (a drive letter or a named pipe), not supported on a Linux engine"
+        + (" (a one-letter volume name before ':' reads as a drive letter, as in compose)" if path[1:3] == ":/" else "")
+    )
 
 
 def volume_merge_key(item: Any) -> Any:

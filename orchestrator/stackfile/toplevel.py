@@ -1,5 +1,9 @@
 """The stack's name and its top-level networks, volumes, secrets and configs, with the engine
-names `docker stack deploy` gives them (`<stack>_<name>` unless `name:` or `external:`)."""
+names `docker stack deploy` gives them (`<stack>_<name>` unless `name:` or `external:`).
+
+`external: true` goes with `name:` only. Other keys on an external volume are errors (compose-go
+and docker/cli refuse them); on an external network, secret or config both accept them and they
+have no effect, so they are warned about."""
 
 from __future__ import annotations
 
@@ -9,8 +13,9 @@ from pathlib import Path
 
 from orchestrator.model import FileObjectSpec, NetworkSpec, VolumeSpec
 from orchestrator.stackfile import values
-from orchestrator.stackfile.files import NamedFileError, check_mountable_file
-from orchestrator.stackfile.reader import Context, Section, labels, resolve_path, sub_section, to_str
+from orchestrator.stackfile.files import MissingFile, NamedFileError, check_mountable_file
+from orchestrator.stackfile.reader import Context, Section, labels, resolve_path, sub_section, to_str, type_name
+from orchestrator.stackfile.yamlread import YMap
 
 _NETWORK_KEYS = ("driver", "driver_opts", "external", "name", "internal", "attachable", "enable_ipv6", "labels", "ipam")
 _NETWORK_IGNORED = {"enable_ipv4": "not supported; ignored"}
@@ -33,9 +38,13 @@ def read_networks(section: Section | None, ctx: Context) -> dict[str, NetworkSpe
             result[name] = NetworkSpec(name=name, engine_name=_engine_name(section, name, None, f"{ctx.stack}_{name}"))
             continue
         entry.check_keys(_NETWORK_KEYS, _NETWORK_IGNORED)
-        external, engine_name = _external(entry, name, ctx, ("driver", "driver_opts", "ipam", "internal", "labels"))
+        external, engine_name = _external(entry, name, ctx)
+        if external:  # compose-go and docker stack deploy accept these and use the network as it is
+            for key in ("driver", "driver_opts", "ipam", "internal", "attachable", "enable_ipv6", "labels"):
+                if key in entry:
+                    entry.warn(key, "has no effect on an external network (it exists already); ignored")
         engine_name = _engine_name(section, name, entry, engine_name)
-        driver = entry.str("driver")
+        driver = None if external else entry.str("driver")
         if driver in _SWARM_ONLY_DRIVERS:
             entry.warn("driver", f"driver {driver!r} needs Swarm; a local bridge network is created instead")
             driver = None
@@ -43,34 +52,39 @@ def read_networks(section: Section | None, ctx: Context) -> dict[str, NetworkSpe
             name=name,
             engine_name=engine_name,
             driver=driver,
-            driver_opts=labels(entry, "driver_opts"),
+            driver_opts={} if external else labels(entry, "driver_opts"),
             external=external,
-            internal=entry.bool("internal", False),
-            attachable=entry.bool("attachable", False),
-            enable_ipv6=entry.bool("enable_ipv6", False),
-            labels=labels(entry, "labels"),
-            subnets=_subnets(entry.section("ipam")),
+            internal=not external and entry.bool("internal", False),
+            attachable=not external and entry.bool("attachable", False),
+            enable_ipv6=not external and entry.bool("enable_ipv6", False),
+            labels={} if external else labels(entry, "labels"),
+            subnets=() if external else _subnets(entry.section("ipam")),
         )
     return result
 
 
 def _entries(section: Section | None) -> Iterator[tuple[str, Section | None]]:
-    """The named entries of a top-level section (None for `name:` with no value)."""
+    """The named entries of a top-level section (None for `name:` with no value). An `x-` name
+    is an entry too: compose-go reads extensions only where the names are not the user's."""
     for name, value in section.items() if section else ():
-        if name.startswith("x-"):
-            continue
         yield name, None if value is None else sub_section(value, section.key_path(name), section.where(name), section.ctx)
 
 
-def _external(entry: Section, name: str, ctx: Context, conflicting: tuple[str, ...]) -> tuple[bool, str]:
-    """(external?, engine name). `external: {name: x}` is the deprecated form of `name: x`."""
+def _external(entry: Section, name: str, ctx: Context, conflicting: tuple[str, ...] = ()) -> tuple[bool, str]:
+    """(external?, engine name). `external: {name: x}` is the deprecated form of `name: x`;
+    `conflicting` keys cannot go with `external` (compose-go and docker/cli refuse them)."""
     value = entry.raw("external")
+    own_name = _name(entry)
     external_name = None
-    if hasattr(value, "get"):
+    if isinstance(value, YMap):
         external_section = entry.section("external")
         if external_section is not None:
             external_section.check_keys(("name",))
-            external_name = external_section.str("name")
+            external_name = _name(external_section)
+            if external_name is not None:
+                external_section.warn("name", "external.name is deprecated: write name and external: true")
+            if external_name is not None and own_name is not None and external_name != own_name:
+                entry.error("name", f"name ({own_name!r}) and external.name ({external_name!r}) conflict; only use name")
         external = True
     else:
         external = entry.bool("external", False)
@@ -78,8 +92,17 @@ def _external(entry: Section, name: str, ctx: Context, conflicting: tuple[str, .
         for key in conflicting:
             if key in entry:
                 entry.error(key, f"conflicting parameters: 'external' and '{key}' cannot be used together")
-        return True, external_name or entry.str("name") or name
-    return False, entry.str("name") or f"{ctx.stack}_{name}"
+        return True, own_name or external_name or name
+    return False, own_name or f"{ctx.stack}_{name}"
+
+
+def _name(entry: Section) -> str | None:
+    """`name:`, which must be a string (compose-go's schema): `name: 1` is an error."""
+    value = entry.raw("name")
+    if value is not None and not isinstance(value, str):
+        entry.error("name", f"must be a string, not {type_name(value)}")
+        return None
+    return value or None
 
 
 def _engine_name(section: Section | None, name: str, entry: Section | None, engine_name: str) -> str:
@@ -120,7 +143,7 @@ def read_volumes(section: Section | None, ctx: Context) -> dict[str, VolumeSpec]
             result[name] = VolumeSpec(name=name, engine_name=_engine_name(section, name, None, f"{ctx.stack}_{name}"))
             continue
         entry.check_keys(_VOLUME_KEYS)
-        external, engine_name = _external(entry, name, ctx, ("driver", "driver_opts", "labels"))
+        external, engine_name = _external(entry, name, ctx, conflicting=("driver", "driver_opts", "labels"))
         result[name] = VolumeSpec(
             name=name,
             engine_name=_engine_name(section, name, entry, engine_name),
@@ -133,8 +156,10 @@ def read_volumes(section: Section | None, ctx: Context) -> dict[str, VolumeSpec]
 
 
 def read_file_objects(section: Section | None, ctx: Context) -> dict[str, FileObjectSpec]:
-    """Top-level secrets/configs: from a file (must exist), an environment variable, inline
-    content (configs), or external."""
+    """Top-level secrets/configs: from a file, an environment variable, inline content
+    (configs), or external. That the file exists and the variable is set is checked when the
+    stack is deployed (`ctx.deploying`); before, a missing one is a warning, as `docker compose
+    config` loads a project whose secret files are generated later."""
     result: dict[str, FileObjectSpec] = {}
     for name, entry in _entries(section):
         try:
@@ -147,23 +172,44 @@ def read_file_objects(section: Section | None, ctx: Context) -> dict[str, FileOb
             continue
         allowed = _SECRET_KEYS if section.path == "configs" else tuple(k for k in _SECRET_KEYS if k != "content")  # type: ignore[union-attr]
         entry.check_keys(allowed, _SECRET_IGNORED)
-        external, _engine = _external(entry, name, ctx, ("file", "environment", "content"))
+        external, _engine = _external(entry, name, ctx)
         sources = [key for key in ("file", "environment", "content") if key in entry]
-        if not external and len(sources) != 1:
+        if external:
+            for key in sources:  # compose-go accepts them; an external object exists already
+                entry.warn(key, "has no effect on an external object (it exists already); ignored")
+            result[name] = FileObjectSpec(name=name, external=True)
+            continue
+        if not sources and "driver" in entry:
+            entry.error("driver", "a secret from a driver (a Swarm secret plugin) is not supported on one engine: use file or environment")
+        elif len(sources) != 1:
             entry.error(None, "needs exactly one of file, environment" + (", content" if "content" in allowed else "") + " or external: true")
-        file = content = None
+        file = content = variable = None
         if "file" in entry:
-            file = resolve_path(entry.str("file", ""), ctx.base_dir)
-            try:
-                check_mountable_file(Path(file), ctx.limits.max_file_size)
-            except NamedFileError as exc:
-                entry.error("file", str(exc))
+            file = resolve_path(entry.str("file", ""), ctx.base_for(entry.where("file")))
+            _check_file(entry, file, ctx)
         if "environment" in entry:
             variable = entry.str("environment", "")
             content = ctx.env.get(variable)
             if content is None:
-                entry.error("environment", f"environment variable {variable} is not set")
+                _deploy_problem(entry, "environment", f"environment variable {variable} is not set", ctx)
         if "content" in entry:
             content = to_str(entry.raw("content"))
-        result[name] = FileObjectSpec(name=name, file=file, content=content, external=external)
+        result[name] = FileObjectSpec(name=name, file=file, content=content, external=False, environment=variable)
     return result
+
+
+def _check_file(entry: Section, file: str, ctx: Context) -> None:
+    try:
+        check_mountable_file(Path(file), ctx.limits.max_file_size)
+    except MissingFile as exc:
+        _deploy_problem(entry, "file", str(exc), ctx)
+    except NamedFileError as exc:
+        entry.error("file", str(exc))
+
+
+def _deploy_problem(entry: Section, key: str, message: str, ctx: Context) -> None:
+    """An error when deploying; until then a warning (the file may be generated later)."""
+    if ctx.deploying:
+        entry.error(key, message)
+    else:
+        entry.warn(key, f"{message}: deploying this stack fails until it is there")

@@ -3,6 +3,7 @@ defined, dependency cycles, ports that cannot all be bound."""
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping
 
 from orchestrator import names
@@ -11,7 +12,7 @@ from orchestrator.stackfile.problems import Problems, Where
 from orchestrator.stackfile.yamlread import YMap, YSeq
 
 
-def locate(tree: YMap, *keys: str | int) -> Where:
+def locate(tree: YMap | YSeq, *keys: str | int) -> Where:
     """The place of the deepest existing key along `keys` (a best effort for messages)."""
     node: object = tree
     where = tree.where
@@ -30,31 +31,59 @@ def check_stack(stack: StackSpec, tree: YMap, problems: Problems) -> None:
         if not names.is_service_name(name):
             problems.error(locate(tree, "services", name), f"services.{name}", f"invalid service name: use {names.SERVICE_RULE}")
         _check_references(stack, service, tree, problems)
+        _check_mount_targets(service, tree, problems)
     _check_cycles(stack.services, tree, problems)
     _check_ports(stack.services, tree, problems)
 
 
 def _check_references(stack: StackSpec, service: ServiceSpec, tree: YMap, problems: Problems) -> None:
+    """References to what the stack does not define. A name the file defines but that could
+    not be read is not reported again here: its own problem says what is wrong with it."""
     base = ("services", service.name)
 
     def missing(key: str, index: int | str, what: str, name: str) -> None:
         problems.error(locate(tree, *base, key, index), f"services.{service.name}.{key}", f"{what} {name!r} is not defined")
 
+    def defined(kind: str, read: Mapping[str, object]) -> set[str]:
+        written = tree.get(kind)
+        return set(read) | (set(written) if isinstance(written, YMap) else set())
+
+    networks, volumes = defined("networks", stack.networks), defined("volumes", stack.volumes)
     for attachment in service.networks:
-        if attachment.network not in stack.networks:
+        if attachment.network not in networks:
             missing("networks", attachment.network, "network", attachment.network)
     for index, mount in enumerate(service.volumes):
-        if mount.type == "volume" and mount.source and mount.source not in stack.volumes:
+        if mount.type == "volume" and mount.source and mount.source not in volumes:
             missing("volumes", index, "volume", mount.source)
-    for key, defined in (("secrets", stack.secrets), ("configs", stack.configs)):
+    for key in ("secrets", "configs"):
+        known = defined(key, getattr(stack, key))
         for index, ref in enumerate(getattr(service, key)):
-            if ref.source not in defined:
+            if ref.source not in known:
                 missing(key, index, key[:-1], ref.source)
+    services = defined("services", stack.services)
     for index, dependency in enumerate(service.depends_on):
-        if dependency.service not in stack.services:
+        if dependency.service not in services:
             missing("depends_on", index if _is_list(tree, *base, "depends_on") else dependency.service, "service", dependency.service)
         elif dependency.service == service.name:
             problems.error(locate(tree, *base, "depends_on"), f"services.{service.name}.depends_on", "a service cannot depend on itself")
+
+
+def _check_mount_targets(service: ServiceSpec, tree: YMap, problems: Problems) -> None:
+    """Two mounts at one container path: the engine refuses the container ("duplicate mount
+    point"); compose-go refuses the file."""
+    seen: dict[str, str] = {}
+    targets = [(f"tmpfs[{i}]", entry.partition(":")[0]) for i, entry in enumerate(service.tmpfs)]
+    targets += [(f"volumes[{i}]", mount.target) for i, mount in enumerate(service.volumes)]
+    for place, target in targets:
+        clean = posixpath.normpath(target)
+        if clean in seen:
+            key, index = place.rstrip("]").split("[")
+            problems.error(
+                locate(tree, "services", service.name, key, int(index)),
+                f"services.{service.name}.{place}",
+                f"container path {clean} is already mounted by services.{service.name}.{seen[clean]}",
+            )
+        seen.setdefault(clean, place)
 
 
 def _is_list(tree: YMap, *keys: str) -> bool:

@@ -85,12 +85,22 @@ def subnet(text: str) -> str:
     return text.strip()
 
 
+def extra_hosts(entry: str) -> list[str]:
+    """`host=ip`, `host:ip` or `host=ip1,ip2` (compose-go's forms) -> the engine's `host:ip`s."""
+    host, sep, addresses = entry.partition("=") if "=" in entry else entry.partition(":")
+    if not sep or not host or not addresses:
+        raise ValueError(f"{quote(entry)} must be 'host=ip' or 'host:ip'")
+    return [extra_host(f"{host}={address}") for address in addresses.split(",")]
+
+
 def extra_host(entry: str) -> str:
     """`host:ip` or `host=ip` (compose's two forms; an IPv6 address may be in brackets) -> the
     engine's `host:ip`. `host-gateway` is the engine's name for the host's address."""
     host, sep, address = entry.partition("=") if "=" in entry else entry.partition(":")
     if not sep or not host or not address:
         raise ValueError(f"{quote(entry)} must be 'host:ip' or 'host=ip'")
+    if ":" in host:
+        raise ValueError(f"{quote(entry)}: the host name {quote(host)} must not contain ':'")
     plain(host, "host name")
     if address.startswith("[") and address.endswith("]"):
         address = address[1:-1]
@@ -169,8 +179,8 @@ def signal_name(text: str) -> str:
 
 # --------------------------------------------------------------------------- tmpfs and images
 
-_TMPFS_SIZE = re.compile(r"\d{1,19}[kmgKMG]?|\d{1,3}%", re.ASCII)
-_TMPFS_MODE = re.compile(r"[0-7]{1,4}")
+_TMPFS_SIZE = re.compile(r"\d{1,19}[kmgtpeKMGTPE]?|\d{1,3}%", re.ASCII)  # the kernel's memparse suffixes
+_TMPFS_MODE = re.compile(r"0?[0-7]{1,4}")
 _TMPFS_ID = re.compile(r"\d{1,10}", re.ASCII)
 _TMPFS_OPTION = re.compile(r"[a-z_]+(=[a-zA-Z0-9_.:/+-]*)?")
 

@@ -5,7 +5,9 @@ string, `0440` is octal. ruamel's parser (libyaml through ruamel.yaml.clib when 
 the events; this module builds the tree from them and resolves plain scalars itself (scalars.py),
 so we decide exactly what they mean. Anchors and aliases are shared values (an alias bomb is capped); `<<`
 merge keys are applied here (local keys win; with a list of maps the first one wins).
-`!reset`/`!override` mark a mapping value for the merge of several files.
+`!reset`/`!override` mark a mapping value for the merge of several files. Mapping keys are
+strings: `123:` or `true:` is an error, as in compose-go (quoted, `"123":` is a string). A file may
+hold several `---`-separated documents, which the loader merges in order like several files.
 
 Nesting is counted while the parser runs, and the parse stops at the first event deeper than the
 limit: libyaml's work per event grows with the depth (100,000 `[` take minutes), and every pass
@@ -86,8 +88,10 @@ def _parser() -> YAML:
     return yaml
 
 
-def read_yaml(text: str, file: str, problems: Problems, limits: Limits = Limits()) -> YMap | None:
-    """Parse one stack file. None (with problems recorded) when it is not a usable document."""
+def read_documents(text: str, file: str, problems: Problems, limits: Limits = Limits()) -> list[YMap] | None:
+    """Parse one stack file into its YAML documents, each a mapping: compose-go reads the
+    documents of a `---`-separated stream as successive files, merged in order. Empty (null)
+    documents are skipped. None (with problems recorded) when the file is not usable."""
     gc_was_enabled = gc.isenabled()
     gc.disable()  # building thousands of small containers otherwise triggers many useless collections
     try:
@@ -97,7 +101,7 @@ def read_yaml(text: str, file: str, problems: Problems, limits: Limits = Limits(
             gc.enable()
 
 
-def _read(text: str, file: str, problems: Problems, limits: Limits) -> YMap | None:
+def _read(text: str, file: str, problems: Problems, limits: Limits) -> list[YMap] | None:
     try:
         # The parser's events, not ruamel's composer: building our tree straight from them is
         # several times faster, and scalars are resolved here anyway.
@@ -114,23 +118,25 @@ def _read(text: str, file: str, problems: Problems, limits: Limits) -> YMap | No
     except (YAMLError, ValueError) as exc:  # e.g. characters YAML does not allow
         problems.error((file, 0), "", f"invalid YAML: {exc}")
         return None
-    documents = sum(1 for event in events if isinstance(event, DocumentStartEvent))
-    if documents == 0 or (documents == 1 and _is_null(events[2])):
+    roots = [i + 1 for i, event in enumerate(events) if isinstance(event, DocumentStartEvent)]
+    roots = [i for i in roots if not _is_null(events[i])]
+    if not roots:
         problems.error((file, 1), "", "the file is empty")
         return None
-    if documents > 1:
-        problems.error((file, 0), "", "a stack file holds one YAML document, not several")
-        return None
-    if not isinstance(events[2], MappingStartEvent):
-        problems.error((file, _line(events[2])), "", "the top level must be a mapping")
-        return None
-    try:
-        result = _Builder(file, problems, events, limits.max_yaml_nodes).build("")
-    except _TooBig:
-        note = limit_note(limits.max_yaml_nodes, "YAML nodes", "max_yaml_nodes")
-        problems.error((file, 0), "", f"the document, aliases expanded, is over {note} (an alias bomb?)")
-        return None
-    return result if isinstance(result, YMap) else None
+    builder = _Builder(file, problems, events, limits.max_yaml_nodes)
+    documents = []
+    for number, root in enumerate(roots, start=1):
+        if not isinstance(events[root], MappingStartEvent):
+            which = f" (document {number})" if len(roots) > 1 else ""
+            problems.error((file, _line(events[root])), "", f"the top level must be a mapping{which}")
+            continue
+        try:
+            documents.append(builder.build_document(root))
+        except _TooBig:
+            note = limit_note(limits.max_yaml_nodes, "YAML nodes", "max_yaml_nodes")
+            problems.error((file, 0), "", f"the document, aliases expanded, is over {note} (an alias bomb?)")
+            return None
+    return documents if len(documents) == len(roots) else None
 
 
 def _events(text: str, max_depth: int) -> list[Event]:
@@ -166,6 +172,12 @@ def _is_null(event: Event) -> bool:
     return isinstance(event, ScalarEvent) and event.tag is None and bool(event.implicit[0]) and resolve_plain(event.value) is None
 
 
+def _scalar_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a number" if isinstance(value, (int, float)) else "a tagged value"
+
+
 def _tag(event: Event) -> str | None:
     tag = getattr(event, "tag", None)
     return tag if tag is None or isinstance(tag, str) else str(tag)
@@ -182,13 +194,20 @@ class _Builder:
         self.problems = problems
         self.events = events
         self.max_nodes = max_nodes
-        self.pos = 2  # after StreamStart and DocumentStart
-        self.count = 0  # nodes built, each alias counted at the full size of what it repeats
+        self.pos = 0
+        self.count = 0  # nodes built in the file, each alias counted at the full size of what it repeats
         self.anchors: dict[str, tuple[Any, int]] = {}  # anchor -> (value, size)
         self.open_anchors: set[str] = set()
 
     def error(self, event: Event, path: str, message: str) -> None:
         self.problems.error((self.file, _line(event)), path, message)
+
+    def build_document(self, root: int) -> YMap:
+        """The mapping that starts at event `root` (anchors belong to their document)."""
+        self.pos, self.anchors = root, {}
+        result = self.build("")
+        assert isinstance(result, YMap)
+        return result
 
     def build(self, path: str) -> Any:
         event = self.events[self.pos]
@@ -285,6 +304,11 @@ class _Builder:
             return None
         if "\x00" in event.value:
             self.error(event, path, "a mapping key must not contain a NUL character")
+            return None
+        value = resolve_plain(event.value) if plain else event.value
+        if event.tag not in (None, _STR, "!") or not isinstance(value, str):
+            # compose-go refuses them ("non-string key"): `123:` would otherwise silently name a service "123"
+            self.error(event, path, f"a mapping key must be a string, not {_scalar_kind(value)} {event.value[:60]!r}: quote it if a string is meant")
             return None
         return str(event.value)
 

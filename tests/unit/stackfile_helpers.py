@@ -18,16 +18,17 @@ def write(directory: Path, name: str, text: str) -> Path:
     return path
 
 
-def load(directory: Path, text: str, env: Mapping[str, str] | None = None, **files: str) -> StackSpec:
-    """Load `text` as stack.yml in `directory` (beside any extra files given by name)."""
+def load(directory: Path, text: str, env: Mapping[str, str] | None = None, deploying: bool = False, **files: str) -> StackSpec:
+    """Load `text` as stack.yml in `directory` (beside any extra files given by name), as
+    `orchestrator config` does, or as a deploy does (`deploying`)."""
     for name, content in files.items():
         write(directory, name.replace("__", "."), content)
-    return load_stack(write(directory, "stack.yml", text), env=env or {}, name="test")
+    return load_stack(write(directory, "stack.yml", text), env=env or {}, name="test", deploying=deploying)
 
 
-def load_error(directory: Path, text: str, env: Mapping[str, str] | None = None) -> StackFileError:
+def load_error(directory: Path, text: str, env: Mapping[str, str] | None = None, deploying: bool = False) -> StackFileError:
     with pytest.raises(StackFileError) as info:
-        load(directory, text, env)
+        load(directory, text, env, deploying)
     return info.value
 
 

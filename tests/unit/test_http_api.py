@@ -73,6 +73,17 @@ async def test_bad_stack_file_is_400_with_every_problem_path_and_line(
     assert control.specs == {}  # nothing deployed
 
 
+async def test_deploy_checks_what_only_a_deploy_needs(client: TestClient, control: FakeControl, tmp_path: Any) -> None:
+    """A secret's missing file loads in `orchestrator config` (a warning) but fails a deploy,
+    at its key path (docs/stackfile.md)."""
+    text = "services:\n  web:\n    image: x\n    secrets: [s]\nsecrets:\n  s:\n    file: ./later.txt\n"
+    response = await client.put("/v1/stacks/shop", json={"files": [{"name": "a.yml", "content": text}], "base_dir": str(tmp_path)})
+    error = await error_of(response, 400)
+    assert [(p["path"], p["line"], p["message"]) for p in error["problems"]] == [
+        ("secrets.s.file", 7, f"file {tmp_path / 'later.txt'} does not exist")]
+    assert control.specs == {}
+
+
 @pytest.mark.parametrize(("body", "path"), [
     pytest.param({"files": []}, "files", id="no-files"),
     pytest.param({"files": [{"name": "a"}]}, "files[0].content", id="no-content"),

@@ -227,11 +227,12 @@ def test_config_command_prints_the_normalized_stack(tmp_path: Path, capsys: pyte
     out, err = capsys.readouterr()
     data = json.loads(out)
     assert data["name"] == "shop"
-    assert data["services"]["web"]["restart_policy"]["condition"] == "any"
-    assert data["networks"]["default"]["engine_name"] == "shop_default"
+    assert data["services"]["web"]["deploy"]["restart_policy"]["condition"] == "any"
+    assert data["services"]["web"]["networks"] == {"default": None}
+    assert data["networks"]["default"] == {"name": "shop_default"}
     assert "warning: services.web.privileged" in err
     assert main(["config", "-c", str(path)]) == 0
-    assert "restart_policy:\n      condition: any" in capsys.readouterr().out
+    assert "    deploy:\n      mode: replicated\n      replicas: 1\n      restart_policy:\n        condition: any\n" in capsys.readouterr().out
 
 
 def test_config_command_reports_errors_with_exit_code_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

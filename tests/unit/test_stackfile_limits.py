@@ -57,8 +57,9 @@ def test_a_10000_service_file_is_over_the_services_limit() -> None:
         "services", 1, "10000 is over the limit of 1000 services per stack (ORCHESTRATOR_MAX_SERVICES)")
 
 
-def test_the_services_limit_counts_services_not_extension_keys() -> None:
-    text = "services:\n  x-a: {}\n  web:\n    image: busybox\n  api:\n    image: busybox\n"
+def test_the_services_limit_counts_x_names_under_services_too() -> None:
+    """Under `services:` an `x-` name is a service (compose-go), so it counts."""
+    text = "x-top: {}\nservices:\n  x-a:\n    image: busybox\n  web:\n    image: busybox\n"
     assert only_problem(load_text(text, Limits(max_services=1)))[2].startswith("2 is over the limit of 1 services")
 
 

@@ -114,6 +114,25 @@ def test_secret_and_config_files_are_checked_like_env_files(tmp_path: Path, targ
     with open(tmp_path / "big", "wb") as big:
         big.truncate((1 << 20) + 1)
     for kind in ("secrets", "configs"):
-        error = load_error(tmp_path, HEAD + f"{kind}:\n  s:\n    file: {target}\n")
+        error = load_error(tmp_path, HEAD + f"{kind}:\n  s:\n    file: {target}\n", deploying=True)
         assert [(p.path, p.line) for p in error.problems] == [(f"{kind}.s.file", 6)]
         assert why in error.problems[0].message
+
+
+def test_a_missing_secret_file_or_variable_is_a_warning_until_deployed(tmp_path: Path) -> None:
+    """As compose-go: `orchestrator config` loads a checkout whose secret files are generated
+    later; the daemon's deploy (`deploying=True`) refuses it, at the key path."""
+    text = HEAD + "    secrets: [s, e]\nsecrets:\n  s:\n    file: ./generated.txt\n  e:\n    environment: TOKEN\n"
+    stack = load(tmp_path, text)
+    assert stack.secrets["s"].file == str(tmp_path / "generated.txt")
+    assert stack.warnings == (
+        f"secrets.s.file: file {tmp_path / 'generated.txt'} does not exist: deploying this stack fails until it is there",
+        "secrets.e.environment: environment variable TOKEN is not set: deploying this stack fails until it is there",
+    )
+    error = load_error(tmp_path, text, deploying=True)
+    assert [(p.path, p.line, p.message) for p in error.problems] == [
+        ("secrets.s.file", 7, f"file {tmp_path / 'generated.txt'} does not exist"),
+        ("secrets.e.environment", 9, "environment variable TOKEN is not set"),
+    ]
+    (tmp_path / "generated.txt").write_text("x")
+    assert load(tmp_path, text, {"TOKEN": "t"}, deploying=True).secrets["e"].content == "t"
