@@ -89,10 +89,10 @@ async def spawned_daemon() -> AsyncIterator[tuple[str, str]]:
             raise
         finally:
             await daemon.stop()
-            await _delete_redis_keys(daemon.prefix)
+            await delete_redis_keys(daemon.prefix)
 
 
-async def _delete_redis_keys(prefix: str) -> None:
+async def delete_redis_keys(prefix: str) -> None:
     import redis.asyncio as aioredis  # noqa: PLC0415
 
     from tests.integration.conftest import REDIS_URL, delete_prefixed  # noqa: PLC0415

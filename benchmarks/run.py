@@ -41,6 +41,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
                 ["bench_ingress_daemon.py", "--seconds", "2", "--rounds", "1"]),
     "api": (["bench_api.py", "--spawn", "--replicas", "50", "--count", "150"],
             ["bench_api.py", "--spawn", "--replicas", "10", "--count", "50"]),
+    "hostile": (["bench_hostile.py", "--rounds", "3"], ["bench_hostile.py", "--rounds", "1", "--phase", "8"]),
 }
 
 
@@ -120,6 +121,10 @@ def rows(r: dict[str, Any]) -> list[tuple[str, float | None, float | None, float
     tasks = next((v for k, v in api.items() if k.startswith("GET tasks")), {})
     base = next((v for k, v in api.items() if "health" in k), {})
     out.append((f"API `ps` p50 (ms; vs GET /v1/health)", tasks.get("p50_ms"), None, base.get("p50_ms"), 2))
+    hostile = r.get("hostile", {})
+    for key, what in (("replacement_ms", "replacement p50"), ("ingress_ms", "ingress round trip p50")):
+        out.append((f"{what} during worst-case deploys (ms; vs idle)", hostile.get("hostile", {}).get(key, {}).get("p50"),
+                    None, hostile.get("idle", {}).get(key, {}).get("p50"), 0 if key == "replacement_ms" else 1))
     return out
 
 

@@ -21,6 +21,7 @@ import structlog
 from orchestrator.access import daemon_token
 from orchestrator.controller import Controller
 from orchestrator.engine import Engine
+from orchestrator.engine.build_context import ContextLimits
 from orchestrator.errors import EngineUnavailable
 from orchestrator.events import Event
 from orchestrator.api import check_exposure, make_app, serve
@@ -107,7 +108,8 @@ class Daemon:
     async def _engine_unless_stopped(self) -> Engine | None:
         """The engine once it answers, or None if SIGTERM comes first: a daemon waiting for
         dockerd still stops when asked."""
-        waiting = asyncio.create_task(wait_for_engine(self.settings.docker_host or None))
+        waiting = asyncio.create_task(wait_for_engine(self.settings.docker_host or None, ContextLimits(
+            self.settings.max_build_context_bytes, self.settings.max_build_context_files)))
         stopping = asyncio.create_task(self._stopping.wait())
         await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
@@ -143,9 +145,9 @@ class Daemon:
             await self.engine.close()
 
 
-async def wait_for_engine(docker_host: str | None) -> Engine:
+async def wait_for_engine(docker_host: str | None, build_limits: ContextLimits = ContextLimits()) -> Engine:
     """Connect to the engine, waiting (with growing delays) while it does not answer."""
-    engine = await Engine.connect(docker_host)
+    engine = await Engine.connect(docker_host, build_limits)
     try:
         for attempt in itertools.count():
             try:

@@ -57,6 +57,13 @@ class Settings:
     #: Messages kept in the Redis stream for replay, and in memory while Redis is down.
     stream_maxlen: int = 10000
     queue_limit: int = 10000
+    #: Seconds a deployed stack file may take to load (parse, validate) in its worker process.
+    parse_timeout: float = 10.0
+    #: Worker processes loading deployed stack files at once.
+    parse_workers: int = 1
+    #: Bounds of a `build:` context sent to the engine (after .dockerignore).
+    max_build_context_bytes: int = 512 * 1024 * 1024
+    max_build_context_files: int = 100_000
     log_level: str = "info"
     #: auto (JSON unless stderr is a terminal), json or console.
     log_format: str = "auto"
@@ -135,6 +142,10 @@ _RANGES = {
     "max_yaml_nodes": (1000, 1_000_000_000),
     "max_file_size": (1, 1 << 30),
     "max_body_bytes": (1024, 1 << 30),
+    "parse_timeout": (0.1, 3600),
+    "parse_workers": (1, 32),
+    "max_build_context_bytes": (1, 1 << 40),
+    "max_build_context_files": (1, 10_000_000),
 }
 
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from aiohttp import web
 from orchestrator.api import routes, sse
 from orchestrator.api.auth import auth_middleware
 from orchestrator.api.errors import error_middleware
+from orchestrator.api.loading import LOADER, StackLoader
 from orchestrator.api.openapi import openapi_json
 from orchestrator.api.state import BODY_LIMIT, CONTROL, REDIS, SETTINGS, STOPPING
 from orchestrator.control import Control
@@ -42,7 +44,9 @@ def make_app(control: Control, settings: Settings, redis: Any = None, *,
     app[REDIS] = redis
     app[BODY_LIMIT] = body_limit
     app[STOPPING] = asyncio.Event()
+    app[LOADER] = StackLoader(settings)
     app.on_shutdown.append(_stop_streams)
+    app.cleanup_ctx.append(_loader_workers)
     app.router.add_routes([
         _get("/v1/stacks", routes.list_stacks),
         web.put("/v1/stacks/{stack}", routes.deploy_stack),
@@ -63,6 +67,25 @@ def make_app(control: Control, settings: Settings, redis: Any = None, *,
 
 async def _stop_streams(app: web.Application) -> None:
     app[STOPPING].set()
+
+
+async def _loader_workers(app: web.Application) -> AsyncIterator[None]:
+    """The stack-loading workers live as long as the app. They warm up while it starts serving
+    (the first start takes a second or so); a deploy meanwhile waits for them."""
+    loader = app[LOADER]
+    warming = asyncio.create_task(_warm(loader), name="stack-loader-start")
+    yield
+    warming.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await warming
+    await loader.close()
+
+
+async def _warm(loader: StackLoader) -> None:
+    try:
+        await loader.start()
+    except Exception as exc:  # noqa: BLE001 - each deploy tries again and answers for itself
+        log.warning("stack_loader_start_failed", error=str(exc))
 
 
 def check_exposure(settings: Settings) -> None:

@@ -91,15 +91,14 @@ class DeployRequest:
     env: Mapping[str, str] = field(default_factory=dict)
 
 
-async def read_deploy(request: web.Request) -> DeployRequest:
-    """YAML text of one stack file, or JSON `{"files": [...], "env": {...}, "base_dir": ...}`."""
-    content_type = request.content_type
+def parse_deploy(content_type: str, raw: bytes, base_dir: str = "/") -> DeployRequest:
+    """YAML text of one stack file (relative paths against `base_dir`, the query's), or JSON
+    `{"files": [...], "env": {...}, "base_dir": ...}`. Pure: the deploy route runs it in a
+    stack-loading worker (api/loading.py), as decoding 1 MiB of JSON takes ~0.1-0.2 s."""
     if content_type in YAML_TYPES:
-        text = await _text(request)
-        base_dir = request.query.get("base_dir", "/")
-        return DeployRequest(((DEFAULT_FILE_NAME, text),), _base_dir(base_dir, "base_dir"))
+        return DeployRequest(((DEFAULT_FILE_NAME, _utf8(raw)),), _base_dir(base_dir, "base_dir"))
     if content_type == "application/json":
-        return _deploy_from_json(await read_json(request))
+        return _deploy_from_json(decode_json(raw))
     raise RequestError(
         f"unsupported Content-Type {content_type!r}: send the stack file as application/yaml "
         "or a JSON body {files, env, base_dir} as application/json",
@@ -161,17 +160,19 @@ def read_scale(body: Any) -> dict[str, int]:
 
 
 async def read_json(request: web.Request) -> Any:
-    text = await _text(request)
+    return decode_json(await request.read())
+
+
+def decode_json(raw: bytes) -> Any:
     try:
-        return json.loads(text)
+        return json.loads(_utf8(raw))
     except ValueError as exc:  # also a number of more than 4300 digits
         raise RequestError(f"body is not valid JSON: {exc}", code="invalid_json") from None
     except RecursionError:
         raise RequestError("body is not valid JSON: nested too deeply", code="invalid_json") from None
 
 
-async def _text(request: web.Request) -> str:
-    raw = await request.read()
+def _utf8(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -100,7 +100,7 @@ def build_document(settings: Settings | None = None) -> dict[str, Any]:
             "put": _op("Deploy or update a stack from its stack file(s)", "200", ref(DeployOutcome, c),
                        params=(STACK, _param("base_dir", "query", _BASE_DIR,
                                              "Directory relative paths resolve against (YAML body).")),
-                       errors=(*_ERRORS, "415"), requestBody=deploy_body),
+                       errors=(*_ERRORS, "415", "503"), requestBody=deploy_body),
             "get": _op("Inspect a stack: spec, summary and services", "200", stack_detail,
                        params=(STACK,)),
             "delete": _op("Remove a stack: 200 once it is gone, 202 while the daemon is still at it",
@@ -151,7 +151,7 @@ def build_document(settings: Settings | None = None) -> dict[str, Any]:
     statuses = {"400": "Bad input", "401": "Missing or wrong bearer token", "404": "Unknown stack, service or route",
                 "405": "Method not allowed", "409": "Conflict with the current state",
                 "413": "Body over the size limit", "415": "Unsupported Content-Type",
-                "503": "Engine or Redis unreachable"}
+                "503": "Engine or Redis unreachable, or every stack-loading worker busy (retry)"}
     return {
         "openapi": "3.1.0",
         "info": {"title": "orchestrator", "version": "1",

@@ -1,5 +1,6 @@
 """The JSON routes under /v1/ (events are in sse.py): each reads its input through `bodies`,
-calls one Control method and serialises the frozen views with `dataclasses.asdict`."""
+calls one Control method and serialises the frozen views with `dataclasses.asdict` (`as_json`:
+big answers in a thread, so that no caller holds the event loop)."""
 
 from __future__ import annotations
 
@@ -16,22 +17,42 @@ from orchestrator import metrics
 from orchestrator.api import bodies
 from orchestrator.api.auth import is_authenticated
 from orchestrator.api.errors import RequestError, error_body
-from orchestrator.api.state import CONTROL, SETTINGS
+from orchestrator.api.loading import LOADER
+from orchestrator.api.state import CONTROL
 from orchestrator.control import DeployOutcome, LogLine
 from orchestrator.errors import OrchestratorError, UnknownService, UnknownStack
-from orchestrator.stackfile import Limits, load_stack_text
 from orchestrator.tables import log_line_text
 
 T = TypeVar("T")
 log = structlog.stdlib.get_logger()
 
 
-def as_json(value: Any, status: int = 200) -> web.Response:
+#: An answer of more rows than this is built in a thread: asdict and json of 60k `ps` rows take
+#: ~3 s, which on the loop would hold everything else (in a thread the GIL changes hands often).
+ROWS_INLINE = 200
+
+
+async def as_json(value: Any, status: int = 200, *, rows: int | None = None) -> web.Response:
+    """`value` (dataclasses, and lists and dicts of them) as a JSON answer; `rows` is its size
+    (by default the length of a list)."""
+    if rows is None:
+        rows = len(value) if isinstance(value, (list, tuple)) else 1
+    text = await asyncio.to_thread(_json_text, value) if rows > ROWS_INLINE else _json_text(value)
+    return web.Response(text=text, status=status, content_type="application/json")
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(_plain(value))
+
+
+def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = dataclasses.asdict(value)
-    elif isinstance(value, (list, tuple)):
-        value = [dataclasses.asdict(v) for v in value]
-    return web.json_response(value, status=status)
+        return dataclasses.asdict(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 async def _committed(action: Awaitable[T]) -> T:
@@ -40,15 +61,15 @@ async def _committed(action: Awaitable[T]) -> T:
 
 
 async def list_stacks(request: web.Request) -> web.Response:
-    return as_json(list(request.app[CONTROL].stacks()))
+    return await as_json(list(request.app[CONTROL].stacks()))
 
 
 async def deploy_stack(request: web.Request) -> web.Response:
     stack = bodies.name_param(request, "stack")
-    deploy = await bodies.read_deploy(request)
-    # The request's env only: the daemon's own environment (its token…) is never interpolated.
-    limits = Limits.from_settings(request.app[SETTINGS])
-    spec = load_stack_text(deploy.files, deploy.base_dir, env=deploy.env, name=stack, limits=limits, deploying=True)
+    body = await request.read()  # bounded by the app's body limit
+    # Decoding and loading run in a worker process, on a budget (api/loading.py).
+    spec = await request.app[LOADER].load(stack, request.content_type, body,
+                                          request.query.get("base_dir", "/"))
     outcome = await _committed(request.app[CONTROL].deploy(spec))
     return web.json_response(_deploy_body(outcome, spec.warnings),
                              status=201 if outcome.result == "created" else 200)
@@ -65,12 +86,10 @@ async def inspect_stack(request: web.Request) -> web.Response:
     control = request.app[CONTROL]
     spec = control.stack_spec(stack)
     summary = next((s for s in control.stacks() if s.name == stack), None)
-    return web.json_response({
-        "name": stack,
-        "summary": dataclasses.asdict(summary) if summary else None,
-        "spec": dataclasses.asdict(spec),
-        "services": [dataclasses.asdict(s) for s in await control.services(stack)],
-    })
+    services = await control.services(stack)
+    # A service's spec costs about as much to serialise as six `ps` rows.
+    return await as_json({"name": stack, "summary": summary, "spec": spec, "services": services},
+                         rows=len(spec.services) * 6)
 
 
 async def remove_stack(request: web.Request) -> web.Response:
@@ -78,18 +97,18 @@ async def remove_stack(request: web.Request) -> web.Response:
     stack = bodies.name_param(request, "stack")
     volumes = bodies.bool_query(request, "volumes")
     outcome = await _committed(request.app[CONTROL].remove(stack, volumes=volumes))
-    return as_json(outcome, status=200 if outcome.removed else 202)
+    return await as_json(outcome, status=200 if outcome.removed else 202)
 
 
 async def list_services(request: web.Request) -> web.Response:
     stack = bodies.name_param(request, "stack")
-    return as_json(list(await request.app[CONTROL].services(stack)))
+    return await as_json(list(await request.app[CONTROL].services(stack)))
 
 
 async def list_tasks(request: web.Request) -> web.Response:
     stack = bodies.name_param(request, "stack")
     history = bodies.bool_query(request, "all")
-    return as_json(list(await request.app[CONTROL].tasks(stack, include_history=history)))
+    return await as_json(list(await request.app[CONTROL].tasks(stack, include_history=history)))
 
 
 async def scale_services(request: web.Request) -> web.Response:

@@ -23,6 +23,7 @@ import structlog
 
 from orchestrator import labels
 from orchestrator.engine import containers, images, objects
+from orchestrator.engine.build_context import ContextLimits
 from orchestrator.engine.calls import engine_errors, is_missing
 from orchestrator.engine.events import EngineEvent, EventStream
 from orchestrator.engine.observe import Facts, FactsCache, container_state, decimal, facts_from_inspect
@@ -41,23 +42,25 @@ _LIST_FIELDS = ("Id", "Names", "State", "Status", "Labels", "Ports", "Created", 
 
 
 class Engine:
-    def __init__(self, docker: aiodocker.Docker) -> None:
+    def __init__(self, docker: aiodocker.Docker, build_limits: ContextLimits = ContextLimits()) -> None:
         """Use `await Engine.connect()`."""
         self._docker = docker
+        self._build_limits = build_limits
         self._facts = FactsCache()
         #: Containers with an `oom` event and no `die` yet (the engine sends oom first).
         self._oom: set[str] = set()
         self._image_locks: dict[str, asyncio.Lock] = {}
 
     @classmethod
-    async def connect(cls, docker_host: str | None = None) -> Engine:
+    async def connect(cls, docker_host: str | None = None, build_limits: ContextLimits = ContextLimits()) -> Engine:
         """An engine client for `docker_host`, else as the docker CLI finds it (DOCKER_HOST,
-        the current context, the default socket). The engine need not be up yet."""
+        the current context, the default socket). The engine need not be up yet.
+        `build_limits` bound the `build:` contexts it sends."""
         try:
             docker = aiodocker.Docker(url=docker_host, timeout=_REQUEST_TIMEOUT)
         except (ValueError, aiodocker.DockerError) as exc:
             raise EngineUnavailable(f"no Docker engine configured: {exc}") from exc
-        return cls(docker)
+        return cls(docker, build_limits)
 
     @property
     def host(self) -> str:
@@ -235,7 +238,8 @@ class Engine:
         image = containers.image_name(stack or "", service)
         lock = self._image_locks.setdefault(image, asyncio.Lock())
         async with lock:  # replicas of one service ask at once: one pull/build
-            await images.ensure_image(self._docker, image, service.build, pullable=service.image is not None)
+            await images.ensure_image(self._docker, image, service.build, pullable=service.image is not None,
+                                      limits=self._build_limits)
 
     async def check_external(self, spec: StackSpec) -> None:
         """UserError unless every `external:` network and volume of `spec` exists (read-only)."""

@@ -4,10 +4,8 @@ credentials), else build it from its `build:` context, else say why not (ImageUn
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
-import tarfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ from typing import Any
 import aiodocker
 import structlog
 
+from orchestrator.engine.build_context import ContextLimits, ContextRefused, context_archive
 from orchestrator.engine.calls import engine_errors, is_missing
 from orchestrator.errors import EngineError, ImageUnavailable
 from orchestrator.model import BuildSpec
@@ -25,8 +24,12 @@ DOCKER_HUB = "docker.io"
 _HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 
 
-async def ensure_image(docker: aiodocker.Docker, image: str, build: BuildSpec | None, *, pullable: bool) -> None:
-    """`pullable` is False for a `build:`-only service: its derived name exists in no registry."""
+async def ensure_image(
+    docker: aiodocker.Docker, image: str, build: BuildSpec | None, *, pullable: bool,
+    limits: ContextLimits = ContextLimits(),
+) -> None:
+    """`pullable` is False for a `build:`-only service: its derived name exists in no registry.
+    `limits` bound a build context sent from a directory (engine/build_context.py)."""
     if await _present(docker, image):
         return
     reason = "no image and no build"
@@ -41,7 +44,9 @@ async def ensure_image(docker: aiodocker.Docker, image: str, build: BuildSpec | 
     if build is None:
         raise ImageUnavailable(image, reason)
     try:
-        await _build(docker, image, build)
+        await _build(docker, image, build, limits)
+    except ContextRefused as exc:
+        raise ImageUnavailable(image, f"build refused: {exc}") from exc
     except EngineError as exc:
         raise ImageUnavailable(image, f"build failed: {exc.message}") from exc
     log.info("image_built", image=image, context=build.context)
@@ -69,7 +74,7 @@ async def _pull(docker: aiodocker.Docker, image: str) -> None:
         await docker.images.pull(reference, auth=auth)
 
 
-async def _build(docker: aiodocker.Docker, image: str, build: BuildSpec) -> None:
+async def _build(docker: aiodocker.Docker, image: str, build: BuildSpec, limits: ContextLimits) -> None:
     if build.target:
         raise EngineError(0, f"build target {build.target!r} is not supported by this engine client")
     args = {k: v for k, v in build.args.items() if v is not None}
@@ -81,23 +86,14 @@ async def _build(docker: aiodocker.Docker, image: str, build: BuildSpec) -> None
         "rm": True,
         "forcerm": True,
     }
-    with engine_errors():
-        if "://" in build.context:
+    if "://" in build.context:
+        with engine_errors():
             await docker.images.build(remote=build.context, **common)
-        else:
-            context = tar_context(Path(build.context))
+        return
+    # Archived by a thread into a temporary file; the upload streams from it in 8 KiB reads.
+    async with context_archive(Path(build.context), build.dockerfile, limits) as context:
+        with engine_errors():
             await docker.images.build(fileobj=context, encoding="identity", **common)
-
-
-def tar_context(directory: Path) -> io.BytesIO:
-    """The build context as an uncompressed tar in memory (contexts here are small)."""
-    if not directory.is_dir():
-        raise EngineError(0, f"build context {directory} is not a directory")
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        archive.add(directory, arcname=".")
-    buffer.seek(0)
-    return buffer
 
 
 # --------------------------------------------------------------------------- registry auth
