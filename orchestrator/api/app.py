@@ -18,6 +18,7 @@ from orchestrator.api.errors import error_middleware
 from orchestrator.api.openapi import openapi_json
 from orchestrator.api.state import BODY_LIMIT, CONTROL, REDIS, SETTINGS, STOPPING
 from orchestrator.control import Control
+from orchestrator.dashboard import add_routes as add_dashboard_routes
 from orchestrator.errors import UserError
 from orchestrator.settings import Settings
 
@@ -58,6 +59,7 @@ def make_app(control: Control, settings: Settings, redis: Any = None, *,
         _get("/v1/openapi.json", openapi_json),
         _get("/metrics", routes.prometheus),
     ])
+    add_dashboard_routes(app)
     return app
 
 
