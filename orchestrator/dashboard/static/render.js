@@ -125,5 +125,5 @@ function sparkline(endings, now) {
       viewBox: `0 0 ${SPARK_WIDTH} ${SPARK_HEIGHT}`, width: SPARK_WIDTH, height: SPARK_HEIGHT,
       role: "img", "aria-label": label,
     }, svg("polyline", { points: points.join(" ") })),
-    el("span", { text: `${total}/30m` }));
+    el("span", { text: `${total} in 30 min` }));
 }
