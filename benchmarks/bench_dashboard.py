@@ -8,7 +8,7 @@ one busybox service of --replicas replicas. Each round measures the daemon's CPU
 (utime + stime from /proc) twice without dashboards and twice with --pages real dashboards open
 (headless Chromium from Debian, one browser context each, as separate users' tabs): while
 nothing happens (--idle seconds), and over a burst of --kills replica kills (50 ms apart) until
-every replica runs again. Rounds alternate the order, so drift in the machine's load hits both
+every replica runs again and has its standby (docs/standby.md). Rounds alternate the order, so drift in the machine's load hits both
 alike. The pages' own requests are counted too: after the first load they should only hold
 their event streams (updates come from events, not polling). Goal (issue 17): <= 1.2x of none.
 
@@ -36,7 +36,7 @@ import aiodocker
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_ingress import cpu_seconds  # noqa: E402 - a sibling script
-from orchestrator.labels import LABEL_STACK  # noqa: E402
+from orchestrator.labels import LABEL_STACK, LABEL_STANDBY  # noqa: E402
 from tests.integration.browser import Dashboard, chromium, missing_browser  # noqa: E402
 from tests.integration.daemon_process import DaemonProcess  # noqa: E402
 
@@ -72,6 +72,8 @@ class Bench:
     replicas: int
     #: Requests the open pages made (API calls and event-stream connections).
     page_requests: int = 0
+    #: Of those, what their first loads took (the views, the stream's replay).
+    first_load_requests: int = 0
 
     @property
     def pid(self) -> int:
@@ -83,11 +85,17 @@ class Bench:
             filters={"label": [f"{LABEL_STACK}={self.stack}"], "status": ["running"]})
         return {c.id for c in listed}
 
-    async def wait_all_running(self, killed: set[str] = frozenset(), timeout: float = 120) -> None:
+    async def standbys(self) -> int:
+        listed = await self.docker.containers.list(all=True, filters={
+            "label": [f"{LABEL_STACK}={self.stack}", f"{LABEL_STANDBY}=1"], "status": ["created"]})
+        return len(listed)
+
+    async def wait_settled(self, killed: set[str] = frozenset(), timeout: float = 180) -> None:
+        """Every replica runs (none of `killed`) and has its standby again (docs/standby.md)."""
         async with asyncio.timeout(timeout):
             while True:
                 ids = await self.running_ids()
-                if len(ids) >= self.replicas and not ids & killed:
+                if len(ids) >= self.replicas and not ids & killed and await self.standbys() >= self.replicas:
                     return
                 await asyncio.sleep(0.2)
 
@@ -109,7 +117,7 @@ class Bench:
             with contextlib.suppress(aiodocker.DockerError):  # gone meanwhile
                 await self.docker.containers.container(container_id).kill()
             await asyncio.sleep(KILL_GAP_S)
-        await self.wait_all_running(set(victims))
+        await self.wait_settled(set(victims))
         await asyncio.sleep(SETTLE_S)  # the last messages go out, the pages draw them
 
 
@@ -118,6 +126,7 @@ async def dashboards(bench: Bench, browser: Any, pages: int) -> AsyncIterator[li
     """`pages` dashboards, each in its own browser context, loaded and live with every tile."""
     contexts = [await browser.new_context(viewport={"width": 1280, "height": 900}) for _ in range(pages)]
     opened = []
+    before = bench.page_requests
     try:
         for context in contexts:
             page = await context.new_page()
@@ -129,6 +138,7 @@ async def dashboards(bench: Bench, browser: Any, pages: int) -> AsyncIterator[li
             await running.nth(bench.replicas - 1).wait_for(timeout=60_000)
             opened.append(dashboard)
         await asyncio.sleep(SETTLE_S)  # the first loads' replays are over
+        bench.first_load_requests = bench.page_requests - before
         yield opened
     finally:
         for context in contexts:
@@ -141,7 +151,7 @@ def _count(bench: Bench, request: Any) -> None:
         bench.page_requests += 1
 
 
-async def run(args: argparse.Namespace) -> dict[str, Phase]:
+async def run(args: argparse.Namespace) -> tuple[dict[str, Phase], int]:
     phases = {key: Phase() for key in ("idle none", "idle pages", "burst none", "burst pages")}
     with tempfile.TemporaryDirectory(prefix="orchestrator-bench-dashboard-") as state:
         daemon = DaemonProcess(Path(state) / "state", f"orchestrator-bench-{secrets.token_hex(3)}")
@@ -152,7 +162,7 @@ async def run(args: argparse.Namespace) -> dict[str, Phase]:
             try:
                 say(f"deploying {args.replicas} replicas")
                 await daemon.deploy(stack, stack_text(args.replicas))
-                await bench.wait_all_running(timeout=300)
+                await bench.wait_settled(timeout=300)
                 await asyncio.sleep(SETTLE_S)
                 for round_ in range(args.rounds):
                     for with_pages in ((False, True) if round_ % 2 == 0 else (True, False)):
@@ -162,7 +172,7 @@ async def run(args: argparse.Namespace) -> dict[str, Phase]:
             finally:
                 await daemon.request("DELETE", f"/v1/stacks/{stack}")
                 await daemon.stop()
-    return phases
+    return phases, bench.first_load_requests
 
 
 async def measure_pair(bench: Bench, browser: Any, args: argparse.Namespace,
@@ -175,9 +185,10 @@ async def measure_pair(bench: Bench, browser: Any, args: argparse.Namespace,
         await bench.measure(phases[f"burst {suffix}"], lambda: bench.burst(args.kills))
 
 
-def summary(phases: dict[str, Phase], args: argparse.Namespace) -> dict[str, Any]:
+def summary(phases: dict[str, Phase], first_load: int, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"replicas": args.replicas, "pages": args.pages, "kills": args.kills,
-                           "idle_seconds": args.idle, "rounds": args.rounds}
+                           "idle_seconds": args.idle, "rounds": args.rounds,
+                           "first_load_requests": first_load}
     for kind in ("idle", "burst"):
         none, pages = phases[f"{kind} none"], phases[f"{kind} pages"]
         out[kind] = {
@@ -185,7 +196,7 @@ def summary(phases: dict[str, Phase], args: argparse.Namespace) -> dict[str, Any
             "pages_cpu_s": statistics.median(pages.cpu),
             "none_wall_s": statistics.median(none.seconds),
             "pages_wall_s": statistics.median(pages.seconds),
-            "ratio": statistics.median(pages.cpu) / max(statistics.median(none.cpu), 1e-9),
+            "ratio": statistics.median(pages.cpu) / statistics.median(none.cpu) if any(none.cpu) else None,
             "page_requests": max(pages.requests),
         }
     return out
@@ -200,8 +211,9 @@ def table(result: dict[str, Any]) -> str:
     for kind, label in (("idle", f"idle {result['idle_seconds']:.0f} s"),
                         ("burst", f"{result['kills']} kills until all run again")):
         row = result[kind]
-        lines.append(f"| {label} | {row['none_cpu_s']:.2f} | {row['pages_cpu_s']:.2f} | "
-                     f"{row['ratio']:.2f}× | {row['page_requests']} |")
+        ratio = "–" if row["ratio"] is None else f"{row['ratio']:.2f}×"
+        lines.append(f"| {label} | {row['none_cpu_s']:.2f} | {row['pages_cpu_s']:.2f} | {ratio} | "
+                     f"{row['page_requests']} |")
     return "\n".join(lines)
 
 
@@ -216,9 +228,10 @@ def main() -> int:
     args = parser.parse_args()
     if why := missing_browser():
         raise SystemExit(why)
-    result = summary(asyncio.run(run(args)), args)
+    result = summary(*asyncio.run(run(args)), args)
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    print(f"\n{table(result)}\n\nMedians of {args.rounds} rounds; load average at the end {load}.")
+    print(f"\n{table(result)}\n\nMedians of {args.rounds} rounds; the {args.pages} pages' first loads "
+          f"took {result['first_load_requests']} requests; load average at the end {load}.")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0

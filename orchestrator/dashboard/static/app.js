@@ -11,7 +11,7 @@ import { askToken } from "./dialogs.js";
 import { EventFeed } from "./feed.js";
 import { EventLog } from "./log.js";
 import { eventTime, Model, SLACK_S } from "./model.js";
-import { stackCard } from "./render.js";
+import { stackCard, tick } from "./render.js";
 
 const REFETCH_DELAY_MS = 300;
 const TICK_MS = 5000;  // uptimes and sparklines move with the clock
@@ -218,7 +218,7 @@ async function start() {
     }
   }
   new EventFeed({ message: onMessage, gap: onGap, status: onStatus }).start();
-  setInterval(drawAll, TICK_MS);
+  setInterval(() => tick($("stacks"), model, daemonNow()), TICK_MS);
 }
 
 start();

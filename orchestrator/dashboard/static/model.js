@@ -78,10 +78,7 @@ function tileFromEvent(message, at) {
 function remember(service, taskId, slot, at) {
   if (!taskId || service.ended.has(taskId)) return false;
   service.ended.set(taskId, { slot, at });
-  if (service.ended.size > TASKS_KEPT) {
-    const oldest = [...service.ended.entries()].sort((a, b) => a[1].at - b[1].at)[0][0];
-    service.ended.delete(oldest);
-  }
+  if (service.ended.size > TASKS_KEPT) service.ended.delete(service.ended.keys().next().value);
   return true;
 }
 
@@ -160,7 +157,8 @@ export class Model {
     const horizon = eventTime(message) - RECENT_S;
     let drop = Math.max(0, recent.length - RECENT_KEPT);
     while (drop < recent.length && eventTime(recent[drop]) < horizon) drop += 1;
-    this.recent.set(stack, recent.slice(drop));
+    if (drop) recent.splice(0, drop);
+    this.recent.set(stack, recent);
   }
 
   setSummary(summary) {

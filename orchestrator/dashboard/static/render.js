@@ -100,11 +100,27 @@ function tileItem(model, stack, service, tile, now) {
   el("div", { class: "tile-line" },
     el("code", { text: tile.containerId ? tile.containerId.slice(0, ID_LENGTH) : "no container" })),
   el("div", { class: "tile-line" },
-    el("span", { text: tile.state === "running" ? `up ${age}` : `${tile.state} ${age} ago` }),
+    el("span", {
+      data: { since: String(tile.since), format: tile.state === "running" ? "up {}" : `${tile.state} {} ago` },
+      text: (tile.state === "running" ? "up {}" : `${tile.state} {} ago`).replace("{}", age),
+    }),
     el("span", { class: restarts ? "restarts some" : "restarts", text: `restarts ${restarts}` })),
   tile.node ? el("div", { class: "tile-line", text: `node ${tile.node}` }) : null,
   error ? el("div", { class: "tile-error", title: error, text: tile.error ? error : `last error: ${error}` }) : null,
   tile.gaveUp ? el("div", { class: "tile-error", text: `gave up: ${tile.gaveUp}` }) : null);
+}
+
+/** What moves with the clock alone (ages, sparklines), updated in place: no button is redrawn. */
+export function tick(container, model, now) {
+  for (const node of container.querySelectorAll("[data-since]")) {
+    node.textContent = node.dataset.format.replace("{}", shortDuration(now - Number(node.dataset.since)));
+  }
+  for (const spark of container.querySelectorAll('[data-role="sparkline"]')) {
+    const section = spark.closest("section[data-service]");
+    const card = spark.closest("article[data-stack]");
+    const service = model.stacks.get(card?.dataset.stack)?.services.get(section?.dataset.service);
+    if (service) spark.replaceWith(sparkline(model.endings(service), now));
+  }
 }
 
 /** Restarts per minute over the last half hour, as a small line. */
