@@ -85,6 +85,11 @@ class Dashboard:
         await self.page.fill("#token-input", token)
         await self.page.click("#token-form button[type=submit]")
 
+    @property
+    def policy_violations(self) -> list[str]:
+        """What the Content-Security-Policy blocked (the page must need no exception)."""
+        return [line for line in self.console if "Content Security Policy" in line]
+
     async def wait_live(self) -> None:
         await self.page.locator('#connection[data-state="live"]').wait_for(timeout=WAIT_MS)
 

@@ -125,6 +125,7 @@ async def test_a_killed_replica_goes_failed_then_running_and_its_events_are_logg
     await expect(spark).to_have_attribute("data-total", "1")
     await expect(dashboard.tile(stack_name, "web", 2)).to_have_attribute("data-restarts", "0")
     assert dashboard.errors == []
+    assert dashboard.policy_violations == []
 
 
 async def test_scale_from_the_page_and_the_tiles_follow(
@@ -208,6 +209,7 @@ services:
     await expect(dashboard.page.locator("img")).to_have_count(0)
     assert await dashboard.page.evaluate("document.body.dataset.pwned") is None
     assert dashboard.errors == []
+    assert dashboard.policy_violations == []
 
 
 async def test_a_reload_misses_no_event(browser: Any, daemon: DaemonProcess, stack_name: str) -> None:
