@@ -42,6 +42,9 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "api": (["bench_api.py", "--spawn", "--replicas", "50", "--count", "150"],
             ["bench_api.py", "--spawn", "--replicas", "10", "--count", "50"]),
     "hostile": (["bench_hostile.py", "--rounds", "3"], ["bench_hostile.py", "--rounds", "1", "--phase", "8"]),
+    "dashboard": (["bench_dashboard.py", "--rounds", "1", "--idle", "15", "--kills", "10"],
+                  ["bench_dashboard.py", "--replicas", "10", "--pages", "2", "--idle", "5", "--kills", "3",
+                   "--rounds", "1"]),
 }
 
 
@@ -55,6 +58,8 @@ def missing_tools() -> list[str]:
         notes.append("docker CLI missing: no benchmark can run")
     if shutil.which("wrk") is None:
         notes.append("wrk missing (apt-get install wrk): ingress load comes from an aiohttp client instead")
+    if not Path("/usr/bin/chromium").exists():
+        notes.append("chromium missing (scripts/setup installs it): no dashboard rows")
     for image in ("orchestrator-test/busybox:latest", "orchestrator/demo-web:latest", "orchestrator/redis:7"):
         if subprocess.run(["docker", "image", "inspect", image], capture_output=True, check=False).returncode:
             notes.append(f"image {image} missing (scripts/setup, scripts/build-images)")
@@ -125,6 +130,13 @@ def rows(r: dict[str, Any]) -> list[tuple[str, float | None, float | None, float
     for key, what in (("replacement_ms", "replacement p50"), ("ingress_ms", "ingress round trip p50")):
         out.append((f"{what} during worst-case deploys (ms; vs idle)", hostile.get("hostile", {}).get(key, {}).get("p50"),
                     None, hostile.get("idle", {}).get(key, {}).get("p50"), 0 if key == "replacement_ms" else 1))
+    dash = r.get("dashboard", {})
+    pages, replicas = dash.get("pages", 5), dash.get("replicas", 100)
+    for kind, label in (("idle", f"idle {dash.get('idle_seconds', 0):.0f} s"),
+                        ("burst", f"{dash.get('kills', 0)} kills")):
+        row = dash.get(kind, {})
+        out.append((f"daemon CPU with {pages} dashboards, {replicas} replicas, {label} (s; vs none)",
+                    row.get("pages_cpu_s"), None, row.get("none_cpu_s"), 2))
     return out
 
 

@@ -42,6 +42,14 @@ ensure_venv() {
   fi
 }
 
+# Headless Chromium from Debian's packages, for the dashboard's browser tests, its screenshot
+# and its benchmark (Playwright, a dev extra, drives it: no browser download).
+CHROMIUM=/usr/bin/chromium
+
+ensure_browser() {
+  [ -x "$CHROMIUM" ] || apt_install chromium
+}
+
 engine_answers() { docker info >/dev/null 2>&1; }
 
 ensure_engine() {

@@ -18,9 +18,12 @@ from orchestrator.api.auth import auth_middleware
 from orchestrator.api.errors import error_middleware
 from orchestrator.api.loading import LOADER, StackLoader
 from orchestrator.api.openapi import openapi_json
-from orchestrator.api.state import BODY_LIMIT, CONTROL, REDIS, SETTINGS, STOPPING
+from orchestrator.api.event_hub import EventHub
+from orchestrator.api.state import BODY_LIMIT, CONTROL, EVENT_HUB, REDIS, SETTINGS, STOPPING
 from orchestrator.control import Control
+from orchestrator.dashboard import add_routes as add_dashboard_routes
 from orchestrator.errors import UserError
+from orchestrator.labels import events_channel
 from orchestrator.settings import Settings
 
 log = structlog.stdlib.get_logger()
@@ -42,6 +45,7 @@ def make_app(control: Control, settings: Settings, redis: Any = None, *,
     app[CONTROL] = control
     app[SETTINGS] = settings
     app[REDIS] = redis
+    app[EVENT_HUB] = EventHub(redis, events_channel(settings.prefix)) if redis is not None else None
     app[BODY_LIMIT] = body_limit
     app[STOPPING] = asyncio.Event()
     app[LOADER] = StackLoader(settings)
@@ -62,11 +66,14 @@ def make_app(control: Control, settings: Settings, redis: Any = None, *,
         _get("/v1/openapi.json", openapi_json),
         _get("/metrics", routes.prometheus),
     ])
+    add_dashboard_routes(app)
     return app
 
 
 async def _stop_streams(app: web.Application) -> None:
     app[STOPPING].set()
+    if app[EVENT_HUB] is not None:
+        app[EVENT_HUB].close()
 
 
 async def _loader_workers(app: web.Application) -> AsyncIterator[None]:

@@ -1,9 +1,11 @@
 """Who may call the API (orchestrator/access.py has the model).
 
-Over the unix socket (0600: its owner only) every request is trusted. Over TCP every route but
-`GET /v1/health` needs `Authorization: Bearer <token>`; with no token configured nothing passes
-(closed, not open, by default). Health answers anyone, but only with booleans: the reasons
-(addresses, error texts) are for authenticated callers (`is_authenticated`).
+Over the unix socket (0600: its owner only) every request is trusted. Over TCP every route needs
+`Authorization: Bearer <token>` but `GET /v1/health` and the dashboard's page and static files
+(they hold no data: the page asks for the token and sends it with every call); with no token
+configured nothing else passes (closed, not open, by default). Health answers anyone, but only
+with booleans: the reasons (addresses, error texts) are for authenticated callers
+(`is_authenticated`).
 
 The header is read as the bytes the caller sent: any byte sequence, of any length aiohttp's
 parser lets through, is a 401, never an error of ours; the comparison takes constant time.
@@ -19,8 +21,9 @@ from aiohttp import web
 
 from orchestrator.api.errors import error_response
 from orchestrator.api.state import SETTINGS
+from orchestrator.dashboard import PUBLIC_PATHS as DASHBOARD_PATHS
 
-OPEN_PATHS = frozenset({"/v1/health"})
+OPEN_PATHS = frozenset({"/v1/health", *DASHBOARD_PATHS})
 AUTHENTICATED = web.RequestKey("authenticated", bool)
 
 

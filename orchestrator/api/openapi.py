@@ -19,6 +19,7 @@ from orchestrator.control import (
     StackView,
     TaskView,
 )
+from orchestrator.dashboard.assets import FILES as DASHBOARD_FILES
 from orchestrator.model import StackSpec
 from orchestrator.settings import Settings
 
@@ -59,6 +60,14 @@ def _op(summary: str, ok: str, ok_schema: dict[str, Any] | None, *, params: tupl
     for code in errors:
         responses[code] = {"$ref": f"#/components/responses/Error{code}"}
     return {"summary": summary, "parameters": list(params), "responses": responses, **extra}
+
+
+def _static(summary: str, content: dict[str, Any], params: tuple[Any, ...]) -> dict[str, Any]:
+    """A dashboard file: open to anyone (`security: []`), answered in its own content type."""
+    responses: dict[str, Any] = {"200": {"description": "OK", "content": content}}
+    if params:
+        responses["404"] = {"$ref": "#/components/responses/Error404"}
+    return {"summary": summary, "parameters": list(params), "responses": responses, "security": []}
 
 
 def build_document(settings: Settings | None = None) -> dict[str, Any]:
@@ -140,6 +149,13 @@ def build_document(settings: Settings | None = None) -> dict[str, Any]:
                                   security=[])},
         "/v1/openapi.json": {"get": _op("This document", "200", {"type": "object"}, errors=("401",))},
         "/metrics": {"get": _op("Prometheus metrics (text format)", "200", None, errors=("401",))},
+        # The dashboard (docs/dashboard.md): static files, open without a token (no data in them).
+        "/": {"get": _static("The dashboard page (HTML)", {"text/html": {}}, ())},
+        "/ui/{file}": {"get": _static(
+            "The dashboard's scripts, style sheet and icon", {
+                "text/javascript": {}, "text/css": {}, "image/svg+xml": {}},
+            (_param("file", "path", {"type": "string", "enum": list(DASHBOARD_FILES)},
+                    "One of the dashboard's files."),))},
     }
     paths["/v1/stacks/{stack}"]["put"]["responses"]["201"] = deploy_ok
     paths["/v1/health"]["get"]["responses"]["503"] = {"description": "Engine or Redis unreachable",

@@ -1,9 +1,11 @@
 """`GET /v1/events`: the Redis event stream as Server-Sent Events.
 
 `id:` is the message's gapless `seq`. A client resumes with `Last-Event-ID` (what browsers send
-on reconnect) or `?since=N`: everything retained with seq > N is replayed, then live messages
-follow. If the stream was trimmed past N, an `event: gap` tells the client what it missed.
-Stream entries are the publisher's: id `<seq>-0`, the JSON message in field `event`.
+on reconnect) or `?since=N`: everything retained with seq > N is replayed from the stream, then
+live messages follow from the daemon's channel through the shared subscription of
+event_hub.py (which also says why nothing falls between the two). If the stream was trimmed
+past N, an `event: gap` tells the client what it missed. Stream entries are the publisher's: id
+`<seq>-0`, the JSON message in field `event`.
 """
 
 from __future__ import annotations
@@ -16,79 +18,32 @@ from typing import Any
 import structlog
 from aiohttp import web
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from orchestrator.api import bodies
 from orchestrator.api.errors import RequestError, error_response
-from orchestrator.api.state import REDIS, SETTINGS, STOPPING
+from orchestrator.api.event_hub import Follower, StreamEnded, decode, encode
+from orchestrator.api.state import EVENT_HUB, REDIS, SETTINGS, STOPPING
 from orchestrator.labels import STREAM_FIELD_EVENT, events_stream, stream_entry_id
 
 log = structlog.stdlib.get_logger()
 
 PAGE = 500
-POLL_MS = 1000
 KEEPALIVE_S = 15.0
-
-Entry = tuple[str, dict[str, Any]]
 
 
 def _decode(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def parse_entry(entry_id: Any, fields: dict[Any, Any]) -> Entry | None:
-    """(stream id, message) or None for an entry that is not a JSON message with a seq."""
-    data = {_decode(k): v for k, v in fields.items()}.get(STREAM_FIELD_EVENT)
-    try:
-        message = json.loads(_decode(data)) if data is not None else None
-    except ValueError:
-        return None
-    if not isinstance(message, dict) or not isinstance(message.get("seq"), int):
-        return None
-    return _decode(entry_id), message
-
-
-async def entries(redis: Any, stream: str, since: int | None) -> AsyncIterator[Entry | None]:
-    """Retained messages with seq > since (entry ids are `<seq>-0`), then live ones; None
-    after each quiet poll. since=None: live messages only."""
-    if since is None:
-        latest = await redis.xrevrange(stream, max="+", min="-", count=1)
-        last_id = _decode(latest[0][0]) if latest else "0-0"
-    else:
-        last_id = stream_entry_id(since)
-        while page := await redis.xrange(stream, min="(" + last_id, max="+", count=PAGE):
-            for entry_id, fields in page:
-                last_id = _decode(entry_id)
-                if (parsed := parse_entry(entry_id, fields)) is not None:
-                    yield parsed
-    block_ms = _block_ms(redis)
-    while True:
-        try:
-            answer = await redis.xread({stream: last_id}, block=block_ms, count=PAGE)
-        except RedisTimeoutError:
-            # A busy machine answered a quiet poll after the socket timeout: still a quiet poll.
-            answer = None
-        if not answer:
-            yield None
-        for entry_id, fields in answer[0][1] if answer else ():
+async def replay(redis: Any, stream: str, since: int) -> AsyncIterator[dict[str, Any]]:
+    """The retained messages with seq > since (entry ids are `<seq>-0`), oldest first."""
+    last_id = stream_entry_id(since)
+    while page := await redis.xrange(stream, min="(" + last_id, max="+", count=PAGE):
+        for entry_id, fields in page:
             last_id = _decode(entry_id)
-            if (parsed := parse_entry(entry_id, fields)) is not None:
-                yield parsed
-
-
-def _block_ms(redis: Any) -> int:
-    """How long one XREAD may block: short, so shutdown ends a quiet stream promptly, and
-    under the client's socket timeout, which would otherwise end the read as a timeout."""
-    kwargs = redis.connection_pool.connection_kwargs
-    timeout = kwargs.get("socket_timeout") or kwargs.get("orig_socket_timeout")
-    if not timeout:
-        return POLL_MS
-    return max(50, min(POLL_MS, int(timeout * 1000 * 0.5)))
-
-
-def format_event(message: dict[str, Any]) -> bytes:
-    kind = str(message.get("type", "message")).replace("\n", " ")
-    return f"id: {message['seq']}\nevent: {kind}\ndata: {json.dumps(message)}\n\n".encode()
+            data = {_decode(k): v for k, v in fields.items()}.get(STREAM_FIELD_EVENT)
+            if data is not None and (message := decode(data)) is not None:
+                yield message
 
 
 def _since(request: web.Request) -> tuple[int | None, str]:
@@ -113,52 +68,61 @@ async def events(request: web.Request) -> web.StreamResponse:
     stack = request.query.get("stack")
     if stack is not None:
         bodies.check_stack_name(stack, "stack")
-    redis = request.app[REDIS]
-    if redis is None:
+    redis, hub = request.app[REDIS], request.app[EVENT_HUB]
+    if redis is None or hub is None:
         return error_response(503, "events_unavailable", "the daemon has no Redis connection")
     stream = events_stream(request.app[SETTINGS].prefix)
     try:
-        newest = await newest_seq(redis, stream)
-    except (OSError, RedisError) as exc:
+        async with hub.follow() as follower:  # subscribed first, then the replay: no gap
+            newest = await newest_seq(redis, stream)
+            if since is not None and since > newest:
+                # A seq this daemon never sent: an empty 200 would leave the client waiting forever.
+                raise RequestError(f"{since_key}={since} is newer than the newest message "
+                                   f"(seq {newest})", path=since_key)
+            response = web.StreamResponse(headers={
+                "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            })
+            await response.prepare(request)
+            await _stream(request, response, follower, stream, since, stack)
+            return response
+    except (OSError, RedisError) as exc:  # before the answer began (_stream catches its own)
         return error_response(503, "events_unavailable", f"Redis is not reachable: {exc}")
-    if since is not None and since > newest:
-        # A seq this daemon never sent: an empty 200 would leave the client waiting forever.
-        raise RequestError(f"{since_key}={since} is newer than the newest message (seq {newest})",
-                           path=since_key)
-    response = web.StreamResponse(headers={
-        "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-        "X-Accel-Buffering": "no",
-    })
-    await response.prepare(request)
-    await _stream(request, response, entries(redis, stream, since), since, stack)
-    return response
 
 
-async def _stream(request: web.Request, response: web.StreamResponse,
-                  source: AsyncIterator[Entry | None], since: int | None, stack: str | None) -> None:
+async def _stream(request: web.Request, response: web.StreamResponse, follower: Follower,
+                  stream: str, since: int | None, stack: str | None) -> None:
     stopping = request.app[STOPPING]
-    expected = None if since is None else since + 1
+    last = since  # the seq of the last message handled; the channel repeats what the replay sent
     written = time.monotonic()
+
+    async def send(message: dict[str, Any], encoded: bytes | None = None) -> None:
+        nonlocal last, written
+        if last is not None and message["seq"] > last + 1 and last == since:
+            # Trimmed from the capped stream (or never kept): say what the client missed.
+            gap = {"from": last + 1, "to": message["seq"] - 1}
+            await response.write(f"event: gap\ndata: {json.dumps(gap)}\n\n".encode())
+        last = message["seq"]
+        if stack is None or message.get("stack") == stack:
+            await response.write(encoded or encode(message))
+            written = time.monotonic()
+
     try:
-        async for entry in source:
-            if stopping.is_set():
-                break
-            if entry is None:
+        if since is not None:
+            async for message in replay(request.app[REDIS], stream, since):
+                await send(message)
+        while not stopping.is_set():
+            live = await follower.next(timeout=KEEPALIVE_S)
+            if live is None:
                 # A comment now and then keeps proxies from closing the stream and lets us
                 # notice a client that went away.
                 if time.monotonic() - written >= KEEPALIVE_S:
                     await response.write(b": keepalive\n\n")
                     written = time.monotonic()
-                continue
-            written = time.monotonic()
-            message = entry[1]
-            if expected is not None and message["seq"] > expected:
-                # Trimmed from the capped stream (or never kept): say what the client missed.
-                gap = {"from": expected, "to": message["seq"] - 1}
-                await response.write(f"event: gap\ndata: {json.dumps(gap)}\n\n".encode())
-            expected = None
-            if stack is None or message.get("stack") == stack:
-                await response.write(format_event(message))
+            elif last is None or live[0]["seq"] > last:
+                await send(*live)
+    except StreamEnded as exc:
+        log.info("event_stream_ended", reason=str(exc))
     except (OSError, RedisError) as exc:
         # Headers are sent: end the stream; the client resumes with Last-Event-ID.
         log.warning("event_stream_ended", error=str(exc))

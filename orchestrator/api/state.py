@@ -17,3 +17,5 @@ REDIS = web.AppKey("redis", Any)
 BODY_LIMIT = web.AppKey("body_limit", int)
 #: Set when the app shuts down, so long-lived streams end promptly.
 STOPPING = web.AppKey("stopping", asyncio.Event)
+#: event_hub.EventHub: the one Redis subscription every event stream follows (None without Redis).
+EVENT_HUB = web.AppKey("event_hub", Any)
