@@ -53,6 +53,7 @@ from orchestrator.stackfile import load_stack_text
 from tests.integration.conftest import BUSYBOX, delete_prefixed, remove_stack_objects
 from tests.integration.crash_proxy import CrashProxy, Kill
 from tests.integration.daemon_process import DaemonProcess
+from tests.integration.event_log import STARTED, STOPPED, StreamLog, lifecycles
 
 pytestmark = pytest.mark.integration
 
@@ -417,6 +418,42 @@ async def test_sigkill_during_rm_then_the_next_start_finishes_it(
     everything = {"label": [f"{LABEL_STACK}={stack_name}"]}
     assert not await docker.containers.list(all=True, filters=everything)
     assert not await docker.networks.list(filters=everything)
+
+
+async def test_replicas_stopped_on_purpose_end_shutdown_though_the_daemon_dies_after_a_stop(
+    docker: aiodocker.Docker, redis_client: aioredis.Redis
+) -> None:
+    """A replica the daemon stops on purpose (here: `rm`) ends `shutdown`, not `failed`, even
+    when the daemon is killed as soon as the engine has stopped one: the mark "stopped on
+    purpose" must be on disk before the stop is sent. (Kept in memory until the end of a pass,
+    it was lost, and the next daemon published `running → failed` with exit 137; a task of an
+    update stopped so, say a duplicate, was a failed task of the update, which paused it.)"""
+    work = Path(tempfile.mkdtemp(prefix="orchestrator-crash-"))  # short: a unix socket path
+    (work / "state").mkdir()
+    lab = Lab(docker, work, f"orchestrator-test-{secrets.token_hex(4)}", after_answer=True, first=1)
+    stream = StreamLog(redis_client, lab.prefix)
+    await lab.proxy.start()
+    try:
+        await lab.revive()
+        await deploy("1")(lab)
+        await lab.settle(EndState(2))
+        lab.proxy.arm(after_answer=True, limit=1, only=b"/stop")
+        await remove(False)(lab)
+        await lab.settle(EndState(None))
+        assert [k.request.split("?")[0].rsplit("/", 1)[-1] for k in lab.proxy.kills] == ["stop"]
+        await stream.poll()
+    finally:
+        await lab.daemon.stop()
+        await lab.proxy.close()
+        await remove_stack_objects(docker, lab.stack)
+        await delete_prefixed(redis_client, lab.prefix)
+    assert not lab.bad_exits, lab.bad_exits
+    tasks = lifecycles(stream.messages)
+    assert sorted(life.slot for life in tasks.values()) == [1, 2]
+    for life in tasks.values():
+        # the next daemon may publish again what the killed one published last (docs/events.md)
+        told = [t for n, t in enumerate(life.transitions) if n == 0 or t != life.transitions[n - 1]]
+        assert told == STARTED + STOPPED, f"slot {life.slot}: {life.transitions}"
 
 
 async def test_unreadable_state_files_are_set_aside_and_the_daemon_starts(
