@@ -82,6 +82,7 @@ class Executor:
         files_dir: Callable[[str], Path],
         on_done: Callable[[SlotKey], None],
         before_stop: Callable[[str, float], Awaitable[None]] | None = None,
+        save_shutdown_marks: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._engine = engine
         self._tracker = tracker
@@ -93,6 +94,8 @@ class Executor:
         #: Called with (container id, grace period) before a replica is stopped: the ingress
         #: takes it out of rotation and lets its connections finish.
         self._before_stop = before_stop
+        #: Returns once the containers marked stopped-on-purpose are on disk (the tracker's).
+        self._save_shutdown_marks = save_shutdown_marks
         self._inflight: dict[SlotKey, asyncio.Task[None]] = {}
         self._images_present: set[str] = set()
         #: Slots whose standby the engine refused: not asked again until forget_images (a
@@ -199,15 +202,25 @@ class Executor:
                          container_id=action.container_id[:12])
             case StopTask():
                 if action.reason != REASON_UNHEALTHY:  # an unhealthy replica's stop is a failure
-                    self._tracker.mark_shutdown(action.container_id)
+                    await self._mark_shutdown(action.container_id)
                 await self._stop(record, action)
             case RemoveContainer():
-                self._tracker.mark_shutdown(action.container_id)
+                await self._mark_shutdown(action.container_id)
                 await self._stop(record, action)  # reports its shutdown, with the exit code
                 async with self._limit:
                     await self._engine.remove(action.container_id)
                 log.info("container_removed", slot=str(action.key), reason=action.reason,
                          container_id=action.container_id[:12])
+
+    async def _mark_shutdown(self, container_id: str) -> None:
+        """The daemon stops this container on purpose: its end is `shutdown`, no failure. The
+        mark is on disk before the stop is sent (the record first, the engine second), or a
+        daemon killed once the engine stopped it would take its exit for a failure."""
+        if self._tracker.ended(container_id):
+            return  # it died by itself before (history, a failed slot): no write on the way
+        self._tracker.mark_shutdown(container_id)
+        if self._save_shutdown_marks is not None:
+            await self._save_shutdown_marks()
 
     async def _stop(self, record: StackRecord, action: StopTask | RemoveContainer) -> None:
         grace = _grace(record.spec.services.get(action.key.service))

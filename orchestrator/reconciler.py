@@ -76,6 +76,7 @@ class Reconciler:
             files_dir=store.files_dir,
             on_done=lambda key: self.mark_dirty(key.stack),
             before_stop=routes.drain if routes else None,
+            save_shutdown_marks=self.save_shutdown_marks,
         )
         #: Last relist of each stack: the views (ps, services) read it.
         self.observed: dict[str, list[ContainerState]] = {}
@@ -87,7 +88,11 @@ class Reconciler:
         self._next_resync = time.monotonic() + settings.resync_interval
         self._service_status: dict[tuple[str, str], tuple[int, int]] = {}
         self._book_saved = self.book.to_json()
+        #: Held while the book and the tracker are written: one write at a time, each of the
+        #: state at its start, so a later write never carries an older state.
         self._saving = asyncio.Lock()
+        #: tracker.shutdown_marks as of the last tracker write that succeeded.
+        self._shutdown_marks_saved = 0
         #: Per stack: the decisions of the last pass (so each is published once).
         self._reported: dict[str, dict[tuple[str, SlotKey, str | None], Event]] = {}
         self.passes = 0
@@ -327,25 +332,43 @@ class Reconciler:
 
         The writes fsync, which can take tens of milliseconds on a busy disk: they run in a
         thread so the loop keeps taking events and sending messages meanwhile. The snapshots
-        are taken here, on the loop; the lock keeps the writes in the order of the passes."""
+        are taken on the loop once the lock is held, so the writes follow the state's order."""
+        async with self._saving:
+            await self._write_progress()
+
+    async def save_shutdown_marks(self) -> None:
+        """Return once every container marked stopped-on-purpose so far is on disk.
+
+        The executor calls it between marking a container and sending its stop: a daemon killed
+        once the engine has stopped it still knows that its end is a `shutdown`, not a failure
+        (nor a failed task of an update). A write begun after the caller's mark carries it, so
+        the stops of a scale-down or an rm sent at once share one or two writes."""
+        wanted = self.tracker.shutdown_marks
+        async with self._saving:
+            if self._shutdown_marks_saved < wanted:
+                await self._write_progress()
+
+    async def _write_progress(self) -> None:
+        """The writes of `_save_progress`; the caller holds `_saving`."""
         book = self.book.to_json()
         documents = []
         if book != self._book_saved:
             documents.append((BOOK_DOCUMENT, book))
             self._book_saved = book
+        marks = None
         if self.tracker.changed:
             documents.append((TRACKER_DOCUMENT, self.tracker.to_json()))
+            marks = self.tracker.shutdown_marks
             self.tracker.changed = False
-        if not documents:
-            return
         try:
-            async with self._saving:
-                for name, data in documents:
-                    await asyncio.to_thread(self.store.save_document, name, data)
+            for name, data in documents:
+                await asyncio.to_thread(self.store.save_document, name, data)
         except BaseException:  # not written (cancelled, disk error): the next pass tries again
             self._book_saved = {}
             self.tracker.changed = True
             raise
+        if marks is not None:
+            self._shutdown_marks_saved = marks
 
     def _on_transition(self, t: Transition) -> None:
         self.emit(

@@ -4,7 +4,9 @@ The executor reports what it does (new → created → starting → running, rej
 pass reports what the engine shows (running, complete, failed, shutdown, and removed for a
 container that is gone). Transitions only move forward, so a late report never publishes a state
 twice or out of order. The tracker is saved with the pass so a restarted daemon does not publish
-a transition again.
+a transition again; the marks "stopped on purpose" are saved before the stop is sent
+(`Reconciler.save_shutdown_marks`), so a daemon killed once the engine stopped a container still
+knows that its end is a `shutdown`.
 
 A task rejected before it had a container (image missing, create refused) leaves nothing in the
 engine, so the tracker keeps the slot's last such rejection until a container replaces it: `ps`
@@ -74,6 +76,9 @@ class TaskTracker:
         self._tasks: dict[str, _Task] = {}
         #: Containers the daemon stops on purpose (scale-down, update, rm): they end `shutdown`.
         self._shutdown: set[str] = set()
+        #: How many containers were added to `_shutdown` so far: whoever saves the tracker
+        #: tells by it whether a mark is in what was saved (Reconciler.save_shutdown_marks).
+        self.shutdown_marks = 0
         self._rejections: dict[SlotKey, Rejection] = {}
         #: Tasks reported removed lately: never adopted again by a late relist.
         self._ended: OrderedDict[str, None] = OrderedDict()
@@ -143,7 +148,15 @@ class TaskTracker:
     def mark_shutdown(self, container_id: str) -> None:
         if container_id not in self._shutdown:
             self._shutdown.add(container_id)
+            self.shutdown_marks += 1
             self.changed = True
+
+    def ended(self, container_id: str) -> bool:
+        """Has the task in this container ended already (complete, failed, …)? Its end is
+        published: a stop cannot make it a `shutdown` any more."""
+        return any(
+            task.container_id == container_id and task.state.terminal for task in self._tasks.values()
+        )
 
     def rejections(self, stack: str) -> Mapping[SlotKey, Rejection]:
         return {key: r for key, r in self._rejections.items() if key.stack == stack}

@@ -57,6 +57,7 @@ class CrashProxy:
     kills: list[Kill] = field(default_factory=list)
     _depth: int = 0  # 0: disarmed
     _left: int = 0
+    _only: bytes = b""
     _after_answer: bool = False
     _dying: bool = False  # a kill on an answer is pending in this life
     _server: asyncio.AbstractServer | None = None
@@ -66,11 +67,13 @@ class CrashProxy:
     def url(self) -> str:
         return f"unix://{self.path}"
 
-    def arm(self, *, after_answer: bool, first: int = 1, limit: int = 12) -> None:
+    def arm(self, *, after_answer: bool, first: int = 1, limit: int = 12, only: bytes = b"") -> None:
         """Kill the current life at its `first`-th changing request from now, each next life
-        one deeper; at most `limit` kills."""
+        one deeper; at most `limit` kills. `only`: count for the kills only the changing
+        requests whose target contains it (b"/stop": the stops)."""
         self.count = self.life_count = 0
         self._depth, self._left, self._after_answer, self._dying = first, limit, after_answer, False
+        self._only = only
 
     def disarm(self) -> None:
         self._depth = 0
@@ -88,6 +91,8 @@ class CrashProxy:
     def _due(self, method: bytes, target: bytes) -> Kill | None:
         """Count a changing request; the kill it is due for, if any."""
         self.count += 1
+        if self._only not in target:
+            return None
         self.life_count += 1
         if not self._depth or self._left <= 0 or self._dying or self.life_count != self._depth:
             return None

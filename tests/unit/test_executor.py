@@ -27,9 +27,17 @@ from orchestrator.model import (
     ServiceSpec,
     SlotKey,
     StackSpec,
+    StopTask,
     TaskState,
 )
-from orchestrator.planner import REASON_EMPTY, REASON_RESTART, REASON_SCALE_DOWN
+from orchestrator.planner import (
+    REASON_EMPTY,
+    REASON_HISTORY,
+    REASON_RESTART,
+    REASON_SCALE_DOWN,
+    REASON_UNHEALTHY,
+    REASON_UPDATE,
+)
 from orchestrator.restarts import RestartBook
 from orchestrator.store import StackRecord
 from orchestrator.tracker import TaskTracker, Transition
@@ -112,9 +120,14 @@ def make_harness(tmp_path: Path, book: RestartBook) -> Harness:
     done: asyncio.Queue[SlotKey] = asyncio.Queue()
     tracker = TaskTracker(transitions.append)
     engine = StandInEngine(tmp_path)
+
+    async def save_shutdown_marks() -> None:  # what the saved tracker would say
+        engine.calls.append(f"save {sorted(tracker.stopped_on_purpose())}")
+
     executor = Executor(
         engine, tracker, book, concurrency=4,  # type: ignore[arg-type]
         files_dir=lambda _stack: tmp_path, on_done=done.put_nowait,
+        save_shutdown_marks=save_shutdown_marks,
     )  # fmt: skip
     return Harness(engine, executor, book, tracker, transitions, done)
 
@@ -211,6 +224,33 @@ async def test_a_standby_that_cannot_be_prepared_is_not_asked_for_again_until_a_
     harness.executor.forget_images()
     await harness.run(rec, PrepareStandby(KEY))
     assert harness.engine.calls.count("create") == 2
+
+
+@pytest.mark.parametrize("action", [
+    pytest.param(RemoveContainer(KEY, "c1", REASON_SCALE_DOWN), id="remove"),
+    pytest.param(StopTask(KEY, "c1", REASON_UPDATE), id="stop"),
+])
+async def test_a_replica_stopped_on_purpose_is_marked_so_on_disk_before_its_stop_is_sent(
+    harness: Harness, action: RemoveContainer | StopTask
+) -> None:
+    """Else a daemon killed once the engine has stopped it takes its exit for a failure."""
+    harness.tracker.advance(KEY, "t1", TaskState.RUNNING, container_id="c1")
+    await harness.run(record(), action)
+    assert harness.engine.calls[:2] == ["save ['c1']", "stop"]
+    assert harness.transitions[-1].to_state is TaskState.SHUTDOWN
+
+
+async def test_an_unhealthy_replica_or_one_that_ended_is_stopped_without_a_mark_or_a_write(
+    harness: Harness,
+) -> None:
+    """An unhealthy replica's stop is a failure; a dead container removed (history, a failed
+    slot) ended by itself: no mark, and no write on the way of the restart that follows."""
+    harness.tracker.advance(KEY, "t1", TaskState.RUNNING, container_id="c1")
+    await harness.run(record(), StopTask(KEY, "c1", REASON_UNHEALTHY))
+    harness.tracker.advance(KEY, "t1", TaskState.FAILED)
+    await harness.run(record(), RemoveContainer(KEY, "c1", REASON_HISTORY))
+    assert harness.engine.calls == ["stop", "stop", "remove"]
+    assert not harness.tracker.stopped_on_purpose()
 
 
 def test_a_reason_is_one_bounded_line_without_internals() -> None:
