@@ -338,9 +338,12 @@ class Soak:
         await self.daemon.start()
         await self.until(f"{name} removed by the restarted daemon",  # its named volume stays
                          lambda: not [o for o in leftovers(name) if not o.startswith("volume")])
-        status, _ = await self.daemon.request("GET", f"/v1/stacks/{name}")
-        if status != 404:
-            raise RuntimeError(f"{name}: everything is removed, but the daemon still knows it ({status})")
+        # The record is forgotten last, after the engine objects: give it a moment, not forever.
+        deadline = time.monotonic() + 10
+        while (status := (await self.daemon.request("GET", f"/v1/stacks/{name}"))[0]) != 404:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name}: everything is removed, but the daemon still knows it ({status})")
+            await asyncio.sleep(0.2)
         await self.daemon.deploy(name, self.files[name])
         return "SIGKILL during rm of the work stack (then deployed again)"
 
