@@ -280,7 +280,7 @@ def bench(args: argparse.Namespace) -> None:
 
 async def serve_ingress(port: int, backend: str) -> None:
     sys.path.insert(0, str(ROOT))
-    from orchestrator.ingress import IngressPort
+    from orchestrator.ingress.proxy import IngressPort
     from orchestrator.logs import configure_logging
 
     configure_logging(level="warning")

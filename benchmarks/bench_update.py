@@ -26,13 +26,13 @@ from pathlib import Path
 
 import aiodocker
 
-from orchestrator.controller import Controller
+from orchestrator.loop.controller import Controller
 from orchestrator.engine import Engine
-from orchestrator.intake import EventIntake
-from orchestrator.reconciler import Reconciler
+from orchestrator.loop.intake import EventIntake
+from orchestrator.loop.reconciler import Reconciler
 from orchestrator.settings import Settings
 from orchestrator.stackfile import load_stack_text
-from orchestrator.store import Store
+from orchestrator.loop.store import Store
 
 IMAGE = "orchestrator-test/busybox:latest"
 TIMEOUT = 300.0

@@ -26,7 +26,7 @@ import aiodocker
 from orchestrator.engine import Engine
 from orchestrator.engine.containers import create_request
 from orchestrator.labels import LABEL_STACK, spec_hash
-from orchestrator.model import NetworkSpec, ServiceSpec, SlotKey, StackSpec
+from orchestrator.model.spec import NetworkSpec, ServiceSpec, SlotKey, StackSpec
 
 IMAGE = "orchestrator-test/busybox:latest"
 

@@ -19,22 +19,22 @@ import redis.asyncio as aioredis
 import structlog
 
 from orchestrator.access import daemon_token
-from orchestrator.controller import Controller
+from orchestrator.loop.controller import Controller
 from orchestrator.engine import Engine
 from orchestrator.engine.build_context import ContextLimits
 from orchestrator.errors import EngineUnavailable
-from orchestrator.events import Event
+from orchestrator.publishing.events import Event
 from orchestrator.api import check_exposure, make_app, serve
-from orchestrator.ingress import Ingress
-from orchestrator.ingress_routes import IngressRoutes
-from orchestrator.intake import EventIntake
+from orchestrator.ingress.proxy import Ingress
+from orchestrator.ingress.routes import IngressRoutes
+from orchestrator.loop.intake import EventIntake
 from orchestrator.logs import redact
-from orchestrator.publisher import Publisher
-from orchestrator.seq_store import SeqStore
-from orchestrator.reconciler import Reconciler
-from orchestrator.redis_url import url_secrets
+from orchestrator.publishing.publisher import Publisher
+from orchestrator.publishing.seq_store import SeqStore
+from orchestrator.loop.reconciler import Reconciler
+from orchestrator.publishing.redis_url import url_secrets
 from orchestrator.settings import Settings
-from orchestrator.store import Store
+from orchestrator.loop.store import Store
 
 log = structlog.stdlib.get_logger()
 

@@ -11,7 +11,7 @@ import hashlib
 import json
 from typing import Any
 
-from orchestrator.model import ServiceSpec, SlotKey
+from orchestrator.model.spec import ServiceSpec, SlotKey
 
 PREFIX = "orchestrator"
 LABEL_STACK = f"{PREFIX}.stack"

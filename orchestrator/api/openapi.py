@@ -11,7 +11,7 @@ from orchestrator import names
 from orchestrator.api.bodies import FALSE_FLAGS, MAX_SEQ, MAX_TAIL, TRUE_FLAGS
 from orchestrator.api.schemas import ref
 from orchestrator.api.state import SETTINGS
-from orchestrator.control import (
+from orchestrator.views import (
     DeployOutcome,
     LogLine,
     RemoveOutcome,
@@ -20,7 +20,7 @@ from orchestrator.control import (
     TaskView,
 )
 from orchestrator.dashboard.assets import FILES as DASHBOARD_FILES
-from orchestrator.model import StackSpec
+from orchestrator.model.spec import StackSpec
 from orchestrator.settings import Settings
 
 # Anchored: a JSON Schema pattern matches anywhere in the string.

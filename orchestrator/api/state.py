@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from orchestrator.control import Control
+from orchestrator.views import Control
 from orchestrator.settings import Settings
 
 CONTROL = web.AppKey("control", Control)

@@ -28,7 +28,7 @@ from orchestrator.engine.calls import engine_errors, is_missing
 from orchestrator.engine.events import EngineEvent, EventStream
 from orchestrator.engine.observe import Facts, FactsCache, container_state, decimal, facts_from_inspect
 from orchestrator.errors import EngineError, EngineUnavailable, ImageUnavailable
-from orchestrator.model import ContainerState, NetworkSpec, ServiceSpec, SlotKey, StackSpec, VolumeSpec
+from orchestrator.model.spec import ContainerState, NetworkSpec, ServiceSpec, SlotKey, StackSpec, VolumeSpec
 
 log = structlog.stdlib.get_logger()
 

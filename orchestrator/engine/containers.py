@@ -16,7 +16,7 @@ from typing import Any
 
 from orchestrator import labels
 from orchestrator.errors import UserError
-from orchestrator.model import (
+from orchestrator.model.spec import (
     FileObjectSpec,
     FileReference,
     Healthcheck,

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from orchestrator import labels
-from orchestrator.model import ContainerState, EngineStatus, Health, SlotKey
+from orchestrator.model.spec import ContainerState, EngineStatus, Health, SlotKey
 
 JSON = dict[str, Any]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.model import FileReference, MountSpec
+from orchestrator.model.spec import FileReference, MountSpec
 from orchestrator.stackfile.problems import Where
 from orchestrator.stackfile import values
 from orchestrator.stackfile.reader import Section, resolve_path, sub_section

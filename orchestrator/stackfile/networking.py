@@ -3,7 +3,7 @@ attachments (list or map with aliases and addresses), extra_hosts."""
 
 from __future__ import annotations
 
-from orchestrator.model import NetworkAttachment, PortSpec
+from orchestrator.model.spec import NetworkAttachment, PortSpec
 from orchestrator.stackfile import values
 from orchestrator.stackfile.reader import Section, sub_section, to_str, type_name
 from orchestrator.stackfile.shortsyntax import parse_port, parse_port_range

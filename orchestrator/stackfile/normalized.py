@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.model import (
+from orchestrator.model.spec import (
     FileObjectSpec,
     FileReference,
     Healthcheck,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.model import INT64_MAX, Ulimit
+from orchestrator.model.spec import INT64_MAX, Ulimit
 from orchestrator.stackfile import values
 from orchestrator.stackfile.dangerous import host_path_note
 from orchestrator.stackfile.files import MissingFile, NamedFileError, read_named_file

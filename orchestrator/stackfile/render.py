@@ -10,7 +10,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from orchestrator.model import StackSpec
+from orchestrator.model.spec import StackSpec
 
 
 def stack_to_data(stack: StackSpec) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shlex
 
-from orchestrator.model import BuildSpec, DependsOn, Healthcheck, LoggingSpec, RestartPolicy, ServiceSpec
+from orchestrator.model.spec import BuildSpec, DependsOn, Healthcheck, LoggingSpec, RestartPolicy, ServiceSpec
 from orchestrator.stackfile import values
 from orchestrator.stackfile.deploy import read_deploy, replica_count, restart_fallback
 from orchestrator.stackfile.mounts import read_file_refs, read_volumes, tmpfs_list

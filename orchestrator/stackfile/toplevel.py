@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from orchestrator.model import FileObjectSpec, NetworkSpec, VolumeSpec
+from orchestrator.model.spec import FileObjectSpec, NetworkSpec, VolumeSpec
 from orchestrator.stackfile import values
 from orchestrator.stackfile.files import MissingFile, NamedFileError, check_mountable_file
 from orchestrator.stackfile.reader import Context, Section, labels, resolve_path, sub_section, to_str, type_name

@@ -14,18 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.controller import Controller
+from orchestrator.loop.controller import Controller
 from orchestrator.engine import Engine
 import jsonschema
 
-from orchestrator.events import Event, load_schema
-from orchestrator.ingress_routes import IngressRoutes
-from orchestrator.intake import EventIntake
-from orchestrator.model import ContainerState
-from orchestrator.reconciler import Reconciler
+from orchestrator.publishing.events import Event, load_schema
+from orchestrator.ingress.routes import IngressRoutes
+from orchestrator.loop.intake import EventIntake
+from orchestrator.model.spec import ContainerState
+from orchestrator.loop.reconciler import Reconciler
 from orchestrator.settings import Settings
 from orchestrator.stackfile import load_stack_text
-from orchestrator.store import Store
+from orchestrator.loop.store import Store
 
 
 @dataclass

@@ -9,7 +9,7 @@ import pytest
 from orchestrator.engine.containers import create_request, image_name
 from orchestrator.errors import UserError
 from orchestrator.labels import LABEL_SLOT, LABEL_STACK
-from orchestrator.model import (
+from orchestrator.model.spec import (
     BuildSpec,
     FileObjectSpec,
     FileReference,

@@ -17,8 +17,8 @@ from structlog.testing import capture_logs
 from orchestrator import labels
 from orchestrator.engine import containers
 from orchestrator.errors import EngineError
-from orchestrator.executor import REASON_LIMIT, Executor, exception_reason
-from orchestrator.model import (
+from orchestrator.loop.executor import REASON_LIMIT, Executor, exception_reason
+from orchestrator.model.spec import (
     ContainerState,
     CreateTask,
     PrepareStandby,
@@ -30,7 +30,7 @@ from orchestrator.model import (
     StopTask,
     TaskState,
 )
-from orchestrator.planner import (
+from orchestrator.planning.planner import (
     REASON_EMPTY,
     REASON_HISTORY,
     REASON_RESTART,
@@ -38,9 +38,9 @@ from orchestrator.planner import (
     REASON_UNHEALTHY,
     REASON_UPDATE,
 )
-from orchestrator.restarts import RestartBook
-from orchestrator.store import StackRecord
-from orchestrator.tracker import TaskTracker, Transition
+from orchestrator.planning.restarts import RestartBook
+from orchestrator.loop.store import StackRecord
+from orchestrator.loop.tracker import TaskTracker, Transition
 
 KEY = SlotKey("app", "web", 1)
 

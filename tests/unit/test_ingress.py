@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import pytest
 from structlog.testing import capture_logs
 
-from orchestrator.ingress import Backend, Ingress, IngressError, IngressPort
+from orchestrator.ingress.proxy import Backend, Ingress, IngressError, IngressPort
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 LOOPBACK = "127.0.0.1"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.engine.events import EngineEvent, parse_event, since_param
-from orchestrator.intake import SeenEvents, container_event
+from orchestrator.loop.intake import SeenEvents, container_event
 from orchestrator.labels import LABEL_SERVICE, LABEL_SLOT, LABEL_STACK
 
 OURS = {LABEL_STACK: "s", LABEL_SERVICE: "web", LABEL_SLOT: "3"}

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from orchestrator import labels, updates
-from orchestrator.model import (
+from orchestrator import labels
+from orchestrator.planning import updates
+from orchestrator.model.spec import (
     Action,
     ContainerState,
     CreateTask,
@@ -22,7 +23,7 @@ from orchestrator.model import (
     StopTask,
     UpdateConfig,
 )
-from orchestrator.planner import (
+from orchestrator.planning.planner import (
     REASON_DUPLICATE,
     REASON_EMPTY,
     REASON_HISTORY,
@@ -37,7 +38,7 @@ from orchestrator.planner import (
     free_slots,
     plan,
 )
-from orchestrator.restarts import RestartBook
+from orchestrator.planning.restarts import RestartBook
 
 STACK = "app"
 NOW = 1000.0

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
-from orchestrator.model import ContainerState, ServiceSpec, StackSpec
-from orchestrator.reconciler import Reconciler
+from orchestrator.model.spec import ContainerState, ServiceSpec, StackSpec
+from orchestrator.loop.reconciler import Reconciler
 from orchestrator.settings import Settings
-from orchestrator.store import StackRecord, Store
+from orchestrator.loop.store import StackRecord, Store
 
 
 class BrokenEngine:

@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from orchestrator.reconciler import TRACKER_DOCUMENT, Reconciler
+from orchestrator.loop.reconciler import TRACKER_DOCUMENT, Reconciler
 from orchestrator.settings import Settings
-from orchestrator.store import Store
+from orchestrator.loop.store import Store
 
 
 class CountingStore(Store):

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from orchestrator import labels, updates
-from orchestrator.model import (
+from orchestrator import labels
+from orchestrator.planning import updates
+from orchestrator.model.spec import (
     ContainerState,
     CreateTask,
     RemoveContainer,
@@ -19,9 +20,9 @@ from orchestrator.model import (
     UpdateConfig,
     UpdateStatus,
 )
-from orchestrator.planner import plan
-from orchestrator.restarts import RestartBook
-from orchestrator.updates import Progress, Step
+from orchestrator.planning.planner import plan
+from orchestrator.planning.restarts import RestartBook
+from orchestrator.planning.updates import Progress, Step
 
 NOW = 1000.0
 OLD = ServiceSpec(name="web", image="orchestrator-test/busybox", command=("sleep", "1"), replicas=4)

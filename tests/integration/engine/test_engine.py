@@ -18,7 +18,7 @@ from structlog.testing import capture_logs
 from orchestrator.engine import Engine
 from orchestrator.errors import ImageUnavailable, UserError
 from orchestrator.labels import LABEL_MANAGED, LABEL_STACK, spec_hash
-from orchestrator.model import (
+from orchestrator.model.spec import (
     BuildSpec,
     ContainerState,
     FileObjectSpec,

@@ -31,8 +31,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from orchestrator.model import ContainerState, RestartPolicy, SlotKey, TaskState
-from orchestrator.tasks import task_state
+from orchestrator.model.spec import ContainerState, RestartPolicy, SlotKey, TaskState
+from orchestrator.planning.task_states import task_state
 
 JSON_VERSION = 1
 _MAX_DOUBLINGS = 62  # keeps base * 2**n a finite float; the cap applies long before

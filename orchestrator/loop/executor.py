@@ -40,7 +40,7 @@ from orchestrator.engine import Engine
 from orchestrator.engine.containers import image_name
 from orchestrator.errors import EngineError, EngineUnavailable, UserError
 from orchestrator.labels import spec_hash
-from orchestrator.model import (
+from orchestrator.model.spec import (
     Action,
     ContainerState,
     CreateTask,
@@ -52,10 +52,10 @@ from orchestrator.model import (
     StopTask,
     TaskState,
 )
-from orchestrator.restarts import RestartBook
-from orchestrator.store import StackRecord
-from orchestrator.planner import REASON_RESTART, REASON_UNHEALTHY
-from orchestrator.tracker import TaskTracker
+from orchestrator.planning.restarts import RestartBook
+from orchestrator.loop.store import StackRecord
+from orchestrator.planning.planner import REASON_RESTART, REASON_UNHEALTHY
+from orchestrator.loop.tracker import TaskTracker
 
 log = structlog.stdlib.get_logger()
 

@@ -23,8 +23,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 
 from orchestrator import labels
-from orchestrator.redis_cancel import honour_cancellation
-from orchestrator.redis_url import shown_url
+from orchestrator.publishing.redis_cancel import honour_cancellation
+from orchestrator.publishing.redis_url import shown_url
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_PREFIX = "orchestrator"

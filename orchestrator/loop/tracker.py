@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.model import ContainerState, SlotKey, TaskState
-from orchestrator.tasks import task_state
+from orchestrator.model.spec import ContainerState, SlotKey, TaskState
+from orchestrator.planning.task_states import task_state
 
 #: How many removed task ids are remembered (far more than one relist can lag behind).
 _ENDED_KEPT = 4096

@@ -12,11 +12,12 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from orchestrator import __version__, cli_commands
+from orchestrator import __version__
+from orchestrator.cli import commands as cli_commands
 from orchestrator.access import unauthorized_hint
-from orchestrator.client import ApiError
+from orchestrator.cli.client import ApiError
 from orchestrator.errors import OrchestratorError
-from orchestrator.event_follow import follow_events
+from orchestrator.cli.event_follow import follow_events
 from orchestrator.settings import Settings
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]

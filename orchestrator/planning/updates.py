@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from orchestrator.labels import spec_hash
-from orchestrator.model import ContainerState, ServiceSpec, UpdateConfig, UpdateStatus
+from orchestrator.model.spec import ContainerState, ServiceSpec, UpdateConfig, UpdateStatus
 
 REASON_MANUAL = "rollback requested"
 

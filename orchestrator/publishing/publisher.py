@@ -30,9 +30,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 
 from orchestrator import labels, metrics
-from orchestrator.events import Event, events_dropped
-from orchestrator.redis_cancel import honour_cancellation
-from orchestrator.seq_store import SeqStore
+from orchestrator.publishing.events import Event, events_dropped
+from orchestrator.publishing.redis_cancel import honour_cancellation
+from orchestrator.publishing.seq_store import SeqStore
 
 log = structlog.stdlib.get_logger()
 

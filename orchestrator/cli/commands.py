@@ -15,9 +15,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from orchestrator import names, tables
+from orchestrator import names
+from orchestrator.cli import tables
 from orchestrator.access import check_token, client_host, client_token
-from orchestrator.client import Client
+from orchestrator.cli.client import Client
 from orchestrator.errors import UserError
 from orchestrator.settings import Settings
 

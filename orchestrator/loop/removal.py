@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from orchestrator import events
+from orchestrator.publishing import events
 from orchestrator.errors import EngineError, EngineUnavailable, OrchestratorError
-from orchestrator.reconciler import Reconciler
-from orchestrator.store import StackRecord
+from orchestrator.loop.reconciler import Reconciler
+from orchestrator.loop.store import StackRecord
 
 log = structlog.stdlib.get_logger()
 

@@ -27,7 +27,7 @@ from orchestrator import labels
 from orchestrator.engine import Engine, EngineEvent
 from orchestrator.engine.observe import decimal
 from orchestrator.errors import EngineError, EngineUnavailable
-from orchestrator.model import Health
+from orchestrator.model.spec import Health
 
 log = structlog.stdlib.get_logger()
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from orchestrator.model import StackSpec
+from orchestrator.model.spec import StackSpec
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import dacite
 import structlog
 
-from orchestrator.model import StackSpec, UpdateStatus
+from orchestrator.model.spec import StackSpec, UpdateStatus
 
 log = structlog.stdlib.get_logger()
 

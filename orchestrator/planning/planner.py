@@ -42,7 +42,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from orchestrator import labels
-from orchestrator.model import (
+from orchestrator.model.spec import (
     Action,
     ContainerState,
     CreateTask,
@@ -57,9 +57,9 @@ from orchestrator.model import (
     StopTask,
     UpdateStatus,
 )
-from orchestrator import updates
-from orchestrator.restarts import RestartBook
-from orchestrator.tasks import ready
+from orchestrator.planning import updates
+from orchestrator.planning.restarts import RestartBook
+from orchestrator.planning.task_states import ready
 
 REASON_EMPTY = "empty slot"
 REASON_RESTART = "restart"

@@ -17,8 +17,9 @@ from dataclasses import replace
 
 import structlog
 
-from orchestrator import events, updates
-from orchestrator.control import (
+from orchestrator.publishing import events
+from orchestrator.planning import updates
+from orchestrator.views import (
     DeployOutcome,
     HealthView,
     LogLine,
@@ -36,16 +37,16 @@ from orchestrator.errors import (
     UnknownStack,
     UserError,
 )
-from orchestrator.ingress import IngressError
-from orchestrator.ingress_routes import PortKey, ingress_ports
+from orchestrator.ingress.proxy import IngressError
+from orchestrator.ingress.routes import PortKey, ingress_ports
 from orchestrator.labels import spec_hash
-from orchestrator.model import ContainerState, PortSpec, SlotKey, StackSpec, TaskState, UpdateStatus
-from orchestrator.reconciler import Reconciler, running_counts
-from orchestrator.replica_limits import check_replicas
-from orchestrator.removal import Removals
-from orchestrator.store import StackRecord
-from orchestrator.tasks import failure_reason
-from orchestrator.tracker import Rejection
+from orchestrator.model.spec import ContainerState, PortSpec, SlotKey, StackSpec, TaskState, UpdateStatus
+from orchestrator.loop.reconciler import Reconciler, running_counts
+from orchestrator.planning.replica_limits import check_replicas
+from orchestrator.loop.removal import Removals
+from orchestrator.loop.store import StackRecord
+from orchestrator.planning.task_states import failure_reason
+from orchestrator.loop.tracker import Rejection
 
 log = structlog.stdlib.get_logger()
 

@@ -18,20 +18,22 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import structlog
 
-from orchestrator import events, metrics, planner
+from orchestrator import metrics
+from orchestrator.publishing import events
+from orchestrator.planning import planner
 from orchestrator.engine import Engine
 from orchestrator.errors import EngineUnavailable
-from orchestrator.events import Event
-from orchestrator.executor import Executor
-from orchestrator.ingress_routes import IngressRoutes
-from orchestrator.intake import ContainerEvent, Disconnected, EventIntake, Resync
-from orchestrator.model import ContainerState, PlanNote, ServiceSpec, SlotKey, UpdateStatus
-from orchestrator.replica_limits import saved_stack_over_limits
-from orchestrator.restarts import RestartBook
+from orchestrator.publishing.events import Event
+from orchestrator.loop.executor import Executor
+from orchestrator.ingress.routes import IngressRoutes
+from orchestrator.loop.intake import ContainerEvent, Disconnected, EventIntake, Resync
+from orchestrator.model.spec import ContainerState, PlanNote, ServiceSpec, SlotKey, UpdateStatus
+from orchestrator.planning.replica_limits import saved_stack_over_limits
+from orchestrator.planning.restarts import RestartBook
 from orchestrator.settings import Settings
-from orchestrator.store import StackRecord, Store
-from orchestrator.tasks import ready
-from orchestrator.tracker import TaskTracker, Transition
+from orchestrator.loop.store import StackRecord, Store
+from orchestrator.planning.task_states import ready
+from orchestrator.loop.tracker import TaskTracker, Transition
 
 log = structlog.stdlib.get_logger()
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, Literal, get_args
 
-from orchestrator.model import SlotKey, TaskState, UpdateStatus
+from orchestrator.model.spec import SlotKey, TaskState, UpdateStatus
 
 SCHEMA_VERSION = 1
 
@@ -82,7 +82,7 @@ def format_time(epoch: float) -> str:
 
 def load_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of a message, as shipped with the package."""
-    text = resources.files("orchestrator").joinpath("event_schema.json").read_text()
+    text = resources.files("orchestrator.publishing").joinpath("event_schema.json").read_text()
     schema: dict[str, Any] = json.loads(text)
     return schema
 

@@ -31,11 +31,11 @@ from typing import Literal
 import structlog
 from redis.backoff import ExponentialBackoff
 
-from orchestrator import events
-from orchestrator.events import Event
-from orchestrator.ingress import Backend, Ingress, IngressError
-from orchestrator.model import ContainerState, PortSpec, StackSpec
-from orchestrator.tasks import ready
+from orchestrator.publishing import events
+from orchestrator.publishing.events import Event
+from orchestrator.ingress.proxy import Backend, Ingress, IngressError
+from orchestrator.model.spec import ContainerState, PortSpec, StackSpec
+from orchestrator.planning.task_states import ready
 
 log = structlog.stdlib.get_logger()
 

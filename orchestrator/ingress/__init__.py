@@ -1,0 +1,1 @@
+"""The TCP ingress: the daemon's own listeners relaying to ready replicas."""
