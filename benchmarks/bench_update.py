@@ -26,10 +26,9 @@ from pathlib import Path
 
 import aiodocker
 
-from orchestrator.loop.controller import Controller
+from orchestrator.daemon import build_loop
 from orchestrator.engine import Engine
 from orchestrator.loop.intake import EventIntake
-from orchestrator.loop.reconciler import Reconciler
 from orchestrator.settings import Settings
 from orchestrator.stackfile import load_stack_text
 from orchestrator.loop.store import Store
@@ -70,8 +69,8 @@ async def orchestrator_round(replicas: int) -> float:
     name = f"benchupd{secrets.token_hex(3)}"
     state = Path(tempfile.mkdtemp())
     engine = await Engine.connect(None)
-    reconciler = Reconciler(engine, Store(state), Settings.from_env({}, state_dir=str(state)), lambda _e: None)
-    controller = Controller(reconciler, lambda: asyncio.sleep(0))
+    loop = build_loop(engine, Store(state), Settings.from_env({}, state_dir=str(state)), lambda _e: None)
+    controller, reconciler = loop.controller, loop.reconciler
     tasks = [asyncio.create_task(reconciler.run()), asyncio.create_task(reconciler.follow(EventIntake(engine)))]
 
     async def deploy(version: int) -> None:

@@ -13,11 +13,14 @@ from typing import Literal, Protocol
 from orchestrator.model.spec import StackSpec
 
 
+DeployResult = Literal["created", "updated", "unchanged"]
+
+
 @dataclass(frozen=True, slots=True)
 class DeployOutcome:
     stack: str
     #: created: new stack; updated: spec changed; unchanged: same spec, nothing to do.
-    result: Literal["created", "updated", "unchanged"]
+    result: DeployResult
     #: Services that get new containers: new ones, and those whose spec hash changed.
     changed_services: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()

@@ -5,6 +5,7 @@ orchestrator.errors (EngineError, EngineUnavailable, ImageUnavailable).
 """
 
 from orchestrator.engine.client import Engine
-from orchestrator.engine.events import EngineEvent, EventStream
+from orchestrator.backend import EngineEvent
+from orchestrator.engine.events import EventStream
 
 __all__ = ["Engine", "EngineEvent", "EventStream"]

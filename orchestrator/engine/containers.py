@@ -45,11 +45,6 @@ class CreateRequest:
     files: Mapping[Path, tuple[str, int]]
 
 
-def image_name(stack: str, service: ServiceSpec) -> str:
-    """The service's image, or for a `build:`-only service the name its build is tagged with."""
-    return service.image or f"{stack}_{service.name}"
-
-
 def network_name(stack: StackSpec, logical: str) -> str:
     spec = stack.networks.get(logical)
     return spec.engine_name if spec else f"{stack.name}_{logical}"
@@ -76,7 +71,7 @@ def create_request(
     file_mounts, files = file_object_mounts(stack, service, files_dir)
     host = host_config(stack, service, network_mode=endpoints[0][0], extra_mounts=file_mounts)
     config: JSON = {
-        "Image": image_name(stack.name, service),
+        "Image": labels.image_name(stack.name, service),
         "Env": [k if v is None else f"{k}={v}" for k, v in service.environment.items()],
         "Labels": {
             **service.labels,

@@ -36,8 +36,8 @@ from pathlib import Path
 import structlog
 
 from orchestrator import metrics
-from orchestrator.engine import Engine
-from orchestrator.engine.containers import image_name
+from orchestrator.backend import Backend
+from orchestrator.labels import image_name
 from orchestrator.errors import EngineError, EngineUnavailable, UserError
 from orchestrator.labels import spec_hash
 from orchestrator.model.spec import (
@@ -74,7 +74,7 @@ def new_task_id() -> str:
 class Executor:
     def __init__(
         self,
-        engine: Engine,
+        engine: Backend,
         tracker: TaskTracker,
         book: RestartBook,
         *,

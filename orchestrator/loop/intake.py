@@ -24,8 +24,8 @@ from typing import cast
 import structlog
 
 from orchestrator import labels
-from orchestrator.engine import Engine, EngineEvent
-from orchestrator.engine.observe import decimal
+from orchestrator.backend import Backend, EngineEvent
+from orchestrator.labels import decimal
 from orchestrator.errors import EngineError, EngineUnavailable
 from orchestrator.model.spec import Health
 
@@ -113,7 +113,7 @@ class EventIntake:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: Backend,
         *,
         stack: str | None = None,
         reconnect_backoff: Sequence[float] = (0.1, 0.5, 1, 2, 5),

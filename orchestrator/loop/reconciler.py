@@ -21,27 +21,26 @@ import structlog
 from orchestrator import metrics
 from orchestrator.publishing import events
 from orchestrator.planning import planner
-from orchestrator.engine import Engine
+from orchestrator.backend import Backend
 from orchestrator.errors import EngineUnavailable
 from orchestrator.publishing.events import Event
+from orchestrator.loop.desired import DesiredState
 from orchestrator.loop.executor import Executor
+from orchestrator.loop.progress import Progress
 from orchestrator.ingress.routes import IngressRoutes
 from orchestrator.loop.intake import ContainerEvent, Disconnected, EventIntake, Resync
 from orchestrator.model.spec import ContainerState, PlanNote, ServiceSpec, SlotKey, UpdateStatus
-from orchestrator.planning.replica_limits import saved_stack_over_limits
 from orchestrator.planning.restarts import RestartBook
 from orchestrator.settings import Settings
-from orchestrator.loop.store import StackRecord, Store
+from orchestrator.loop.store import StackRecord
 from orchestrator.planning.task_states import ready
-from orchestrator.loop.tracker import TaskTracker, Transition
+from orchestrator.loop.tracker import TaskTracker
 
 log = structlog.stdlib.get_logger()
 
 #: Hands one state change to the publisher; never blocks.
 Emit = Callable[[Event], None]
 
-BOOK_DOCUMENT = "restarts.json"
-TRACKER_DOCUMENT = "tasks.json"
 #: Engine actions after which a replica takes no new connections.
 _GONE_ACTIONS = frozenset({"die", "kill", "stop", "destroy", "oom"})
 #: After a failed pass (engine gone), try that stack again this much later.
@@ -49,52 +48,39 @@ RETRY_AFTER_FAILURE = 1.0
 
 
 class Reconciler:
+    """Built by the daemon (`daemon.build_loop`) from parts it does not own: the desired state
+    (read here; written only through `DesiredState`), the executor, the tracker, the book."""
+
     def __init__(
         self,
-        engine: Engine,
-        store: Store,
+        backend: Backend,
+        desired: DesiredState,
+        executor: Executor,
+        tracker: TaskTracker,
+        book: RestartBook,
+        progress: Progress,
         settings: Settings,
         emit: Emit,
         routes: IngressRoutes | None = None,
     ) -> None:
-        self.engine = engine
-        self.routes = routes
-        self.store = store
-        self.settings = settings
-        self.emit = emit
-        self.records: dict[str, StackRecord] = store.load_stacks(
-            lambda record: saved_stack_over_limits(
-                record.replicas(), per_service=settings.max_replicas, services=settings.max_services
-            )
-        )
-        self.book = load_book(store, settings)
-        self.tracker = TaskTracker(self._on_transition)
-        store.load_document(TRACKER_DOCUMENT, self.tracker.load_json)
-        self.executor = Executor(
-            engine,
-            self.tracker,
-            self.book,
-            concurrency=settings.concurrency,
-            files_dir=store.files_dir,
-            on_done=lambda key: self.mark_dirty(key.stack),
-            before_stop=routes.drain if routes else None,
-            save_shutdown_marks=self.save_shutdown_marks,
-        )
+        self._backend = backend
+        self._desired = desired
+        self._executor = executor
+        self._tracker = tracker
+        self._book = book
+        self._progress = progress
+        self._settings = settings
+        self._emit = emit
+        self._routes = routes
         #: Last relist of each stack: the views (ps, services) read it.
         self.observed: dict[str, list[ContainerState]] = {}
         # and the stacks whose tasks the tracker still follows: a daemon killed right after an
         # `rm` deleted the record has their `removed` still to report
-        self._dirty: set[str] = set(self.records) | self.tracker.stacks()
+        self._dirty: set[str] = set(desired) | tracker.stacks()
         self._wake = asyncio.Event()
         self._wake_at: dict[str, float] = {}
         self._next_resync = time.monotonic() + settings.resync_interval
         self._service_status: dict[tuple[str, str], tuple[int, int]] = {}
-        self._book_saved = self.book.to_json()
-        #: Held while the book and the tracker are written: one write at a time, each of the
-        #: state at its start, so a later write never carries an older state.
-        self._saving = asyncio.Lock()
-        #: tracker.shutdown_marks as of the last tracker write that succeeded.
-        self._shutdown_marks_saved = 0
         #: Per stack: the decisions of the last pass (so each is published once).
         self._reported: dict[str, dict[tuple[str, SlotKey, str | None], Event]] = {}
         self.passes = 0
@@ -104,7 +90,7 @@ class Reconciler:
     # work intake --------------------------------------------------------------------------
     def mark_dirty(self, stack: str | None = None) -> None:
         """Ask for a pass over one stack, or over every stack (None)."""
-        self._dirty.update(self.records if stack is None else (stack,))
+        self._dirty.update(self._desired if stack is None else (stack,))
         self._wake.set()
 
     async def follow(self, intake: EventIntake) -> None:
@@ -113,24 +99,24 @@ class Reconciler:
         async with contextlib.aclosing(intake.stream()) as items:
             async for item in items:
                 match item:
-                    case ContainerEvent() if item.stack not in self.records:
+                    case ContainerEvent() if item.stack not in self._desired:
                         continue  # another daemon's stack on a shared engine: not ours to watch
                     case ContainerEvent():
-                        if self.routes and (item.action in _GONE_ACTIONS or item.health == "unhealthy"):
-                            self.routes.container_gone(item.container_id)
+                        if self._routes and (item.action in _GONE_ACTIONS or item.health == "unhealthy"):
+                            self._routes.container_gone(item.container_id)
                         if item.action == "die" and item.exit_code is not None:
                             # Published now rather than after the pass (docs/events.md, latency).
-                            self.tracker.exited(item.task_id, item.exit_code)
+                            self._tracker.exited(item.task_id, item.exit_code)
                         self.mark_dirty(item.stack)
                     case Resync():
                         if disconnected:
-                            self.emit(events.engine_reconnected())
+                            self._emit(events.engine_reconnected())
                             disconnected = False
-                        self.executor.forget_images()
+                        self._executor.forget_images()
                         self.mark_dirty()
                     case Disconnected():
                         if not disconnected:
-                            self.emit(events.engine_disconnected(str(item.error)))
+                            self._emit(events.engine_disconnected(str(item.error)))
                         disconnected = True
 
     async def run(self) -> None:
@@ -158,8 +144,8 @@ class Reconciler:
                 del self._wake_at[name]
                 self._dirty.add(name)
         if time.monotonic() >= self._next_resync:
-            self._next_resync = time.monotonic() + self.settings.resync_interval
-            self._dirty.update(self.records)
+            self._next_resync = time.monotonic() + self._settings.resync_interval
+            self._dirty.update(self._desired)
 
     # one pass -----------------------------------------------------------------------------
     async def reconcile_guarded(self, name: str) -> None:
@@ -172,7 +158,7 @@ class Reconciler:
             self._wake_at[name] = time.time() + RETRY_AFTER_FAILURE
         except Exception as exc:  # noqa: BLE001 - a bug or an unforeseen value: contained, backed off
             failures = self._failed_passes[name] = self._failed_passes.get(name, 0) + 1
-            delay = max(RETRY_AFTER_FAILURE, self.book.backoff(failures))
+            delay = max(RETRY_AFTER_FAILURE, self._book.backoff(failures))
             if failures == 1:  # the traceback once per run of failures, not every retry
                 log.exception("reconcile_failed", stack=name, retry_in_s=delay)
             else:
@@ -188,85 +174,79 @@ class Reconciler:
             await self._reconcile(name)
 
     async def _reconcile(self, name: str) -> None:
-        if name not in self.records and not self.tracker.tracks(name):
+        if name not in self._desired and not self._tracker.tracks(name):
             # Not ours (another daemon's stack on this engine), or removed and fully reported:
             # nothing to plan and nothing to publish.
             self.observed.pop(name, None)
-            if self.routes:
-                await self.routes.update(name, None, ())
+            if self._routes:
+                await self._routes.update(name, None, ())
             return
-        mark = self.tracker.mark()
+        mark = self._tracker.mark()
         # A slot busy at any time during the relist may show a half-made container.
-        busy_before = self.executor.busy()
-        listed = await self.engine.list_containers(name)
+        busy_before = self._executor.busy()
+        listed = await self._backend.list_containers(name)
         observed = self.tasks_of(listed)  # the planner alone sees the standbys
-        record = self.records.get(name)  # after the relist: a deploy may have come meanwhile
+        record = self._desired.get(name)  # after the relist: a deploy may have come meanwhile
         if record is None:  # a removed stack: only the end of the tasks it had is reported
-            observed = [c for c in observed if self.tracker.knows(c.task_id)]
-        self.tracker.observe(name, observed, mark)
+            observed = [c for c in observed if self._tracker.knows(c.task_id)]
+        self._tracker.observe(name, observed, mark)
         self.observed[name] = observed
         self.passes += 1
         if record is None or record.removing:
-            if self.routes:
-                await self.routes.update(name, None, ())
+            if self._routes:
+                await self._routes.update(name, None, ())
             return
         now = time.time()
         plan = planner.plan(
             record.spec,
             record.replicas(),
             listed,
-            self.book,
+            self._book,
             now,
-            busy=busy_before | self.executor.busy(),
-            history_limit=self.settings.history_limit,
+            busy=busy_before | self._executor.busy(),
+            history_limit=self._settings.history_limit,
             update_status=record.updates,
-            stopped=self.tracker.stopped_on_purpose(),
+            stopped=self._tracker.stopped_on_purpose(),
         )
-        self._record_updates(record, plan.updates, plan.rollbacks)
+        self._record_updates(name, plan.updates, plan.rollbacks)
         wakes = [plan.wake_at]
-        if self.routes:  # before acting: a start-first replacement is in before the old leaves
-            await self.routes.update(name, record.spec, observed)
-            wakes.append(self.routes.retry_at(name))  # a published port to try binding again
+        if self._routes:  # before acting: a start-first replacement is in before the old leaves
+            await self._routes.update(name, record.spec, observed)
+            wakes.append(self._routes.retry_at(name))  # a published port to try binding again
         wake_at = min((at for at in wakes if at is not None), default=None)
         if wake_at is not None:
             self._wake_at[name] = wake_at
         else:
             self._wake_at.pop(name, None)
-        current = self.records.get(name)
+        current = self._desired.get(name)
         if current is None or current.removing:  # `rm` began meanwhile: nothing to start
             return
         if plan.actions:
             log.info("plan_computed", stack=name, actions=len(plan.actions))
-            self.executor.submit(record, plan.actions)
+            self._executor.submit(record, plan.actions)
         self._report_decisions(name, plan.notes, observed, now)
         self._report_services(record, observed)
-        await self._save_progress()
+        await self._progress.save()
 
     def _record_updates(
         self,
-        record: StackRecord,
+        name: str,
         statuses: Mapping[str, UpdateStatus],
         rollbacks: Mapping[str, ServiceSpec],
     ) -> None:
-        """Keep the updates' new statuses (and a rollback's spec) in the store; publish their
-        state changes. A rollback is planned from the next pass."""
-        name = record.spec.name
-        if all(record.updates.get(s) == st for s, st in statuses.items()) and not rollbacks:
+        """Keep the updates' new statuses (and a rollback's spec) in the desired state; publish
+        their state changes. A rollback is planned from the next pass."""
+        changed = self._desired.record_plan_updates(name, statuses, rollbacks)
+        if changed is None:
             return
-        changed = replace(
-            record,
-            spec=replace(record.spec, services={**record.spec.services, **rollbacks}),
-            updates={**record.updates, **statuses},
-        )
-        self.store.save_stack(changed)
-        self.records[name] = changed
-        replicas = changed.replicas()
+        before, after = changed
+        replicas = after.replicas()
         for service, status in statuses.items():
             event = events.update_transition(
-                name, service, record.updates.get(service), status, replicas.get(service, 0)
+                name, service, before.updates.get(service), status, replicas.get(service, 0)
             )
             if event is not None:
-                self.emit(event)
+                self._emit(event)
                 log.info("update_state_changed", stack=name, service=service, state=status.state,
                          reason=status.reason)
         if rollbacks:
@@ -296,13 +276,18 @@ class Reconciler:
         reported = self._reported.get(stack, {})
         for key, event in current.items():
             if key not in reported:
-                self.emit(event)
+                self._emit(event)
         self._reported[stack] = current
+
+    async def report_removed(self, stack: str) -> None:
+        """A last pass over a stack whose record is gone: publishes `removed` for each task."""
+        await self.reconcile_guarded(stack)
+        self.observed.pop(stack, None)
 
     def tasks_of(self, listed: Iterable[ContainerState]) -> list[ContainerState]:
         """The listed containers that are tasks. A standby is none until started
         (docs/standby.md); one whose start has begun is, though the list may still say created."""
-        return [c for c in listed if not c.is_standby or self.tracker.knows(c.task_id)]
+        return [c for c in listed if not c.is_standby or self._tracker.knows(c.task_id)]
 
     def given_up(self, stack: str) -> dict[str, list[str]]:
         """Per service, why its slots that will not be restarted again gave up (as the last pass
@@ -324,61 +309,11 @@ class Reconciler:
                 continue
             self._service_status[key] = (have, want)
             if have >= want:
-                self.emit(events.service_converged(key[0], service, want))
+                self._emit(events.service_converged(key[0], service, want))
             else:
                 reason = f"{have}/{want} replicas running"
-                self.emit(events.service_degraded(key[0], service, want, have, reason))
+                self._emit(events.service_degraded(key[0], service, want, have, reason))
 
-    async def _save_progress(self) -> None:
-        """Save the restart book and the tracker if they changed.
-
-        The writes fsync, which can take tens of milliseconds on a busy disk: they run in a
-        thread so the loop keeps taking events and sending messages meanwhile. The snapshots
-        are taken on the loop once the lock is held, so the writes follow the state's order."""
-        async with self._saving:
-            await self._write_progress()
-
-    async def save_shutdown_marks(self) -> None:
-        """Return once every container marked stopped-on-purpose so far is on disk.
-
-        The executor calls it between marking a container and sending its stop: a daemon killed
-        once the engine has stopped it still knows that its end is a `shutdown`, not a failure
-        (nor a failed task of an update). A write begun after the caller's mark carries it, so
-        the stops of a scale-down or an rm sent at once share one or two writes."""
-        wanted = self.tracker.shutdown_marks
-        async with self._saving:
-            if self._shutdown_marks_saved < wanted:
-                await self._write_progress()
-
-    async def _write_progress(self) -> None:
-        """The writes of `_save_progress`; the caller holds `_saving`."""
-        book = self.book.to_json()
-        documents = []
-        if book != self._book_saved:
-            documents.append((BOOK_DOCUMENT, book))
-            self._book_saved = book
-        marks = None
-        if self.tracker.changed:
-            documents.append((TRACKER_DOCUMENT, self.tracker.to_json()))
-            marks = self.tracker.shutdown_marks
-            self.tracker.changed = False
-        try:
-            for name, data in documents:
-                await asyncio.to_thread(self.store.save_document, name, data)
-        except BaseException:  # not written (cancelled, disk error): the next pass tries again
-            self._book_saved = {}
-            self.tracker.changed = True
-            raise
-        if marks is not None:
-            self._shutdown_marks_saved = marks
-
-    def _on_transition(self, t: Transition) -> None:
-        self.emit(
-            events.task_state(
-                t.key, t.container_id, t.task_id, t.from_state, t.to_state,
-                t.exit_code, t.reason or None,
-            )  # fmt: skip
-        )
 
 def running_counts(record: StackRecord, observed: list[ContainerState]) -> dict[str, int]:
     """Ready replicas per service (running, and healthy where checked), each slot counted once,
@@ -391,15 +326,6 @@ def running_counts(record: StackRecord, observed: list[ContainerState]) -> dict[
     return {service: min(len(found), replicas.get(service, 0)) for service, found in slots.items()}
 
 
-
-def load_book(store: Store, settings: Settings) -> RestartBook:
-    params = dict(
-        backoff_base=settings.backoff_base,
-        backoff_cap=settings.backoff_cap,
-        healthy_run=settings.healthy_run,
-    )
-    book = store.load_document(BOOK_DOCUMENT, lambda data: RestartBook.from_json(data, **params))
-    return book if book is not None else RestartBook(**params)
 
 
 __all__ = ["Emit", "Reconciler", "running_counts"]

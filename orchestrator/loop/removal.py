@@ -1,7 +1,7 @@
 """Removing a stack durably: once `rm` is answered, the daemon finishes it, whatever the engine
 refuses and however often the daemon itself is killed.
 
-`Controller.remove` saves the stack's record with `removing=True` (and `remove_volumes`) before
+`StackCommands.remove` saves the stack's record with `removing=True` (and `remove_volumes`) before
 anything is touched and hands the stack to `Removals`. From then on the removal is the daemon's
 work, not the request's. One task per stack goes round after round:
   1. cancel the stack's actions in flight (the loop plans nothing for a removing stack),
@@ -23,15 +23,21 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
 
 from orchestrator.publishing import events
 from orchestrator.errors import EngineError, EngineUnavailable, OrchestratorError
-from orchestrator.loop.reconciler import Reconciler
+from orchestrator.backend import Backend
+from orchestrator.loop.desired import DesiredState
+from orchestrator.loop.executor import Executor
 from orchestrator.loop.store import StackRecord
+from orchestrator.loop.tracker import TaskTracker
+from orchestrator.planning.restarts import RestartBook
+from orchestrator.publishing.events import Event
 
 log = structlog.stdlib.get_logger()
 
@@ -62,11 +68,26 @@ class Removal:
 
 
 class Removals:
-    def __init__(self, reconciler: Reconciler, lock: asyncio.Lock) -> None:
-        self._r = reconciler
-        #: The controller's lock: the last step (deleting the record) never interleaves with a
-        #: deploy or another change.
-        self._lock = lock
+    def __init__(
+        self,
+        desired: DesiredState,
+        backend: Backend,
+        executor: Executor,
+        book: RestartBook,
+        tracker: TaskTracker,
+        files_dir: Callable[[str], Path],
+        report_removed: Callable[[str], Awaitable[None]],
+        emit: Callable[[Event], None],
+    ) -> None:
+        self._desired = desired
+        self._backend = backend
+        self._executor = executor
+        self._book = book
+        self._tracker = tracker
+        self._files_dir = files_dir
+        #: A last pass over the removed stack: publishes `removed` for each of its tasks.
+        self._report_removed = report_removed
+        self._emit = emit
         self._running: dict[str, Removal] = {}
 
     def start(self, stack: str) -> Removal:
@@ -81,7 +102,7 @@ class Removals:
 
     def resume(self) -> None:
         """Start the removals a previous daemon did not finish (their record says removing)."""
-        for name, record in list(self._r.records.items()):
+        for name, record in self._desired.items():
             if record.removing:
                 self.start(name)
 
@@ -116,14 +137,16 @@ class Removals:
         delays = _backoff()
         try:
             while True:
-                record = self._r.records.get(removal.stack)
+                record = self._desired.get(removal.stack)
                 if record is None or not record.removing:
                     return  # finished or undone another way: nothing left to do
                 try:
                     await self._round(record)
-                    async with self._lock:
+                    # the commands' lock: deleting the record never interleaves with a deploy
+                    async with self._desired.lock:
                         # `rm --volumes` may have come while the round ran without them
-                        if not self._r.records[removal.stack].remove_volumes > record.remove_volumes:
+                        now = self._desired.get(removal.stack)
+                        if now is not None and not now.remove_volumes > record.remove_volumes:
                             await self._finish(record)
                             removal.done.set()
                             return
@@ -145,28 +168,26 @@ class Removals:
 
     async def _round(self, record: StackRecord) -> None:
         stack = record.spec.name
-        await self._r.executor.cancel(stack)
-        await self._r.executor.remove_now(record, await self._r.engine.list_containers(stack))
-        left = await self._r.engine.list_containers(stack)
+        await self._executor.cancel(stack)
+        await self._executor.remove_now(record, await self._backend.list_containers(stack))
+        left = await self._backend.list_containers(stack)
         if left:
             raise _Leftover(f"{len(left)} containers are still there (being removed, or created meanwhile)")
-        await self._r.engine.remove_stack_networks(stack)
+        await self._backend.remove_stack_networks(stack)
         if record.remove_volumes:
-            await self._r.engine.remove_stack_volumes(stack)
+            await self._backend.remove_stack_volumes(stack)
 
     async def _finish(self, record: StackRecord) -> None:
         """Everything is gone: forget the stack. The record goes last but for the reports, so a
         crash before it only means one more (empty) round at the next start."""
         stack = record.spec.name
-        self._r.book.forget_stack(stack)
-        self._r.tracker.forget_stack(stack)
-        self._r.executor.forget_stack(stack)
-        await asyncio.to_thread(shutil.rmtree, self._r.store.files_dir(stack), ignore_errors=True)
-        self._r.store.delete_stack(stack)
-        del self._r.records[stack]
-        await self._r.reconcile_guarded(stack)  # publishes `removed` for every task
-        self._r.observed.pop(stack, None)
-        self._r.emit(events.stack_removed(stack))
+        self._book.forget_stack(stack)
+        self._tracker.forget_stack(stack)
+        self._executor.forget_stack(stack)
+        await asyncio.to_thread(shutil.rmtree, self._files_dir(stack), ignore_errors=True)
+        self._desired.delete(stack)
+        await self._report_removed(stack)
+        self._emit(events.stack_removed(stack))
         log.info("stack_removed", stack=stack, volumes=record.remove_volumes)
 
 

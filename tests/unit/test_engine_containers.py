@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.engine.containers import create_request, image_name
+from orchestrator.engine.containers import create_request
+from orchestrator.labels import image_name
 from orchestrator.errors import UserError
 from orchestrator.labels import LABEL_SLOT, LABEL_STACK
 from orchestrator.model.spec import (

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.engine.events import EngineEvent, parse_event, since_param
+from orchestrator.backend import EngineEvent
+from orchestrator.engine.events import parse_event, since_param
 from orchestrator.loop.intake import SeenEvents, container_event
 from orchestrator.labels import LABEL_SERVICE, LABEL_SLOT, LABEL_STACK
 

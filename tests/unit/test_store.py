@@ -18,7 +18,7 @@ from orchestrator.model.spec import (
     ServiceSpec,
     StackSpec,
 )
-from orchestrator.loop.reconciler import BOOK_DOCUMENT, TRACKER_DOCUMENT, load_book
+from orchestrator.loop.progress import BOOK_DOCUMENT, TRACKER_DOCUMENT, load_book
 from orchestrator.planning.restarts import RestartBook
 from orchestrator.planning.replica_limits import saved_stack_over_limits
 from orchestrator.settings import Settings
