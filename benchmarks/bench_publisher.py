@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from orchestrator import labels  # noqa: E402
 from orchestrator.publishing import events  # noqa: E402
-from orchestrator.model.spec import SlotKey, TaskState  # noqa: E402
+from orchestrator.model.observed import SlotKey, TaskState
 from orchestrator.publishing.publisher import Publisher  # noqa: E402
 from orchestrator.publishing.seq_store import SeqStore  # noqa: E402
 

@@ -28,7 +28,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
-from orchestrator.model.spec import ContainerState, NetworkSpec, ServiceSpec, SlotKey, StackSpec, VolumeSpec
+from orchestrator.model.observed import ContainerState, SlotKey
+from orchestrator.model.spec import NetworkSpec, ServiceSpec, StackSpec, VolumeSpec
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,8 @@ import json
 import re
 from typing import Any
 
-from orchestrator.model.spec import ServiceSpec, SlotKey
+from orchestrator.model.observed import SlotKey
+from orchestrator.model.spec import ServiceSpec
 
 PREFIX = "orchestrator"
 LABEL_STACK = f"{PREFIX}.stack"

@@ -30,7 +30,8 @@ from orchestrator.engine.events import EventStream
 from orchestrator.engine.observe import Facts, FactsCache, container_state, facts_from_inspect
 from orchestrator.labels import decimal
 from orchestrator.errors import EngineError, EngineUnavailable, ImageUnavailable
-from orchestrator.model.spec import ContainerState, NetworkSpec, ServiceSpec, SlotKey, StackSpec, VolumeSpec
+from orchestrator.model.observed import ContainerState, SlotKey
+from orchestrator.model.spec import NetworkSpec, ServiceSpec, StackSpec, VolumeSpec
 
 log = structlog.stdlib.get_logger()
 

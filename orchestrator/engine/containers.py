@@ -16,6 +16,7 @@ from typing import Any
 
 from orchestrator import labels
 from orchestrator.errors import UserError
+from orchestrator.model.observed import SlotKey
 from orchestrator.model.spec import (
     FileObjectSpec,
     FileReference,
@@ -24,7 +25,6 @@ from orchestrator.model.spec import (
     NetworkAttachment,
     PortSpec,
     ServiceSpec,
-    SlotKey,
     StackSpec,
 )
 

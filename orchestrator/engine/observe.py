@@ -23,7 +23,7 @@ from typing import Any, cast
 
 from orchestrator import labels
 from orchestrator.labels import decimal
-from orchestrator.model.spec import ContainerState, EngineStatus, Health, SlotKey
+from orchestrator.model.observed import ContainerState, EngineStatus, Health, SlotKey
 
 JSON = dict[str, Any]
 

@@ -34,7 +34,8 @@ from redis.backoff import ExponentialBackoff
 from orchestrator.publishing import events
 from orchestrator.publishing.events import Event
 from orchestrator.ingress.proxy import Backend, Ingress, IngressError
-from orchestrator.model.spec import ContainerState, PortSpec, StackSpec
+from orchestrator.model.observed import ContainerState
+from orchestrator.model.spec import PortSpec, StackSpec
 from orchestrator.planning.task_states import ready
 
 log = structlog.stdlib.get_logger()

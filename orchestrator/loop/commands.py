@@ -30,7 +30,8 @@ from orchestrator.loop.desired import DesiredState
 from orchestrator.loop.executor import Executor
 from orchestrator.loop.removal import Removals
 from orchestrator.loop.store import StackRecord
-from orchestrator.model.spec import StackSpec, UpdateStatus
+from orchestrator.model.plan import UpdateStatus
+from orchestrator.model.spec import StackSpec
 from orchestrator.planning import updates
 from orchestrator.planning.replica_limits import check_replicas
 from orchestrator.planning.restarts import RestartBook

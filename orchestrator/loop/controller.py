@@ -23,7 +23,9 @@ from orchestrator.loop.reconciler import Reconciler, running_counts
 from orchestrator.loop.removal import Removals
 from orchestrator.loop.store import StackRecord
 from orchestrator.loop.tracker import Rejection, TaskTracker
-from orchestrator.model.spec import ContainerState, PortSpec, SlotKey, StackSpec, TaskState, UpdateStatus
+from orchestrator.model.observed import ContainerState, SlotKey, TaskState
+from orchestrator.model.plan import UpdateStatus
+from orchestrator.model.spec import PortSpec, StackSpec
 from orchestrator.planning.task_states import failure_reason
 from orchestrator.views import (
     DeployOutcome,

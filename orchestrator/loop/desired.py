@@ -20,7 +20,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import replace
 
 from orchestrator.loop.store import StackRecord, Store
-from orchestrator.model.spec import ServiceSpec, UpdateStatus
+from orchestrator.model.plan import UpdateStatus
+from orchestrator.model.spec import ServiceSpec
 from orchestrator.planning.replica_limits import saved_stack_over_limits
 from orchestrator.settings import Settings
 

@@ -40,18 +40,9 @@ from orchestrator.backend import Backend
 from orchestrator.labels import image_name
 from orchestrator.errors import EngineError, EngineUnavailable, UserError
 from orchestrator.labels import spec_hash
-from orchestrator.model.spec import (
-    Action,
-    ContainerState,
-    CreateTask,
-    PrepareStandby,
-    RemoveContainer,
-    ServiceSpec,
-    SlotKey,
-    StackSpec,
-    StopTask,
-    TaskState,
-)
+from orchestrator.model.observed import ContainerState, SlotKey, TaskState
+from orchestrator.model.plan import Action, CreateTask, PrepareStandby, RemoveContainer, StopTask
+from orchestrator.model.spec import ServiceSpec, StackSpec
 from orchestrator.planning.restarts import RestartBook
 from orchestrator.loop.store import StackRecord
 from orchestrator.planning.planner import REASON_RESTART, REASON_UNHEALTHY

@@ -27,7 +27,7 @@ from orchestrator import labels
 from orchestrator.backend import Backend, EngineEvent
 from orchestrator.labels import decimal
 from orchestrator.errors import EngineError, EngineUnavailable
-from orchestrator.model.spec import Health
+from orchestrator.model.observed import Health
 
 log = structlog.stdlib.get_logger()
 

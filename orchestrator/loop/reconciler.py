@@ -29,7 +29,9 @@ from orchestrator.loop.executor import Executor
 from orchestrator.loop.progress import Progress
 from orchestrator.ingress.routes import IngressRoutes
 from orchestrator.loop.intake import ContainerEvent, Disconnected, EventIntake, Resync
-from orchestrator.model.spec import ContainerState, PlanNote, ServiceSpec, SlotKey, UpdateStatus
+from orchestrator.model.observed import ContainerState, SlotKey
+from orchestrator.model.plan import PlanNote, UpdateStatus
+from orchestrator.model.spec import ServiceSpec
 from orchestrator.planning.restarts import RestartBook
 from orchestrator.settings import Settings
 from orchestrator.loop.store import StackRecord

@@ -28,7 +28,8 @@ from typing import Any, TypeVar
 import dacite
 import structlog
 
-from orchestrator.model.spec import StackSpec, UpdateStatus
+from orchestrator.model.plan import UpdateStatus
+from orchestrator.model.spec import StackSpec
 
 log = structlog.stdlib.get_logger()
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.model.spec import ContainerState, SlotKey, TaskState
+from orchestrator.model.observed import ContainerState, SlotKey, TaskState
 from orchestrator.planning.task_states import task_state
 
 #: How many removed task ids are remembered (far more than one relist can lag behind).

@@ -42,21 +42,18 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from orchestrator import labels
-from orchestrator.model.spec import (
+from orchestrator.model.observed import ContainerState, SlotKey
+from orchestrator.model.plan import (
     Action,
-    ContainerState,
     CreateTask,
-    DependsOn,
     Plan,
     PlanNote,
     PrepareStandby,
     RemoveContainer,
-    ServiceSpec,
-    SlotKey,
-    StackSpec,
     StopTask,
     UpdateStatus,
 )
+from orchestrator.model.spec import DependsOn, ServiceSpec, StackSpec
 from orchestrator.planning import updates
 from orchestrator.planning.restarts import RestartBook
 from orchestrator.planning.task_states import ready

@@ -31,7 +31,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from orchestrator.model.spec import ContainerState, RestartPolicy, SlotKey, TaskState
+from orchestrator.model.observed import ContainerState, SlotKey, TaskState
+from orchestrator.model.spec import RestartPolicy
 from orchestrator.planning.task_states import task_state
 
 JSON_VERSION = 1

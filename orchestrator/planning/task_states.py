@@ -5,7 +5,7 @@ Pure; shared by the planner, the restart book and whoever reports `ps` or publis
 
 from __future__ import annotations
 
-from orchestrator.model.spec import ContainerState, TaskState
+from orchestrator.model.observed import ContainerState, TaskState
 
 _ALIVE_STATES = {
     "created": TaskState.CREATED,

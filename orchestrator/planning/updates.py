@@ -26,7 +26,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from orchestrator.labels import spec_hash
-from orchestrator.model.spec import ContainerState, ServiceSpec, UpdateConfig, UpdateStatus
+from orchestrator.model.observed import ContainerState
+from orchestrator.model.plan import UpdateStatus
+from orchestrator.model.spec import ServiceSpec, UpdateConfig
 
 REASON_MANUAL = "rollback requested"
 

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, Literal, get_args
 
-from orchestrator.model.spec import SlotKey, TaskState, UpdateStatus
+from orchestrator.model.observed import SlotKey, TaskState
+from orchestrator.model.plan import UpdateStatus
 
 SCHEMA_VERSION = 1
 

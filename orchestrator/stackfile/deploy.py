@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from orchestrator.model.spec import INT64_MAX, MIN_MEMORY, DeployMode, Resources, RestartPolicy, UpdateConfig
+from orchestrator.model.ranges import INT64_MAX, MIN_MEMORY
+from orchestrator.model.spec import DeployMode, Resources, RestartPolicy, UpdateConfig
 from orchestrator.stackfile.limits import over_limit
 from orchestrator.stackfile.problems import quote
 from orchestrator.stackfile.reader import Section, labels, to_int

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.model.spec import INT64_MAX, Ulimit
+from orchestrator.model.ranges import INT64_MAX
+from orchestrator.model.spec import Ulimit
 from orchestrator.stackfile import values
 from orchestrator.stackfile.dangerous import host_path_note
 from orchestrator.stackfile.files import MissingFile, NamedFileError, read_named_file

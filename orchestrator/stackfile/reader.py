@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from orchestrator.model.spec import MAX_COUNT
+from orchestrator.model.ranges import MAX_COUNT
 from orchestrator.stackfile import spec_schema, units, values
 from orchestrator.stackfile.limits import Limits
 from orchestrator.stackfile.problems import Problems, Where, quote

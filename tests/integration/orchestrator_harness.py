@@ -22,7 +22,7 @@ import jsonschema
 from orchestrator.publishing.events import Event, load_schema
 from orchestrator.ingress.routes import IngressRoutes
 from orchestrator.loop.intake import EventIntake
-from orchestrator.model.spec import ContainerState
+from orchestrator.model.observed import ContainerState
 from orchestrator.loop.reconciler import Reconciler
 from orchestrator.settings import Settings
 from orchestrator.stackfile import load_stack_text

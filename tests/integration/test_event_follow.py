@@ -18,7 +18,7 @@ from redis.backoff import NoBackoff
 from orchestrator import labels
 from orchestrator.publishing import events
 from orchestrator.cli.event_follow import Follower
-from orchestrator.model.spec import SlotKey, TaskState
+from orchestrator.model.observed import SlotKey, TaskState
 from orchestrator.publishing.publisher import Publisher
 from orchestrator.publishing.seq_store import SeqStore
 from tests.integration.conftest import REDIS_URL

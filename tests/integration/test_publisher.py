@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 from orchestrator import labels
 from orchestrator.publishing import events
 from orchestrator.publishing.events import Event
-from orchestrator.model.spec import SlotKey, TaskState
+from orchestrator.model.observed import SlotKey, TaskState
 from orchestrator.publishing.publisher import Publisher
 from orchestrator.publishing.seq_store import SeqStore
 from tests.integration.conftest import REDIS_URL

@@ -22,7 +22,8 @@ from types import TracebackType
 from orchestrator import labels
 from orchestrator.backend import EngineEvent
 from orchestrator.errors import UserError
-from orchestrator.model.spec import ContainerState, NetworkSpec, ServiceSpec, SlotKey, StackSpec, VolumeSpec
+from orchestrator.model.observed import ContainerState, SlotKey
+from orchestrator.model.spec import NetworkSpec, ServiceSpec, StackSpec, VolumeSpec
 
 
 class FakeEventStream:

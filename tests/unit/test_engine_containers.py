@@ -10,6 +10,7 @@ from orchestrator.engine.containers import create_request
 from orchestrator.labels import image_name
 from orchestrator.errors import UserError
 from orchestrator.labels import LABEL_SLOT, LABEL_STACK
+from orchestrator.model.observed import SlotKey
 from orchestrator.model.spec import (
     BuildSpec,
     FileObjectSpec,
@@ -21,7 +22,6 @@ from orchestrator.model.spec import (
     PortSpec,
     Resources,
     ServiceSpec,
-    SlotKey,
     StackSpec,
     VolumeSpec,
 )

@@ -7,7 +7,7 @@ import pytest
 from orchestrator.publishing import events
 from orchestrator.cli.main import build_parser, main
 from orchestrator.cli.event_follow import format_line, redis_target
-from orchestrator.model.spec import SlotKey, TaskState
+from orchestrator.model.observed import SlotKey, TaskState
 
 TIME = 1714564800.5
 

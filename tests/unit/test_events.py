@@ -14,7 +14,7 @@ import pytest
 
 from orchestrator.publishing import events
 from orchestrator.publishing.events import EVENT_TYPES, Event
-from orchestrator.model.spec import SlotKey, TaskState
+from orchestrator.model.observed import SlotKey, TaskState
 
 KEY = SlotKey("shop", "web", 2)
 CONTAINER = "0123456789abcdef" * 4

@@ -18,18 +18,9 @@ from orchestrator import labels
 from orchestrator.engine import containers
 from orchestrator.errors import EngineError
 from orchestrator.loop.executor import REASON_LIMIT, Executor, exception_reason
-from orchestrator.model.spec import (
-    ContainerState,
-    CreateTask,
-    PrepareStandby,
-    RemoveContainer,
-    Resources,
-    ServiceSpec,
-    SlotKey,
-    StackSpec,
-    StopTask,
-    TaskState,
-)
+from orchestrator.model.observed import ContainerState, SlotKey, TaskState
+from orchestrator.model.plan import CreateTask, PrepareStandby, RemoveContainer, StopTask
+from orchestrator.model.spec import Resources, ServiceSpec, StackSpec
 from orchestrator.planning.planner import (
     REASON_EMPTY,
     REASON_HISTORY,

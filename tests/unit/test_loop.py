@@ -14,7 +14,8 @@ from typing import Any
 from orchestrator.daemon import Loop, build_loop
 from orchestrator.loop.intake import EventIntake
 from orchestrator.loop.store import Store
-from orchestrator.model.spec import ContainerState, StackSpec
+from orchestrator.model.observed import ContainerState
+from orchestrator.model.spec import StackSpec
 from orchestrator.publishing.events import Event
 from orchestrator.settings import Settings
 from orchestrator.stackfile import load_stack_text

@@ -9,20 +9,9 @@ import pytest
 
 from orchestrator import labels
 from orchestrator.planning import updates
-from orchestrator.model.spec import (
-    Action,
-    ContainerState,
-    CreateTask,
-    DependsOn,
-    PrepareStandby,
-    RemoveContainer,
-    RestartPolicy,
-    ServiceSpec,
-    SlotKey,
-    StackSpec,
-    StopTask,
-    UpdateConfig,
-)
+from orchestrator.model.observed import ContainerState, SlotKey
+from orchestrator.model.plan import Action, CreateTask, PrepareStandby, RemoveContainer, StopTask
+from orchestrator.model.spec import DependsOn, RestartPolicy, ServiceSpec, StackSpec, UpdateConfig
 from orchestrator.planning.planner import (
     REASON_DUPLICATE,
     REASON_EMPTY,

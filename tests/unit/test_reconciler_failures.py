@@ -8,7 +8,8 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
-from orchestrator.model.spec import ContainerState, ServiceSpec, StackSpec
+from orchestrator.model.observed import ContainerState
+from orchestrator.model.spec import ServiceSpec, StackSpec
 from orchestrator.daemon import build_loop
 from orchestrator.settings import Settings
 from orchestrator.loop.store import StackRecord, Store

@@ -8,7 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from orchestrator.model.spec import ContainerState, RestartPolicy, SlotKey, TaskState
+from orchestrator.model.observed import ContainerState, SlotKey, TaskState
+from orchestrator.model.spec import RestartPolicy
 from orchestrator.planning.restarts import RestartBook, RestartDecision
 from orchestrator.planning.task_states import task_state
 

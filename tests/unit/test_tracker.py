@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import pytest
 
-from orchestrator.model.spec import ContainerState, SlotKey, TaskState
+from orchestrator.model.observed import ContainerState, SlotKey, TaskState
 from orchestrator.planning.task_states import failure_reason
 from orchestrator.loop.tracker import TaskTracker, Transition
 

@@ -9,17 +9,9 @@ import pytest
 
 from orchestrator import labels
 from orchestrator.planning import updates
-from orchestrator.model.spec import (
-    ContainerState,
-    CreateTask,
-    RemoveContainer,
-    ServiceSpec,
-    SlotKey,
-    StackSpec,
-    StopTask,
-    UpdateConfig,
-    UpdateStatus,
-)
+from orchestrator.model.observed import ContainerState, SlotKey
+from orchestrator.model.plan import CreateTask, RemoveContainer, StopTask, UpdateStatus
+from orchestrator.model.spec import ServiceSpec, StackSpec, UpdateConfig
 from orchestrator.planning.planner import plan
 from orchestrator.planning.restarts import RestartBook
 from orchestrator.planning.updates import Progress, Step
