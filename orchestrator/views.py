@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from orchestrator.model.spec import StackSpec
 
@@ -116,6 +116,17 @@ class LogLine:
     stream: Literal["stdout", "stderr"]
     text: str
     extra: Mapping[str, str] = field(default_factory=dict)
+
+
+def log_prefix(stack: str, service: str, slot: int, task_id: str) -> str:
+    """`<stack>_<service>.<slot>.<task>`, as `docker service logs` names a replica."""
+    return f"{stack}_{service}.{slot}.{task_id}"
+
+
+def log_line_text(stack: str, service: str, line: Mapping[str, Any]) -> str:
+    """A log line as text, prefixed with its replica: the API's plain-text logs and the CLI's."""
+    text = line["text"] if line["text"].endswith("\n") else line["text"] + "\n"
+    return f"{log_prefix(stack, service, line['slot'], line['task_id'])} | {text}"
 
 
 class Control(Protocol):

@@ -21,7 +21,7 @@ from orchestrator.api.loading import LOADER
 from orchestrator.api.state import CONTROL
 from orchestrator.views import DeployOutcome, LogLine
 from orchestrator.errors import OrchestratorError, UnknownService, UnknownStack
-from orchestrator.cli.tables import log_line_text
+from orchestrator.views import log_line_text
 
 T = TypeVar("T")
 log = structlog.stdlib.get_logger()

@@ -21,6 +21,7 @@ from orchestrator.access import check_token, client_host, client_token
 from orchestrator.cli.client import Client
 from orchestrator.errors import UserError
 from orchestrator.settings import Settings
+from orchestrator.views import log_line_text
 
 #: `$VAR`, `${VAR}`, `${VAR:-default}`…, not `$$` (an escaped dollar).
 _VARIABLE = re.compile(r"(?<!\$)\$(?:\{([A-Za-z_][A-Za-z0-9_]*)|([A-Za-z_][A-Za-z0-9_]*))")
@@ -246,6 +247,6 @@ async def logs(args: argparse.Namespace) -> int:
     async with client_for(args) as client:
         async for line in client.logs(args.stack, args.service, follow=args.follow, tail=args.tail):
             out = sys.stderr if line.get("stream") == "stderr" else sys.stdout
-            out.write(tables.log_line_text(args.stack, args.service, line))
+            out.write(log_line_text(args.stack, args.service, line))
             out.flush()
     return 0

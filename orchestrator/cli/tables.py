@@ -125,13 +125,3 @@ def tasks_table(tasks: Sequence[Mapping[str, Any]], *, no_trunc: bool = False,
                      f"{t['state'].capitalize()} {ago(t['since'], now)}",
                      f'"{error}"' if error else ""))
     return render_table(("ID", "NAME", "IMAGE", "DESIRED STATE", "CURRENT STATE", "ERROR"), rows)
-
-
-def log_prefix(stack: str, service: str, slot: int, task_id: str) -> str:
-    """`<stack>_<service>.<slot>.<task>`, as `docker service logs` names a replica."""
-    return f"{stack}_{service}.{slot}.{task_id}"
-
-
-def log_line_text(stack: str, service: str, line: Mapping[str, Any]) -> str:
-    text = line["text"] if line["text"].endswith("\n") else line["text"] + "\n"
-    return f"{log_prefix(stack, service, line['slot'], line['task_id'])} | {text}"
