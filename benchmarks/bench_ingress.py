@@ -287,7 +287,7 @@ async def serve_ingress(port: int, backend: str) -> None:
     host, _, backend_port = backend.rpartition(":")
     front = IngressPort("127.0.0.1", port)
     await front.start()
-    front.set_backends([(host, int(backend_port))])
+    front.set_upstreams([(host, int(backend_port))])
     try:
         await asyncio.Event().wait()
     finally:

@@ -14,6 +14,7 @@ from orchestrator.model.spec import StackSpec
 
 
 DeployResult = Literal["created", "updated", "unchanged"]
+DesiredTaskState = Literal["running", "shutdown"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +94,7 @@ class TaskView:
     image: str | None
     #: TaskState value: new | created | starting | running | complete | failed | shutdown | rejected
     state: str
-    desired_state: Literal["running", "shutdown"]
+    desired_state: DesiredTaskState
     since: float
     exit_code: int | None = None
     error: str = ""

@@ -72,8 +72,9 @@ def make_app(control: Control, settings: Settings, redis: Any = None, *,
 
 async def _stop_streams(app: web.Application) -> None:
     app[STOPPING].set()
-    if app[EVENT_HUB] is not None:
-        app[EVENT_HUB].close()
+    hub = app[EVENT_HUB]
+    if hub is not None:
+        hub.close()
 
 
 async def _loader_workers(app: web.Application) -> AsyncIterator[None]:

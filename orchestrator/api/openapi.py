@@ -98,7 +98,9 @@ def build_document(settings: Settings | None = None) -> dict[str, Any]:
         "description": f"Replicas per service, at most {settings.max_replicas} each "
                        f"(max_replicas) and {settings.max_replicas_total} for all stacks together "
                        "(max_replicas_total): over either, 400 limit_exceeded."})}
-    array = lambda cls: {"type": "array", "items": ref(cls, c)}  # noqa: E731
+    def array(cls: type) -> dict[str, Any]:
+        return {"type": "array", "items": ref(cls, c)}
+
     stack_detail = {"type": "object", "required": ["name", "spec", "services"], "properties": {
         "name": {"type": "string"}, "summary": {"anyOf": [ref(StackView, c), {"type": "null"}]},
         "spec": ref(StackSpec, c), "services": array(ServiceView)}}

@@ -132,7 +132,7 @@ async def wait_converged(client: Client, stack: str, timeout: float, stable: flo
 def _settled_short(svc: Mapping[str, Any]) -> bool:
     """Short of its count only by the replicas its restart policy gave up on."""
     given_up = svc.get("replicas_given_up", 0)
-    return given_up > 0 and svc["replicas_running"] + given_up >= svc["replicas_desired"]
+    return bool(given_up > 0 and svc["replicas_running"] + given_up >= svc["replicas_desired"])
 
 
 def _converged(svc: Mapping[str, Any]) -> bool:

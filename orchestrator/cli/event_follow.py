@@ -87,13 +87,15 @@ class Follower:
         stream = labels.events_stream(self._prefix)
         first = True
         while entries := await self._client.xrange(stream, min=start, count=_REPLAY_CHUNK):
-            if first and self.last_seq >= 0 and int(entries[0][1][labels.STREAM_FIELD_SEQ]) > self.last_seq + 1:
-                oldest = entries[0][1][labels.STREAM_FIELD_SEQ]
-                warn(f"messages {self.last_seq + 1}..{int(oldest) - 1} are no longer in the stream")
+            # The client decodes responses: ids and fields are str; an entry has its fields.
+            read = [(str(entry_id), fields or {}) for entry_id, fields in entries]
+            oldest = int(read[0][1].get(labels.STREAM_FIELD_SEQ, 0))
+            if first and self.last_seq >= 0 and oldest > self.last_seq + 1:
+                warn(f"messages {self.last_seq + 1}..{oldest - 1} are no longer in the stream")
             first = False
-            for _entry_id, fields in entries:
+            for _entry_id, fields in read:
                 self._offer(json.loads(fields[labels.STREAM_FIELD_EVENT]))
-            start = "(" + entries[-1][0]  # exclusive: after the last entry read
+            start = "(" + read[-1][0]  # exclusive: after the last entry read
 
     async def _follow(self, pubsub: aioredis.client.PubSub) -> None:
         # Short waits rather than listen(): each return is a chance to honour a cancellation.

@@ -32,7 +32,7 @@ from orchestrator.errors import OrchestratorError
 
 log = structlog.stdlib.get_logger()
 
-Backend = tuple[str, int]
+Upstream = tuple[str, int]
 
 #: How long a backend that refused or timed out is tried only after all others.
 FAILED_BACKEND_COOLDOWN_S = 2.0
@@ -116,7 +116,7 @@ class _Pipe(asyncio.Protocol):
 class _Relay:
     """A linked client/backend pair, counted against its backend until both sides are gone."""
 
-    def __init__(self, port: IngressPort, backend: Backend, client: _Pipe, upstream: _Pipe) -> None:
+    def __init__(self, port: IngressPort, backend: Upstream, client: _Pipe, upstream: _Pipe) -> None:
         self.port, self.backend = port, backend
         self.sides = (client, upstream)
         self._open = 2
@@ -161,16 +161,16 @@ class IngressPort:
         self.host, self.port = host, port
         self._connect_timeout = connect_timeout
         self._cooldown = cooldown
-        self._backends: tuple[Backend, ...] = ()
+        self._backends: tuple[Upstream, ...] = ()
         self._cursor = 0
-        self._failed_until: dict[Backend, float] = {}
-        self._relays: dict[Backend, set[_Relay]] = {}
-        self._idle_waiters: dict[Backend, list[asyncio.Future[None]]] = {}
+        self._failed_until: dict[Upstream, float] = {}
+        self._relays: dict[Upstream, set[_Relay]] = {}
+        self._idle_waiters: dict[Upstream, list[asyncio.Future[None]]] = {}
         self._connecting: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
 
     @property
-    def backends(self) -> tuple[Backend, ...]:
+    def backends(self) -> tuple[Upstream, ...]:
         return self._backends
 
     @property
@@ -179,7 +179,7 @@ class IngressPort:
         assert self._server is not None, "not started"
         return int(self._server.sockets[0].getsockname()[1])
 
-    def connections(self, backend: Backend) -> int:
+    def connections(self, backend: Upstream) -> int:
         return len(self._relays.get(backend, ()))
 
     async def start(self) -> None:
@@ -192,16 +192,16 @@ class IngressPort:
         self.port = self.bound_port
         log.info("ingress_listening", host=self.host, port=self.port)
 
-    def set_backends(self, backends: Sequence[Backend]) -> None:
+    def set_upstreams(self, backends: Sequence[Upstream]) -> None:
         """Replaces the rotation at once; connections already open stay where they are."""
         self._backends = tuple(dict.fromkeys(backends))
         log.info("ingress_backends_set", port=self.port, backends=[f"{h}:{p}" for h, p in self._backends])
 
-    def remove_backend(self, backend: Backend) -> None:
+    def remove_backend(self, backend: Upstream) -> None:
         if backend in self._backends:
-            self.set_backends([b for b in self._backends if b != backend])
+            self.set_upstreams([b for b in self._backends if b != backend])
 
-    async def drain(self, backend: Backend, timeout: float) -> bool:
+    async def drain(self, backend: Upstream, timeout: float) -> bool:
         """Waits for a backend's open connections to finish; aborts what is left after `timeout`.
         True when they all finished by themselves."""
         if not self._relays.get(backend):
@@ -266,7 +266,7 @@ class IngressPort:
         log.warning("ingress_no_backend", port=self.port, backends=len(self._backends))
         _reset(client.transport)
 
-    def _candidates(self) -> Iterable[Backend]:
+    def _candidates(self) -> Iterable[Upstream]:
         """This connection's backends in round-robin order, recently failed ones last."""
         backends = self._backends
         if not backends:
@@ -277,7 +277,7 @@ class IngressPort:
         now = time.monotonic()
         return sorted(rotation, key=lambda b: self._failed_until.get(b, 0.0) > now)
 
-    def _failed(self, backend: Backend, exc: BaseException) -> None:
+    def _failed(self, backend: Upstream, exc: BaseException) -> None:
         self._failed_until[backend] = time.monotonic() + self._cooldown
         log.info("ingress_connect_failed", port=self.port, backend=f"{backend[0]}:{backend[1]}",
                  reason=str(exc) or type(exc).__name__)
@@ -320,10 +320,10 @@ class Ingress:
             self._ports[key] = listener
         return self._ports[key]
 
-    def set_backends(self, port: int, backends: Sequence[Backend], protocol: str = "tcp") -> None:
-        self._listener(port, protocol).set_backends(backends)
+    def set_upstreams(self, port: int, backends: Sequence[Upstream], protocol: str = "tcp") -> None:
+        self._listener(port, protocol).set_upstreams(backends)
 
-    def remove_backend(self, backend: Backend) -> None:
+    def remove_backend(self, backend: Upstream) -> None:
         """Takes a backend (a replica that died) out of every port's rotation."""
         for listener in self._ports.values():
             listener.remove_backend(backend)

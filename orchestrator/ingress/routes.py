@@ -33,7 +33,7 @@ from redis.backoff import ExponentialBackoff
 
 from orchestrator.publishing import events
 from orchestrator.publishing.events import Event
-from orchestrator.ingress.proxy import Backend, Ingress, IngressError
+from orchestrator.ingress.proxy import Upstream, Ingress, IngressError
 from orchestrator.model.observed import ContainerState
 from orchestrator.model.spec import PortSpec, StackSpec
 from orchestrator.planning.task_states import ready
@@ -67,13 +67,13 @@ class IngressRoutes:
         #: Ports a deploy bound that no pass has served yet.
         self._claims: dict[str, set[PortKey]] = {}
         self._unbound: dict[PortKey, _Unbound] = {}
-        self._backends_of_container: dict[str, set[Backend]] = {}
+        self._backends_of_container: dict[str, set[Upstream]] = {}
         #: Replicas being stopped on purpose: never back in a rotation.
         self._leaving: set[str] = set()
 
     async def update(self, stack: str, spec: StackSpec | None, observed: Sequence[ContainerState]) -> None:
         """Serve exactly the stack's ingress ports, each over its service's ready replicas."""
-        wanted: dict[PortKey, tuple[str, list[Backend]]] = {}
+        wanted: dict[PortKey, tuple[str, list[Upstream]]] = {}
         self._leaving -= {c.id for c in observed if c.status != "running"}
         if spec is not None:
             for service in spec.services.values():
@@ -82,8 +82,8 @@ class IngressRoutes:
                     if c.key.service == service.name and ready(c) and c.id not in self._leaving
                 ]  # fmt: skip
                 for port in ingress_ports(service.ports):
-                    key = (port.published, port.protocol)
-                    wanted[key] = (service.name, self._backends(replicas, port))  # type: ignore[index]
+                    assert port.published is not None  # ingress_ports keeps published ones only
+                    wanted[(port.published, port.protocol)] = (service.name, self._backends(replicas, port))
         claimed = self._claims.pop(stack, set())
         if spec is None:  # removed: nothing of it stays open
             claimed = set()
@@ -92,11 +92,11 @@ class IngressRoutes:
         keep = wanted.keys() | claimed
         await self._close(stack, self._ports_of_stack.get(stack, set()) - keep)
         self._own(stack, keep)
-        for (port, protocol), (service, backends) in wanted.items():
-            if not await self._listening(stack, service, (port, protocol)):
+        for (published, protocol), (service_name, upstreams) in wanted.items():
+            if not await self._listening(stack, service_name, (published, protocol)):
                 continue
             # A drain may have begun while we awaited: never put a leaving replica back.
-            self.ingress.set_backends(port, [b for b in backends if self._is_current(b)], protocol)
+            self.ingress.set_upstreams(published, [u for u in upstreams if self._is_current(u)], protocol)
 
     async def claim(self, stack: str, port: PortKey) -> bool:
         """Listen on a port a deploy of `stack` adds, before the deploy is saved (IngressError
@@ -173,16 +173,16 @@ class IngressRoutes:
         else:
             self._ports_of_stack.pop(stack, None)
 
-    def _backends(self, replicas: Sequence[ContainerState], port: PortSpec) -> list[Backend]:
+    def _backends(self, replicas: Sequence[ContainerState], port: PortSpec) -> list[Upstream]:
         backends = []
         for c in replicas:
-            backend = backend_of(c, port)
+            backend = upstream_of(c, port)
             if backend is not None:
                 backends.append(backend)
                 self._backends_of_container.setdefault(c.id, set()).add(backend)
         return backends
 
-    def _is_current(self, backend: Backend) -> bool:
+    def _is_current(self, backend: Upstream) -> bool:
         return any(backend in found for found in self._backends_of_container.values())
 
     def container_gone(self, container_id: str) -> None:
@@ -217,7 +217,7 @@ def ingress_ports(ports: Sequence[PortSpec]) -> list[PortSpec]:
     return [p for p in ports if p.mode == "ingress" and p.published is not None]
 
 
-def backend_of(container: ContainerState, port: PortSpec) -> Backend | None:
+def upstream_of(container: ContainerState, port: PortSpec) -> Upstream | None:
     if container.address:
         return (container.address, port.target)
     host_port = container.ports.get(f"{port.target}/{port.protocol}")

@@ -148,6 +148,7 @@ class StackCommands:
         opened: list[PortKey] = []
         for svc in spec.services.values():
             for p in ingress_ports(svc.ports):
+                assert p.published is not None  # ingress_ports keeps published ones only
                 key: PortKey = (p.published, p.protocol)
                 if key in before:
                     continue

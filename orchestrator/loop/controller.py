@@ -28,6 +28,7 @@ from orchestrator.model.plan import UpdateStatus
 from orchestrator.model.spec import PortSpec, StackSpec
 from orchestrator.planning.task_states import failure_reason
 from orchestrator.views import (
+    DesiredTaskState,
     DeployOutcome,
     HealthView,
     LogLine,
@@ -159,7 +160,7 @@ class Controller:
                 if index and not include_history:
                     break
                 current = index == 0
-                desired = "running" if current and wanted else "shutdown"
+                desired: DesiredTaskState = "running" if current and wanted else "shutdown"
                 views.append(replace(row, current=current, desired_state=desired))
         return views
 

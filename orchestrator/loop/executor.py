@@ -27,6 +27,7 @@ No failure of an action may turn into a hot loop (docs/design-notes.md, "Contain
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 import time
 from collections import defaultdict
@@ -113,9 +114,9 @@ class Executor:
                 continue  # the planner skips busy slots; a race with a finishing task is harmless
             task = asyncio.create_task(self._run_slot(record, slot_actions), name=f"slot {key}")
             self._inflight[key] = task
-            task.add_done_callback(lambda _t, key=key: self._finished(key))
+            task.add_done_callback(functools.partial(self._finished, key))
 
-    def _finished(self, key: SlotKey) -> None:
+    def _finished(self, key: SlotKey, _task: asyncio.Task[None] | None = None) -> None:
         self._inflight.pop(key, None)
         self._on_done(key)
 

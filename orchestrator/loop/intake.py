@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -133,7 +133,7 @@ class EventIntake:
     def __aiter__(self) -> AsyncIterator[IntakeItem]:
         return self.stream()
 
-    async def stream(self) -> AsyncIterator[IntakeItem]:
+    async def stream(self) -> AsyncGenerator[IntakeItem, None]:
         failures = 0  # connection attempts that failed since the last good connection
         while True:
             connected_at = None

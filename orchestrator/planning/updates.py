@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 
 from orchestrator.labels import spec_hash
 from orchestrator.model.observed import ContainerState
-from orchestrator.model.plan import UpdateStatus
+from orchestrator.model.plan import UpdateStatus, UpdateState
 from orchestrator.model.spec import ServiceSpec, UpdateConfig
 
 REASON_MANUAL = "rollback requested"
@@ -64,7 +64,7 @@ def begin(previous: ServiceSpec | None, target: ServiceSpec, now: float) -> Upda
 
 def resume(status: UpdateStatus, now: float) -> UpdateStatus:
     """A paused update deployed again unchanged: it carries on, its failures forgiven."""
-    state = "rolling_back" if status.rollback else "updating"
+    state: UpdateState = "rolling_back" if status.rollback else "updating"
     return replace(status, state=state, started_at=now, total=0, failures=(), reason="",
                    batch_open=False, next_batch_at=None, monitor_until=None)
 
@@ -139,7 +139,7 @@ def step(status: UpdateStatus, spec: ServiceSpec, progress: Progress, now: float
     until = status.monitor_until or now + final_watch(config)
     if now < until:
         return Step(replace(status, monitor_until=until, batch_open=False), 0, wake_at=until)
-    done = "rolled_back" if status.rollback else "completed"
+    done: UpdateState = "rolled_back" if status.rollback else "completed"
     return Step(
         replace(status, state=done, finished_at=now, monitor_until=None, batch_open=False,
                 next_batch_at=None),

@@ -148,7 +148,8 @@ class Publisher:
         except asyncio.CancelledError:
             if not self._abandoned:
                 raise
-            self._runner.uncancel()  # close() gave up waiting: a normal end
+            if self._runner is not None:
+                self._runner.uncancel()  # close() gave up waiting: a normal end
         finally:
             await self._finish()
 
@@ -216,7 +217,8 @@ class Publisher:
         A batch is one transaction, so a batch whose reply was lost is either wholly in the
         stream (then it is not sent again) or not at all."""
         newest = await self._client.xrevrange(self._stream, count=1)
-        tail = int(newest[0][0].partition("-")[0]) if newest else 0
+        # decode_responses: the entry id is a str ("<ms>-<seq>", our seq in the first part)
+        tail = int(str(newest[0][0]).partition("-")[0]) if newest else 0
         self._unconfirmed = [message for message in self._unconfirmed if message.seq > tail]
         self._seq = max(self._seq, tail)
         self._confirmed = max(self._confirmed, tail)

@@ -29,7 +29,7 @@ def _long_port(entry: Section) -> list[PortSpec]:
         ("target", "published", "host_ip", "protocol", "mode"),
         {"app_protocol": "app_protocol is informational; ignored", "name": "port names are informational; ignored"},
     )
-    target = entry.int("target", None, minimum=1, maximum=65535)
+    target = entry.integer("target", None, minimum=1, maximum=65535)
     if target is None:
         if "target" not in entry:
             entry.error(None, "a port needs a target")
