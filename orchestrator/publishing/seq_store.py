@@ -8,11 +8,11 @@ stream covers whatever the file has not caught up with.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import structlog
+
+from orchestrator.support.files import atomic_write_bytes
 
 log = structlog.stdlib.get_logger()
 
@@ -39,25 +39,4 @@ class SeqStore:
 
     def save(self, seq: int) -> None:
         """Blocking (fsync): call it from a thread when on the event loop."""
-        directory = self.path.parent
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{self.path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as file:
-                file.write(f"{seq}\n")
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, self.path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        _fsync_directory(directory)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Makes the rename itself durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        atomic_write_bytes(self.path, f"{seq}\n".encode())
