@@ -20,9 +20,10 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.backoff import NoBackoff
 
 from orchestrator import labels
+from orchestrator.support.backoff import doubling
 from orchestrator.publishing.redis_cancel import honour_cancellation
 from orchestrator.publishing.redis_url import shown_url
 
@@ -71,7 +72,7 @@ class Follower:
                     raise
                 failures += 1
                 warn(f"lost Redis ({exc}); reconnecting")
-                await asyncio.sleep(ExponentialBackoff(cap=5.0, base=0.1).compute(failures))
+                await asyncio.sleep(doubling(failures, 0.1, 5.0))
 
     async def _subscribe(self, pubsub: aioredis.client.PubSub) -> None:
         await pubsub.subscribe(labels.events_channel(self._prefix, self._stack))

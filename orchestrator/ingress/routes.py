@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import structlog
-from redis.backoff import ExponentialBackoff
 
+from orchestrator.support.backoff import doubling
 from orchestrator.publishing import events
 from orchestrator.publishing.events import Event
 from orchestrator.ingress.proxy import Upstream, Ingress, IngressError
@@ -44,8 +44,7 @@ PortKey = tuple[int, str]  # (published port, protocol)
 PortState = Literal["published", "unavailable", "pending"]
 
 #: Waits between attempts to listen on a port that could not be bound.
-BIND_RETRY = ExponentialBackoff(cap=30.0, base=1.0)
-_MAX_DOUBLINGS = 16  # the cap applies long before; keeps 2**n small
+BIND_RETRY_FIRST, BIND_RETRY_CAP = 1.0, 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +142,7 @@ class IngressRoutes:
             await self.ingress.ensure(*key)
         except IngressError as exc:
             failures = trouble.failures + 1 if trouble else 1
-            delay = BIND_RETRY.compute(min(failures - 1, _MAX_DOUBLINGS))
+            delay = doubling(failures - 1, BIND_RETRY_FIRST, BIND_RETRY_CAP)
             self._unbound[key] = _Unbound(service, str(exc), failures, now + delay)
             log.warning("ingress_port_unavailable", stack=stack, port=key[0], error=str(exc),
                         retry_in_s=delay)

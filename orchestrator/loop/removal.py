@@ -22,6 +22,7 @@ seconds more at most; then it answers that the removal goes on, and why.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import shutil
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import structlog
 
+from orchestrator.support.backoff import doubling
 from orchestrator.publishing import events
 from orchestrator.errors import EngineError, EngineUnavailable, OrchestratorError
 from orchestrator.backend import Backend
@@ -192,10 +194,7 @@ class Removals:
 
 
 def _backoff() -> Iterator[float]:
-    delay = RETRY_FIRST
-    while True:
-        yield delay
-        delay = min(delay * 2, RETRY_CAP)
+    return (doubling(attempt, RETRY_FIRST, RETRY_CAP) for attempt in itertools.count())
 
 
 __all__ = ["REFUSED_WAIT", "Removal", "Removals"]

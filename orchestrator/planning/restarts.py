@@ -34,9 +34,9 @@ from typing import Any, NamedTuple
 from orchestrator.model.observed import ContainerState, SlotKey, TaskState
 from orchestrator.model.spec import RestartPolicy
 from orchestrator.planning.task_states import task_state
+from orchestrator.support.backoff import doubling
 
 JSON_VERSION = 1
-_MAX_DOUBLINGS = 62  # keeps base * 2**n a finite float; the cap applies long before
 #: The constructor's defaults, used in place of a setting that is not a finite number >= 0.
 _DEFAULT_BACKOFF_BASE, _DEFAULT_BACKOFF_CAP, _DEFAULT_HEALTHY_RUN = 1.0, 60.0, 10.0
 
@@ -226,7 +226,7 @@ class RestartBook:
         before the first retry, then backoff_base doubling up to backoff_cap."""
         if streak <= 0:
             return 0.0
-        return min(self.backoff_cap, self.backoff_base * 2.0 ** min(streak - 1, _MAX_DOUBLINGS))
+        return doubling(streak - 1, self.backoff_base, self.backoff_cap)
 
 
 def _failure(

@@ -27,9 +27,10 @@ import redis.asyncio as aioredis
 import redis.exceptions
 import structlog
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.backoff import NoBackoff
 
 from orchestrator import labels, metrics
+from orchestrator.support.backoff import doubling
 from orchestrator.publishing.events import Event, events_dropped
 from orchestrator.publishing.redis_cancel import honour_cancellation
 from orchestrator.publishing.seq_store import SeqStore
@@ -40,6 +41,8 @@ log = structlog.stdlib.get_logger()
 _UNAVAILABLE = (redis.exceptions.RedisError, OSError)
 #: Between send attempts once close() was asked (it gives them a few seconds in all).
 CLOSING_RETRY_S = 0.1
+#: The first reconnect waits this long, doubling up to reconnect_max_delay.
+RECONNECT_FIRST = 0.05
 
 # One batch, atomically (a script runs as a whole, like MULTI/EXEC). A script rather than a
 # pipeline because the client then encodes one command per batch instead of three per message:
@@ -96,7 +99,7 @@ class Publisher:
         self._stream_maxlen = stream_maxlen
         self._batch_size = batch_size
         self._persist_interval = persist_interval
-        self._backoff = ExponentialBackoff(cap=reconnect_max_delay, base=0.05)
+        self._reconnect_max_delay = reconnect_max_delay
 
         self._queue: deque[tuple[Event, float]] = deque()
         self._dropped = 0
@@ -188,7 +191,7 @@ class Publisher:
             except _UNAVAILABLE as exc:
                 self._note_outage(exc)
                 failures += 1
-                await self._pause(self._backoff.compute(failures))
+                await self._pause(doubling(failures, RECONNECT_FIRST, self._reconnect_max_delay))
 
     async def _pause(self, delay: float) -> None:
         """The reconnect backoff, cut short by close(): its few seconds of grace are better
