@@ -27,6 +27,7 @@ from orchestrator.loop.desired import DesiredState
 from orchestrator.loop.executor import Executor
 from orchestrator.loop.progress import Progress, load_book, load_tracker
 from orchestrator.loop.removal import Removals
+from orchestrator.loop.reports import PassReports
 from orchestrator.loop.tracker import TaskTracker, Transition
 from orchestrator.publishing import events
 from orchestrator.engine import Engine
@@ -201,11 +202,12 @@ def build_loop(
         before_stop=routes.drain if routes else None,
         save_shutdown_marks=progress.save_shutdown_marks,
     )
-    reconciler = Reconciler(backend, desired, executor, tracker, book, progress, settings, emit, routes)
+    reports = PassReports(emit)
+    reconciler = Reconciler(backend, desired, executor, tracker, book, progress, reports, settings, emit, routes)
     removals = Removals(desired, backend, executor, book, tracker, store.files_dir, reconciler.report_removed, emit)
     commands = StackCommands(desired, backend, executor, book, removals, settings, emit,
                              reconciler.mark_dirty, routes)
-    controller = Controller(commands, removals, desired, reconciler, tracker, backend, redis_ping, routes)
+    controller = Controller(commands, removals, desired, reconciler, reports, tracker, backend, redis_ping, routes)
     return Loop(desired, tracker, executor, reconciler, removals, commands, controller)
 
 

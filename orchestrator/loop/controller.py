@@ -19,7 +19,8 @@ from orchestrator.ingress.routes import IngressRoutes, ingress_ports
 from orchestrator.labels import spec_hash
 from orchestrator.loop.commands import StackCommands
 from orchestrator.loop.desired import DesiredState
-from orchestrator.loop.reconciler import Reconciler, running_counts
+from orchestrator.loop.reconciler import Reconciler
+from orchestrator.loop.reports import PassReports, running_counts
 from orchestrator.loop.removal import Removals
 from orchestrator.loop.store import StackRecord
 from orchestrator.loop.tracker import Rejection, TaskTracker
@@ -49,6 +50,7 @@ class Controller:
         removals: Removals,
         desired: DesiredState,
         reconciler: Reconciler,
+        reports: PassReports,
         tracker: TaskTracker,
         backend: Backend,
         redis_ping: Callable[[], Awaitable[object]],
@@ -58,6 +60,7 @@ class Controller:
         self._removals = removals
         self._desired = desired
         self._reconciler = reconciler
+        self._reports = reports
         self._tracker = tracker
         self._backend = backend
         self._redis_ping = redis_ping
@@ -115,7 +118,7 @@ class Controller:
         observed = await self._backend.list_containers(stack)
         running = running_counts(record, observed)
         desired = _desired(record)
-        given_up = self._reconciler.given_up(stack)
+        given_up = self._reports.given_up(stack)
         return [
             ServiceView(
                 stack=stack,

@@ -13,30 +13,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import replace
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 
 import structlog
 
 from orchestrator import metrics
-from orchestrator.publishing import events
-from orchestrator.planning import planner
 from orchestrator.backend import Backend
 from orchestrator.errors import EngineUnavailable
-from orchestrator.publishing.events import Event
+from orchestrator.ingress.routes import IngressRoutes
 from orchestrator.loop.desired import DesiredState
 from orchestrator.loop.executor import Executor
-from orchestrator.loop.progress import Progress
-from orchestrator.ingress.routes import IngressRoutes
 from orchestrator.loop.intake import ContainerEvent, Disconnected, EventIntake, Resync
-from orchestrator.model.observed import ContainerState, SlotKey
-from orchestrator.model.plan import PlanNote, UpdateStatus
-from orchestrator.model.spec import ServiceSpec
-from orchestrator.planning.restarts import RestartBook
-from orchestrator.settings import Settings
-from orchestrator.loop.store import StackRecord
-from orchestrator.planning.task_states import ready
+from orchestrator.loop.progress import Progress
+from orchestrator.loop.reports import PassReports
 from orchestrator.loop.tracker import TaskTracker
+from orchestrator.model.observed import ContainerState
+from orchestrator.model.plan import UpdateStatus
+from orchestrator.model.spec import ServiceSpec
+from orchestrator.planning import planner
+from orchestrator.planning.restarts import RestartBook
+from orchestrator.publishing import events
+from orchestrator.publishing.events import Event
+from orchestrator.settings import Settings
 
 log = structlog.stdlib.get_logger()
 
@@ -61,6 +59,7 @@ class Reconciler:
         tracker: TaskTracker,
         book: RestartBook,
         progress: Progress,
+        reports: PassReports,
         settings: Settings,
         emit: Emit,
         routes: IngressRoutes | None = None,
@@ -71,6 +70,7 @@ class Reconciler:
         self._tracker = tracker
         self._book = book
         self._progress = progress
+        self._reports = reports
         self._settings = settings
         self._emit = emit
         self._routes = routes
@@ -82,9 +82,6 @@ class Reconciler:
         self._wake = asyncio.Event()
         self._wake_at: dict[str, float] = {}
         self._next_resync = time.monotonic() + settings.resync_interval
-        self._service_status: dict[tuple[str, str], tuple[int, int]] = {}
-        #: Per stack: the decisions of the last pass (so each is published once).
-        self._reported: dict[str, dict[tuple[str, SlotKey, str | None], Event]] = {}
         self.passes = 0
         #: Passes in a row that raised, per stack: their retries back off.
         self._failed_passes: dict[str, int] = {}
@@ -226,8 +223,8 @@ class Reconciler:
         if plan.actions:
             log.info("plan_computed", stack=name, actions=len(plan.actions))
             self._executor.submit(record, plan.actions)
-        self._report_decisions(name, plan.notes, observed, now)
-        self._report_services(record, observed)
+        self._reports.decisions(name, plan.notes, observed, now)
+        self._reports.services(record, observed)
         await self._progress.save()
 
     def _record_updates(
@@ -254,33 +251,6 @@ class Reconciler:
         if rollbacks:
             self.mark_dirty(name)
 
-    def _report_decisions(
-        self, stack: str, notes: Sequence[PlanNote], observed: list[ContainerState], now: float
-    ) -> None:
-        """task.restart_scheduled / task.gave_up / task.unhealthy when they first appear.
-
-        A plan repeats its notes pass after pass while they hold; only new ones are published.
-        """
-        current: dict[tuple[str, SlotKey, str | None], Event] = {}
-        for note in notes:
-            if note.kind == "restart_scheduled":
-                delay = round(max(0.0, (note.not_before or now) - now), 3)
-                event = events.task_restart_scheduled(note.key, delay, note.reason)
-            else:
-                event = events.task_gave_up(note.key, note.reason)
-            current[(note.kind, note.key, note.container_id)] = replace(
-                event, container_id=note.container_id
-            )
-        for c in observed:
-            if c.status == "running" and c.health == "unhealthy":
-                reason = "healthcheck failed: the replica is stopped and counts as failed"
-                current[("unhealthy", c.key, c.id)] = events.task_unhealthy(c.key, c.id, c.task_id, reason)
-        reported = self._reported.get(stack, {})
-        for key, event in current.items():
-            if key not in reported:
-                self._emit(event)
-        self._reported[stack] = current
-
     async def report_removed(self, stack: str) -> None:
         """A last pass over a stack whose record is gone: publishes `removed` for each task."""
         await self.reconcile_guarded(stack)
@@ -291,43 +261,5 @@ class Reconciler:
         (docs/standby.md); one whose start has begun is, though the list may still say created."""
         return [c for c in listed if not c.is_standby or self._tracker.knows(c.task_id)]
 
-    def given_up(self, stack: str) -> dict[str, list[str]]:
-        """Per service, why its slots that will not be restarted again gave up (as the last pass
-        of `stack` planned them)."""
-        reasons: dict[str, list[str]] = {}
-        for (kind, key, _), event in self._reported.get(stack, {}).items():
-            if kind == "gave_up":
-                reasons.setdefault(key.service, []).append(event.reason or "")
-        return reasons
 
-    def _report_services(self, record: StackRecord, observed: list[ContainerState]) -> None:
-        """Publish service.converged / service.degraded when a service's running count moves."""
-        desired = record.replicas()
-        running = running_counts(record, observed)
-        for service, want in desired.items():
-            have = running.get(service, 0)
-            key = (record.spec.name, service)
-            if self._service_status.get(key) == (have, want):
-                continue
-            self._service_status[key] = (have, want)
-            if have >= want:
-                self._emit(events.service_converged(key[0], service, want))
-            else:
-                reason = f"{have}/{want} replicas running"
-                self._emit(events.service_degraded(key[0], service, want, have, reason))
-
-
-def running_counts(record: StackRecord, observed: list[ContainerState]) -> dict[str, int]:
-    """Ready replicas per service (running, and healthy where checked), each slot counted once,
-    never more than the service wants (a surplus slot waiting for removal is not a replica)."""
-    replicas = record.replicas()
-    slots: dict[str, set[int]] = {}
-    for c in observed:
-        if ready(c):
-            slots.setdefault(c.key.service, set()).add(c.key.slot)
-    return {service: min(len(found), replicas.get(service, 0)) for service, found in slots.items()}
-
-
-
-
-__all__ = ["Emit", "Reconciler", "running_counts"]
+__all__ = ["Emit", "Reconciler"]
