@@ -46,7 +46,7 @@ from orchestrator.model.plan import Action, CreateTask, PrepareStandby, RemoveCo
 from orchestrator.model.spec import ServiceSpec, StackSpec
 from orchestrator.planning.restarts import RestartBook
 from orchestrator.loop.store import StackRecord
-from orchestrator.planning.planner import REASON_RESTART, REASON_UNHEALTHY
+from orchestrator.model.plan import REASON_RESTART, REASON_UNHEALTHY
 from orchestrator.loop.tracker import TaskTracker
 
 log = structlog.stdlib.get_logger()

@@ -46,11 +46,11 @@ class StackRecord:
     generation: int = 1
     deployed_at: float = 0.0
     #: Set by `rm` before anything is removed; the record is deleted when all is gone, so a
-    #: daemon that died half-way finishes the removal when it starts (orchestrator/removal.py).
+    #: daemon that died half-way finishes the removal when it starts (orchestrator/loop/removal.py).
     removing: bool = False
     #: `rm --volumes`: the stack's named volumes go too.
     remove_volumes: bool = False
-    #: Each service's rolling update (or rollback), the last one it had (orchestrator/updates.py).
+    #: Each service's rolling update (or rollback), the last one it had (orchestrator/planning/updates.py).
     updates: Mapping[str, UpdateStatus] = field(default_factory=dict)
 
     def replicas(self) -> dict[str, int]:

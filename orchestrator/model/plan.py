@@ -13,6 +13,19 @@ from orchestrator.model.spec import ServiceSpec
 # --------------------------------------------------------------------------- plan
 
 
+#: Why an action is planned: its `reason`, in the log, the events and `ps`.
+REASON_EMPTY = "empty slot"
+REASON_RESTART = "restart"
+REASON_UPDATE = "update"
+REASON_UNHEALTHY = "unhealthy"
+REASON_SCALE_DOWN = "scale down"
+REASON_DUPLICATE = "duplicate"
+REASON_HISTORY = "history limit"
+REASON_SERVICE_REMOVED = "service removed"
+REASON_NEVER_STARTED = "never started"
+REASON_STANDBY_STALE = "standby not needed"
+
+
 @dataclass(frozen=True, slots=True)
 class CreateTask:
     """Create and start a fresh container in `key`'s slot."""
@@ -76,7 +89,7 @@ UpdateState = Literal["updating", "paused", "completed", "rolling_back", "rolled
 @dataclass(frozen=True, slots=True)
 class UpdateStatus:
     """One service's rolling update (or rollback), kept in the store so a restarted daemon
-    resumes it. Times are epoch seconds. The rules are in orchestrator/updates.py."""
+    resumes it. Times are epoch seconds. The rules are in orchestrator/planning/updates.py."""
 
     state: UpdateState
     #: The spec hash the service's slots are being moved to.

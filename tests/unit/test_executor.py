@@ -21,7 +21,7 @@ from orchestrator.loop.executor import REASON_LIMIT, Executor, exception_reason
 from orchestrator.model.observed import ContainerState, SlotKey, TaskState
 from orchestrator.model.plan import CreateTask, PrepareStandby, RemoveContainer, StopTask
 from orchestrator.model.spec import Resources, ServiceSpec, StackSpec
-from orchestrator.planning.planner import (
+from orchestrator.model.plan import (
     REASON_EMPTY,
     REASON_HISTORY,
     REASON_RESTART,

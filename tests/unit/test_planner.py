@@ -12,7 +12,7 @@ from orchestrator.planning import updates
 from orchestrator.model.observed import ContainerState, SlotKey
 from orchestrator.model.plan import Action, CreateTask, PrepareStandby, RemoveContainer, StopTask
 from orchestrator.model.spec import DependsOn, RestartPolicy, ServiceSpec, StackSpec, UpdateConfig
-from orchestrator.planning.planner import (
+from orchestrator.model.plan import (
     REASON_DUPLICATE,
     REASON_EMPTY,
     REASON_HISTORY,
@@ -23,10 +23,9 @@ from orchestrator.planning.planner import (
     REASON_STANDBY_STALE,
     REASON_UNHEALTHY,
     REASON_UPDATE,
-    choose_slots,
-    free_slots,
-    plan,
 )
+from orchestrator.planning.planner import plan
+from orchestrator.planning.slots import choose_slots, free_slots
 from orchestrator.planning.restarts import RestartBook
 
 STACK = "app"
