@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import signal
 import sys
 import time
@@ -30,9 +29,8 @@ from orchestrator.loop.removal import Removals
 from orchestrator.loop.reports import PassReports
 from orchestrator.loop.tracker import TaskTracker, Transition
 from orchestrator.publishing import events
-from orchestrator.engine import Engine
+from orchestrator.engine import Engine, wait_for_engine
 from orchestrator.engine.build_context import ContextLimits
-from orchestrator.errors import EngineUnavailable
 from orchestrator.publishing.events import Event
 from orchestrator.api import check_exposure, make_app, serve
 from orchestrator.ingress.proxy import Ingress
@@ -47,8 +45,6 @@ from orchestrator.settings import Settings
 from orchestrator.loop.store import Store
 
 log = structlog.stdlib.get_logger()
-
-ENGINE_WAIT_DELAYS = (0.5, 1.0, 2.0, 5.0)
 
 
 class Daemon:
@@ -209,24 +205,6 @@ def build_loop(
                              reconciler.mark_dirty, routes)
     controller = Controller(commands, removals, desired, reconciler, reports, tracker, backend, redis_ping, routes)
     return Loop(desired, tracker, executor, reconciler, removals, commands, controller)
-
-
-async def wait_for_engine(docker_host: str | None, build_limits: ContextLimits = ContextLimits()) -> Engine:
-    """Connect to the engine, waiting (with growing delays) while it does not answer."""
-    engine = await Engine.connect(docker_host, build_limits)
-    try:
-        for attempt in itertools.count():
-            try:
-                await engine.ping()
-                return engine
-            except EngineUnavailable as exc:
-                if attempt == 0:
-                    log.warning("engine_unavailable_waiting", error=str(exc))
-                await asyncio.sleep(ENGINE_WAIT_DELAYS[min(attempt, len(ENGINE_WAIT_DELAYS) - 1)])
-    except BaseException:  # cancelled (SIGTERM while waiting): its connection pool goes too
-        await engine.close()
-        raise
-    raise AssertionError("unreachable")
 
 
 def run_daemon(settings: Settings) -> int:

@@ -23,11 +23,11 @@ import structlog
 
 from orchestrator.backend import Backend
 from orchestrator.errors import Conflict, EngineError, EngineUnavailable, UnknownService, UnknownStack, UserError
-from orchestrator.ingress.proxy import IngressError
-from orchestrator.ingress.routes import IngressRoutes, PortKey, ingress_ports
+from orchestrator.ingress.routes import IngressRoutes
 from orchestrator.labels import spec_hash
 from orchestrator.loop.desired import DesiredState
 from orchestrator.loop.executor import Executor
+from orchestrator.loop.port_claims import PortClaims
 from orchestrator.loop.removal import Removals
 from orchestrator.loop.store import StackRecord
 from orchestrator.model.plan import UpdateStatus
@@ -64,18 +64,18 @@ class StackCommands:
         self._settings = settings
         self._emit = emit
         self._mark_dirty = mark_dirty
-        self._routes = routes
+        self._ports = PortClaims(desired, routes)
 
     async def deploy(self, spec: StackSpec) -> DeployOutcome:
         async with self._desired.lock:
             first = self._desired.get(spec.name)
             if first is not None:
                 self.changeable(first)
-            self._check_published_ports(spec)
+            self._ports.check(spec)
             after = StackRecord(spec=spec, scale={}).replicas()
             self._check_replica_limits(spec.name, after, "services.{}.deploy.replicas")
             await self._backend.check_external(spec)  # read-only: nothing to undo
-            claimed = await self._bind_new_ingress_ports(spec, first)
+            claimed = await self._ports.bind_new(spec, first)
             # From here to the write nothing awaits: `old` is the record as it is now, with
             # whatever update statuses a pass wrote while the checks above awaited.
             old = self._desired.get(spec.name)
@@ -95,13 +95,13 @@ class StackCommands:
             try:
                 self._desired.put(record)
             except BaseException:
-                await self._release_ingress_ports(spec.name, claimed)
+                await self._ports.release(spec.name, claimed)
                 raise
             self._executor.forget_images()
             try:
                 await self._prepare_engine_objects(record, old)
             except BaseException:  # undone: the ports this deploy bound are not the stack's
-                await self._release_ingress_ports(spec.name, claimed)
+                await self._ports.release(spec.name, claimed)
                 raise
             # Swarm's "until the next deploy": given-up slots get a fresh history.
             self._book.reset(spec.name)
@@ -115,57 +115,6 @@ class StackCommands:
             self._mark_dirty(spec.name)
             log.info("stack_deployed", stack=spec.name, result=result, changed=list(changed))
             return DeployOutcome(spec.name, result, tuple(changed), spec.warnings)
-
-    def _check_published_ports(self, spec: StackSpec) -> None:
-        """Ingress ports are the daemon's own listeners: TCP only, and one stack per port."""
-        taken = {
-            (p.published, p.protocol): name
-            for name, record in self._desired.items()
-            if name != spec.name
-            for svc in record.spec.services.values()
-            for p in ingress_ports(svc.ports)
-        }
-        for svc in spec.services.values():
-            for p in ingress_ports(svc.ports):
-                where = f"services.{svc.name}.ports ({p.published}:{p.target}/{p.protocol})"
-                if p.protocol != "tcp":
-                    raise UserError(f"{where}: the ingress relays TCP only; publish it with mode: host")
-                if (p.published, p.protocol) in taken:
-                    other = taken[(p.published, p.protocol)]
-                    raise Conflict(f"{where}: port {p.published} is already published by stack {other}")
-
-    async def _bind_new_ingress_ports(self, spec: StackSpec, old: StackRecord | None) -> list[PortKey]:
-        """Listen on the ingress ports this deploy adds, so that one the daemon cannot bind
-        (another program has it, it needs privileges) fails the deploy with a 409 instead of
-        going unpublished. Ports the stack already publishes are the loop's to (re)bind.
-        Returns the listeners opened, for `_release_ingress_ports`."""
-        routes = self._routes
-        if routes is None:
-            return []
-        before = set() if old is None else {
-            (p.published, p.protocol) for svc in old.spec.services.values() for p in ingress_ports(svc.ports)
-        }  # fmt: skip
-        opened: list[PortKey] = []
-        for svc in spec.services.values():
-            for p in ingress_ports(svc.ports):
-                assert p.published is not None  # ingress_ports keeps published ones only
-                key: PortKey = (p.published, p.protocol)
-                if key in before:
-                    continue
-                try:
-                    if await routes.claim(spec.name, key):
-                        opened.append(key)
-                except IngressError as exc:
-                    await routes.release(spec.name, opened)
-                    raise Conflict(
-                        f"services.{svc.name}.ports ({p.published}:{p.target}/{p.protocol}): {exc}",
-                        path=f"services.{svc.name}.ports",
-                    ) from None
-        return opened
-
-    async def _release_ingress_ports(self, stack: str, ports: list[PortKey]) -> None:
-        if self._routes is not None and ports:
-            await self._routes.release(stack, ports)
 
     def _check_replica_limits(self, stack: str, after: Mapping[str, int], path: str = "{}") -> None:
         record = self._desired.get(stack)

@@ -11,14 +11,13 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 
-import structlog
-
 from orchestrator.backend import Backend
 from orchestrator.errors import UnknownService
 from orchestrator.ingress.routes import IngressRoutes, ingress_ports
 from orchestrator.labels import spec_hash
 from orchestrator.loop.commands import StackCommands
 from orchestrator.loop.desired import DesiredState
+from orchestrator.loop.log_stream import merged_logs
 from orchestrator.loop.reconciler import Reconciler
 from orchestrator.loop.reports import PassReports, running_counts
 from orchestrator.loop.removal import Removals
@@ -39,9 +38,6 @@ from orchestrator.views import (
     StackView,
     TaskView,
 )
-
-log = structlog.stdlib.get_logger()
-
 
 class Controller:
     def __init__(
@@ -195,28 +191,8 @@ class Controller:
             raise UnknownService(stack, service)
         listed = await self._backend.list_containers(stack)
         containers = [c for c in self._reconciler.tasks_of(listed) if c.key.service == service]
-        queue: asyncio.Queue[LogLine | None] = asyncio.Queue(maxsize=1000)
-
-        async def pump(c: ContainerState) -> None:
-            try:
-                async for text in self._backend.logs(c.id, follow=follow, tail=tail):
-                    await queue.put(LogLine(c.key.slot, c.task_id, "stdout", text))
-            finally:
-                await queue.put(None)
-
-        pumps = [asyncio.create_task(pump(c)) for c in containers]
-        try:
-            remaining = len(pumps)
-            while remaining:
-                line = await queue.get()
-                if line is None:
-                    remaining -= 1
-                else:
-                    yield line
-        finally:
-            for task in pumps:
-                task.cancel()
-            await asyncio.gather(*pumps, return_exceptions=True)
+        async for line in merged_logs(self._backend, containers, follow=follow, tail=tail):
+            yield line
 
     async def health(self) -> HealthView:
         engine_error = redis_error = ""
