@@ -37,6 +37,7 @@ import redis.asyncio as aioredis
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestrator import labels  # noqa: E402
+from orchestrator.publishing import channels  # noqa: E402
 from tests.integration.daemon_process import DaemonProcess  # noqa: E402
 
 REDIS_URL = os.environ.get("ORCHESTRATOR_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -148,7 +149,7 @@ async def run(replicas: int, rounds: int, pause: float) -> Deaths:
         readiness = [asyncio.Event() for _ in range(3)]
         followers = [
             asyncio.create_task(deaths.follow_engine(docker, stack, readiness[0])),
-            asyncio.create_task(deaths.follow_ours(client, labels.events_channel(prefix, stack), readiness[1])),
+            asyncio.create_task(deaths.follow_ours(client, channels.events_channel(prefix, stack), readiness[1])),
             asyncio.create_task(deaths.follow_relay(client, relay_channel, readiness[2])),
         ]
         context = multiprocessing.get_context("spawn")

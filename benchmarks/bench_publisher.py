@@ -33,6 +33,7 @@ import redis.asyncio as aioredis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from orchestrator import labels  # noqa: E402
+from orchestrator.publishing import channels  # noqa: E402
 from orchestrator.publishing import events  # noqa: E402
 from orchestrator.model.observed import SlotKey, TaskState
 from orchestrator.publishing.publisher import Publisher  # noqa: E402
@@ -145,7 +146,7 @@ def publish_cost(calls: int) -> list[str]:
 
 async def main(rates: list[float], seconds: float, burst: int, json_path: Path | None = None) -> None:
     prefix = f"bench-{secrets.token_hex(4)}"
-    channel = labels.events_channel(prefix)
+    channel = channels.events_channel(prefix)
     client = aioredis.Redis.from_url(REDIS_URL)
     results: list[Result] = []
     try:
@@ -158,13 +159,13 @@ async def main(rates: list[float], seconds: float, burst: int, json_path: Path |
                 results.append(await measure(f"Publisher, {label}", channel, n, paced, lambda _: publisher.publish(EVENT)))
                 await publisher.close(timeout=10)
                 await sender
-            await client.delete(labels.events_stream(prefix))  # the next Publisher starts at seq 1
+            await client.delete(channels.events_stream(prefix))  # the next Publisher starts at seq 1
             results.append(await measure(
                 f"await redis.publish() each, {label}", channel, n, paced,
                 lambda seq: client.publish(channel, EVENT.to_json(seq, time.time())),
             ))  # fmt: skip
     finally:
-        await client.delete(labels.events_stream(prefix))
+        await client.delete(channels.events_stream(prefix))
         await client.aclose()
 
     print(f"\nRedis at {REDIS_URL}; subscriber in another process; {os.cpu_count()} CPUs\n")

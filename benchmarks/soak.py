@@ -55,6 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from orchestrator import labels  # noqa: E402
+from orchestrator.publishing import channels  # noqa: E402
 from orchestrator.stackfile import load_stack_text  # noqa: E402
 from tests.integration.daemon_process import DaemonProcess, free_port  # noqa: E402
 from tests.integration.private_redis import PrivateRedis  # noqa: E402
@@ -379,17 +380,17 @@ async def stream_problems(redis_url: str, prefix: str, deaths: set[str], unstart
     down) or `failed` (the engine went away during the start call)."""
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        entries = await client.xrange(labels.events_stream(prefix))
+        entries = await client.xrange(channels.events_stream(prefix))
     finally:
         await client.aclose()
     problems = []
-    seqs = [int(fields[labels.STREAM_FIELD_SEQ]) for _, fields in entries]
+    seqs = [int(fields[channels.STREAM_FIELD_SEQ]) for _, fields in entries]
     if seqs != list(range(seqs[0], seqs[0] + len(seqs))) if seqs else True:
         missing = sorted(set(range(min(seqs, default=1), max(seqs, default=0) + 1)) - set(seqs))
         problems.append(f"stream seq not gapless ({len(seqs)} messages; missing {missing[:10]})")
     ended: dict[str, set[str]] = defaultdict(set)  # container -> the states its task was reported in
     for _, fields in entries:
-        event = json.loads(fields[labels.STREAM_FIELD_EVENT])
+        event = json.loads(fields[channels.STREAM_FIELD_EVENT])
         if event["type"] == "task.state":
             ended[event.get("container_id")].add(event.get("to"))
     unreported = {d for d in deaths if not ended[d] & {"failed", "shutdown", "complete"}}

@@ -1,4 +1,4 @@
-"""Every label key and Redis key/channel name, in one place, and the spec hash.
+"""Every label key, in one place, and the spec hash (Redis names: publishing/channels.py).
 
 The engine is the source of truth for what exists: every object the daemon creates carries
 these labels, so a restarted daemon finds (and adopts) what is there by listing on them.
@@ -35,25 +35,6 @@ LABEL_SWARM_NAMESPACE = "com.docker.stack.namespace"
 LABEL_SWARM_IMAGE = "com.docker.stack.image"
 LABEL_OBJECT_NAME = f"{PREFIX}.object"
 LABEL_CONTENT_HASH = f"{PREFIX}.content-hash"
-
-# Redis names take a configurable prefix (settings.prefix, default "orchestrator").
-def events_channel(prefix: str, stack: str | None = None) -> str:
-    return f"{prefix}:events" if stack is None else f"{prefix}:events:{stack}"
-
-
-def events_stream(prefix: str) -> str:
-    return f"{prefix}:stream"
-
-
-#: Fields of a stream entry: the message's seq (also its entry id, `<seq>-0`) and its JSON.
-STREAM_FIELD_SEQ = "seq"
-STREAM_FIELD_EVENT = "event"
-
-
-def stream_entry_id(seq: int) -> str:
-    """The stream entry id of message `seq`: readers resume with XRANGE from `<seq>-0`."""
-    return f"{seq}-0"
-
 
 # Fields of a service that do not go into its containers: changing them never recreates.
 _UNHASHED_FIELDS = frozenset({"provider", "replicas", "update_config", "rollback_config", "deploy_labels", "placement"})

@@ -23,7 +23,7 @@ from orchestrator.api.state import BODY_LIMIT, CONTROL, EVENT_HUB, REDIS, SETTIN
 from orchestrator.views import Control
 from orchestrator.dashboard import add_routes as add_dashboard_routes
 from orchestrator.errors import UserError
-from orchestrator.labels import events_channel
+from orchestrator.publishing.channels import events_channel
 from orchestrator.settings import Settings
 
 log = structlog.stdlib.get_logger()

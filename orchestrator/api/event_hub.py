@@ -27,6 +27,8 @@ import structlog
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from orchestrator.publishing.stream import decode
+
 log = structlog.stdlib.get_logger()
 
 #: Messages waiting for one follower (as many as the stream keeps by default).
@@ -45,17 +47,6 @@ def encode(message: dict[str, Any]) -> bytes:
     """One SSE event: `id:` the seq, `event:` the type, `data:` the JSON message."""
     kind = str(message.get("type", "message")).replace("\n", " ")
     return f"id: {message['seq']}\nevent: {kind}\ndata: {json.dumps(message)}\n\n".encode()
-
-
-def decode(data: Any) -> dict[str, Any] | None:
-    """The message in a channel or stream payload, or None if it is not a JSON message with a seq."""
-    try:
-        message = json.loads(data.decode() if isinstance(data, bytes) else str(data))
-    except ValueError:
-        return None
-    if not isinstance(message, dict) or not isinstance(message.get("seq"), int):
-        return None
-    return message
 
 
 class Follower:

@@ -21,29 +21,14 @@ from redis.exceptions import RedisError
 
 from orchestrator.api import bodies
 from orchestrator.api.errors import RequestError, error_response
-from orchestrator.api.event_hub import Follower, StreamEnded, decode, encode
+from orchestrator.api.event_hub import Follower, StreamEnded, encode
 from orchestrator.api.state import EVENT_HUB, REDIS, SETTINGS, STOPPING
-from orchestrator.labels import STREAM_FIELD_EVENT, events_stream, stream_entry_id
+from orchestrator.publishing.channels import events_stream
+from orchestrator.publishing.stream import messages_after, newest_seq
 
 log = structlog.stdlib.get_logger()
 
-PAGE = 500
 KEEPALIVE_S = 15.0
-
-
-def _decode(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-async def replay(redis: Any, stream: str, since: int) -> AsyncIterator[dict[str, Any]]:
-    """The retained messages with seq > since (entry ids are `<seq>-0`), oldest first."""
-    last_id = stream_entry_id(since)
-    while page := await redis.xrange(stream, min="(" + last_id, max="+", count=PAGE):
-        for entry_id, fields in page:
-            last_id = _decode(entry_id)
-            data = {_decode(k): v for k, v in fields.items()}.get(STREAM_FIELD_EVENT)
-            if data is not None and (message := decode(data)) is not None:
-                yield message
 
 
 def _since(request: web.Request) -> tuple[int | None, str]:
@@ -55,12 +40,6 @@ def _since(request: web.Request) -> tuple[int | None, str]:
     if raw is None:
         return None, "since"
     return bodies.parse_count(raw, "since", bodies.MAX_SEQ), "since"
-
-
-async def newest_seq(redis: Any, stream: str) -> int:
-    """The seq of the stream's last entry (ids are `<seq>-0`); 0 when it is empty."""
-    latest = await redis.xrevrange(stream, max="+", min="-", count=1)
-    return int(_decode(latest[0][0]).partition("-")[0]) if latest else 0
 
 
 async def events(request: web.Request) -> web.StreamResponse:
@@ -109,7 +88,7 @@ async def _stream(request: web.Request, response: web.StreamResponse, follower: 
 
     try:
         if since is not None:
-            async for message in replay(request.app[REDIS], stream, since):
+            async for message in messages_after(request.app[REDIS], stream, since):
                 await send(message)
         while not stopping.is_set():
             live = await follower.next(timeout=KEEPALIVE_S)

@@ -22,14 +22,14 @@ from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from orchestrator import labels
+from orchestrator.publishing import channels
 from orchestrator.support.backoff import doubling
 from orchestrator.publishing.redis_cancel import honour_cancellation
 from orchestrator.publishing.redis_url import shown_url
+from orchestrator.publishing.stream import messages_after
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_PREFIX = "orchestrator"
-_REPLAY_CHUNK = 1000
 _UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 Message = dict[str, Any]
@@ -75,7 +75,7 @@ class Follower:
                 await asyncio.sleep(doubling(failures, 0.1, 5.0))
 
     async def _subscribe(self, pubsub: aioredis.client.PubSub) -> None:
-        await pubsub.subscribe(labels.events_channel(self._prefix, self._stack))
+        await pubsub.subscribe(channels.events_channel(self._prefix, self._stack))
         while True:  # wait for the confirmation: only then is nothing published missed
             reply = await pubsub.get_message(timeout=5.0)
             if reply is not None and reply["type"] == "subscribe":
@@ -84,19 +84,13 @@ class Follower:
     async def _replay(self, warn: Callable[[str], None]) -> None:
         if self.last_seq is None:
             return
-        start = labels.stream_entry_id(self.last_seq + 1)
-        stream = labels.events_stream(self._prefix)
+        stream = channels.events_stream(self._prefix)
         first = True
-        while entries := await self._client.xrange(stream, min=start, count=_REPLAY_CHUNK):
-            # The client decodes responses: ids and fields are str; an entry has its fields.
-            read = [(str(entry_id), fields or {}) for entry_id, fields in entries]
-            oldest = int(read[0][1].get(labels.STREAM_FIELD_SEQ, 0))
-            if first and self.last_seq >= 0 and oldest > self.last_seq + 1:
-                warn(f"messages {self.last_seq + 1}..{oldest - 1} are no longer in the stream")
+        async for message in messages_after(self._client, stream, max(self.last_seq, 0)):
+            if first and self.last_seq >= 0 and message["seq"] > self.last_seq + 1:
+                warn(f"messages {self.last_seq + 1}..{message['seq'] - 1} are no longer in the stream")
             first = False
-            for _entry_id, fields in read:
-                self._offer(json.loads(fields[labels.STREAM_FIELD_EVENT]))
-            start = "(" + read[-1][0]  # exclusive: after the last entry read
+            self._offer(message)
 
     async def _follow(self, pubsub: aioredis.client.PubSub) -> None:
         # Short waits rather than listen(): each return is a chance to honour a cancellation.

@@ -33,7 +33,8 @@ import structlog
 from orchestrator.support.backoff import doubling
 from orchestrator.publishing import events
 from orchestrator.publishing.events import Event
-from orchestrator.ingress.proxy import Upstream, Ingress, IngressError
+from orchestrator.errors import IngressError
+from orchestrator.ingress.proxy import Ingress, Upstream
 from orchestrator.model.observed import ContainerState
 from orchestrator.model.spec import PortSpec, StackSpec
 from orchestrator.planning.task_states import ready

@@ -5,7 +5,7 @@ bound before the deploy is saved, so that a port the daemon cannot listen on fai
 from __future__ import annotations
 
 from orchestrator.errors import Conflict, UserError
-from orchestrator.ingress.proxy import IngressError
+from orchestrator.errors import IngressError
 from orchestrator.ingress.routes import IngressRoutes, PortKey, ingress_ports
 from orchestrator.loop.desired import DesiredState
 from orchestrator.loop.store import StackRecord

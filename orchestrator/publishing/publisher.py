@@ -29,6 +29,7 @@ import structlog
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from orchestrator.publishing import channels
 from orchestrator import labels, metrics
 from orchestrator.support.backoff import doubling
 from orchestrator.publishing.events import Event, events_dropped
@@ -92,8 +93,8 @@ class Publisher:
         )  # fmt: skip
         self._send_batch = self._client.register_script(_SEND_BATCH)
         self._prefix = prefix
-        self._stream = labels.events_stream(prefix)
-        self._all_channel = labels.events_channel(prefix)
+        self._stream = channels.events_stream(prefix)
+        self._all_channel = channels.events_channel(prefix)
         self._seq_store = seq_store
         self._queue_limit = queue_limit
         self._stream_maxlen = stream_maxlen
@@ -248,10 +249,10 @@ class Publisher:
 
     async def _send(self, batch: list[_Numbered]) -> None:
         arguments: list[str | int] = [
-            self._stream_maxlen, self._all_channel, labels.STREAM_FIELD_SEQ, labels.STREAM_FIELD_EVENT
+            self._stream_maxlen, self._all_channel, channels.STREAM_FIELD_SEQ, channels.STREAM_FIELD_EVENT
         ]  # fmt: skip
         for message in batch:
-            stack_channel = "" if message.stack is None else labels.events_channel(self._prefix, message.stack)
+            stack_channel = "" if message.stack is None else channels.events_channel(self._prefix, message.stack)
             arguments += (message.seq, stack_channel, message.json)
         await self._send_batch(keys=[self._stream], args=arguments)
 

@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 import redis.asyncio as aioredis
 
-from orchestrator import labels
+from orchestrator.publishing import channels
 from orchestrator.publishing.events import load_schema
 
 Message = dict[str, Any]
@@ -33,7 +33,7 @@ STOPPED = [("running", "shutdown"), ("shutdown", "removed")]
 class StreamLog:
     def __init__(self, client: aioredis.Redis, prefix: str) -> None:
         self._client = client
-        self._stream = labels.events_stream(prefix)
+        self._stream = channels.events_stream(prefix)
         self._after = "-"
         self.messages: list[Message] = []
         self._handed_out = 0
@@ -44,10 +44,10 @@ class StreamLog:
         entries = await self._client.xrange(self._stream, min=start)
         fresh = []
         for entry_id, fields in entries:
-            message = json.loads(fields[labels.STREAM_FIELD_EVENT])
+            message = json.loads(fields[channels.STREAM_FIELD_EVENT])
             _VALIDATOR.validate(message)
-            assert int(fields[labels.STREAM_FIELD_SEQ]) == message["seq"]
-            assert entry_id == labels.stream_entry_id(message["seq"])
+            assert int(fields[channels.STREAM_FIELD_SEQ]) == message["seq"]
+            assert entry_id == channels.stream_entry_id(message["seq"])
             if self.messages:
                 assert message["seq"] == self.messages[-1]["seq"] + 1, (
                     f"seq gap or repeat: {self.messages[-1]['seq']} then {message['seq']}"

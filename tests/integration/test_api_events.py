@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from orchestrator.publishing import events
 from orchestrator.api import make_app, sse
-from orchestrator.labels import events_stream
+from orchestrator.publishing.channels import events_stream
 from orchestrator.publishing.publisher import Publisher
 from orchestrator.publishing.seq_store import SeqStore
 from orchestrator.settings import Settings

@@ -11,7 +11,8 @@ import aiodocker
 import pytest
 import redis.asyncio as aioredis
 
-from orchestrator.labels import LABEL_STACK, LABEL_STANDBY, STREAM_FIELD_EVENT, events_stream
+from orchestrator.labels import LABEL_STACK, LABEL_STANDBY
+from orchestrator.publishing.channels import STREAM_FIELD_EVENT, events_stream
 from tests.integration.conftest import BUSYBOX
 from tests.integration.daemon_process import DaemonProcess, free_port
 from tests.integration.engine_restart import restart_engine, restarts_engine

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from orchestrator import labels
+from orchestrator.publishing import channels
 from orchestrator.publishing import events
 from orchestrator.cli.event_follow import Follower
 from orchestrator.model.observed import SlotKey, TaskState
@@ -42,7 +42,7 @@ async def publisher(tmp_path: Path, redis_client: aioredis.Redis, redis_prefix: 
     finally:
         await publisher.close(timeout=2.0)
         await sender
-        await redis_client.delete(labels.events_stream(redis_prefix))
+        await redis_client.delete(channels.events_stream(redis_prefix))
 
 
 async def wait_sent(publisher: Publisher, seq: int) -> None:

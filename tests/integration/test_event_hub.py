@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from orchestrator.publishing import events
 from orchestrator.api import make_app
 from orchestrator.api.event_hub import EventHub, StreamEnded
-from orchestrator.labels import events_channel
+from orchestrator.publishing.channels import events_channel
 from orchestrator.publishing.publisher import Publisher
 from orchestrator.publishing.seq_store import SeqStore
 from orchestrator.settings import Settings

@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
-from orchestrator import labels
+from orchestrator.publishing import channels
 from orchestrator.publishing import events
 from orchestrator.publishing.events import Event
 from orchestrator.model.observed import SlotKey, TaskState
@@ -48,12 +48,12 @@ async def receive(pubsub: aioredis.client.PubSub, count: int, timeout: float = 2
 
 
 async def stream_messages(client: aioredis.Redis, prefix: str) -> list[Message]:
-    entries = await client.xrange(labels.events_stream(prefix))
+    entries = await client.xrange(channels.events_stream(prefix))
     messages = []
     for entry_id, fields in entries:
-        message = json.loads(fields[labels.STREAM_FIELD_EVENT])
+        message = json.loads(fields[channels.STREAM_FIELD_EVENT])
         VALIDATOR.validate(message)
-        assert entry_id == labels.stream_entry_id(message["seq"]) and int(fields["seq"]) == message["seq"]
+        assert entry_id == channels.stream_entry_id(message["seq"]) and int(fields["seq"]) == message["seq"]
         messages.append(message)
     return messages
 
@@ -63,7 +63,7 @@ async def wait_for_stream(url: str, prefix: str, count: int, timeout: float = 20
     client = aioredis.Redis.from_url(url, decode_responses=True)
     try:
         async with asyncio.timeout(timeout):
-            while (length := await client.xlen(labels.events_stream(prefix))) < count:
+            while (length := await client.xlen(channels.events_stream(prefix))) < count:
                 await asyncio.sleep(0.02)
         assert length == count
         return await stream_messages(client, prefix)
@@ -74,7 +74,7 @@ async def wait_for_stream(url: str, prefix: str, count: int, timeout: float = 20
 @pytest.fixture
 async def cleanup_stream(redis_client: aioredis.Redis, redis_prefix: str) -> AsyncIterator[None]:
     yield
-    await redis_client.delete(labels.events_stream(redis_prefix))
+    await redis_client.delete(channels.events_stream(redis_prefix))
 
 
 StartPublisher = Callable[..., Publisher]
@@ -109,8 +109,8 @@ async def private_redis() -> AsyncIterator[PrivateRedis]:
 async def test_messages_reach_both_channels_and_the_stream_in_order(
     redis_client: aioredis.Redis, redis_prefix: str, cleanup_stream: None, start_publisher: StartPublisher
 ) -> None:
-    all_channel = labels.events_channel(redis_prefix)
-    shop_channel = labels.events_channel(redis_prefix, "shop")
+    all_channel = channels.events_channel(redis_prefix)
+    shop_channel = channels.events_channel(redis_prefix, "shop")
     async with redis_client.pubsub() as pubsub:
         await pubsub.subscribe(all_channel, shop_channel)
         publisher = start_publisher(REDIS_URL)
@@ -137,13 +137,13 @@ async def test_ten_thousand_messages_go_out_in_order(
 ) -> None:
     count = 10_000
     async with redis_client.pubsub() as pubsub:
-        await pubsub.subscribe(labels.events_channel(redis_prefix))
+        await pubsub.subscribe(channels.events_channel(redis_prefix))
         publisher = start_publisher(REDIS_URL, queue_limit=count)
         for slot in range(1, count + 1):
             publisher.publish(running("shop", slot))
         received = await receive(pubsub, count=count, timeout=60)
     assert [(m["seq"], m["slot"]) for _, m in received] == [(n, n) for n in range(1, count + 1)]
-    assert await redis_client.xlen(labels.events_stream(redis_prefix)) == count
+    assert await redis_client.xlen(channels.events_stream(redis_prefix)) == count
 
 
 async def test_messages_wait_while_redis_is_down_and_then_go_out_in_order(
@@ -229,7 +229,7 @@ async def test_seq_continues_without_gap_across_publisher_restarts(
     seq_file.write_text("3\n")  # a crash before the file caught up: the stream's tail wins
     assert await one_daemon_life(range(11, 13)) == list(range(1, 13))
 
-    await redis_client.delete(labels.events_stream(redis_prefix))  # Redis lost its data: the file wins
+    await redis_client.delete(channels.events_stream(redis_prefix))  # Redis lost its data: the file wins
     assert await one_daemon_life(range(13, 15)) == [13, 14]
     assert seq_file.read_text() == "14\n"
 
