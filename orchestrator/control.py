@@ -96,6 +96,9 @@ class TaskView:
     error: str = ""
     health: str | None = None
     current: bool = True
+    #: Swarm backend: the node the task is on and Swarm's own state of it ("" on one engine).
+    node: str = ""
+    swarm_state: str = ""
 
 
 @dataclass(frozen=True, slots=True)

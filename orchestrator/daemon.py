@@ -22,7 +22,7 @@ from orchestrator.access import daemon_token
 from orchestrator.controller import Controller
 from orchestrator.engine import Engine
 from orchestrator.engine.build_context import ContextLimits
-from orchestrator.errors import EngineUnavailable
+from orchestrator.errors import EngineUnavailable, UserError
 from orchestrator.events import Event
 from orchestrator.api import check_exposure, make_app, serve
 from orchestrator.ingress import Ingress
@@ -35,6 +35,7 @@ from orchestrator.reconciler import Reconciler
 from orchestrator.redis_url import url_secrets
 from orchestrator.settings import Settings
 from orchestrator.store import Store
+from orchestrator.swarm.runner import run_on_swarm
 
 log = structlog.stdlib.get_logger()
 
@@ -64,6 +65,9 @@ class Daemon:
 
     async def run(self) -> None:
         check_exposure(self.settings)
+        if self.settings.backend == "swarm":  # Swarm keeps the stacks: docs/swarm.md
+            await run_on_swarm(self.settings, self.publisher, self.ready, self._stopping)
+            return
         started = time.monotonic()
         self.engine = await self._engine_unless_stopped()
         if self.engine is None:
@@ -182,6 +186,8 @@ def run_daemon(settings: Settings) -> int:
     try:
         asyncio.run(main())
     except* OSError as group:
+        failures.extend(group.exceptions)
+    except* UserError as group:  # e.g. ORCHESTRATOR_BACKEND=swarm on an engine that is no manager
         failures.extend(group.exceptions)
     for exc in failures:
         log.error("daemon_failed", error=str(exc))

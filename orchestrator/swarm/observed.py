@@ -102,9 +102,11 @@ class Known:
 
     tasks: dict[str, list[Any]] = field(default_factory=dict)
     nodes: dict[str, list[str]] = field(default_factory=dict)
+    #: service id → [Swarm's UpdateStatus.State, its StartedAt]
+    updates: dict[str, list[str]] = field(default_factory=dict)
 
     def to_plain(self) -> dict[str, Any]:
-        return {"tasks": self.tasks, "nodes": self.nodes}
+        return {"tasks": self.tasks, "nodes": self.nodes, "updates": self.updates}
 
     @classmethod
     def from_plain(cls, data: Any) -> Known:
@@ -113,7 +115,10 @@ class Known:
             return cls()
         tasks = data.get("tasks")
         nodes = data.get("nodes")
+        updates = data.get("updates")
         return cls(
+            updates={k: v for k, v in updates.items() if isinstance(v, list) and len(v) == 2}
+            if isinstance(updates, dict) else {},
             tasks={k: v for k, v in tasks.items() if isinstance(v, list) and len(v) == 5}
             if isinstance(tasks, dict) else {},
             nodes={k: v for k, v in nodes.items() if isinstance(v, list) and len(v) == 2}
@@ -247,3 +252,42 @@ def node_messages(known: Known, nodes: Iterable[NodeSeen]) -> list[Event]:
         known.nodes[node.id] = now
         messages.append(events.node_state(node.hostname, node.state, node.availability, node.message))
     return messages
+
+
+def update_messages(known: Known, services: Iterable[tuple[ServiceRef, Mapping[str, Any]]]) -> list[Event]:
+    """One update.* message per service whose rolling update (Swarm's UpdateStatus) moved."""
+    messages = []
+    for ref, service in services:
+        status = service.get("UpdateStatus") or {}
+        state = status.get("State") or ""
+        if not state:
+            continue
+        now = [state, status.get("StartedAt") or ""]
+        if known.updates.get(ref.id) == now:
+            continue
+        known.updates[ref.id] = now
+        event = _update_event(ref, state, status.get("Message") or state, service_replicas(service) or 0)
+        if event is not None:
+            messages.append(event)
+    return messages
+
+
+def service_replicas(service: Mapping[str, Any]) -> int | None:
+    """Desired replicas of a listed service; None for a global one."""
+    replicated = ((service.get("Spec") or {}).get("Mode") or {}).get("Replicated")
+    return None if replicated is None else int(replicated.get("Replicas") or 0)
+
+
+def _update_event(ref: ServiceRef, state: str, message: str, replicas: int) -> Event | None:
+    match state:
+        case "updating":
+            return events.update_started(ref.stack, ref.name, replicas, "spec changed")
+        case "paused" | "rollback_paused":
+            return events.update_paused(ref.stack, ref.name, message)
+        case "completed":
+            return events.update_completed(ref.stack, ref.name, replicas)
+        case "rollback_started":
+            return events.update_rollback_started(ref.stack, ref.name, replicas, message)
+        case "rollback_completed":
+            return events.update_rolled_back(ref.stack, ref.name, message)
+    return None
