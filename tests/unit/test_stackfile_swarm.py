@@ -60,3 +60,18 @@ def test_the_backend_setting_is_engine_or_swarm() -> None:
     assert Settings.from_env({"ORCHESTRATOR_BACKEND": "swarm"}).backend == "swarm"
     with pytest.raises(UserError, match="ORCHESTRATOR_BACKEND='kubernetes': must be engine or swarm"):
         Settings.from_env({"ORCHESTRATOR_BACKEND": "kubernetes"})
+
+
+def test_the_daemon_on_swarm_stack_runs_on_a_manager_with_the_engine_socket() -> None:
+    from orchestrator.swarm.convert import convert_stack
+
+    path = Path(__file__).parents[2] / "stacks" / "orchestrator-on-swarm.yml"
+    stack = load_stack(path, env={"ORCHESTRATOR_TOKEN": "t" * 32}, name="orchestrator", limits=Limits(backend="swarm"))
+    body = convert_stack(stack).services["daemon"]
+    assert body["TaskTemplate"]["Placement"]["Constraints"] == ["node.role == manager"]
+    container = body["TaskTemplate"]["ContainerSpec"]
+    assert "ORCHESTRATOR_BACKEND=swarm" in container["Env"]
+    assert {"Type": "bind", "Source": "/var/run/docker.sock", "Target": "/var/run/docker.sock"}.items() <= \
+        next(m for m in container["Mounts"] if m["Type"] == "bind").items()
+    with pytest.raises(UserError, match="ORCHESTRATOR_TOKEN"):
+        load_stack(path, env={}, name="orchestrator", limits=Limits(backend="swarm"))
