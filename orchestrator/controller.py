@@ -27,6 +27,7 @@ from orchestrator.control import (
     ServiceView,
     StackView,
     TaskView,
+    probe_health,
 )
 from orchestrator.errors import (
     Conflict,
@@ -396,16 +397,7 @@ class Controller:
             await asyncio.gather(*pumps, return_exceptions=True)
 
     async def health(self) -> HealthView:
-        engine_error = redis_error = ""
-        try:
-            await self._r.engine.ping()
-        except Exception as exc:  # noqa: BLE001 - any failure is "unreachable", reported as text
-            engine_error = str(exc) or type(exc).__name__
-        try:
-            await asyncio.wait_for(self._redis_ping(), timeout=2)
-        except Exception as exc:  # noqa: BLE001
-            redis_error = str(exc) or type(exc).__name__
-        return HealthView(not engine_error, not redis_error, engine_error, redis_error)
+        return await probe_health(self._r.engine.ping, self._redis_ping)
 
 
 def _desired(record: StackRecord) -> dict[str, int]:
