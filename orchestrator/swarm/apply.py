@@ -35,7 +35,7 @@ from orchestrator.model import StackSpec
 from orchestrator.replica_limits import check_replicas
 from orchestrator.swarm.convert import SwarmStack, convert_stack
 from orchestrator.swarm.files import read_file_data
-from orchestrator.swarm.manager import SwarmManager, namespace_filter
+from orchestrator.engine.swarm import SwarmManager, namespace_filter
 from orchestrator.swarm.objects import stale_objects, with_object_ids
 from orchestrator.swarm.observed import service_replicas
 

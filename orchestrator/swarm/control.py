@@ -43,7 +43,7 @@ from orchestrator.labels import LABEL_SPEC_HASH, LABEL_SWARM_NAMESPACE
 from orchestrator.model import ServiceSpec, StackSpec, TaskState
 from orchestrator.store import StackRecord, Store
 from orchestrator.swarm.apply import ReplicaBudget, SwarmStacks
-from orchestrator.swarm.manager import SwarmManager, namespace_filter
+from orchestrator.engine.swarm import SwarmManager, namespace_filter
 from orchestrator.swarm.observed import (
     ServiceRef,
     TaskSeen,
@@ -242,7 +242,7 @@ def _desired(service: Mapping[str, Any], tasks: Sequence[TaskSeen]) -> int:
 def _name_in_stack(service: Mapping[str, Any]) -> str:
     spec = service["Spec"]
     stack = (spec.get("Labels") or {}).get(LABEL_SWARM_NAMESPACE, "")
-    return spec["Name"][len(stack) + 1:]
+    return str(spec["Name"])[len(stack) + 1:]
 
 
 def _spec_from_service(name: str, service: Mapping[str, Any]) -> ServiceSpec:

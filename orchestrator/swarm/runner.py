@@ -22,7 +22,7 @@ from orchestrator.publisher import Publisher
 from orchestrator.settings import Settings
 from orchestrator.swarm.apply import ReplicaBudget
 from orchestrator.swarm.control import SwarmControl
-from orchestrator.swarm.manager import SwarmManager
+from orchestrator.engine.swarm import SwarmManager
 from orchestrator.swarm.watcher import SwarmWatcher
 
 log = structlog.stdlib.get_logger()

@@ -34,7 +34,7 @@ from orchestrator.errors import EngineError, EngineUnavailable
 from orchestrator.events import Event
 from orchestrator.labels import LABEL_SWARM_NAMESPACE
 from orchestrator.store import Store, atomic_write_json
-from orchestrator.swarm.manager import SwarmManager
+from orchestrator.engine.swarm import SwarmManager
 from orchestrator.swarm.observed import (
     Known,
     NodeSeen,
@@ -84,6 +84,7 @@ class SwarmWatcher:
         self._slow_at = 0.0
         self.snapshot = Snapshot()
         self.relists = 0
+        self.load()
 
     def load(self) -> None:
         """The states the previous daemon published (nothing known: everything is told once)."""
@@ -91,7 +92,6 @@ class SwarmWatcher:
         self._known = Known.from_plain(data)
 
     async def run(self) -> None:
-        self.load()
         async with asyncio.TaskGroup() as group:
             group.create_task(self._follow_events(), name="swarm-events")
             group.create_task(self._poll(), name="swarm-poll")

@@ -23,7 +23,7 @@ from orchestrator.stackfile import load_stack
 from orchestrator.stackfile.limits import Limits
 from orchestrator.swarm.apply import ReplicaBudget
 from orchestrator.swarm.control import SwarmControl
-from orchestrator.swarm.manager import NotAManager, SwarmManager
+from orchestrator.engine.swarm import NotAManager, SwarmManager
 from orchestrator.swarm.watcher import SwarmWatcher
 from tests.integration.conftest import BUSYBOX
 from tests.swarm.cluster import Cluster

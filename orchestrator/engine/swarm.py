@@ -1,6 +1,8 @@
-"""`SwarmManager`: the narrow gateway to a Swarm manager's engine API, for the Swarm backend.
+"""`SwarmManager`: the narrow gateway to a Swarm manager's engine API, for the Swarm backend
+(orchestrator/swarm/).
 
-As `engine.Engine` is for one engine: the only place the Swarm backend touches aiodocker. The
+As `engine.Engine` is for one engine: the only place the Swarm backend touches aiodocker (here in
+engine/, the one package that imports it). The
 calls are the ones `docker stack deploy/rm/ps/services` and `docker service scale/rollback/
 logs` make; failures become our errors through `engine.calls.engine_errors` (EngineUnavailable
 when the manager does not answer, EngineError with the HTTP status when it refuses). Service
@@ -10,8 +12,8 @@ bodies are posted as they are: aiodocker's `services.create` rewrites some field
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from typing import Any, cast
 
 import aiodocker
 import aiohttp
@@ -82,10 +84,10 @@ class SwarmManager:
     # ----------------------------------------------------------------------- services and tasks
 
     async def services(self, filters: Filters) -> list[dict[str, Any]]:
-        return await self._json("services", params={"filters": _filters(filters)})
+        return cast(list[dict[str, Any]], await self._json("services", params={"filters": _filters(filters)}))
 
     async def service(self, service_id: str) -> dict[str, Any]:
-        return await self._json(f"services/{service_id}")
+        return cast(dict[str, Any], await self._json(f"services/{service_id}"))
 
     async def create_service(self, body: Mapping[str, Any]) -> str:
         created = await self._json("services/create", "POST", data=dict(body))
@@ -103,22 +105,25 @@ class SwarmManager:
 
     async def tasks(self, filters: Filters | None = None) -> list[dict[str, Any]]:
         params = {"filters": _filters(filters)} if filters else None
-        return await self._json("tasks", params=params)
+        return cast(list[dict[str, Any]], await self._json("tasks", params=params))
 
     async def nodes(self) -> list[dict[str, Any]]:
-        return await self._json("nodes")
+        return cast(list[dict[str, Any]], await self._json("nodes"))
 
     async def service_logs(self, service_id: str, *, follow: bool, tail: int | None) -> AsyncIterator[str]:
         """The service's log lines from every node, each prefixed with Swarm's details
         (`com.docker.swarm.node.id=…,com.docker.swarm.service.id=…,com.docker.swarm.task.id=… `)."""
         self.calls += 1
-        options = {"stdout": True, "stderr": True, "details": True, "tail": "all" if tail is None else str(tail)}
+        lines = "all" if tail is None else str(tail)
         with engine_errors():
             if not follow:
-                for line in await self._docker.services.logs(service_id, **options):
+                listed = self._docker.services.logs(service_id, stdout=True, stderr=True, details=True, tail=lines)
+                for line in await cast(Awaitable[list[str]], listed):
                     yield line
                 return
-            async for line in self._docker.services.logs(service_id, follow=True, **options):
+            stream = self._docker.services.logs(service_id, follow=True, stdout=True, stderr=True, details=True,
+                                                tail=lines)
+            async for line in cast(AsyncIterator[str], stream):
                 yield line
 
     def events(self, filters: Filters) -> EventStream:
@@ -130,7 +135,7 @@ class SwarmManager:
     async def listed(self, kind: str, filters: Filters) -> list[dict[str, Any]]:
         """`kind`: networks, secrets, configs or volumes."""
         answer = await self._json(kind, params={"filters": _filters(filters)})
-        return answer["Volumes"] or [] if kind == "volumes" else answer
+        return cast(list[dict[str, Any]], (answer["Volumes"] or []) if kind == "volumes" else answer)
 
     async def create(self, kind: str, body: Mapping[str, Any]) -> str:
         created = await self._json(f"{kind}/create", "POST", data=dict(body))
