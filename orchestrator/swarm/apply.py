@@ -28,11 +28,11 @@ from typing import Any
 
 import structlog
 
-from orchestrator.control import DeployOutcome, RemoveOutcome
+from orchestrator.views import DeployOutcome, RemoveOutcome
 from orchestrator.errors import Conflict, EngineError, UnknownService, UnknownStack, UserError
 from orchestrator.labels import LABEL_SPEC_HASH, LABEL_SWARM_NAMESPACE
-from orchestrator.model import StackSpec
-from orchestrator.replica_limits import check_replicas
+from orchestrator.model.spec import StackSpec
+from orchestrator.planning.replica_limits import check_replicas
 from orchestrator.swarm.convert import SwarmStack, convert_stack
 from orchestrator.swarm.files import read_file_data
 from orchestrator.engine.swarm import SwarmManager, namespace_filter

@@ -25,8 +25,8 @@ from typing import Any
 
 import structlog
 
-from orchestrator import events
-from orchestrator.control import (
+from orchestrator.publishing import events
+from orchestrator.views import (
     DeployOutcome,
     HealthView,
     LogLine,
@@ -38,10 +38,11 @@ from orchestrator.control import (
     probe_health,
 )
 from orchestrator.errors import UnknownService, UnknownStack
-from orchestrator.events import Event
+from orchestrator.publishing.events import Event
 from orchestrator.labels import LABEL_SPEC_HASH, LABEL_SWARM_NAMESPACE
-from orchestrator.model import ServiceSpec, StackSpec, TaskState
-from orchestrator.store import StackRecord, Store
+from orchestrator.model.spec import ServiceSpec, StackSpec
+from orchestrator.model.observed import TaskState
+from orchestrator.loop.store import StackRecord, Store
 from orchestrator.swarm.apply import ReplicaBudget, SwarmStacks
 from orchestrator.engine.swarm import SwarmManager, namespace_filter
 from orchestrator.swarm.observed import (

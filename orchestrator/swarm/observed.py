@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from orchestrator import events
-from orchestrator.events import Event
-from orchestrator.model import SlotKey, TaskState
+from orchestrator.publishing import events
+from orchestrator.publishing.events import Event
+from orchestrator.model.observed import SlotKey, TaskState
 
 #: Swarm's task states onto ours (docs/swarm.md): everything before a container exists is `new`.
 SWARM_STATES: Mapping[str, TaskState] = {

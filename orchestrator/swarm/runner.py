@@ -18,7 +18,7 @@ import structlog
 
 from orchestrator.api import make_app, serve
 from orchestrator.errors import EngineUnavailable
-from orchestrator.publisher import Publisher
+from orchestrator.publishing.publisher import Publisher
 from orchestrator.settings import Settings
 from orchestrator.swarm.apply import ReplicaBudget
 from orchestrator.swarm.control import SwarmControl

@@ -29,11 +29,11 @@ from typing import Any
 
 import structlog
 
-from orchestrator import events
+from orchestrator.publishing import events
 from orchestrator.errors import EngineError, EngineUnavailable
-from orchestrator.events import Event
+from orchestrator.publishing.events import Event
 from orchestrator.labels import LABEL_SWARM_NAMESPACE
-from orchestrator.store import Store, atomic_write_json
+from orchestrator.loop.store import Store, atomic_write_json
 from orchestrator.engine.swarm import SwarmManager
 from orchestrator.swarm.observed import (
     Known,

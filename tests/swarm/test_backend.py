@@ -14,11 +14,11 @@ import aiodocker
 import jsonschema
 import pytest
 
-from orchestrator import events
+from orchestrator.publishing import events
 from orchestrator.errors import Conflict, UnknownStack, UserError
-from orchestrator.events import Event
+from orchestrator.publishing.events import Event
 from orchestrator.labels import LABEL_SWARM_NAMESPACE
-from orchestrator.model import StackSpec
+from orchestrator.model.spec import StackSpec
 from orchestrator.stackfile import load_stack
 from orchestrator.stackfile.limits import Limits
 from orchestrator.swarm.apply import ReplicaBudget

@@ -21,7 +21,7 @@ import jsonschema
 import pytest
 import redis.asyncio as aioredis
 
-from orchestrator import events
+from orchestrator.publishing import events
 from orchestrator.labels import STREAM_FIELD_EVENT
 from tests.integration.conftest import BUSYBOX
 from tests.integration.daemon_process import DaemonProcess

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from orchestrator import tables
-from orchestrator.model import TaskState
+from orchestrator.cli import tables
+from orchestrator.model.observed import TaskState
 from orchestrator.swarm.observed import (
     SWARM_STATES,
     Known,
