@@ -20,6 +20,7 @@ from orchestrator.api import make_app, serve
 from orchestrator.errors import EngineUnavailable
 from orchestrator.publishing.publisher import Publisher
 from orchestrator.settings import Settings
+from orchestrator.support.backoff import doubling
 from orchestrator.swarm.apply import ReplicaBudget
 from orchestrator.swarm.control import SwarmControl
 from orchestrator.engine.swarm import SwarmManager
@@ -27,7 +28,6 @@ from orchestrator.swarm.watcher import SwarmWatcher
 
 log = structlog.stdlib.get_logger()
 
-_WAIT_DELAYS = (0.5, 1.0, 2.0, 5.0)
 
 
 def swarm_state_dir(settings: Settings) -> Path:
@@ -95,4 +95,4 @@ async def _wait_for_manager(manager: SwarmManager) -> None:
         except EngineUnavailable as exc:
             if attempt == 0:
                 log.warning("engine_unavailable_waiting", error=str(exc))
-            await asyncio.sleep(_WAIT_DELAYS[min(attempt, len(_WAIT_DELAYS) - 1)])
+            await asyncio.sleep(doubling(attempt, 0.5, 5.0))

@@ -33,6 +33,7 @@ from orchestrator.publishing import events
 from orchestrator.errors import EngineError, EngineUnavailable
 from orchestrator.publishing.events import Event
 from orchestrator.labels import LABEL_SWARM_NAMESPACE
+from orchestrator.support.backoff import doubling
 from orchestrator.loop.store import Store, atomic_write_json
 from orchestrator.engine.swarm import SwarmManager
 from orchestrator.swarm.observed import (
@@ -53,8 +54,8 @@ log = structlog.stdlib.get_logger()
 
 #: Seconds between relists of services and nodes when no event asks for one.
 SLOW_RELIST = 5.0
-#: Waits before resubscribing to the manager's events after the stream failed.
-_RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0)
+#: Retries after the manager failed a relist or the event stream: doubling up to this.
+_RETRY_CAP = 5.0
 STATE_FILE = "swarm-observed.json"
 
 
@@ -121,7 +122,7 @@ class SwarmWatcher:
                     log.warning("swarm_relist_failed", error=str(exc))
                     self._emit(events.engine_disconnected(f"Swarm manager: {exc}"))
                 failing = True
-                await asyncio.sleep(_RETRY_DELAYS[-1] if failing else 0)
+                await asyncio.sleep(_RETRY_CAP)
                 continue
             if failing:
                 log.info("swarm_relist_recovered")
@@ -139,7 +140,7 @@ class SwarmWatcher:
                         self.wake(services=event.type == "service", nodes=event.type == "node")
             except (EngineUnavailable, EngineError) as exc:
                 log.info("swarm_events_interrupted", error=str(exc))
-            await asyncio.sleep(_RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)])
+            await asyncio.sleep(doubling(attempt, 0.5, _RETRY_CAP))
             attempt += 1
 
     async def relist(self) -> None:
