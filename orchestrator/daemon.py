@@ -31,6 +31,7 @@ from orchestrator.loop.tracker import TaskTracker, Transition
 from orchestrator.publishing import events
 from orchestrator.engine import Engine, wait_for_engine
 from orchestrator.engine.build_context import ContextLimits
+from orchestrator.errors import UserError
 from orchestrator.publishing.events import Event
 from orchestrator.api import check_exposure, make_app, serve
 from orchestrator.ingress.proxy import Ingress
@@ -43,6 +44,7 @@ from orchestrator.loop.reconciler import Reconciler
 from orchestrator.publishing.redis_url import url_secrets
 from orchestrator.settings import Settings
 from orchestrator.loop.store import Store
+from orchestrator.swarm.runner import run_on_swarm
 
 log = structlog.stdlib.get_logger()
 
@@ -69,6 +71,9 @@ class Daemon:
 
     async def run(self) -> None:
         check_exposure(self.settings)
+        if self.settings.backend == "swarm":  # Swarm keeps the stacks: docs/swarm.md
+            await run_on_swarm(self.settings, self.publisher, self.ready, self._stopping)
+            return
         started = time.monotonic()
         self.engine = await self._engine_unless_stopped()
         if self.engine is None:
@@ -226,6 +231,8 @@ def run_daemon(settings: Settings) -> int:
     try:
         asyncio.run(main())
     except* OSError as group:
+        failures.extend(group.exceptions)
+    except* UserError as group:  # e.g. ORCHESTRATOR_BACKEND=swarm on an engine that is no manager
         failures.extend(group.exceptions)
     for exc in failures:
         log.error("daemon_failed", error=str(exc))

@@ -82,6 +82,11 @@ class Settings:
     max_replicas_total: int = 20_000
     #: Largest HTTP request body the API reads (a deploy's stack files, a scale body).
     max_body_bytes: int = 1 << 20
+    #: What runs the stacks: engine (this daemon keeps them on one engine) or swarm (Swarm
+    #: services on the manager DOCKER_HOST names; docs/swarm.md).
+    backend: str = "engine"
+    #: Swarm: seconds between task relists (Swarm sends no task events; docs/swarm.md).
+    swarm_poll_interval: float = 0.5
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -146,6 +151,7 @@ _RANGES = {
     "parse_workers": (1, 32),
     "max_build_context_bytes": (1, 1 << 40),
     "max_build_context_files": (1, 10_000_000),
+    "swarm_poll_interval": (0.05, 60),
 }
 
 
@@ -156,3 +162,5 @@ def _check_ranges(settings: Settings) -> None:
             raise UserError(f"{env_name(name)}={value}: must be from {lowest} to {highest}")
     if settings.dangerous_options not in ("warn", "deny"):
         raise UserError(f"{env_name('dangerous_options')}={settings.dangerous_options!r}: must be warn or deny")
+    if settings.backend not in ("engine", "swarm"):
+        raise UserError(f"{env_name('backend')}={settings.backend!r}: must be engine or swarm")

@@ -6,7 +6,8 @@ dataclasses that serialise with `dataclasses.asdict`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -100,6 +101,9 @@ class TaskView:
     error: str = ""
     health: str | None = None
     current: bool = True
+    #: Swarm backend: the node the task is on and Swarm's own state of it ("" on one engine).
+    node: str = ""
+    swarm_state: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +121,20 @@ class LogLine:
     stream: Literal["stdout", "stderr"]
     text: str
     extra: Mapping[str, str] = field(default_factory=dict)
+
+
+async def probe_health(engine: Callable[[], Awaitable[object]], redis_ping: Callable[[], Awaitable[object]]) -> HealthView:
+    """Ask the engine and Redis (2 s at most); any failure is "unreachable", its text the reason."""
+    engine_error = redis_error = ""
+    try:
+        await engine()
+    except Exception as exc:  # noqa: BLE001 - reported as text
+        engine_error = str(exc) or type(exc).__name__
+    try:
+        await asyncio.wait_for(redis_ping(), timeout=2)
+    except Exception as exc:  # noqa: BLE001
+        redis_error = str(exc) or type(exc).__name__
+    return HealthView(not engine_error, not redis_error, engine_error, redis_error)
 
 
 def log_prefix(stack: str, service: str, slot: int, task_id: str) -> str:

@@ -121,7 +121,10 @@ def tasks_table(tasks: Sequence[Mapping[str, Any]], *, no_trunc: bool = False,
         if error and not no_trunc and len(error) > TRUNC_ERROR:
             error = error[: TRUNC_ERROR - 1] + "…"
         rows.append((task_id, name if t.get("current", True) else f" \\_ {name}", t["image"] or "",
-                     t["desired_state"].capitalize(),
-                     f"{t['state'].capitalize()} {ago(t['since'], now)}",
+                     t.get("node") or "", t["desired_state"].capitalize(),
+                     f"{(t.get('swarm_state') or t['state']).capitalize()} {ago(t['since'], now)}",
                      f'"{error}"' if error else ""))
-    return render_table(("ID", "NAME", "IMAGE", "DESIRED STATE", "CURRENT STATE", "ERROR"), rows)
+    headers: Sequence[str] = ("ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR")
+    if any(t.get("node") for t in tasks):  # Swarm: the node of each task
+        return render_table(headers, rows)
+    return render_table([*headers[:3], *headers[4:]], [(*row[:3], *row[4:]) for row in rows])

@@ -7,7 +7,6 @@ backend's logs. Nothing here writes a record or touches the loop's parts.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 
@@ -37,6 +36,7 @@ from orchestrator.views import (
     ServiceView,
     StackView,
     TaskView,
+    probe_health,
 )
 
 class Controller:
@@ -195,16 +195,7 @@ class Controller:
             yield line
 
     async def health(self) -> HealthView:
-        engine_error = redis_error = ""
-        try:
-            await self._backend.ping()
-        except Exception as exc:  # noqa: BLE001 - any failure is "unreachable", reported as text
-            engine_error = str(exc) or type(exc).__name__
-        try:
-            await asyncio.wait_for(self._redis_ping(), timeout=2)
-        except Exception as exc:  # noqa: BLE001
-            redis_error = str(exc) or type(exc).__name__
-        return HealthView(not engine_error, not redis_error, engine_error, redis_error)
+        return await probe_health(self._backend.ping, self._redis_ping)
 
 
 def _desired(record: StackRecord) -> dict[str, int]:

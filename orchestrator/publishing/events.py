@@ -38,6 +38,7 @@ EventType = Literal[
     "engine.disconnected",
     "engine.reconnected",
     "events.dropped",
+    "node.state",
 ]
 EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
 
@@ -58,6 +59,12 @@ class Event:
     replicas: int | None = None
     running: int | None = None
     dropped: int | None = None
+    #: Swarm backend (docs/swarm.md): the node of a task or of a node.state message, Swarm's
+    #: own task state, and a node's state and availability.
+    node: str | None = None
+    swarm_state: str | None = None
+    node_state: str | None = None
+    availability: str | None = None
 
     def message(self, seq: int, time: float) -> dict[str, Any]:
         """The wire form: the envelope first, then only the fields that are set."""
@@ -135,11 +142,16 @@ def task_state(
     to_state: TaskState,
     exit_code: int | None = None,
     reason: str | None = None,
+    *,
+    node: str | None = None,
+    swarm_state: str | None = None,
 ) -> Event:
-    """One replica's transition; `container_id` is None while it is `new` (nothing created yet)."""
+    """One replica's transition; `container_id` is None while it is `new` (nothing created yet).
+    On Swarm also the task's node and Swarm's own state (`to` is that state mapped onto ours)."""
     return Event(
         "task.state", **_slot(key), container_id=container_id, task_id=task_id,
         from_state=from_state, to_state=to_state, exit_code=exit_code, reason=reason,
+        node=node, swarm_state=swarm_state,
     )  # fmt: skip
 
 
@@ -212,6 +224,12 @@ def engine_disconnected(reason: str) -> Event:
 
 def engine_reconnected() -> Event:
     return Event("engine.reconnected")
+
+
+def node_state(node: str, state: str, availability: str, reason: str | None = None) -> Event:
+    """Swarm backend: a node's state (ready, down, unknown, disconnected) or availability
+    (active, pause, drain) changed; `node` is its hostname."""
+    return Event("node.state", node=node, node_state=state, availability=availability, reason=reason or None)
 
 
 def events_dropped(count: int) -> Event:

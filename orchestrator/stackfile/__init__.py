@@ -138,7 +138,7 @@ def _assemble(tree: YMap, name: str | None, loading: Context) -> StackSpec:
         secrets=read_file_objects(root.section("secrets"), ctx),
         configs=read_file_objects(root.section("configs"), ctx),
     )
-    check_stack(stack, tree, problems)
+    check_stack(stack, tree, problems, ctx.limits.backend)
     for danger in find_dangerous(stack):
         ctx.dangerous(locate(tree, *danger.keys), danger.path, danger.what)
     return replace(stack, warnings=tuple(problems.warnings))

@@ -5,15 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from orchestrator.model.ranges import INT64_MAX, MIN_MEMORY
-from orchestrator.model.spec import DeployMode, Resources, RestartPolicy, UpdateConfig
+from orchestrator.model.spec import DeployMode, Placement, Resources, RestartPolicy, UpdateConfig
 from orchestrator.stackfile.limits import over_limit
 from orchestrator.stackfile.problems import quote
 from orchestrator.stackfile.reader import Section, labels, to_int
 
-_DEPLOY_KEYS = ("mode", "replicas", "labels", "resources", "restart_policy", "update_config", "rollback_config", "endpoint_mode")
-_DEPLOY_IGNORED = {
-    "placement": "placement has no meaning on one engine; ignored",
-}
+_DEPLOY_KEYS = ("mode", "replicas", "labels", "resources", "restart_policy", "update_config", "rollback_config",
+                "endpoint_mode", "placement")
+_PLACEMENT_KEYS = ("constraints", "preferences", "max_replicas_per_node")
 _ENGINE_CONDITIONS = {"always": "any", "unless-stopped": "any", "no": "none"}
 _UPDATE_KEYS = ("parallelism", "delay", "failure_action", "monitor", "max_failure_ratio", "order")
 
@@ -28,12 +27,13 @@ class Deploy:
     update_config: UpdateConfig = field(default_factory=UpdateConfig)
     rollback_config: UpdateConfig = field(default_factory=UpdateConfig)
     endpoint_mode: str = "vip"
+    placement: Placement = field(default_factory=Placement)
 
 
 def read_deploy(section: Section | None) -> Deploy:
     if section is None:
         return Deploy()
-    section.check_keys(_DEPLOY_KEYS, _DEPLOY_IGNORED)
+    section.check_keys(_DEPLOY_KEYS)
     mode = section.choice("mode", ("replicated", "global", "replicated-job", "global-job"), "replicated")
     if mode.endswith("-job"):
         section.error("mode", f"mode {mode!r} (run-to-completion jobs) is not supported")
@@ -42,7 +42,7 @@ def read_deploy(section: Section | None) -> Deploy:
     if replicas is not None and mode == "global":
         section.error("replicas", "replicas can only be used with mode: replicated")
     endpoint_mode = section.choice("endpoint_mode", ("vip", "dnsrr"), "vip")
-    if "endpoint_mode" in section and endpoint_mode == "vip":
+    if "endpoint_mode" in section and endpoint_mode == "vip" and section.ctx.limits.backend == "engine":
         section.warn("endpoint_mode", "no virtual IP on one engine: replicas share the service's DNS name (round robin), as with dnsrr")
     return Deploy(
         mode=mode,
@@ -53,6 +53,32 @@ def read_deploy(section: Section | None) -> Deploy:
         update_config=_update_config(section.section("update_config"), rollback=False),
         rollback_config=_update_config(section.section("rollback_config"), rollback=True),
         endpoint_mode=endpoint_mode,
+        placement=_placement(section.section("placement")),
+    )
+
+
+def _placement(section: Section | None) -> Placement:
+    """For Swarm's scheduler (swarm/service.py checks the constraints' grammar); read on one
+    engine too, where it has no effect, so `orchestrator config` shows it."""
+    if section is None:
+        return Placement()
+    section.check_keys(_PLACEMENT_KEYS)
+    if section.ctx.limits.backend == "engine":
+        section.ctx.problems.warn(section.path, "placement has no meaning on one engine; ignored")
+    preferences = []
+    for item, path, where in section.seq("preferences"):
+        spread = item.get("spread") if hasattr(item, "get") else None
+        if not isinstance(spread, str) or not spread:
+            section.ctx.problems.error(where, path, "a preference is {spread: <node attribute>}")
+            continue
+        preferences.append(spread)
+    constraints = section.raw("constraints")
+    if isinstance(constraints, str):  # a common mistake: named in the message
+        section.error("constraints", f"must be a list, not {quote(constraints)}")
+    return Placement(
+        constraints=() if isinstance(constraints, str) else section.str_list("constraints", allow_string=False),
+        preferences=tuple(preferences),
+        max_replicas_per_node=section.integer("max_replicas_per_node", None),
     )
 
 

@@ -33,6 +33,9 @@ class Limits:
     max_file_size: int = _DEFAULT["max_file_size"]
     #: Dangerous options (stackfile/dangerous.py): listed as warnings, or refused.
     dangerous_options: DangerPolicy = _DEFAULT["dangerous_options"]
+    #: engine or swarm: what the stack will run on decides a few warnings and errors
+    #: (placement, host-mode ports, overlay networks; docs/swarm.md).
+    backend: str = _DEFAULT["backend"]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:

@@ -90,6 +90,11 @@ def _service(service: ServiceSpec) -> dict[str, Any]:
         "update_config": _update_config(service.update_config),
         "rollback_config": _update_config(service.rollback_config),
         "endpoint_mode": service.endpoint_mode if service.endpoint_mode != "vip" else None,
+        "placement": _compact({
+            "constraints": list(service.placement.constraints),
+            "preferences": [{"spread": spread} for spread in service.placement.preferences],
+            "max_replicas_per_node": service.placement.max_replicas_per_node,
+        }),
     })
     return data
 

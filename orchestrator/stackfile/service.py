@@ -108,6 +108,7 @@ def read_service(name: str, section: Section) -> ServiceSpec:
         rollback_config=deploy.rollback_config,
         deploy_labels=deploy.labels,
         endpoint_mode=deploy.endpoint_mode,  # type: ignore[arg-type]
+        placement=deploy.placement,
     )
 
 

@@ -45,7 +45,7 @@ def read_networks(section: Section | None, ctx: Context) -> dict[str, NetworkSpe
                     entry.warn(key, "has no effect on an external network (it exists already); ignored")
         engine_name = _engine_name(section, name, entry, engine_name)
         driver = None if external else entry.text("driver")
-        if driver in _SWARM_ONLY_DRIVERS:
+        if driver in _SWARM_ONLY_DRIVERS and ctx.limits.backend == "engine":
             entry.warn("driver", f"driver {driver!r} needs Swarm; a local bridge network is created instead")
             driver = None
         result[name] = NetworkSpec(
@@ -174,12 +174,12 @@ def read_file_objects(section: Section | None, ctx: Context) -> dict[str, FileOb
             continue
         allowed = _SECRET_KEYS if section.path == "configs" else tuple(k for k in _SECRET_KEYS if k != "content")  # type: ignore[union-attr]
         entry.check_keys(allowed, _SECRET_IGNORED)
-        external, _engine = _external(entry, name, ctx)
+        external, engine_name = _external(entry, name, ctx)
         sources = [key for key in ("file", "environment", "content") if key in entry]
         if external:
             for key in sources:  # compose-go accepts them; an external object exists already
                 entry.warn(key, "has no effect on an external object (it exists already); ignored")
-            result[name] = FileObjectSpec(name=name, external=True)
+            result[name] = FileObjectSpec(name=name, external=True, engine_name=engine_name)
             continue
         if not sources and "driver" in entry:
             entry.error("driver", "a secret from a driver (a Swarm secret plugin) is not supported on one engine: use file or environment")
@@ -196,7 +196,10 @@ def read_file_objects(section: Section | None, ctx: Context) -> dict[str, FileOb
                 _deploy_problem(entry, "environment", f"environment variable {variable} is not set", ctx)
         if "content" in entry:
             content = to_str(entry.raw("content"))
-        result[name] = FileObjectSpec(name=name, file=file, content=content, external=False, environment=variable)
+        # Swarm names its objects: `name:`, else derived from the stack (swarm/objects.py).
+        own_name = engine_name if "name" in entry else None
+        result[name] = FileObjectSpec(name=name, file=file, content=content, external=False, environment=variable,
+                                      engine_name=own_name)
     return result
 
 

@@ -26,14 +26,14 @@ def locate(tree: YMap | YSeq, *keys: str | int) -> Where:
     return where
 
 
-def check_stack(stack: StackSpec, tree: YMap, problems: Problems) -> None:
+def check_stack(stack: StackSpec, tree: YMap, problems: Problems, backend: str = "engine") -> None:
     for name, service in stack.services.items():
         if not names.is_service_name(name):
             problems.error(locate(tree, "services", name), f"services.{name}", f"invalid service name: use {names.SERVICE_RULE}")
         _check_references(stack, service, tree, problems)
         _check_mount_targets(service, tree, problems)
     _check_cycles(stack.services, tree, problems)
-    _check_ports(stack.services, tree, problems)
+    _check_ports(stack.services, tree, problems, one_engine=backend == "engine")
 
 
 def _check_references(stack: StackSpec, service: ServiceSpec, tree: YMap, problems: Problems) -> None:
@@ -132,7 +132,8 @@ def _dependencies(services: Mapping[str, ServiceSpec], name: str) -> list[str]:
     return [d.service for d in services[name].depends_on if d.service in services and d.service != name]
 
 
-def _check_ports(services: Mapping[str, ServiceSpec], tree: YMap, problems: Problems) -> None:
+def _check_ports(services: Mapping[str, ServiceSpec], tree: YMap, problems: Problems, one_engine: bool) -> None:
+    """On Swarm a host-mode port is bound on each node that runs a task (one task a node)."""
     seen: dict[tuple[str, int, str], str] = {}
     for service in services.values():
         for port in service.ports:
@@ -144,7 +145,7 @@ def _check_ports(services: Mapping[str, ServiceSpec], tree: YMap, problems: Prob
             if key in seen:
                 problems.error(where, path, f"published port {port.published}/{port.protocol} is already used by service {seen[key]!r}")
             seen.setdefault(key, service.name)
-            if port.mode == "host" and service.replicas > 1:
+            if port.mode == "host" and service.replicas > 1 and one_engine:
                 problems.error(
                     where,
                     path,

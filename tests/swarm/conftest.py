@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 import aiodocker
 import pytest
 
-from tests.integration.conftest import BUSYBOX, IN_CI
+from tests.integration.conftest import BUSYBOX, IN_CI, redis_client, redis_prefix  # noqa: F401 (fixtures)
 from tests.swarm.cleanup import cleanup_stale
 from tests.swarm.cluster import Cluster, node_image_present
 from tests.swarm.docker_cli import ClusterError

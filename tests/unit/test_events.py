@@ -44,6 +44,7 @@ EXAMPLES = {
     "engine.disconnected": events.engine_disconnected("event stream closed"),
     "engine.reconnected": events.engine_reconnected(),
     "events.dropped": events.events_dropped(42),
+    "node.state": events.node_state("worker-2", "down", "active", "heartbeat failure"),
 }
 
 

@@ -1,0 +1,183 @@
+"""The Swarm watcher: list + watch of services, tasks and nodes → our messages on Redis.
+
+A manager's event stream tells of services and nodes, never of tasks (a task's container events
+happen on its node). So the watcher relists the tasks every `swarm_poll_interval` seconds, and at
+once when the manager reports a service or node event (a deploy, a scale, a node going down);
+services and nodes are relisted on their events and every `SLOW_RELIST` seconds as a safety net.
+Each relist is compared with what was last published (swarm/observed.py): one `task.state` per
+change of a task's Swarm state, one `node.state` per node change, one `update.*` per change of a
+service's rolling update.
+
+No message twice, none lost across restarts: the states last published (`Known`) are saved in
+`<state_dir>/swarm-observed.json` before the messages of a relist go to the publisher, whose
+`seq` is gapless across restarts (publisher.py, seq_store.py). A daemon killed and started again
+loads them and tells only what changed meanwhile. (A kill between the save and the publisher's
+send loses that relist's messages, as a kill loses the publisher's queue on one engine.)
+
+The last relist is also the `Snapshot` the views read without a request of their own (`ls`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from orchestrator.publishing import events
+from orchestrator.errors import EngineError, EngineUnavailable
+from orchestrator.publishing.events import Event
+from orchestrator.labels import LABEL_SWARM_NAMESPACE
+from orchestrator.support.backoff import doubling
+from orchestrator.loop.store import Store, atomic_write_json
+from orchestrator.engine.swarm import SwarmManager
+from orchestrator.swarm.observed import (
+    Known,
+    NodeSeen,
+    ServiceRef,
+    TaskSeen,
+    global_slots,
+    node_messages,
+    node_seen,
+    service_ref,
+    task_messages,
+    task_seen,
+    update_messages,
+)
+
+log = structlog.stdlib.get_logger()
+
+#: Seconds between relists of services and nodes when no event asks for one.
+SLOW_RELIST = 5.0
+#: Retries after the manager failed a relist or the event stream: doubling up to this.
+_RETRY_CAP = 5.0
+STATE_FILE = "swarm-observed.json"
+
+
+@dataclass(slots=True)
+class Snapshot:
+    services: dict[str, dict[str, Any]] = field(default_factory=dict)  # id → listed service of a stack
+    refs: dict[str, ServiceRef] = field(default_factory=dict)
+    nodes: dict[str, NodeSeen] = field(default_factory=dict)
+    tasks: list[TaskSeen] = field(default_factory=list)
+    #: Every service listed, of a stack or not: a task of another service is not news.
+    all_service_ids: frozenset[str] = frozenset()
+    at: float = 0.0
+
+
+class SwarmWatcher:
+    def __init__(self, manager: SwarmManager, emit: Callable[[Event], None], state_dir: str | Path,
+                 interval: float) -> None:
+        self._m = manager
+        self._emit = emit
+        self._path = Path(state_dir) / STATE_FILE
+        self._interval = interval
+        self._known = Known()
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._services_due = True
+        self._nodes_due = True
+        self._slow_at = 0.0
+        self.snapshot = Snapshot()
+        self.relists = 0
+        self.load()
+
+    def load(self) -> None:
+        """The states the previous daemon published (nothing known: everything is told once)."""
+        data = Store(self._path.parent).load_document(STATE_FILE)
+        self._known = Known.from_plain(data)
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._follow_events(), name="swarm-events")
+            group.create_task(self._poll(), name="swarm-poll")
+
+    def wake(self, *, services: bool = False, nodes: bool = False) -> None:
+        self._services_due |= services
+        self._nodes_due |= nodes
+        self._wake.set()
+
+    async def refresh(self) -> Snapshot:
+        """Relist now (after a deploy or scale, so views and messages follow at once)."""
+        self._services_due = self._nodes_due = True
+        await self.relist()
+        return self.snapshot
+
+    async def _poll(self) -> None:
+        failing = False
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._interval):
+                    await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.relist()
+            except (EngineUnavailable, EngineError) as exc:
+                if not failing:
+                    log.warning("swarm_relist_failed", error=str(exc))
+                    self._emit(events.engine_disconnected(f"Swarm manager: {exc}"))
+                failing = True
+                await asyncio.sleep(_RETRY_CAP)
+                continue
+            if failing:
+                log.info("swarm_relist_recovered")
+                self._emit(events.engine_reconnected())
+                failing = False
+
+    async def _follow_events(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                async with self._m.events({"type": ["service", "node"]}) as stream:
+                    attempt = 0
+                    self.wake(services=True, nodes=True)  # what happened while not subscribed
+                    async for event in stream:
+                        self.wake(services=event.type == "service", nodes=event.type == "node")
+            except (EngineUnavailable, EngineError) as exc:
+                log.info("swarm_events_interrupted", error=str(exc))
+            await asyncio.sleep(doubling(attempt, 0.5, _RETRY_CAP))
+            attempt += 1
+
+    async def relist(self) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            if now >= self._slow_at:
+                self._services_due = self._nodes_due = True
+                self._slow_at = now + SLOW_RELIST
+            snapshot = self.snapshot
+            if self._services_due:
+                self._services_due = False
+                listed = await self._m.services({})
+                refs = {}
+                for service in listed:
+                    ref = service_ref(service, LABEL_SWARM_NAMESPACE)
+                    if ref is not None:
+                        refs[ref.id] = ref
+                snapshot = Snapshot({s["ID"]: s for s in listed if s["ID"] in refs}, refs, snapshot.nodes,
+                                    all_service_ids=frozenset(s["ID"] for s in listed))
+            if self._nodes_due:
+                self._nodes_due = False
+                snapshot.nodes = {node["ID"]: node_seen(node) for node in await self._m.nodes()}
+            raw_tasks = await self._m.tasks()
+            slots = global_slots(snapshot.nodes.values())
+            seen = [t for t in (task_seen(task, snapshot.refs, snapshot.nodes, slots) for task in raw_tasks) if t]
+            if any(task.get("ServiceID") not in snapshot.all_service_ids for task in raw_tasks):
+                self._services_due = True  # a service created since the last services list
+            snapshot.tasks = seen
+            snapshot.at = time.time()
+            self.snapshot = snapshot
+            self.relists += 1
+            messages = [
+                *update_messages(self._known, ((snapshot.refs[i], s) for i, s in snapshot.services.items())),
+                *task_messages(self._known, seen, (task["ID"] for task in raw_tasks)),
+                *node_messages(self._known, snapshot.nodes.values()),
+            ]
+            if messages:
+                await asyncio.to_thread(atomic_write_json, self._path, self._known.to_plain())
+                for message in messages:
+                    self._emit(message)
