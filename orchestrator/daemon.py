@@ -71,7 +71,8 @@ class Daemon:
             log.info("daemon_stopped", before="the engine answered")
             return
         self.reconciler = Reconciler(
-            self.engine, self.store, self.settings, self.emit, routes=self.routes
+            self.engine, self.store, self.settings, self.emit, routes=self.routes,
+            wait_published=self.publisher.wait_confirmed,
         )
         redis = aioredis.Redis.from_url(self.settings.redis_url, socket_timeout=2)
         self.controller = Controller(self.reconciler, redis.ping)

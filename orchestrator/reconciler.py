@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import replace
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 import structlog
 
@@ -37,6 +37,9 @@ log = structlog.stdlib.get_logger()
 
 #: Hands one state change to the publisher; never blocks.
 Emit = Callable[[Event], None]
+#: Returns once the publisher has sent every state change handed to it so far (bounded by its
+#: argument in seconds, at once during a Redis outage): Publisher.wait_confirmed.
+WaitPublished = Callable[[float], Awaitable[None]]
 
 BOOK_DOCUMENT = "restarts.json"
 TRACKER_DOCUMENT = "tasks.json"
@@ -44,6 +47,8 @@ TRACKER_DOCUMENT = "tasks.json"
 _GONE_ACTIONS = frozenset({"die", "kill", "stop", "destroy", "oom"})
 #: After a failed pass (engine gone), try that stack again this much later.
 RETRY_AFTER_FAILURE = 1.0
+#: How long a write of the task states waits for Redis to confirm the messages it records.
+PUBLISHED_WAIT_S = 1.0
 
 
 class Reconciler:
@@ -54,8 +59,10 @@ class Reconciler:
         settings: Settings,
         emit: Emit,
         routes: IngressRoutes | None = None,
+        wait_published: WaitPublished | None = None,
     ) -> None:
         self.engine = engine
+        self.wait_published = wait_published
         self.routes = routes
         self.store = store
         self.settings = settings
@@ -361,6 +368,11 @@ class Reconciler:
             marks = self.tracker.shutdown_marks
             self.tracker.changed = False
         try:
+            if marks is not None and self.wait_published is not None:
+                # At least once: the next daemon publishes every transition past the saved
+                # states, so the states saved must not run ahead of what Redis holds (a
+                # SIGKILL would lose the messages still queued for good).
+                await self.wait_published(PUBLISHED_WAIT_S)
             for name, data in documents:
                 await asyncio.to_thread(self.store.save_document, name, data)
         except BaseException:  # not written (cancelled, disk error): the next pass tries again
