@@ -81,7 +81,7 @@ class Controller:
             # Saved before the engine is touched: whatever it creates from here on, a record
             # explains (and a daemon killed meanwhile carries on from it).
             try:
-                self._r.store.save_stack(record)
+                await self._r.store.save_stack_off_loop(record)
             except BaseException:
                 await self._release_ingress_ports(spec.name, claimed)
                 raise
@@ -171,11 +171,11 @@ class Controller:
         except (EngineError, EngineUnavailable, UserError):
             name = record.spec.name
             if old is not None:
-                self._r.store.save_stack(old)
+                await self._r.store.save_stack_off_loop(old)
                 self._r.records[name] = old
             else:
                 undo = replace(record, removing=True)
-                self._r.store.save_stack(undo)
+                await self._r.store.save_stack_off_loop(undo)
                 self._r.records[name] = undo
                 self._removals.start(name)
             log.warning("deploy_undone", stack=name, new_stack=old is None)
@@ -196,7 +196,7 @@ class Controller:
             record = replace(
                 record, scale={**record.scale, **counts}, generation=record.generation + 1
             )
-            self._r.store.save_stack(record)
+            await self._r.store.save_stack_off_loop(record)
             self._r.records[stack] = record
             for service, count in counts.items():
                 self._r.book.reset(stack, service)
@@ -211,7 +211,7 @@ class Controller:
             record = self._record(stack)
             if not record.removing or (volumes and not record.remove_volumes):
                 record = replace(record, removing=True, remove_volumes=record.remove_volumes or volumes)
-                self._r.store.save_stack(record)
+                await self._r.store.save_stack_off_loop(record)
                 self._r.records[stack] = record
             removal = self._removals.start(stack)
         await self._removals.wait(removal)
@@ -246,7 +246,7 @@ class Controller:
                 updates={**record.updates, service: rolled},
                 generation=record.generation + 1,
             )
-            self._r.store.save_stack(record)
+            await self._r.store.save_stack_off_loop(record)
             self._r.records[stack] = record
             self._r.executor.forget_images()
             self._r.emit(events.update_rollback_started(stack, service, record.replicas()[service], rolled.reason))

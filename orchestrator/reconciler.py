@@ -227,7 +227,7 @@ class Reconciler:
             update_status=record.updates,
             stopped=self.tracker.stopped_on_purpose(),
         )
-        self._record_updates(record, plan.updates, plan.rollbacks)
+        await self._record_updates(record, plan.updates, plan.rollbacks)
         wakes = [plan.wake_at]
         if self.routes:  # before acting: a start-first replacement is in before the old leaves
             await self.routes.update(name, record.spec, observed)
@@ -247,7 +247,7 @@ class Reconciler:
         self._report_services(record, observed)
         await self._save_progress()
 
-    def _record_updates(
+    async def _record_updates(
         self,
         record: StackRecord,
         statuses: Mapping[str, UpdateStatus],
@@ -263,7 +263,15 @@ class Reconciler:
             spec=replace(record.spec, services={**record.spec.services, **rollbacks}),
             updates={**record.updates, **statuses},
         )
-        self.store.save_stack(changed)
+        await self.store.save_stack_off_loop(changed)
+        if self.records.get(name) is not record:
+            # A deploy, scale or rm changed the record while this one was written: theirs is
+            # the state; written again in case this write went in after it. The next pass
+            # plans from it.
+            if name in self.records:
+                await self.store.save_stack_off_loop(self.records[name])
+            self.mark_dirty(name)
+            return
         self.records[name] = changed
         replicas = changed.replicas()
         for service, status in statuses.items():

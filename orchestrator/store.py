@@ -15,6 +15,8 @@ makes its stack unknown: its containers are then left alone, as another daemon's
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -77,6 +79,9 @@ class Store:
         self.root = Path(state_dir)
         self._stacks_dir = self.root / "stacks"
         self._stacks_dir.mkdir(parents=True, exist_ok=True)
+        #: Record writes off the loop go one at a time, in the order asked (asyncio.Lock is
+        #: first come, first served), so each file ends with the last record asked for.
+        self._stack_writes = asyncio.Lock()
 
     # stacks ------------------------------------------------------------------------------
     def load_stacks(
@@ -99,6 +104,19 @@ class Store:
 
     def save_stack(self, record: StackRecord) -> None:
         atomic_write_json(self._stacks_dir / f"{record.spec.name}.json", record.to_plain())
+
+    async def save_stack_off_loop(self, record: StackRecord) -> None:
+        """`save_stack` in a thread: its fsyncs take tens of milliseconds on a busy disk, which
+        the loop (events, the ingress, other requests) must not wait for. A cancelled caller
+        still waits for the write to end, so that it knows the record is on disk."""
+        async with self._stack_writes:
+            write = asyncio.ensure_future(asyncio.to_thread(self.save_stack, record))
+            try:
+                await asyncio.shield(write)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await write
+                raise
 
     def delete_stack(self, name: str) -> None:
         (self._stacks_dir / f"{name}.json").unlink(missing_ok=True)

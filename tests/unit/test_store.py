@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -164,3 +166,23 @@ def test_a_state_file_that_cannot_be_read_is_set_aside(tmp_path: Path) -> None:
         assert Store(tmp_path).load_document(TRACKER_DOCUMENT) is None
     assert "cannot be read" in set_aside_lines(logs)[0]["reason"]
     assert aside(tmp_path, TRACKER_DOCUMENT)
+
+
+async def test_records_written_off_the_loop_land_in_the_order_asked_even_when_cancelled(
+    tmp_path: Path,
+) -> None:
+    loop_thread = threading.get_ident()
+    writers: set[int] = set()
+
+    class WatchedStore(Store):
+        def save_stack(self, record: StackRecord) -> None:
+            writers.add(threading.get_ident())
+            super().save_stack(record)
+
+    store = WatchedStore(tmp_path)
+    records = [StackRecord(spec(), generation=n) for n in range(1, 21)]
+    saves = [asyncio.create_task(store.save_stack_off_loop(r)) for r in records]
+    saves[-2].cancel()  # its caller goes away: the write still ends before it is told so
+    await asyncio.gather(*saves, return_exceptions=True)
+    assert loop_thread not in writers and writers
+    assert Store(tmp_path).load_stacks()["demo"].generation == 20
