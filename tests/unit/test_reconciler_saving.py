@@ -10,11 +10,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from orchestrator.events import Event
-from orchestrator.model import SlotKey, TaskState
-from orchestrator.reconciler import TRACKER_DOCUMENT, Reconciler
+from orchestrator.loop.progress import TRACKER_DOCUMENT, Progress, load_book
+from orchestrator.loop.tracker import TaskTracker
+from orchestrator.model.observed import SlotKey, TaskState
 from orchestrator.settings import Settings
-from orchestrator.store import Store
+from orchestrator.loop.store import Store
 
 
 class CountingStore(Store):
@@ -32,12 +32,13 @@ async def test_the_stops_of_a_scale_down_wait_for_their_mark_on_disk_and_share_t
 ) -> None:
     store = CountingStore(tmp_path)
     settings = Settings.from_env({}, state_dir=str(tmp_path))
-    reconciler = Reconciler(object(), store, settings, emit=lambda _e: None)  # type: ignore[arg-type]
+    tracker = TaskTracker(lambda _t: None)
+    progress = Progress(store, load_book(store, settings), tracker)
     on_disk_at_return: dict[str, bool] = {}
 
     async def stop(container_id: str) -> None:  # as the executor does before each stop
-        reconciler.tracker.mark_shutdown(container_id)
-        await reconciler.save_shutdown_marks()
+        tracker.mark_shutdown(container_id)
+        await progress.save_shutdown_marks()
         saved = json.loads((tmp_path / TRACKER_DOCUMENT).read_text())["shutdown"]
         on_disk_at_return[container_id] = container_id in saved
 
@@ -45,7 +46,7 @@ async def test_the_stops_of_a_scale_down_wait_for_their_mark_on_disk_and_share_t
     assert all(on_disk_at_return.values()) and len(on_disk_at_return) == 50
     assert 1 <= store.writes.count(TRACKER_DOCUMENT) <= 2, store.writes
 
-    await reconciler.save_shutdown_marks()  # nothing new to carry: no write
+    await progress.save_shutdown_marks()  # nothing new to carry: no write
     await stop("c1")  # marked (and written) already
     assert store.writes.count(TRACKER_DOCUMENT) <= 2
 
@@ -54,11 +55,11 @@ class HeldPublisher:
     """A publisher whose Redis confirms only when the test says so."""
 
     def __init__(self) -> None:
-        self.published: list[Event] = []
+        self.published: list[object] = []
         self.confirmed = 0
         self._progress = asyncio.Event()
 
-    def publish(self, event: Event) -> None:
+    def publish(self, event: object) -> None:
         self.published.append(event)
 
     def confirm_all(self) -> None:
@@ -84,16 +85,17 @@ async def test_the_saved_task_states_never_run_ahead_of_what_redis_confirmed(tmp
     """A SIGKILL right after a tracker write loses nothing: the write waits until Redis holds
     every transition it records (the next daemon publishes only what lies past it)."""
     publisher = HeldPublisher()
+    store = Store(tmp_path)
     settings = Settings.from_env({}, state_dir=str(tmp_path))
-    reconciler = Reconciler(object(), Store(tmp_path), settings, emit=publisher.publish,  # type: ignore[arg-type]
-                            wait_published=publisher.wait_confirmed)
+    tracker = TaskTracker(publisher.publish)
+    progress = Progress(store, load_book(store, settings), tracker, publisher.wait_confirmed)
     document = tmp_path / TRACKER_DOCUMENT
     key = SlotKey("shop", "web", 1)
-    reconciler.tracker.advance(key, "t1", TaskState.CREATED, container_id="c1")
-    reconciler.tracker.advance(key, "t1", TaskState.RUNNING)
+    tracker.advance(key, "t1", TaskState.CREATED, container_id="c1")
+    tracker.advance(key, "t1", TaskState.RUNNING)
     assert len(publisher.published) == 2  # queued, not yet confirmed
 
-    saving = asyncio.create_task(reconciler._save_progress())
+    saving = asyncio.create_task(progress.save())
     await asyncio.sleep(0.05)  # the write waits for the confirmation (its bound is 1 s)
     assert not saving.done() and saved_states(document) == {}
     publisher.confirm_all()
@@ -102,11 +104,10 @@ async def test_the_saved_task_states_never_run_ahead_of_what_redis_confirmed(tmp
 
     # the stop path too (save_shutdown_marks), and a confirmation that never comes only delays
     # the write by the bound
-    reconciler.tracker.mark_shutdown("c1")
-    reconciler.tracker.advance(key, "t1", TaskState.SHUTDOWN, exit_code=137)
-    marking = asyncio.create_task(reconciler.save_shutdown_marks())
+    tracker.mark_shutdown("c1")
+    tracker.advance(key, "t1", TaskState.SHUTDOWN, exit_code=137)
+    marking = asyncio.create_task(progress.save_shutdown_marks())
     await asyncio.sleep(0.05)
     assert not marking.done() and saved_states(document) == {"t1": "running"}
     await marking  # after PUBLISHED_WAIT_S
     assert saved_states(document) == {"t1": "shutdown"}
-

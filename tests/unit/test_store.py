@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -11,7 +9,7 @@ import pytest
 
 from structlog.testing import capture_logs
 
-from orchestrator.model import (
+from orchestrator.model.spec import (
     Healthcheck,
     NetworkAttachment,
     NetworkSpec,
@@ -20,12 +18,12 @@ from orchestrator.model import (
     ServiceSpec,
     StackSpec,
 )
-from orchestrator.reconciler import BOOK_DOCUMENT, TRACKER_DOCUMENT, load_book
-from orchestrator.restarts import RestartBook
-from orchestrator.replica_limits import saved_stack_over_limits
+from orchestrator.loop.progress import BOOK_DOCUMENT, TRACKER_DOCUMENT, load_book
+from orchestrator.planning.restarts import RestartBook
+from orchestrator.planning.replica_limits import saved_stack_over_limits
 from orchestrator.settings import Settings
-from orchestrator.store import StackRecord, Store
-from orchestrator.tracker import TaskTracker
+from orchestrator.loop.store import StackRecord, Store
+from orchestrator.loop.tracker import TaskTracker
 
 
 def spec() -> StackSpec:
@@ -126,7 +124,7 @@ def test_a_record_the_daemon_refuses_is_set_aside_with_the_reason(tmp_path: Path
 
 
 def test_a_state_file_over_the_size_bound_is_set_aside_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("orchestrator.store.MAX_STATE_FILE_BYTES", 64)
+    monkeypatch.setattr("orchestrator.loop.store.MAX_STATE_FILE_BYTES", 64)
     (tmp_path / BOOK_DOCUMENT).write_text(json.dumps({"padding": "x" * 100}))
     with capture_logs() as logs:
         assert Store(tmp_path).load_document(BOOK_DOCUMENT) is None
@@ -166,23 +164,3 @@ def test_a_state_file_that_cannot_be_read_is_set_aside(tmp_path: Path) -> None:
         assert Store(tmp_path).load_document(TRACKER_DOCUMENT) is None
     assert "cannot be read" in set_aside_lines(logs)[0]["reason"]
     assert aside(tmp_path, TRACKER_DOCUMENT)
-
-
-async def test_records_written_off_the_loop_land_in_the_order_asked_even_when_cancelled(
-    tmp_path: Path,
-) -> None:
-    loop_thread = threading.get_ident()
-    writers: set[int] = set()
-
-    class WatchedStore(Store):
-        def save_stack(self, record: StackRecord) -> None:
-            writers.add(threading.get_ident())
-            super().save_stack(record)
-
-    store = WatchedStore(tmp_path)
-    records = [StackRecord(spec(), generation=n) for n in range(1, 21)]
-    saves = [asyncio.create_task(store.save_stack_off_loop(r)) for r in records]
-    saves[-2].cancel()  # its caller goes away: the write still ends before it is told so
-    await asyncio.gather(*saves, return_exceptions=True)
-    assert loop_thread not in writers and writers
-    assert Store(tmp_path).load_stacks()["demo"].generation == 20

@@ -19,9 +19,9 @@ from orchestrator.engine import Engine
 from orchestrator.engine.client import MAX_LOG_LINE
 from orchestrator.errors import ImageUnavailable, UserError
 from orchestrator.labels import LABEL_MANAGED, LABEL_STACK, spec_hash
-from orchestrator.model import (
+from orchestrator.model.observed import ContainerState, SlotKey
+from orchestrator.model.spec import (
     BuildSpec,
-    ContainerState,
     FileObjectSpec,
     FileReference,
     Healthcheck,
@@ -31,7 +31,6 @@ from orchestrator.model import (
     PortSpec,
     Resources,
     ServiceSpec,
-    SlotKey,
     StackSpec,
     Ulimit,
     VolumeSpec,
