@@ -24,7 +24,7 @@ from orchestrator.loop.commands import StackCommands
 from orchestrator.loop.controller import Controller
 from orchestrator.loop.desired import DesiredState
 from orchestrator.loop.executor import Executor
-from orchestrator.loop.progress import Progress, load_book, load_tracker
+from orchestrator.loop.progress import Progress, WaitPublished, load_book, load_tracker
 from orchestrator.loop.removal import Removals
 from orchestrator.loop.reports import PassReports
 from orchestrator.loop.tracker import TaskTracker, Transition
@@ -82,7 +82,8 @@ class Daemon:
             return
         redis = aioredis.Redis.from_url(self.settings.redis_url, socket_timeout=2)
         loop = self.loop = build_loop(
-            self.engine, self.store, self.settings, self.emit, routes=self.routes, redis_ping=redis.ping
+            self.engine, self.store, self.settings, self.emit, routes=self.routes, redis_ping=redis.ping,
+            wait_published=self.publisher.wait_confirmed,
         )
         app = make_app(loop.controller, self.settings, redis=redis)
         try:
@@ -180,6 +181,7 @@ def build_loop(
     *,
     routes: IngressRoutes | None = None,
     redis_ping: Callable[[], Awaitable[object]] = _no_redis,
+    wait_published: WaitPublished | None = None,
 ) -> Loop:
     """Every part of the loop, from the state on disk. The daemon runs `reconciler.run()` and
     `reconciler.follow(...)`; the tests' harness and the benchmarks build theirs here too."""
@@ -192,7 +194,7 @@ def build_loop(
         ))  # fmt: skip
 
     tracker = load_tracker(store, on_transition)
-    progress = Progress(store, book, tracker)
+    progress = Progress(store, book, tracker, wait_published)
     executor = Executor(
         backend,
         tracker,

@@ -21,6 +21,7 @@ from orchestrator.access import check_token, client_host, client_token
 from orchestrator.cli.client import Client
 from orchestrator.errors import UserError
 from orchestrator.settings import Settings
+from orchestrator.stackfile.referenced import brought_in
 from orchestrator.views import log_line_text
 
 #: `$VAR`, `${VAR}`, `${VAR:-default}`…, not `$$` (an escaped dollar).
@@ -66,8 +67,10 @@ def referenced_env(files: Sequence[tuple[str, str]], env: Mapping[str, str]) -> 
 async def deploy(args: argparse.Namespace) -> int:
     files = read_files(args.compose_file)
     base_dir = str(Path(args.compose_file[0]).resolve().parent)
+    # The daemon reads included and extended files itself: their variables are sent too.
+    env = referenced_env([*files, *brought_in(files, os.environ)], os.environ)
     async with client_for(args) as client:
-        outcome = await client.deploy(args.stack, files, referenced_env(files, os.environ), base_dir)
+        outcome = await client.deploy(args.stack, files, env, base_dir)
         for warning in outcome.get("warnings", ()):
             print(f"warning: {warning}", file=sys.stderr)
         _print_outcome(outcome)

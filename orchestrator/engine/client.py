@@ -19,6 +19,7 @@ from typing import Any
 
 import aiodocker
 import aiohttp
+from aiodocker.multiplexed import multiplexed_result_stream
 import structlog
 
 from orchestrator import labels
@@ -43,6 +44,10 @@ _INSPECT_CONCURRENCY = 16
 # NetworkSettings carries the address on the stack network that the ingress connects to.
 _LIST_FIELDS = ("Id", "Names", "State", "Status", "Labels", "Ports", "Created", "NetworkSettings")
 
+
+#: A log line longer than this (characters) is passed on in pieces of this size: a replica that
+#: writes without newlines cannot make the daemon hold its whole output (docs/api.md, Logs).
+MAX_LOG_LINE = 64 * 1024
 
 class Engine:
     def __init__(self, docker: aiodocker.Docker, build_limits: ContextLimits = ContextLimits()) -> None:
@@ -213,7 +218,9 @@ class Engine:
         self._facts.drop(container_id)
 
     async def logs(self, container_id: str, follow: bool, tail: int | None = None) -> AsyncIterator[str]:
-        """stdout and stderr, line by line (without the newline)."""
+        """stdout and stderr, line by line (without the newline), read as a stream whether
+        followed or not: a replica's log is never held whole (a line longer than
+        MAX_LOG_LINE comes in pieces of that size)."""
         params: dict[str, Any] = {"stdout": True, "stderr": True}
         if tail is not None:
             params["tail"] = tail
@@ -221,15 +228,31 @@ class Engine:
         pending = ""
         with engine_errors():
             if follow:
-                chunks: AsyncIterator[str] | Sequence[str] = container.log(follow=True, **params)
+                chunks = container.log(follow=True, **params)
             else:
-                chunks = await container.log(follow=False, **params)
-            async for chunk in _iterate(chunks):
+                chunks = self._unfollowed_log(container_id, params)
+            async for chunk in chunks:
                 *lines, pending = (pending + chunk).split("\n")
                 for line in lines:
-                    yield line
+                    for start in range(0, max(len(line), 1), MAX_LOG_LINE):
+                        yield line[start:start + MAX_LOG_LINE]
+                while len(pending) >= MAX_LOG_LINE:  # no newline for that long (a tty, a binary)
+                    yield pending[:MAX_LOG_LINE]
+                    pending = pending[MAX_LOG_LINE:]
         if pending:
             yield pending
+
+    async def _unfollowed_log(self, container_id: str, params: dict[str, Any]) -> AsyncIterator[str]:
+        """The log up to now, streamed: aiodocker's `log(follow=False)` reads the whole answer
+        into a list first (gigabytes for a chatty replica and `tail=all`), so the same request
+        is made here and read as its follow=True form reads it."""
+        inspect = await self._docker.containers.container(container_id).show()
+        query = self._docker._query(  # noqa: SLF001 - no public streamed form of this request
+            f"containers/{container_id}/logs", params={**params, "follow": False}, timeout=aiohttp.ClientTimeout()
+        )
+        async with query as response:
+            async for chunk in multiplexed_result_stream(response, is_tty=bool(inspect["Config"]["Tty"])):
+                yield chunk
 
     # ----------------------------------------------------------------------- images, networks, volumes
 
@@ -307,12 +330,3 @@ def _write_files(files: Mapping[Path, tuple[str, int]]) -> None:
         partial.write_text(text)
         os.chmod(partial, mode)
         os.replace(partial, path)
-
-
-async def _iterate(chunks: AsyncIterator[str] | Sequence[str]) -> AsyncIterator[str]:
-    if isinstance(chunks, Sequence):
-        for chunk in chunks:
-            yield chunk
-    else:
-        async for chunk in chunks:
-            yield chunk

@@ -9,12 +9,18 @@ one write at a time, each of the state at its start, so a later write never carr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from orchestrator.loop.store import Store
 from orchestrator.loop.tracker import TaskTracker, Transition
 from orchestrator.planning.restarts import RestartBook
 from orchestrator.settings import Settings
+
+#: Returns once the publisher has sent every state change handed to it so far (bounded by its
+#: argument in seconds, at once during a Redis outage): Publisher.wait_confirmed.
+WaitPublished = Callable[[float], Awaitable[None]]
+#: How long a write of the task states waits for Redis to confirm the messages it records.
+PUBLISHED_WAIT_S = 1.0
 
 BOOK_DOCUMENT = "restarts.json"
 TRACKER_DOCUMENT = "tasks.json"
@@ -37,8 +43,10 @@ def load_tracker(store: Store, on_transition: Callable[[Transition], None]) -> T
 
 
 class Progress:
-    def __init__(self, store: Store, book: RestartBook, tracker: TaskTracker) -> None:
+    def __init__(self, store: Store, book: RestartBook, tracker: TaskTracker,
+                 wait_published: WaitPublished | None = None) -> None:
         self._store = store
+        self._wait_published = wait_published
         self._book = book
         self._tracker = tracker
         self._book_saved = book.to_json()
@@ -78,6 +86,11 @@ class Progress:
             marks = self._tracker.shutdown_marks
             self._tracker.changed = False
         try:
+            if marks is not None and self._wait_published is not None:
+                # At least once: the next daemon publishes every transition past the saved
+                # states, so the states saved must not run ahead of what Redis holds (a
+                # SIGKILL would lose the messages still queued for good).
+                await self._wait_published(PUBLISHED_WAIT_S)
             for name, data in documents:
                 await asyncio.to_thread(self._store.save_document, name, data)
         except BaseException:  # not written (cancelled, disk error): the next pass tries again
@@ -88,4 +101,4 @@ class Progress:
             self._shutdown_marks_saved = marks
 
 
-__all__ = ["BOOK_DOCUMENT", "TRACKER_DOCUMENT", "Progress", "load_book", "load_tracker"]
+__all__ = ["BOOK_DOCUMENT", "PUBLISHED_WAIT_S", "TRACKER_DOCUMENT", "Progress", "WaitPublished", "load_book", "load_tracker"]

@@ -13,6 +13,10 @@ max(seq file, stream tail) even when the file lags; and messages dropped from a 
 had a number, so the numbers that go out have no gaps (an `events.dropped` message counts the
 loss instead). If Redis is unreachable the queue waits; when it is full the oldest are dropped.
 The sender reconnects with capped exponential backoff and logs each outage once.
+
+`wait_confirmed()` lets the reconciler keep its saved task states behind Redis: it returns once
+every message published so far is in the stream (or was dropped from a full queue), so a state
+file written afterwards never records a transition whose message a crash could still lose.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -107,6 +112,13 @@ class Publisher:
         self._dropped_at = 0.0
         self._wakeup = asyncio.Event()
         self._unconfirmed: list[_Numbered] = []
+        #: Of `_unconfirmed`, the messages `publish()` queued (not an `events.dropped`).
+        self._unconfirmed_published = 0
+        #: Messages ever given to publish(), and of those the ones Redis confirmed or the full
+        #: queue dropped: the positions `wait_confirmed()` compares.
+        self._published_total = 0
+        self._settled_total = 0
+        self._confirm_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._seq = seq_store.load()  # last seq handed out
         self._confirmed = self._seq  # last seq Redis acknowledged
         self._persisted = self._seq
@@ -139,8 +151,45 @@ class Publisher:
             self._dropped += 1
             self._dropped_at = now
             metrics.EVENTS_DROPPED.inc()
+            self._settle(1)
         self._queue.append((event, now))
+        self._published_total += 1
         self._wakeup.set()
+
+    async def wait_confirmed(self, timeout: float) -> None:
+        """Return once Redis has confirmed every message published so far (or the full queue
+        dropped it), or after `timeout` seconds; at once while Redis is away or once the
+        publisher is closed, so that nobody waits on an outage."""
+        target = self._published_total
+        if self._settled_total >= target or not self._sending():
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._confirm_waiters.append((target, waiter))
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            if (target, waiter) in self._confirm_waiters:
+                self._confirm_waiters.remove((target, waiter))
+
+    def _sending(self) -> bool:
+        """Not closed, and Redis answers (or has not failed yet): a confirmation is coming."""
+        return not self._stopped.is_set() and self._outage_since is None
+
+    def _settle(self, count: int) -> None:
+        """`count` more published messages are confirmed or dropped: wake who waited for them."""
+        self._settled_total += count
+        self._release_waiters(lambda target: target <= self._settled_total)
+
+    def _release_waiters(self, due: Callable[[int], bool]) -> None:
+        keep = []
+        for target, waiter in self._confirm_waiters:
+            if not due(target):
+                keep.append((target, waiter))
+            elif not waiter.done():
+                waiter.set_result(None)
+        self._confirm_waiters = keep
 
     async def run(self) -> None:
         """The sender: runs until `close()` (or cancellation), sending in order."""
@@ -212,8 +261,13 @@ class Publisher:
             await self._send(self._unconfirmed)
             metrics.EVENTS_PUBLISHED.inc(len(self._unconfirmed))
             self._confirmed = self._unconfirmed[-1].seq
-            self._unconfirmed = []
+            self._batch_confirmed()
             self._maybe_persist()
+
+    def _batch_confirmed(self) -> None:
+        self._unconfirmed = []
+        published, self._unconfirmed_published = self._unconfirmed_published, 0
+        self._settle(published)
 
     async def _resume(self) -> None:
         """On (re)connecting: learn the stream's last seq and forget what it already holds.
@@ -223,7 +277,10 @@ class Publisher:
         newest = await self._client.xrevrange(self._stream, count=1)
         # decode_responses: the entry id is a str ("<ms>-<seq>", our seq in the first part)
         tail = int(str(newest[0][0]).partition("-")[0]) if newest else 0
-        self._unconfirmed = [message for message in self._unconfirmed if message.seq > tail]
+        if self._unconfirmed and self._unconfirmed[-1].seq <= tail:
+            self._batch_confirmed()  # the stream holds the whole batch already
+        else:
+            self._unconfirmed = [message for message in self._unconfirmed if message.seq > tail]
         self._seq = max(self._seq, tail)
         self._confirmed = max(self._confirmed, tail)
         self._connected = True
@@ -239,8 +296,11 @@ class Publisher:
         if self._dropped:
             batch.append(self._number(events_dropped(self._dropped), self._dropped_at))
             self._dropped = 0
+        published = 0
         while self._queue and len(batch) < self._batch_size:
             batch.append(self._number(*self._queue.popleft()))
+            published += 1
+        self._unconfirmed_published = published
         return batch
 
     def _number(self, event: Event, stamped: float) -> _Numbered:
@@ -261,6 +321,7 @@ class Publisher:
         if self._outage_since is None:
             self._outage_since = time.monotonic()
             log.warning("redis_unavailable", error=str(exc) or type(exc).__name__, queued=self.queued)
+        self._release_waiters(lambda target: True)  # nobody waits on an outage
 
     # ----------------------------------------------------------------------- the seq file
 
@@ -291,3 +352,4 @@ class Publisher:
         if self.queued:
             log.warning("publisher_stopped_with_unsent_events", unsent=self.queued, dropped=self._dropped)
         self._stopped.set()
+        self._release_waiters(lambda target: True)

@@ -20,8 +20,15 @@ import os
 import stat
 from pathlib import Path
 
+from orchestrator.settings import env_name
+
 #: Kernel trees no stack may take a file from.
 KERNEL_TREES = ("/proc", "/sys", "/dev")
+
+
+def too_big(path: Path, max_size: int) -> str:
+    """The refusal of a file over the size limit: the limit, and the setting that raises it."""
+    return f"{path} is larger than {max_size} bytes ({env_name('max_file_size')} raises the limit)"
 
 
 class NamedFileError(Exception):
@@ -44,7 +51,7 @@ def read_named_file(path: Path, max_size: int) -> str:
     finally:
         os.close(fd)
     if len(data) > max_size:  # the size fstat gave is not the last word (a growing file)
-        raise NamedFileError(f"{path} is larger than {max_size} bytes")
+        raise NamedFileError(too_big(path, max_size))
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -75,7 +82,7 @@ def _open_checked(path: Path, max_size: int) -> int:
         if in_kernel_tree(_opened_path(fd, path)):
             raise NamedFileError(f"{path} is under {', '.join(KERNEL_TREES)}: files there are never read")
         if info.st_size > max_size:
-            raise NamedFileError(f"{path} is larger than {max_size} bytes")
+            raise NamedFileError(too_big(path, max_size))
     except BaseException:
         os.close(fd)
         raise

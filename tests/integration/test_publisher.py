@@ -265,3 +265,29 @@ async def test_cancelling_the_sender_mid_send_stops_it(
         sender.cancel()
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(sender, 2)
+
+
+async def test_wait_confirmed_returns_once_redis_holds_every_message_and_never_waits_on_an_outage(
+    private_redis: PrivateRedis, redis_prefix: str, start_publisher: StartPublisher
+) -> None:
+    """The reconciler's tracker writes wait on it (at-least-once delivery across a SIGKILL)."""
+    await private_redis.start()
+    publisher = start_publisher(private_redis.url)
+    client = aioredis.Redis.from_url(private_redis.url, decode_responses=True)
+    try:
+        for round_ in range(3):
+            for slot in range(1, 201):
+                publisher.publish(running("shop", slot))
+            await publisher.wait_confirmed(600)  # (a hang fails the test's own timeout)
+            assert await client.xlen(labels.events_stream(redis_prefix)) == 200 * (round_ + 1)
+    finally:
+        await client.aclose()
+
+    with capture_logs() as logs:
+        private_redis.stop()
+        publisher.publish(running("shop", 1))
+        while not any(entry["event"] == "redis_unavailable" for entry in logs):
+            await asyncio.sleep(0.02)
+        async with asyncio.timeout(60):  # far below the 600 s it was given: it did not wait
+            await publisher.wait_confirmed(600)
+    assert publisher.queued == 1

@@ -26,6 +26,7 @@ schema.config.generation.update(modes=list(schemathesis.GenerationMode), databas
 
 
 def deploy_a(served: Served) -> None:
+    # The first deploy starts the loading worker: seconds on a loaded machine.
     response = requests.put(f"{served.url}/v1/stacks/a", data=STACK_YAML,
                             headers={"Content-Type": "application/yaml", **AUTH}, timeout=60)  # a loaded machine: the loader worker may start slowly
     response.raise_for_status()

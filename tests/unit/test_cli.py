@@ -4,6 +4,7 @@ Control; and the table formatting."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from orchestrator.cli.client import Client
 from orchestrator.errors import UserError
 from orchestrator.views import LogLine
 from orchestrator.settings import Settings
+from orchestrator.stackfile.referenced import brought_in
 from tests.unit.conftest import STACK_YAML
 from tests.unit.threaded_server import Served, serve_in_thread
 
@@ -296,3 +298,31 @@ def test_a_port_that_is_not_published_is_marked_and_explained() -> None:
         "app_web: port 8080/tcp is not published: cannot listen on 0.0.0.0:8080/tcp: address already in use"
     )
     assert tables.port_notes([{**rows[0], "ports": ports[1:]}]) == ""
+
+
+def test_deploy_sends_the_variables_of_included_and_extended_files_too(
+        served: Served, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "base.yml").write_text(
+        "services:\n  base:\n    image: ${BASE_IMAGE}\n    env_file: base.env\n")
+    (tmp_path / "lib" / "base.env").write_text("GREETING=${ENV_FILE_WORD}\n")
+    (tmp_path / "lib" / "extra.yml").write_text(
+        "services:\n  extra:\n    extends: {service: base, file: base.yml}\n")
+    (tmp_path / "lib" / ".env").write_text("UNUSED=${DOTENV_WORD}\n")
+    top = tmp_path / "stack.yml"
+    top.write_text("include:\n  - ${LIB_DIR}/extra.yml\n"
+                   "services:\n  web:\n    image: ${TOP_IMAGE}\n")
+    for name in ("BASE_IMAGE", "TOP_IMAGE", "ENV_FILE_WORD", "DOTENV_WORD", "LIB_DIR", "UNRELATED_SECRET"):
+        monkeypatch.setenv(name, name.lower())
+    monkeypatch.setenv("LIB_DIR", "lib")
+    assert run(capsys, "deploy", "-c", str(top), "shop")[0] == 0
+    extra = served.control.specs["shop"].services["extra"]
+    assert (extra.image, extra.environment["GREETING"]) == ("base_image", "env_file_word")
+
+    files = [(str(top), top.read_text())]
+    found = brought_in(files, {"LIB_DIR": "lib"})
+    assert sorted(Path(path).relative_to(tmp_path).as_posix() for path, _ in found) == [
+        "lib/.env", "lib/base.env", "lib/base.yml", "lib/extra.yml"]
+    assert referenced_env([*files, *found], dict(os.environ)) == {
+        name: os.environ[name] for name in ("BASE_IMAGE", "DOTENV_WORD", "ENV_FILE_WORD", "LIB_DIR", "TOP_IMAGE")}

@@ -1,15 +1,18 @@
 """The marks "stopped on purpose" are on disk before the stops are sent (docs/design-notes.md,
-crash safety), and the stops sent at once share their writes."""
+crash safety), the stops sent at once share their writes, and the task states written never run
+ahead of the messages Redis confirmed."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
 from orchestrator.loop.progress import TRACKER_DOCUMENT, Progress, load_book
 from orchestrator.loop.tracker import TaskTracker
+from orchestrator.model.observed import SlotKey, TaskState
 from orchestrator.settings import Settings
 from orchestrator.loop.store import Store
 
@@ -46,3 +49,65 @@ async def test_the_stops_of_a_scale_down_wait_for_their_mark_on_disk_and_share_t
     await progress.save_shutdown_marks()  # nothing new to carry: no write
     await stop("c1")  # marked (and written) already
     assert store.writes.count(TRACKER_DOCUMENT) <= 2
+
+
+class HeldPublisher:
+    """A publisher whose Redis confirms only when the test says so."""
+
+    def __init__(self) -> None:
+        self.published: list[object] = []
+        self.confirmed = 0
+        self._progress = asyncio.Event()
+
+    def publish(self, event: object) -> None:
+        self.published.append(event)
+
+    def confirm_all(self) -> None:
+        self.confirmed = len(self.published)
+        self._progress.set()
+
+    async def wait_confirmed(self, timeout: float) -> None:
+        target = len(self.published)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self.confirmed < target:
+                    self._progress.clear()
+                    await self._progress.wait()
+
+
+def saved_states(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    return {task_id: task["state"] for task_id, task in json.loads(path.read_text())["tasks"].items()}
+
+
+async def test_the_saved_task_states_never_run_ahead_of_what_redis_confirmed(tmp_path: Path) -> None:
+    """A SIGKILL right after a tracker write loses nothing: the write waits until Redis holds
+    every transition it records (the next daemon publishes only what lies past it)."""
+    publisher = HeldPublisher()
+    store = Store(tmp_path)
+    settings = Settings.from_env({}, state_dir=str(tmp_path))
+    tracker = TaskTracker(publisher.publish)
+    progress = Progress(store, load_book(store, settings), tracker, publisher.wait_confirmed)
+    document = tmp_path / TRACKER_DOCUMENT
+    key = SlotKey("shop", "web", 1)
+    tracker.advance(key, "t1", TaskState.CREATED, container_id="c1")
+    tracker.advance(key, "t1", TaskState.RUNNING)
+    assert len(publisher.published) == 2  # queued, not yet confirmed
+
+    saving = asyncio.create_task(progress.save())
+    await asyncio.sleep(0.05)  # the write waits for the confirmation (its bound is 1 s)
+    assert not saving.done() and saved_states(document) == {}
+    publisher.confirm_all()
+    await saving
+    assert saved_states(document) == {"t1": "running"}
+
+    # the stop path too (save_shutdown_marks), and a confirmation that never comes only delays
+    # the write by the bound
+    tracker.mark_shutdown("c1")
+    tracker.advance(key, "t1", TaskState.SHUTDOWN, exit_code=137)
+    marking = asyncio.create_task(progress.save_shutdown_marks())
+    await asyncio.sleep(0.05)
+    assert not marking.done() and saved_states(document) == {"t1": "running"}
+    await marking  # after PUBLISHED_WAIT_S
+    assert saved_states(document) == {"t1": "shutdown"}

@@ -161,7 +161,7 @@ def test_an_included_file_is_a_file_a_stack_names(tmp_path: Path) -> None:
     found = problems(write(tmp_path, "stack.yml", "include: [dir.yml, big.yml, /proc/self/environ]\n" + HEAD), limits=Limits(max_file_size=1000))
     assert [(path, message.split(": ", 1)[1] if ": " in message else message) for _f, path, _l, message in found] == [
         ("include[0]", f"{tmp_path / 'dir.yml'} is not a regular file (a directory)"),
-        ("include[1]", f"{tmp_path / 'big.yml'} is larger than 1000 bytes"),
+        ("include[1]", f"{tmp_path / 'big.yml'} is larger than 1000 bytes (ORCHESTRATOR_MAX_FILE_SIZE raises the limit)"),
         ("include[2]", "/proc/self/environ is under /proc, /sys, /dev: files there are never read"),
     ]
 

@@ -50,7 +50,8 @@ def test_env_file_over_the_size_limit_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StackFileError) as info:
         load_stack_text([("stack.yml", HEAD + "    env_file: big.env\n")], tmp_path, env={}, name="t",
                         limits=Limits(max_file_size=1000))
-    assert info.value.problems[0].message.endswith("is larger than 1000 bytes")
+    assert info.value.problems[0].message.endswith(
+        "is larger than 1000 bytes (ORCHESTRATOR_MAX_FILE_SIZE raises the limit)")
 
 
 def test_a_read_stops_one_byte_past_the_limit(tmp_path: Path) -> None:

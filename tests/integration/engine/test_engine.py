@@ -16,6 +16,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from orchestrator.engine import Engine
+from orchestrator.engine.client import MAX_LOG_LINE
 from orchestrator.errors import ImageUnavailable, UserError
 from orchestrator.labels import LABEL_MANAGED, LABEL_STACK, spec_hash
 from orchestrator.model.observed import ContainerState, SlotKey
@@ -323,3 +324,19 @@ async def test_logs_split_into_lines_and_honour_tail(engine: Engine, stack_name:
     assert len(followed) == 3
 
 
+
+
+async def test_a_log_is_streamed_and_a_line_without_end_comes_in_bounded_pieces(
+    engine: Engine, default_stack: StackSpec, stack_name: str, tmp_path: Path
+) -> None:
+    long_line = 3 * MAX_LOG_LINE + 5
+    writer = ServiceSpec(name="talk", image=BUSYBOX, command=(
+        "sh", "-c", f"echo first; head -c {long_line} /dev/zero | tr '\\000' x; echo; echo last"))
+    created = await run_task(engine, default_stack, writer, tmp_path)
+    await wait_for_state(engine, stack_name, created.id, lambda s: s.status == "exited")
+    for follow in (False, True):
+        lines = [line async for line in engine.logs(created.id, follow=follow)]
+        assert lines[0] == "first" and lines[-1] == "last", lines[:1] + lines[-1:]
+        pieces = lines[1:-1]
+        assert all(len(piece) <= MAX_LOG_LINE for piece in pieces) and len(pieces) == 4
+        assert "".join(pieces) == "x" * long_line
