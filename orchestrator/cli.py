@@ -44,6 +44,16 @@ def _cmd_daemon(args: argparse.Namespace) -> int:
     return run_daemon(settings)
 
 
+def _cmd_ingress(args: argparse.Namespace) -> int:
+    from orchestrator.ingress_process import run_ingress
+    from orchestrator.logs import configure_logging
+
+    settings = Settings.from_env(state_dir=args.state_dir, log_level=args.log_level, log_format=args.log_format)
+    fmt = settings.log_format
+    configure_logging(settings.log_level, json=None if fmt == "auto" else fmt == "json")
+    return run_ingress(settings)
+
+
 def _client_parent() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("--host", help="daemon address: http://HOST:PORT or unix:///PATH "
@@ -136,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     daemon.add_argument("--log-format", choices=["auto", "json", "console"],
                         help="ORCHESTRATOR_LOG_FORMAT")
     daemon.set_defaults(func=_cmd_daemon)
+
+    ingress = sub.add_parser("ingress", help="run the ingress, the daemon's data plane (docs/dataplane.md)")
+    ingress.add_argument("--state-dir", help="state directory, shared with the daemon (ORCHESTRATOR_STATE_DIR)")
+    ingress.add_argument("--log-level", help="debug|info|warning|error (ORCHESTRATOR_LOG_LEVEL)")
+    ingress.add_argument("--log-format", choices=["auto", "json", "console"], help="ORCHESTRATOR_LOG_FORMAT")
+    ingress.set_defaults(func=_cmd_ingress)
 
     config = sub.add_parser("config", help="print the normalized stack of one or more stack files, as a compose file")
     config.add_argument("-c", "--compose-file", action="append", required=True, metavar="FILE",

@@ -25,7 +25,7 @@ from orchestrator.engine.build_context import ContextLimits
 from orchestrator.errors import EngineUnavailable
 from orchestrator.events import Event
 from orchestrator.api import check_exposure, make_app, serve
-from orchestrator.ingress import Ingress
+from orchestrator.ingress_remote import RemoteIngress, make_ingress, wanted_ingress_ports
 from orchestrator.ingress_routes import IngressRoutes
 from orchestrator.intake import EventIntake
 from orchestrator.logs import redact
@@ -54,13 +54,19 @@ class Daemon:
             stream_maxlen=settings.stream_maxlen,
         )
         self.engine: Engine | None = None
-        self.routes = IngressRoutes(Ingress(settings.ingress_host), emit=self.emit)
+        self.ingress = make_ingress(settings, on_lost=self._ingress_lost)
+        self.routes = IngressRoutes(self.ingress, emit=self.emit)
         self.reconciler: Reconciler | None = None
         self.controller: Controller | None = None
         self._stopping = asyncio.Event()
 
     def emit(self, event: Event) -> None:
         self.publisher.publish(event)
+
+    def _ingress_lost(self) -> None:
+        """A restarted ingress could not bind some port again: a pass reports and retries it."""
+        if self.reconciler is not None:
+            self.reconciler.mark_dirty()
 
     async def run(self) -> None:
         check_exposure(self.settings)
@@ -73,6 +79,9 @@ class Daemon:
         self.reconciler = Reconciler(
             self.engine, self.store, self.settings, self.emit, routes=self.routes
         )
+        if isinstance(self.ingress, RemoteIngress):  # adopt the running data plane, or start one
+            await self.ingress.start()
+            await self.ingress.prune(wanted_ingress_ports(self.reconciler.records.values()))
         redis = aioredis.Redis.from_url(self.settings.redis_url, socket_timeout=2)
         self.controller = Controller(self.reconciler, redis.ping)
         app = make_app(self.controller, self.settings, redis=redis)
@@ -138,7 +147,10 @@ class Daemon:
                 passes=self.reconciler.passes,
                 containers_left_running=True,
             )
-        await self.routes.close()
+        if isinstance(self.ingress, RemoteIngress):
+            await self.ingress.detach()  # the data plane outlives the daemon: docs/dataplane.md
+        else:
+            await self.routes.close()
         await self.publisher.close(timeout=2.0)
         await redis.aclose()
         if self.engine is not None:

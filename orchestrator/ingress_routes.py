@@ -22,11 +22,10 @@ released when the deploy fails after all.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import structlog
 from redis.backoff import ExponentialBackoff
@@ -36,6 +35,9 @@ from orchestrator.events import Event
 from orchestrator.ingress import Backend, Ingress, IngressError
 from orchestrator.model import ContainerState, PortSpec, StackSpec
 from orchestrator.tasks import ready
+
+if TYPE_CHECKING:
+    from orchestrator.ingress_remote import RemoteIngress
 
 log = structlog.stdlib.get_logger()
 
@@ -58,7 +60,7 @@ class _Unbound:
 
 
 class IngressRoutes:
-    def __init__(self, ingress: Ingress, emit: Callable[[Event], None] | None = None) -> None:
+    def __init__(self, ingress: Ingress | RemoteIngress, emit: Callable[[Event], None] | None = None) -> None:
         self.ingress = ingress
         self._emit = emit or (lambda _event: None)
         #: Ports each stack owns: listened on, or wanted and retried.
@@ -197,10 +199,7 @@ class IngressRoutes:
         backends = self._backends_of_container.pop(container_id, set())
         for backend in backends:
             self.ingress.remove_backend(backend)
-        ports = self.ingress.ports.values()
-        await asyncio.gather(
-            *(port.drain(b, timeout) for port in ports for b in backends if port.connections(b))
-        )
+        await self.ingress.drain_backends(backends, timeout)
         if backends:
             log.info("ingress_backend_drained", container_id=container_id[:12])
 

@@ -24,6 +24,7 @@ from orchestrator.errors import EngineUnavailable
 from orchestrator.events import Event
 from orchestrator.executor import Executor
 from orchestrator.ingress_routes import IngressRoutes
+from orchestrator.readiness import PortReadiness
 from orchestrator.intake import ContainerEvent, Disconnected, EventIntake, Resync
 from orchestrator.model import ContainerState, PlanNote, ServiceSpec, SlotKey, UpdateStatus
 from orchestrator.replica_limits import saved_stack_over_limits
@@ -57,6 +58,8 @@ class Reconciler:
     ) -> None:
         self.engine = engine
         self.routes = routes
+        #: Replicas behind the ingress wait for their port to accept before they count as ready.
+        self.readiness = PortReadiness(settings.readiness_window) if routes else None
         self.store = store
         self.settings = settings
         self.emit = emit
@@ -209,6 +212,12 @@ class Reconciler:
                 await self.routes.update(name, None, ())
             return
         now = time.time()
+        wakes: list[float | None] = []
+        if self.readiness is not None:  # still starting, for the plan, the ingress and the counts
+            held, probe_again = await self.readiness.hold(record.spec, listed, now)
+            listed = [held.get(c.id, c) for c in listed]
+            observed = [held.get(c.id, c) for c in observed]
+            wakes.append(probe_again)
         plan = planner.plan(
             record.spec,
             record.replicas(),
@@ -221,7 +230,7 @@ class Reconciler:
             stopped=self.tracker.stopped_on_purpose(),
         )
         self._record_updates(record, plan.updates, plan.rollbacks)
-        wakes = [plan.wake_at]
+        wakes.append(plan.wake_at)
         if self.routes:  # before acting: a start-first replacement is in before the old leaves
             await self.routes.update(name, record.spec, observed)
             wakes.append(self.routes.retry_at(name))  # a published port to try binding again
