@@ -106,11 +106,12 @@ class DaemonProcess:
     async def stop(self) -> int:
         """SIGTERM to the daemon, then to the ingress it left running."""
         try:
-            return await self._stop_daemon()
+            return await self.stop_daemon()
         finally:
             await self.stop_ingress()
 
-    async def _stop_daemon(self) -> int:
+    async def stop_daemon(self) -> int:
+        """SIGTERM to the daemon only: its ingress goes on serving (an upgrade, a restart)."""
         if self.process is None or self.process.returncode is not None:
             return self.process.returncode if self.process else 0
         self.process.send_signal(signal.SIGTERM)
