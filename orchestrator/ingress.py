@@ -126,7 +126,7 @@ class _Pipe(asyncio.Protocol):
             if exc is None:
                 peer.transport.close()
             else:
-                peer.transport.abort()
+                _reset(peer.transport)
         if self.relay is not None:
             self.relay.side_lost()
 
