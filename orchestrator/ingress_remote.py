@@ -147,7 +147,6 @@ class RemoteIngress:
             self._child.poll()  # reaped if it ended; a running one is left to run
 
     async def _supervise(self) -> None:
-        first = True
         for attempt in itertools.count():
             try:
                 reader, writer = await asyncio.open_unix_connection(socket_path(self.state_dir), limit=MAX_MESSAGE)
@@ -159,29 +158,28 @@ class RemoteIngress:
                 await asyncio.sleep(RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)])
                 continue
             try:
-                await self._session(reader, writer, adopt=first)
-                first = False
+                await self._session(reader, writer)
             except (OSError, IngressError, ValueError) as exc:
                 log.warning("ingress_session_ended", error=str(exc))
             finally:
                 self._disconnected(writer)
             await asyncio.sleep(RECONNECT_DELAYS[0])
 
-    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, adopt: bool) -> None:
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
         reading = asyncio.get_running_loop().create_task(self._read(reader))
         try:
             hello = await self._call({"op": "hello", "protocol": PROTOCOL}, connected_only=False)
             if hello.get("protocol") != PROTOCOL:
                 raise IngressError(f"the ingress speaks protocol {hello.get('protocol')}, this daemon {PROTOCOL}")
-            self.ingress_pid = hello.get("pid")
             serving = {(p["port"], p["protocol"]): tuple(tuple(b) for b in p["backends"]) for p in hello["ports"]}
-            if adopt:
+            if self.ingress_pid is None:  # this daemon's first ingress: adopt what it serves
                 self._ports = {**serving, **self._ports}  # type: ignore[dict-item]
                 self.adopted = frozenset(serving)
-                log.info("ingress_adopted", pid=self.ingress_pid, ports=len(serving))
+                log.info("ingress_adopted", pid=hello.get("pid"), ports=len(serving))
             else:
                 await self._resend(serving)
+            self.ingress_pid = hello.get("pid")
             self._connected.set()
             await reading
         finally:
@@ -205,7 +203,7 @@ class RemoteIngress:
         for port, protocol in serving.keys() - self._ports.keys():
             self._send({"op": "close", "port": port, "protocol": protocol, "drain_timeout": 1.0},
                        connected_only=False)
-        log.info("ingress_reconnected", pid=self.ingress_pid, ports=len(self._ports))
+        log.info("ingress_reconnected", ports=len(self._ports))
         if lost:
             self.on_lost()
 
