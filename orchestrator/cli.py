@@ -24,6 +24,14 @@ Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 def _cmd_version(args: argparse.Namespace) -> int:
     print(f"orchestrator {__version__}")
+    try:
+        health = asyncio.run(cli_commands.daemon_health(args))
+    except OrchestratorError as exc:  # no daemon answers: the client's version is all there is
+        print(f"daemon: no answer ({exc})")
+        return 0
+    live = health.get("live_restore")
+    print(f"daemon: engine {'reachable' if health.get('engine') else 'unreachable'}, "
+          f"live-restore {'on' if live else 'off' if live is False else 'unknown'}")
     return 0
 
 
@@ -133,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    version = sub.add_parser("version", help="print the version")
+    version = sub.add_parser("version", help="print the version (and whether the daemon's engine has live-restore)",
+                             parents=[_client_parent()])
     version.set_defaults(func=_cmd_version)
     _add_client_commands(sub)
 

@@ -104,6 +104,8 @@ class HealthView:
     redis: bool
     engine_error: str = ""
     redis_error: str = ""
+    #: The engine keeps containers running through a dockerd restart (None: not known).
+    live_restore: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -397,15 +397,17 @@ class Controller:
 
     async def health(self) -> HealthView:
         engine_error = redis_error = ""
+        live_restore = None
         try:
             await self._r.engine.ping()
+            live_restore = await self._r.engine.live_restore()
         except Exception as exc:  # noqa: BLE001 - any failure is "unreachable", reported as text
             engine_error = str(exc) or type(exc).__name__
         try:
             await asyncio.wait_for(self._redis_ping(), timeout=2)
         except Exception as exc:  # noqa: BLE001
             redis_error = str(exc) or type(exc).__name__
-        return HealthView(not engine_error, not redis_error, engine_error, redis_error)
+        return HealthView(not engine_error, not redis_error, engine_error, redis_error, live_restore)
 
 
 def _desired(record: StackRecord) -> dict[str, int]:

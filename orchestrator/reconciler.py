@@ -128,6 +128,7 @@ class Reconciler:
                             self.emit(events.engine_reconnected())
                             disconnected = False
                         self.executor.forget_images()
+                        self.engine.forget_live_restore()  # dockerd may have restarted
                         self.mark_dirty()
                     case Disconnected():
                         if not disconnected:

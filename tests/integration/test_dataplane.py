@@ -13,11 +13,14 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import aiodocker
 import aiohttp
 import pytest
 import yaml
 
+from orchestrator.labels import LABEL_STACK
 from tests.integration.daemon_process import DaemonProcess, free_port
+from tests.integration.engine_restart import restart_engine, restarts_engine
 
 pytestmark = pytest.mark.integration
 
@@ -135,3 +138,37 @@ async def test_rolling_update_without_healthcheck_fails_no_request(daemon: Daemo
 
     assert load.failures == [], f"{len(load.failures)} of {len(load.pages) + len(load.failures)} failed: {load.failures[:5]}"
     assert any("Hello Old!" in page for page in load.pages), "the load ran before the update"
+
+
+async def test_health_says_whether_the_engine_has_live_restore(daemon: DaemonProcess, docker: aiodocker.Docker) -> None:
+    info = await docker.system.info()
+    status, body = await daemon.request("GET", "/v1/health")
+    assert status == 200 and body["live_restore"] is bool(info["LiveRestoreEnabled"]), body
+    status, body = await daemon.request("GET", "/v1/health", auth=False)
+    assert "live_restore" not in body  # only the booleans for anonymous probes
+
+
+async def running_ids(docker: aiodocker.Docker, stack: str) -> set[str]:
+    found = await docker.containers.list(filters={"label": [f"{LABEL_STACK}={stack}"], "status": ["running"]})
+    return {c["Id"] for c in found}
+
+
+@restarts_engine
+async def test_a_dockerd_restart_with_live_restore_fails_no_request_and_restarts_nothing(
+    daemon: DaemonProcess, docker: aiodocker.Docker, stack_name: str
+) -> None:
+    if not (await docker.system.info())["LiveRestoreEnabled"]:
+        pytest.skip("the engine runs without live-restore (scripts/setup starts it with it)")
+    port = free_port()
+    load = await deployed(daemon, stack_name, port, "Old")
+    try:
+        await load.answered(PER_PHASE)
+        before = await running_ids(docker, stack_name)
+        await asyncio.to_thread(restart_engine)
+        await load.answered(PER_PHASE)
+        await daemon.poll("/v1/health", lambda body: body["engine"], 60)
+        await load.answered(PER_PHASE)
+    finally:
+        await load.stop()
+    assert load.failures == [], f"{len(load.failures)} of {len(load.pages) + len(load.failures)} failed: {load.failures[:5]}"
+    assert await running_ids(docker, stack_name) == before, "the daemon replaced replicas the engine kept"
