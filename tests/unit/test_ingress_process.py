@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.ingress import IngressError
+from orchestrator.ingress import Backend, IngressError
 from orchestrator.ingress_process import serve_ingress, socket_path
 from orchestrator.ingress_remote import RemoteIngress
 from orchestrator.settings import Settings
 from tests.unit.test_ingress import LOOPBACK, Backends, named_echo
+from tests.unit.test_ingress import _backends as backends  # noqa: F401 - the fixture
 
 
 class RunningIngress:
@@ -48,13 +49,6 @@ async def _ingress(tmp_path: Path) -> AsyncIterator[RunningIngress]:
     await running.halt()
 
 
-@pytest.fixture(name="backends")
-async def _backends() -> AsyncIterator[Backends]:
-    backends = Backends()
-    yield backends
-    await backends.close()
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((LOOPBACK, 0))
@@ -74,6 +68,17 @@ async def connected(state_dir: Path) -> RemoteIngress:
     return remote
 
 
+async def serving(state_dir: Path, backends: Backends, name: bytes) -> tuple[RemoteIngress, int, Backend]:
+    """A daemon's RemoteIngress with one port whose rotation is one backend saying `name`."""
+    port = free_port()
+    remote = await connected(state_dir)
+    await remote.ensure(port)
+    backend = await backends.start(named_echo(name))
+    remote.set_backends(port, [backend])
+    assert await name_of(port) == name
+    return remote, port, backend
+
+
 async def eventually(check: object, timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not check():  # type: ignore[operator]
@@ -83,12 +88,7 @@ async def eventually(check: object, timeout: float = 5.0) -> None:
 async def test_the_ports_a_daemon_set_up_outlive_it_and_the_next_daemon_adopts_them(
     ingress: RunningIngress, backends: Backends, tmp_path: Path
 ) -> None:
-    port = free_port()
-    first = await connected(tmp_path)
-    await first.ensure(port)
-    backend = await backends.start(named_echo(b"a"))
-    first.set_backends(port, [backend])
-    assert await name_of(port) == b"a"
+    first, port, backend = await serving(tmp_path, backends, b"a")
     await first.detach()  # the daemon stops (or dies)
     assert await name_of(port) == b"a"  # still served, by the same rotation
 
@@ -118,11 +118,7 @@ async def test_a_port_that_cannot_be_bound_is_an_ingress_error(ingress: RunningI
 async def test_a_restarted_ingress_gets_every_port_and_rotation_again(
     ingress: RunningIngress, backends: Backends, tmp_path: Path
 ) -> None:
-    port = free_port()
-    remote = await connected(tmp_path)
-    await remote.ensure(port)
-    remote.set_backends(port, [await backends.start(named_echo(b"b"))])
-    assert await name_of(port) == b"b"
+    remote, port, _ = await serving(tmp_path, backends, b"b")
     await ingress.halt()  # e.g. it crashed, and systemd starts it again
     await ingress.start()
     await eventually(lambda: remote._connected.is_set())
