@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -155,3 +159,19 @@ async def test_bad_requests_are_answered_with_their_reason(ingress: RunningIngre
     assert "Expecting value" in errors[0] and errors[1] == "a request is a JSON object"
     assert errors[2] == "unknown op 'explode'" and "from 0 to 65535" in errors[3]
     assert "must be an IP address" in errors[4] and "UDP ports cannot be published" in errors[5]
+
+
+async def test_one_ingress_per_state_directory(tmp_path: Path) -> None:
+    env = {**os.environ, "ORCHESTRATOR_STATE_DIR": str(tmp_path), "ORCHESTRATOR_INGRESS_HOST": LOOPBACK}
+    first = subprocess.Popen([sys.executable, "-m", "orchestrator", "ingress"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await eventually(lambda: socket_path(tmp_path).exists(), timeout=30)
+        second = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "orchestrator", "ingress"],
+                                         env=env, capture_output=True, text=True, timeout=30)
+        assert second.returncode == 1
+        assert second.stderr.splitlines()[-1] == f"error: an ingress already runs for {tmp_path} (pid {first.pid})"
+    finally:
+        first.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(first.wait, 30)
+    assert code == 0 and not (tmp_path / "ingress.pid").exists() and not socket_path(tmp_path).exists()
