@@ -68,6 +68,7 @@ class RemoteIngress:
         self._child: subprocess.Popen[bytes] | None = None
         self.ingress_pid: int | None = None
         self.adopted: frozenset[PortKey] = frozenset()
+        self._detaching = False
 
     # --- what IngressRoutes uses ----------------------------------------------------------
 
@@ -138,6 +139,7 @@ class RemoteIngress:
 
     async def detach(self) -> None:
         """The daemon stops: the ingress goes on serving what it has."""
+        self._detaching = True
         if self._supervisor is not None:
             self._supervisor.cancel()
             await asyncio.gather(self._supervisor, return_exceptions=True)
@@ -226,7 +228,10 @@ class RemoteIngress:
             if not waiter.done():
                 waiter.set_exception(IngressError("the ingress process stopped answering"))
         self._pending.clear()
-        log.warning("ingress_disconnected")
+        if self._detaching:
+            log.info("ingress_detached", pid=self.ingress_pid)
+        else:
+            log.warning("ingress_disconnected")
 
     def _send(self, message: dict[str, Any], *, connected_only: bool = True) -> int | None:
         """Sends without waiting for the answer; while disconnected, nothing (what we keep in
