@@ -145,8 +145,19 @@ class RemoteIngress:
             await asyncio.gather(self._supervisor, return_exceptions=True)
         if self._writer is not None:
             self._writer.close()
-        if self._child is not None:
+        if self._child_running() and not self._ports:
+            await self._stop_child()  # it serves nothing: no need to leave it behind
+        elif self._child is not None:
             self._child.poll()  # reaped if it ended; a running one is left to run
+
+    async def _stop_child(self) -> None:
+        assert self._child is not None
+        self._child.terminate()
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self._child.wait), 10)
+        except TimeoutError:
+            self._child.kill()
+        log.info("ingress_stopped_unused", pid=self._child.pid)
 
     async def _supervise(self) -> None:
         for attempt in itertools.count():
