@@ -106,7 +106,7 @@ class Controller:
             return DeployOutcome(spec.name, result, tuple(changed), spec.warnings)  # type: ignore[arg-type]
 
     def _check_published_ports(self, spec: StackSpec) -> None:
-        """Ingress ports are the daemon's own listeners: TCP only, and one stack per port."""
+        """Ingress ports are the daemon's own listeners: TCP or UDP, and one stack per port."""
         taken = {
             (p.published, p.protocol): name
             for name, record in self._r.records.items()
@@ -117,8 +117,8 @@ class Controller:
         for svc in spec.services.values():
             for p in ingress_ports(svc.ports):
                 where = f"services.{svc.name}.ports ({p.published}:{p.target}/{p.protocol})"
-                if p.protocol != "tcp":
-                    raise UserError(f"{where}: the ingress relays TCP only; publish it with mode: host")
+                if p.protocol not in ("tcp", "udp"):
+                    raise UserError(f"{where}: the ingress relays TCP and UDP only; publish it with mode: host")
                 if (p.published, p.protocol) in taken:
                     other = taken[(p.published, p.protocol)]
                     raise Conflict(f"{where}: port {p.published} is already published by stack {other}")

@@ -12,8 +12,8 @@ per direction, and flow control is the transports' own (a full write buffer on o
 reading on the other). Half-close is passed through: EOF from one side becomes write_eof() on
 the other, and the pair closes once both directions have ended.
 
-UDP is not relayed: ports declared `protocol: udp` raise IngressError and must use `mode: host`
-(see docs/ingress.md).
+UDP ports are relayed per client flow by `ingress_udp.UdpIngressPort`, which has the same
+surface; `Ingress` keeps both kinds, keyed by (port, protocol).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from typing import cast
 
 import structlog
 
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import IngressError
+from orchestrator.ingress_udp import UdpIngressPort
 
 log = structlog.stdlib.get_logger()
 
@@ -39,10 +40,6 @@ FAILED_BACKEND_COOLDOWN_S = 2.0
 #: Client bytes kept until the backend answers, so a reset before its first byte can be retried
 #: on another backend; a client that sends more before any answer is not retried.
 REPLAY_LIMIT = 64 * 1024
-
-
-class IngressError(OrchestratorError):
-    """A published port cannot be served (address in use, unsupported protocol)."""
 
 
 def _reset(transport: asyncio.Transport) -> None:
@@ -347,17 +344,21 @@ class Ingress:
     def __init__(self, host: str, *, connect_timeout: float = 1.0) -> None:
         self.host = host
         self._connect_timeout = connect_timeout
-        self._ports: dict[tuple[int, str], IngressPort] = {}
+        self._ports: dict[tuple[int, str], IngressPort | UdpIngressPort] = {}
 
     @property
-    def ports(self) -> dict[tuple[int, str], IngressPort]:
+    def ports(self) -> dict[tuple[int, str], IngressPort | UdpIngressPort]:
         return dict(self._ports)
 
-    async def ensure(self, port: int, protocol: str = "tcp") -> IngressPort:
+    async def ensure(self, port: int, protocol: str = "tcp") -> IngressPort | UdpIngressPort:
         """The listener for a published port, started on first use."""
         key = (port, _checked(protocol))
         if key not in self._ports:
-            listener = IngressPort(self.host, port, connect_timeout=self._connect_timeout)
+            listener: IngressPort | UdpIngressPort
+            if protocol == "udp":
+                listener = UdpIngressPort(self.host, port)
+            else:
+                listener = IngressPort(self.host, port, connect_timeout=self._connect_timeout)
             await listener.start()
             self._ports[key] = listener
         return self._ports[key]
@@ -386,7 +387,7 @@ class Ingress:
         listeners, self._ports = list(self._ports.values()), {}
         await asyncio.gather(*(listener.close(drain_timeout) for listener in listeners))
 
-    def _listener(self, port: int, protocol: str) -> IngressPort:
+    def _listener(self, port: int, protocol: str) -> IngressPort | UdpIngressPort:
         try:
             return self._ports[(port, _checked(protocol))]
         except KeyError:
@@ -394,8 +395,6 @@ class Ingress:
 
 
 def _checked(protocol: str) -> str:
-    if protocol == "tcp":
+    if protocol in ("tcp", "udp"):
         return protocol
-    if protocol == "udp":
-        raise IngressError("UDP ports cannot be published in ingress mode; use `mode: host`")
-    raise IngressError(f"unknown port protocol {protocol!r} (tcp or udp)")
+    raise IngressError(f"{protocol} ports cannot be published in ingress mode; use `mode: host`")

@@ -54,7 +54,7 @@ def stream_entry_id(seq: int) -> str:
 
 
 # Fields of a service that do not go into its containers: changing them never recreates.
-_UNHASHED_FIELDS = frozenset({"replicas", "update_config", "rollback_config", "deploy_labels", "placement"})
+_UNHASHED_FIELDS = frozenset({"provider", "replicas", "update_config", "rollback_config", "deploy_labels", "placement"})
 
 
 def spec_hash(service: ServiceSpec) -> str:

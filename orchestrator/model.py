@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 # --------------------------------------------------------------------------- ranges
 
@@ -175,6 +175,9 @@ class Placement:
 class ServiceSpec:
     name: str
     image: str | None = None
+    #: compose's `provider` (a service a compose plugin runs): kept so `config` shows it; a
+    #: deploy refuses it (stackfile/service.py). Not part of the spec hash.
+    provider: Mapping[str, Any] | None = None
     build: BuildSpec | None = None
     command: tuple[str, ...] | None = None
     entrypoint: tuple[str, ...] | None = None

@@ -9,7 +9,7 @@ from orchestrator.model import FileReference, MountSpec
 from orchestrator.stackfile.problems import Where
 from orchestrator.stackfile import values
 from orchestrator.stackfile.reader import Section, resolve_path, sub_section
-from orchestrator.stackfile.shortsyntax import is_windows_path, parse_volume, windows_note
+from orchestrator.stackfile.shortsyntax import WindowsPath, is_windows_path, parse_volume, windows_note
 
 _LONG_KEYS = ("type", "source", "target", "read_only", "bind", "volume", "tmpfs", "image", "consistency")
 #: Mount types of the compose-spec that one Linux engine cannot make, and why.
@@ -32,6 +32,9 @@ def read_volumes(service: Section) -> tuple[MountSpec, ...]:
 def _short(item: str, path: str, where: Where, service: Section) -> MountSpec | None:
     try:
         short = parse_volume(item)
+    except WindowsPath as exc:
+        service.ctx.unrunnable(where, path, str(exc))
+        return None
     except ValueError as exc:
         service.ctx.problems.error(where, path, str(exc))
         return None
@@ -55,7 +58,7 @@ def _long(item: Any, path: str, where: Where, service: Section) -> MountSpec | N
     section.check_keys(_LONG_KEYS, {"consistency": "consistency has no effect on Linux; ignored"})
     kind = section.choice("type", ("volume", "bind", "tmpfs", *_OTHER_TYPES), None)
     if kind in _OTHER_TYPES:
-        section.error("type", _OTHER_TYPES[kind])
+        section.unrunnable("type", _OTHER_TYPES[kind])
         return None
     if kind is None:
         if "type" not in section:
@@ -65,7 +68,7 @@ def _long(item: Any, path: str, where: Where, service: Section) -> MountSpec | N
     source = section.checked("source", values.plain)
     for key, path in (("target", target), ("source", source)):
         if path and is_windows_path(path):
-            section.error(key, windows_note(path))
+            section.unrunnable(key, windows_note(path))
             return None
     if not target or not target.startswith("/"):
         section.error("target", "a volume needs an absolute container path as target")

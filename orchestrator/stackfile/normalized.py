@@ -45,6 +45,7 @@ def stack_to_compose(stack: StackSpec) -> dict[str, Any]:
 def _service(service: ServiceSpec) -> dict[str, Any]:
     data = _compact({
         "image": service.image,
+        "provider": dict(service.provider) if service.provider is not None else None,
         "build": _compact({
             "context": service.build.context, "dockerfile": service.build.dockerfile,
             "args": dict(service.build.args), "target": service.build.target, "labels": dict(service.build.labels),

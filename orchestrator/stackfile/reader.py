@@ -39,6 +39,15 @@ class Context:
         given, an included project's directory, an extended file's own directory."""
         return self.base_dirs.get(where[0], self.base_dir)
 
+    def unrunnable(self, where: Where, path: str, message: str) -> None:
+        """What compose-go loads but this engine cannot run (a provider service, an image
+        mount, a Windows path): an error when deploying; before, a warning, so that
+        `orchestrator config` reads every file `docker compose config` reads."""
+        if self.deploying:
+            self.problems.error(where, path, message)
+        else:
+            self.problems.warn(path, f"{message}: deploying this stack fails")
+
     def dangerous(self, where: Where, path: str, what: str) -> None:
         """A dangerous option (stackfile/dangerous.py): a warning, or refused under `deny`."""
         if self.limits.dangerous_options == "deny":
@@ -79,6 +88,11 @@ class Section:
 
     def warn(self, key: str, message: str) -> None:
         self.ctx.problems.warn(self.key_path(key), message)
+
+    def unrunnable(self, key: str | None, message: str) -> None:
+        """`Context.unrunnable` at `key`."""
+        path = self.key_path(key) if key is not None else self.path
+        self.ctx.unrunnable(self.where(key), path, message)
 
     def check_keys(self, allowed: Iterable[str], ignored: Mapping[str, str] | None = None) -> None:
         """Unknown keys are errors; `ignored` keys are valid but have no effect here (warned),

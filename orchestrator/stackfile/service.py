@@ -4,7 +4,9 @@ options"; keys compose does not know are errors."""
 
 from __future__ import annotations
 
+import json
 import shlex
+from typing import Any
 
 from orchestrator.model import BuildSpec, DependsOn, Healthcheck, LoggingSpec, RestartPolicy, ServiceSpec
 from orchestrator.stackfile import values
@@ -21,7 +23,7 @@ _SUPPORTED = (
     "networks", "volumes", "tmpfs", "secrets", "configs", "healthcheck", "depends_on",
     "stop_grace_period", "stop_signal", "hostname", "user", "working_dir", "init", "read_only",
     "cap_add", "cap_drop", "extra_hosts", "dns", "ulimits", "sysctls", "logging", "deploy",
-    "restart", "scale",
+    "restart", "scale", "provider",
 )  # fmt: skip
 _UNSUPPORTED = (
     "annotations", "attach", "blkio_config", "cgroup", "cgroup_parent", "container_name",
@@ -31,7 +33,7 @@ _UNSUPPORTED = (
     "isolation", "label_file", "links", "mac_address", "mem_limit", "mem_reservation",
     "mem_swappiness", "memswap_limit", "models", "network_mode", "oom_kill_disable",
     "oom_score_adj", "pid", "pids_limit", "platform", "post_start", "pre_start", "pre_stop",
-    "privileged", "profiles", "provider", "pull_policy", "pull_refresh_after", "runtime",
+    "privileged", "profiles", "pull_policy", "pull_refresh_after", "runtime",
     "security_opt", "shm_size", "stdin_open",
     "storage_opt", "tty", "use_api_socket", "userns_mode", "uts", "volumes_from",
 )  # fmt: skip
@@ -40,6 +42,12 @@ _IGNORED = {key: "not supported by this orchestrator (as docker stack deploy); i
 _FORBIDDEN = {"volume_driver": "volume_driver is not supported; use a top-level volume's driver"}
 _BUILD_KEYS = ("context", "dockerfile", "args", "target", "labels")
 _HEALTH_KEYS = ("test", "interval", "timeout", "retries", "start_period", "start_interval", "disable")
+
+
+def _provider(section: Section) -> dict[str, Any] | None:
+    """compose's provider mapping as plain data (its shape is the schema's to check)."""
+    value = section.raw("provider")
+    return json.loads(json.dumps(value)) if value is not None else None
 
 
 def read_service(name: str, section: Section) -> ServiceSpec:
@@ -54,14 +62,17 @@ def read_service(name: str, section: Section) -> ServiceSpec:
         if empty_image:
             section.error("image", "the image is empty (is the variable it names set?)", image_where)
         elif "provider" in section:
-            section.error("provider", "a service run by a provider (a compose plugin), with no image, cannot run on this orchestrator")
+            section.unrunnable("provider", "a service run by a provider (a compose plugin), with no image, cannot run on this orchestrator")
         else:
             section.error(None, "a service needs an image (or a build)")
+    elif "provider" in section:
+        section.warn("provider", "a provider (a compose plugin) is not run by this orchestrator; ignored: the service runs its image")
     deploy = read_deploy(section.section("deploy"))
     fallback = restart_fallback(section)
     return ServiceSpec(
         name=name,
         image=section.checked("image", values.image_reference),
+        provider=_provider(section),
         build=_build(section),
         command=_command(section, "command"),
         entrypoint=_command(section, "entrypoint"),

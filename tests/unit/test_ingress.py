@@ -237,8 +237,8 @@ async def test_ingress_manages_ports_by_number_and_protocol(backends: Backends) 
         assert first.backends == ()
         with pytest.raises(IngressError, match="port 81/tcp is not published"):
             ingress.set_backends(81, [backend])
-        with pytest.raises(IngressError, match="UDP ports cannot be published in ingress mode"):
-            await ingress.ensure(5353, "udp")
+        with pytest.raises(IngressError, match="sctp ports cannot be published in ingress mode"):
+            await ingress.ensure(5353, "sctp")
     finally:
         await ingress.close_all(drain_timeout=1.0)
     assert ingress.ports == {}
