@@ -9,7 +9,8 @@ it joins the rotation, counts as a running replica and lets an update move on on
 
 The hold is bounded: `window` seconds after the replica started it counts as ready anyway (a
 service that publishes a port it never listens on keeps working as before, only later). A probe
-that succeeded is remembered per container, so each replica is probed until it first accepts,
+that succeeded is remembered per container (UDP ports are not probed: a connect says nothing
+about them), so each replica is probed until it first accepts,
 and a restarted daemon does not hold back replicas that started long ago.
 """
 
@@ -23,7 +24,7 @@ from dataclasses import replace
 import structlog
 
 from orchestrator.ingress_routes import backend_of, ingress_ports
-from orchestrator.model import ContainerState, StackSpec
+from orchestrator.model import ContainerState, PortSpec, ServiceSpec, StackSpec
 
 log = structlog.stdlib.get_logger()
 
@@ -31,6 +32,11 @@ log = structlog.stdlib.get_logger()
 PROBE_TIMEOUT_S = 0.5
 #: When a held replica is probed again (the reconciler's next pass for its stack).
 PROBE_AGAIN_S = 0.25
+
+
+def _tcp_ingress_ports(service: ServiceSpec) -> list[PortSpec]:
+    """The ports a connect can probe: a UDP port says nothing to a TCP connect."""
+    return [p for p in ingress_ports(service.ports) if p.protocol == "tcp"]
 
 
 class PortReadiness:
@@ -70,11 +76,11 @@ class PortReadiness:
             and c.health is None  # a healthcheck decides by itself
             and c.started_at is not None
             and now - c.started_at < self.window
-            and bool(ingress_ports(service.ports))
+            and bool(_tcp_ingress_ports(service))
         )
 
     async def _accepts(self, spec: StackSpec, c: ContainerState) -> bool:
-        targets = [backend_of(c, port) for port in ingress_ports(spec.services[c.key.service].ports)]
+        targets = [backend_of(c, port) for port in _tcp_ingress_ports(spec.services[c.key.service])]
         if any(t is None for t in targets):
             return False  # no address yet: not reachable by the ingress either
         results = await asyncio.gather(*(self._connects(t) for t in targets if t is not None))

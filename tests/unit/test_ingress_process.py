@@ -150,7 +150,7 @@ async def test_bad_requests_are_answered_with_their_reason(ingress: RunningIngre
     for line in (b"not json\n", b"[1]\n", b'{"id": 1, "op": "explode"}\n',
                  b'{"id": 2, "op": "listen", "port": 70000, "protocol": "tcp"}\n',
                  b'{"id": 3, "op": "backends", "port": 80, "protocol": "tcp", "backends": [["host", 80]]}\n',
-                 b'{"id": 4, "op": "listen", "port": 5353, "protocol": "udp"}\n'):
+                 b'{"id": 4, "op": "listen", "port": 5353, "protocol": "sctp"}\n'):
         writer.write(line)
         answers.append(json.loads(await reader.readline()))
     writer.close()
@@ -158,7 +158,7 @@ async def test_bad_requests_are_answered_with_their_reason(ingress: RunningIngre
     errors = [a["error"] for a in answers]
     assert "Expecting value" in errors[0] and errors[1] == "a request is a JSON object"
     assert errors[2] == "unknown op 'explode'" and "from 0 to 65535" in errors[3]
-    assert "must be an IP address" in errors[4] and "UDP ports cannot be published" in errors[5]
+    assert "must be an IP address" in errors[4] and errors[5] == "protocol must be tcp or udp, not 'sctp'"
 
 
 async def test_one_ingress_per_state_directory(tmp_path: Path) -> None:

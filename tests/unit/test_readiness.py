@@ -57,3 +57,6 @@ async def test_no_probe_outside_the_window_with_a_healthcheck_or_without_ingress
     assert (await readiness.hold(stack(closed), [replica(2, now, health="starting")], now))[0] == {}
     assert (await readiness.hold(stack(closed, published=None), [replica(3, now)], now))[0] == {}
     assert (await PortReadiness(window=0).hold(stack(closed), [replica(4, now)], now))[0] == {}
+    udp = StackSpec("app", {"web": ServiceSpec(name="web", image="demo",
+                                               ports=(PortSpec(target=closed, published=53, protocol="udp"),))})
+    assert (await readiness.hold(udp, [replica(5, now)], now))[0] == {}
