@@ -59,7 +59,7 @@ def _cmd_ingress(args: argparse.Namespace) -> int:
     settings = Settings.from_env(state_dir=args.state_dir, log_level=args.log_level, log_format=args.log_format)
     fmt = settings.log_format
     configure_logging(settings.log_level, json=None if fmt == "auto" else fmt == "json")
-    return run_ingress(settings)
+    return run_ingress(settings, idle_exit=args.idle_exit)
 
 
 def _client_parent() -> argparse.ArgumentParser:
@@ -160,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingress.add_argument("--state-dir", help="state directory, shared with the daemon (ORCHESTRATOR_STATE_DIR)")
     ingress.add_argument("--log-level", help="debug|info|warning|error (ORCHESTRATOR_LOG_LEVEL)")
     ingress.add_argument("--log-format", choices=["auto", "json", "console"], help="ORCHESTRATOR_LOG_FORMAT")
+    ingress.add_argument("--idle-exit", type=float, metavar="S",
+                         help="exit after S seconds with no daemon connected and no port served "
+                              "(what a daemon that spawns its ingress asks for)")
     ingress.set_defaults(func=_cmd_ingress)
 
     config = sub.add_parser("config", help="print the normalized stack of one or more stack files, as a compose file")

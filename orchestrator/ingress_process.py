@@ -31,6 +31,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,10 @@ class IngressServer:
         self.ingress = ingress
         self._session: asyncio.StreamWriter | None = None
         self._slow: set[asyncio.Task[None]] = set()
+
+    @property
+    def connected(self) -> bool:
+        return self._session is not None
 
     def snapshot(self) -> list[dict[str, Any]]:
         return [
@@ -223,8 +228,23 @@ def _take_lock(state_dir: Path) -> int:
     return fd
 
 
-async def serve_ingress(settings: Settings, stop: asyncio.Event, started: asyncio.Event | None = None) -> None:
-    """Runs the ingress and its control socket until `stop` is set; then drains and closes."""
+async def _stop_when_idle(server: IngressServer, stop: asyncio.Event, idle_exit: float) -> None:
+    """Sets `stop` once the ingress has served no port and had no daemon for `idle_exit` s."""
+    idle_since = time.monotonic()
+    while not stop.is_set():
+        if server.connected or server.ingress.ports:
+            idle_since = time.monotonic()
+        elif time.monotonic() - idle_since >= idle_exit:
+            log.info("ingress_idle_exit", idle_s=idle_exit)
+            stop.set()
+        await asyncio.sleep(min(1.0, idle_exit / 4))
+
+
+async def serve_ingress(settings: Settings, stop: asyncio.Event, started: asyncio.Event | None = None,
+                        idle_exit: float | None = None) -> None:
+    """Runs the ingress and its control socket until `stop` is set; then drains and closes.
+    With `idle_exit`, also once it served no port and had no daemon for that long (a spawned
+    ingress whose daemon died and left nothing to serve)."""
     state_dir = Path(settings.state_dir)
     ingress = Ingress(settings.ingress_host)
     server = IngressServer(ingress)
@@ -238,9 +258,12 @@ async def serve_ingress(settings: Settings, stop: asyncio.Event, started: asynci
     log.info("ingress_started", socket=str(path), host=settings.ingress_host, pid=os.getpid())
     if started is not None:
         started.set()
+    idle = asyncio.create_task(_stop_when_idle(server, stop, idle_exit)) if idle_exit else None
     try:
         await stop.wait()
     finally:
+        if idle is not None:
+            idle.cancel()
         control.close()
         await server.stop()
         await ingress.close_all(drain_timeout=STOP_DRAIN_S)
@@ -248,9 +271,10 @@ async def serve_ingress(settings: Settings, stop: asyncio.Event, started: asynci
         log.info("ingress_stopped")
 
 
-def run_ingress(settings: Settings) -> int:
-    """Entry point of `orchestrator ingress`: runs until SIGTERM/SIGINT. Exit 1 with one clear
-    line when it cannot start (another ingress runs for the state directory, no permission)."""
+def run_ingress(settings: Settings, idle_exit: float | None = None) -> int:
+    """Entry point of `orchestrator ingress`: runs until SIGTERM/SIGINT (or `idle_exit`, see
+    serve_ingress). Exit 1 with one clear line when it cannot start (another ingress runs for
+    the state directory, no permission)."""
     state_dir = Path(settings.state_dir)
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -267,7 +291,7 @@ def run_ingress(settings: Settings) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
-        await serve_ingress(settings, stop)
+        await serve_ingress(settings, stop, idle_exit=idle_exit)
 
     try:
         asyncio.run(main())

@@ -47,6 +47,8 @@ PortKey = tuple[int, str]
 RECONNECT_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0)
 #: How long a daemon's start waits for its ingress to answer before it goes on without one.
 START_WAIT_S = 15.0
+#: A spawned ingress that serves no port and has no daemon for this long exits (nothing to keep).
+SPAWNED_IDLE_EXIT_S = 60.0
 #: An answer to a quick request (listen, hello) that takes longer means the ingress is stuck.
 CALL_TIMEOUT_S = 10.0
 
@@ -280,7 +282,7 @@ class RemoteIngress:
         log_file = open(self.state_dir / "ingress.log", "ab")  # noqa: SIM115 - the child owns it
         try:
             self._child = subprocess.Popen(
-                [sys.executable, "-m", "orchestrator", "ingress"],
+                [sys.executable, "-m", "orchestrator", "ingress", "--idle-exit", str(SPAWNED_IDLE_EXIT_S)],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
                 start_new_session=True, close_fds=True,
                 env={**os.environ, "ORCHESTRATOR_STATE_DIR": str(self.state_dir),

@@ -175,3 +175,24 @@ async def test_one_ingress_per_state_directory(tmp_path: Path) -> None:
         first.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(first.wait, 30)
     assert code == 0 and not (tmp_path / "ingress.pid").exists() and not socket_path(tmp_path).exists()
+
+
+async def test_an_idle_ingress_with_idle_exit_stops_by_itself(tmp_path: Path) -> None:
+    settings = replace(Settings(), state_dir=str(tmp_path), ingress_host=LOOPBACK)
+    stop = asyncio.Event()
+    async with asyncio.timeout(10):
+        await serve_ingress(settings, stop, idle_exit=0.2)  # returns only because it stopped itself
+    assert stop.is_set() and not socket_path(tmp_path).exists()
+
+
+async def test_an_ingress_with_a_daemon_does_not_idle_exit(tmp_path: Path) -> None:
+    settings = replace(Settings(), state_dir=str(tmp_path), ingress_host=LOOPBACK)
+    stop, started = asyncio.Event(), asyncio.Event()
+    serving = asyncio.create_task(serve_ingress(settings, stop, started, idle_exit=0.2))
+    await started.wait()
+    remote = await connected(tmp_path)
+    await asyncio.sleep(1.0)
+    assert not stop.is_set()
+    await remote.detach()
+    async with asyncio.timeout(10):
+        await serving  # the daemon left, and no port: now it stops by itself
