@@ -9,9 +9,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from typing import Any
 
-from orchestrator.model import ServiceSpec, SlotKey
+from orchestrator.model.observed import SlotKey
+from orchestrator.model.spec import ServiceSpec
 
 PREFIX = "orchestrator"
 LABEL_STACK = f"{PREFIX}.stack"
@@ -92,6 +94,11 @@ def container_labels(
     }
 
 
+def image_name(stack: str, service: ServiceSpec) -> str:
+    """The service's image, or for a `build:`-only service the name its build is tagged with."""
+    return service.image or f"{stack}_{service.name}"
+
+
 def container_name(key: SlotKey, task_id: str) -> str:
     """`<stack>_<service>.<slot>.<task-id>`, as Swarm names task containers."""
     return f"{key.stack}_{key.service}.{key.slot}.{task_id}"
@@ -100,3 +107,12 @@ def container_name(key: SlotKey, task_id: str) -> str:
 def stack_filter(stack: str | None = None) -> dict[str, list[str]]:
     """Engine list/event filter for our containers (of one stack, or all)."""
     return {"label": [f"{LABEL_STACK}={stack}" if stack else LABEL_STACK]}
+
+
+_DECIMAL = re.compile(r"-?[0-9]{1,19}")
+
+
+def decimal(text: str) -> int | None:
+    """A number the engine (or whoever labelled a container) wrote as text: ASCII digits only,
+    at most int64's width (`str.isdigit()` also takes '²', which `int()` then refuses)."""
+    return int(text) if _DECIMAL.fullmatch(text) else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.model import FileReference, MountSpec
+from orchestrator.model.spec import FileReference, MountSpec
 from orchestrator.stackfile.problems import Where
 from orchestrator.stackfile import values
 from orchestrator.stackfile.reader import Section, resolve_path, sub_section
@@ -88,19 +88,19 @@ def _long(item: Any, path: str, where: Where, service: Section) -> MountSpec | N
             {"selinux": "SELinux relabelling is not supported; ignored", "recursive": "recursive read-only binds are not supported; ignored"},
         )
         propagation = bind.choice("propagation", ("shared", "rshared", "slave", "rslave", "private", "rprivate"))
-        create_host_path = bind.bool("create_host_path")
+        create_host_path = bind.flag("create_host_path")
     if volume is not None:
         volume.check_keys(("nocopy",), {"subpath": "volume subpath is not supported; ignored", "labels": "labels of an anonymous volume are not supported; ignored"})
-        nocopy = volume.bool("nocopy")
+        nocopy = volume.flag("nocopy")
     if tmpfs is not None:
         tmpfs.check_keys(("size", "mode"))
-        size = tmpfs.bytes("size")
+        size = tmpfs.size("size")
         mode = tmpfs.mode("mode")
     return MountSpec(
         type=kind,
         target=target,
         source=source or None,
-        read_only=section.bool("read_only", False),
+        read_only=section.flag("read_only", False),
         bind_propagation=propagation,
         bind_create_host_path=True if create_host_path is None else create_host_path,
         volume_nocopy=bool(nocopy),
@@ -128,19 +128,19 @@ def read_file_refs(service: Section, key: str) -> tuple[FileReference, ...]:
         if section is None:
             continue
         section.check_keys(("source", "target", "uid", "gid", "mode"))
-        source = section.str("source")
+        source = section.text("source")
         if not source:
             section.error(None, "needs a source (the name of a top-level entry)")
             continue
-        target = section.str("target") or _default_target(key, source)
+        target = section.text("target") or _default_target(key, source)
         if key == "secrets" and not target.startswith("/"):
             target = f"/run/secrets/{target}"
         refs.append(
             FileReference(
                 source=source,
                 target=target,
-                uid=section.str("uid"),
-                gid=section.str("gid"),
+                uid=section.text("uid"),
+                gid=section.text("gid"),
                 mode=section.mode("mode"),
             )
         )

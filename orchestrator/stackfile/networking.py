@@ -3,7 +3,7 @@ attachments (list or map with aliases and addresses), extra_hosts."""
 
 from __future__ import annotations
 
-from orchestrator.model import NetworkAttachment, PortSpec
+from orchestrator.model.spec import NetworkAttachment, PortSpec
 from orchestrator.stackfile import values
 from orchestrator.stackfile.reader import Section, sub_section, to_str, type_name
 from orchestrator.stackfile.shortsyntax import host_range_note, parse_port, parse_port_range, range_note
@@ -31,7 +31,7 @@ def _long_port(entry: Section) -> list[PortSpec]:
         ("target", "published", "host_ip", "protocol", "mode"),
         {"app_protocol": "app_protocol is informational; ignored", "name": "port names are informational; ignored"},
     )
-    target = entry.int("target", None, minimum=1, maximum=65535)
+    target = entry.integer("target", None, minimum=1, maximum=65535)
     if target is None:
         if "target" not in entry:
             entry.error(None, "a port needs a target")

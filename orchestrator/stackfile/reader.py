@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from orchestrator.model import MAX_COUNT
+from orchestrator.model.ranges import MAX_COUNT
 from orchestrator.stackfile import spec_schema, units, values
 from orchestrator.stackfile.limits import Limits
 from orchestrator.stackfile.problems import Problems, Where, quote
@@ -129,26 +129,26 @@ class Section:
             self.error(key, str(exc))
             return default
 
-    def str(self, key: str, default: Any = None) -> Any:
+    def text(self, key: str, default: Any = None) -> Any:
         return self._convert(key, default, to_str)
 
-    def int(self, key: str, default: Any = None, minimum: int = 0, maximum: int | None = MAX_COUNT) -> Any:
+    def integer(self, key: str, default: Any = None, minimum: int = 0, maximum: int | None = MAX_COUNT) -> Any:
         return self._convert(key, default, lambda v: to_int(v, minimum, maximum))
 
-    def float(self, key: str, default: Any = None) -> Any:
+    def number(self, key: str, default: Any = None) -> Any:
         return self._convert(key, default, to_float)
 
     def checked(self, key: str, check: Callable[[str], str], default: Any = None) -> Any:
         """A string that must pass one of the engine's rules (stackfile/values.py)."""
         return self._convert(key, default, lambda v: check(to_str(v)))
 
-    def bool(self, key: str, default: Any = None) -> Any:
+    def flag(self, key: str, default: Any = None) -> Any:
         return self._convert(key, default, to_bool)
 
     def duration(self, key: str, default: Any = None) -> Any:
         return self._convert(key, default, units.parse_duration)
 
-    def bytes(self, key: str, default: Any = None) -> Any:
+    def size(self, key: str, default: Any = None) -> Any:
         return self._convert(key, default, units.parse_bytes)
 
     def cpus(self, key: str, default: Any = None) -> Any:

@@ -8,7 +8,7 @@ import json
 import shlex
 from typing import Any
 
-from orchestrator.model import BuildSpec, DependsOn, Healthcheck, LoggingSpec, RestartPolicy, ServiceSpec
+from orchestrator.model.spec import BuildSpec, DependsOn, Healthcheck, LoggingSpec, RestartPolicy, ServiceSpec
 from orchestrator.stackfile import values
 from orchestrator.stackfile.deploy import read_deploy, replica_count, restart_fallback
 from orchestrator.stackfile.mounts import read_file_refs, read_volumes, tmpfs_list
@@ -91,8 +91,8 @@ def read_service(name: str, section: Section) -> ServiceSpec:
         hostname=section.checked("hostname", values.hostname),
         user=section.checked("user", values.plain),
         working_dir=section.checked("working_dir", _working_dir),
-        init=section.bool("init"),
-        read_only=section.bool("read_only", False),
+        init=section.flag("init"),
+        read_only=section.flag("read_only", False),
         cap_add=section.str_list("cap_add", allow_string=False, check=values.capability),
         cap_drop=section.str_list("cap_drop", allow_string=False, check=values.capability),
         extra_hosts=read_extra_hosts(section),
@@ -158,10 +158,10 @@ def _build(section: Section) -> BuildSpec | None:
         return None
     build.check_keys(_BUILD_KEYS, {key: "build option not supported; ignored" for key in _BUILD_IGNORED})
     return BuildSpec(
-        context=_context(build.str("context", "."), section, build.where("context")),
-        dockerfile=build.str("dockerfile"),
+        context=_context(build.text("context", "."), section, build.where("context")),
+        dockerfile=build.text("dockerfile"),
         args=build.mapping("args"),
-        target=build.str("target"),
+        target=build.text("target"),
         labels=labels(build, "labels"),
     )
 
@@ -183,7 +183,7 @@ def _healthcheck(section: Section | None) -> Healthcheck | None:
     if section is None:
         return None
     section.check_keys(_HEALTH_KEYS)
-    disable = section.bool("disable", False)
+    disable = section.flag("disable", False)
     test_value = section.raw("test")
     if disable:
         if test_value not in (None, []):
@@ -200,7 +200,7 @@ def _healthcheck(section: Section | None) -> Healthcheck | None:
         test=test,
         interval=_health_duration(section, "interval"),
         timeout=_health_duration(section, "timeout"),
-        retries=section.int("retries"),
+        retries=section.integer("retries"),
         start_period=_health_duration(section, "start_period"),
         start_interval=_health_duration(section, "start_interval"),
     )
@@ -208,7 +208,7 @@ def _healthcheck(section: Section | None) -> Healthcheck | None:
 
 def _health_duration(section: Section, key: str) -> float | None:
     """The engine refuses a healthcheck time under 1ms (0 means the image's or its default)."""
-    seconds = section.duration(key)
+    seconds: float | None = section.duration(key)
     if seconds is not None and 0 < seconds < 0.001:
         section.error(key, f"must be 0 or at least 1ms, not {seconds}s (the engine refuses less)")
         return None

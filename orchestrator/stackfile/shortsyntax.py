@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.model import PortSpec
+from orchestrator.model.spec import PortSpec
 from orchestrator.stackfile import values
 from orchestrator.stackfile.problems import quote
 

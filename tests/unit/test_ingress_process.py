@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.ingress import Backend, IngressError
-from orchestrator.ingress_process import serve_ingress, socket_path
-from orchestrator.ingress_remote import RemoteIngress
+from orchestrator.errors import IngressError
+from orchestrator.ingress.process import serve_ingress, socket_path
+from orchestrator.ingress.proxy import Upstream
+from orchestrator.ingress.remote import RemoteIngress
 from orchestrator.settings import Settings
 from tests.unit.test_ingress import LOOPBACK, Backends, named_echo
 from tests.unit.test_ingress import _backends as backends  # noqa: F401 - the fixture
@@ -72,13 +73,13 @@ async def connected(state_dir: Path) -> RemoteIngress:
     return remote
 
 
-async def serving(state_dir: Path, backends: Backends, name: bytes) -> tuple[RemoteIngress, int, Backend]:
+async def serving(state_dir: Path, backends: Backends, name: bytes) -> tuple[RemoteIngress, int, Upstream]:
     """A daemon's RemoteIngress with one port whose rotation is one backend saying `name`."""
     port = free_port()
     remote = await connected(state_dir)
     await remote.ensure(port)
     backend = await backends.start(named_echo(name))
-    remote.set_backends(port, [backend])
+    remote.set_upstreams(port, [backend])
     assert await name_of(port) == name
     return remote, port, backend
 

@@ -9,8 +9,8 @@ from typing import cast
 
 import pytest
 
-from orchestrator.ingress import Ingress
-from orchestrator.ingress_udp import Backend, UdpIngressPort
+from orchestrator.ingress.proxy import Ingress
+from orchestrator.ingress.udp import UdpIngressPort, Upstream
 
 LOOPBACK = "127.0.0.1"
 
@@ -33,16 +33,16 @@ class _Named(asyncio.DatagramProtocol):
 
 class Backends:
     def __init__(self) -> None:
-        self.transports: dict[Backend, asyncio.DatagramTransport] = {}
+        self.transports: dict[Upstream, asyncio.DatagramTransport] = {}
 
-    async def start(self, name: bytes) -> Backend:
+    async def start(self, name: bytes) -> Upstream:
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(lambda: _Named(name), local_addr=(LOOPBACK, 0))
         backend = (LOOPBACK, int(transport.get_extra_info("sockname")[1]))
         self.transports[backend] = transport
         return backend
 
-    def stop(self, backend: Backend) -> None:
+    def stop(self, backend: Upstream) -> None:
         self.transports.pop(backend).close()
 
     def close(self) -> None:
@@ -85,7 +85,7 @@ async def started(**kwargs: float) -> UdpIngressPort:
 
 async def test_each_client_stays_on_one_backend_and_new_clients_take_turns(backends: Backends) -> None:
     port = await started()
-    port.set_backends([await backends.start(b"a"), await backends.start(b"b")])
+    port.set_upstreams([await backends.start(b"a"), await backends.start(b"b")])
     clients = [Client(port.bound_port) for _ in range(4)]
     try:
         names = [await c.name() for c in clients]
@@ -103,7 +103,7 @@ async def test_each_client_stays_on_one_backend_and_new_clients_take_turns(backe
 async def test_a_backend_that_leaves_the_rotation_takes_its_flows_with_it(backends: Backends) -> None:
     port = await started()
     a, b = await backends.start(b"a"), await backends.start(b"b")
-    port.set_backends([a, b])
+    port.set_upstreams([a, b])
     client = Client(port.bound_port)
     try:
         assert await client.name() == b"a"
@@ -118,7 +118,7 @@ async def test_a_backend_that_leaves_the_rotation_takes_its_flows_with_it(backen
 async def test_a_dead_backend_fails_its_flow_and_the_next_datagram_goes_elsewhere(backends: Backends) -> None:
     port = await started(cooldown=30.0)
     a, b = await backends.start(b"a"), await backends.start(b"b")
-    port.set_backends([a, b])
+    port.set_upstreams([a, b])
     client = Client(port.bound_port)
     try:
         assert await client.name() == b"a"
@@ -143,7 +143,7 @@ async def test_a_dead_backend_fails_its_flow_and_the_next_datagram_goes_elsewher
 
 async def test_idle_flows_are_forgotten_and_flows_are_bounded(backends: Backends) -> None:
     port = await started(idle_timeout=0.2, max_flows=2)
-    port.set_backends([await backends.start(b"a")])
+    port.set_upstreams([await backends.start(b"a")])
     clients = [Client(port.bound_port) for _ in range(3)]
     try:
         for c in clients:
@@ -164,7 +164,7 @@ async def test_without_backends_datagrams_are_dropped_and_the_port_stays_up(back
     try:
         with pytest.raises(TimeoutError):
             await client.ask(b"nobody", timeout=0.3)
-        port.set_backends([await backends.start(b"late")])
+        port.set_upstreams([await backends.start(b"late")])
         assert await client.name() == b"late"
     finally:
         client.close()
@@ -177,7 +177,7 @@ async def test_ingress_keeps_tcp_and_udp_on_the_same_number_apart(backends: Back
         udp = await ingress.ensure(0, "udp")
         tcp = await ingress.ensure(0, "tcp")
         assert isinstance(udp, UdpIngressPort) and udp is not tcp
-        ingress.set_backends(0, [await backends.start(b"u")], "udp")
+        ingress.set_upstreams(0, [await backends.start(b"u")], "udp")
         client = Client(udp.bound_port)
         try:
             assert await client.name() == b"u"

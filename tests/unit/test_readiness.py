@@ -9,8 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from orchestrator.model import ContainerState, PortSpec, ServiceSpec, SlotKey, StackSpec
-from orchestrator.readiness import PortReadiness
+from orchestrator.model.observed import ContainerState, SlotKey
+from orchestrator.model.spec import PortSpec, ServiceSpec, StackSpec
+from orchestrator.ingress.readiness import PortReadiness
 
 LOOPBACK = "127.0.0.1"
 

@@ -8,9 +8,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from orchestrator.reconciler import TRACKER_DOCUMENT, Reconciler
+from orchestrator.loop.progress import TRACKER_DOCUMENT, Progress, load_book
+from orchestrator.loop.tracker import TaskTracker
 from orchestrator.settings import Settings
-from orchestrator.store import Store
+from orchestrator.loop.store import Store
 
 
 class CountingStore(Store):
@@ -28,12 +29,13 @@ async def test_the_stops_of_a_scale_down_wait_for_their_mark_on_disk_and_share_t
 ) -> None:
     store = CountingStore(tmp_path)
     settings = Settings.from_env({}, state_dir=str(tmp_path))
-    reconciler = Reconciler(object(), store, settings, emit=lambda _e: None)  # type: ignore[arg-type]
+    tracker = TaskTracker(lambda _t: None)
+    progress = Progress(store, load_book(store, settings), tracker)
     on_disk_at_return: dict[str, bool] = {}
 
     async def stop(container_id: str) -> None:  # as the executor does before each stop
-        reconciler.tracker.mark_shutdown(container_id)
-        await reconciler.save_shutdown_marks()
+        tracker.mark_shutdown(container_id)
+        await progress.save_shutdown_marks()
         saved = json.loads((tmp_path / TRACKER_DOCUMENT).read_text())["shutdown"]
         on_disk_at_return[container_id] = container_id in saved
 
@@ -41,6 +43,6 @@ async def test_the_stops_of_a_scale_down_wait_for_their_mark_on_disk_and_share_t
     assert all(on_disk_at_return.values()) and len(on_disk_at_return) == 50
     assert 1 <= store.writes.count(TRACKER_DOCUMENT) <= 2, store.writes
 
-    await reconciler.save_shutdown_marks()  # nothing new to carry: no write
+    await progress.save_shutdown_marks()  # nothing new to carry: no write
     await stop("c1")  # marked (and written) already
     assert store.writes.count(TRACKER_DOCUMENT) <= 2

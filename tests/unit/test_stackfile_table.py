@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.model import (
+from orchestrator.model.spec import (
     DependsOn,
     FileReference,
     Healthcheck,
