@@ -288,7 +288,7 @@ async def test_a_reset_before_the_first_answer_byte_is_retried_on_another_backen
     ingress_port: IngressPort, backends: Backends
 ) -> None:
     reset_by, answered_by = [], []
-    ingress_port.set_backends([await backends.start(resetting(reset_by)), await backends.start(replying(answered_by))])
+    ingress_port.set_upstreams([await backends.start(resetting(reset_by)), await backends.start(replying(answered_by))])
     assert await ask(ingress_port, b"GET /1\n") == b"ok GET /1\n"
     assert reset_by == [b"GET /1\n"] and answered_by == [b"GET /1\n"]  # tried first, then replayed
 
@@ -297,7 +297,7 @@ async def test_a_reset_after_the_backend_answered_reaches_the_client(
     ingress_port: IngressPort, backends: Backends
 ) -> None:
     reset_by, answered_by = [], []
-    ingress_port.set_backends([await backends.start(resetting(reset_by, b"partial")),
+    ingress_port.set_upstreams([await backends.start(resetting(reset_by, b"partial")),
                                await backends.start(replying(answered_by))])
     reader, writer = await asyncio.open_connection(LOOPBACK, ingress_port.bound_port)
     writer.write(b"GET /2\n")
