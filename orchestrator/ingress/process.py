@@ -1,7 +1,7 @@
 """`orchestrator ingress`: the data plane as a process of its own, so published ports keep
 answering while the daemon is down (SIGKILL, restart, upgrade).
 
-It runs an `Ingress` (orchestrator/ingress.py) and takes orders from the daemon over a unix
+It runs an `Ingress` (orchestrator/ingress/proxy.py) and takes orders from the daemon over a unix
 socket in the state directory, `<state_dir>/ingress.sock` (mode 0600: whoever can write to it
 can point published ports anywhere). It knows nothing of stacks or the engine; the daemon feeds
 it, as it fed the in-process ingress before: listen on a port (the answer carries the bind
