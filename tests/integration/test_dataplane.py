@@ -153,6 +153,7 @@ async def running_ids(docker: aiodocker.Docker, stack: str) -> set[str]:
     return {c["Id"] for c in found}
 
 
+@pytest.mark.engine_restart
 @restarts_engine
 async def test_a_dockerd_restart_with_live_restore_fails_no_request_and_restarts_nothing(
     daemon: DaemonProcess, docker: aiodocker.Docker, stack_name: str
