@@ -8,6 +8,17 @@
 # ports on the host and reaches replicas on their stack networks, and Redis is found at
 # 127.0.0.1:6379 (or set ORCHESTRATOR_REDIS_URL). It runs as root, as the engine's socket needs.
 #
+# Alone, the daemon starts its ingress (the published ports) as a child in the same container,
+# so a restart of the container takes the ports down with it. Production runs the ingress as a
+# container of its own, as systemd runs two units (deploy/systemd/), both `--restart
+# unless-stopped`; then restarting or upgrading the daemon's container keeps the ports answering:
+#
+#   docker run -d --name orchestrator-ingress --restart unless-stopped --network host \
+#     --no-healthcheck -v orchestrator-state:/var/lib/orchestrator orchestrator/daemon ingress
+#   docker run -d --name orchestrator --restart unless-stopped --network host \
+#     -e ORCHESTRATOR_INGRESS=external -v /var/run/docker.sock:/var/run/docker.sock \
+#     -v orchestrator-state:/var/lib/orchestrator orchestrator/daemon
+#
 # With a registry: `docker build -t orchestrator/daemon .` (public Python base, pip installs the
 # package and its dependencies from PyPI). Without one (these machines): build_daemon_image in
 # scripts/lib.sh puts wheels built on the host into images/daemon/wheels (PyPI does not answer

@@ -11,12 +11,19 @@ stacks of the test image and keeps a client loop on the ingress port (127.0.0.1 
   <tag>crash crash: 1 replica exiting 3 after 1 s, restart on-failure, delay 0s, max_attempts 2
 Faults, in random order spread over the run: SIGKILL of a replica, OOM through the memory limit,
 a healthcheck turning unhealthy, `docker rm -f` of a replica, one restart of the private
-redis-server, one SIGKILL of the daemon (then started again), one SIGKILL during an `rm` of the
+redis-server, one SIGKILL of the daemon (then started again), one restart of the daemon (SIGTERM
+then a new start: the path of an upgrade), one SIGKILL during an `rm` of the
 work stack (the next start must finish the removal, leaving its volume; then it is deployed
 again), one SIGKILL during a rolling update of web (the next start must finish it: every web
 replica on the new spec), and one restart of dockerd (unless --no-engine-restart: it stops every
 container on the engine). Each recovery is timed from the injection to every service at its
 count again (running, not unhealthy, one per slot).
+
+Client requests are counted per fault kind, and the data plane's invariant (issue 16) is checked:
+no request fails except one in flight on a web replica that died (the client sends one request
+at a time, so at most one per web replica a fault killed: SIGKILL, unhealthy); daemon faults,
+Redis, replicas of other services and the rolling update fail none. A dockerd restart is held to
+it only when the engine has live-restore (without, it stops every replica).
 
 Checked at the end (exit 1 if any fails): every service at its count, the crash loop given up
 after exactly 1 + max_attempts runs; no slot ever held by two running replicas (the engine's list
@@ -239,6 +246,11 @@ class Soak:
     files: dict[str, str]
     port: int
     web_version: int = 0
+    live_restore: bool = False
+    #: Web replicas killed by faults so far (each may cost the request in flight on it).
+    web_deaths: int = 0
+    #: Per fault kind: (client requests failed, web replicas it killed) of each injection.
+    by_kind: dict[str, list[tuple[int, int]]] = field(default_factory=lambda: defaultdict(list))
     tally: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     #: (what was injected, seconds to recover, client requests failed meanwhile)
     recoveries: list[tuple[str, float, int]] = field(default_factory=list)
@@ -273,11 +285,12 @@ class Soak:
     # ------------------------------------------------------------------ faults
 
     async def kill_replica(self) -> str:
-        victim = self.pick("sleeper") or self.pick("web")
+        victim = self.pick(self.rng.choice(["sleeper", "web"])) or self.pick("sleeper") or self.pick("web")
         assert victim, "no replica to kill"
         pid = docker("inspect", "-f", "{{.State.Pid}}", victim.id).strip()
         os.kill(int(pid), signal.SIGKILL)
         await self.gone(victim.id)
+        self.web_deaths += victim.service == "web"
         return f"SIGKILL {victim.service}.{victim.slot}"
 
     async def flagged(self, service: str, flag: str) -> Replica:
@@ -296,6 +309,7 @@ class Soak:
 
     async def unhealthy(self) -> str:
         victim = await self.flagged("web", "/tmp/sick")
+        self.web_deaths += 1
         return f"unhealthy web.{victim.slot}"
 
     async def remove(self) -> str:
@@ -318,6 +332,12 @@ class Soak:
         await asyncio.sleep(1)
         await self.daemon.start()
         return "SIGKILL of the daemon (a replica killed while it was down)"
+
+    async def daemon_restart(self) -> str:
+        """SIGTERM, then a new start: how an upgrade replaces the daemon. The ingress stays."""
+        await self.daemon.stop_daemon()
+        await self.daemon.start()
+        return "restart of the daemon (SIGTERM, then started: the upgrade path)"
 
     async def until(self, what: str, check: Callable[[], bool], timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -367,11 +387,26 @@ class Soak:
         return "restart of dockerd"
 
     async def inject(self, name: str, fault: Callable[[], Awaitable[str]]) -> None:
-        started, failed = time.monotonic(), self.tally["failed"]
+        started, failed, deaths = time.monotonic(), self.tally["failed"], self.web_deaths
         what = await fault()
         took = await self.settle(started)
-        self.recoveries.append((what, took, self.tally["failed"] - failed))
-        say(f"{what}: recovered in {took:.1f} s")
+        await asyncio.sleep(0.5)  # a request in flight at the end of the recovery counts here
+        lost = self.tally["failed"] - failed
+        self.recoveries.append((what, took, lost))
+        self.by_kind[name].append((lost, self.web_deaths - deaths))
+        say(f"{what}: recovered in {took:.1f} s, {lost} client requests failed")
+
+    def data_plane_problems(self) -> list[str]:
+        """Failed requests beyond one in flight on each web replica that died."""
+        problems = []
+        for kind, runs in self.by_kind.items():
+            if kind == "engine" and not self.live_restore:
+                continue  # every replica stops: nothing to hold it to
+            excess = sum(max(0, lost - deaths) for lost, deaths in runs)
+            if excess:
+                problems.append(f"{kind}: {excess} client requests failed that were not in flight "
+                                f"on a replica that died ({[lost for lost, _ in runs]} per fault)")
+        return problems
 
 
 async def stream_problems(redis_url: str, prefix: str, deaths: set[str], unstarted: set[str]) -> list[str]:
@@ -426,6 +461,10 @@ def summary(soak: Soak, problems: list[str]) -> str:
         p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
         lines.append(f"\nrecovery: max {times[-1]:.1f} s, p95 {p95:.1f} s, median {statistics.median(times):.1f} s "
                      f"over {len(times)} faults")
+    lines.append("\n| fault kind | injected | client requests failed | web replicas killed |")
+    lines.append("| --- | ---: | ---: | ---: |")
+    for kind, runs in sorted(soak.by_kind.items()):
+        lines.append(f"| {kind} | {len(runs)} | {sum(lost for lost, _ in runs)} | {sum(d for _, d in runs)} |")
     total = tally["ok"] + tally["failed"]
     lines.append(f"client requests: {total}, failed {tally['failed']} ({100 * tally['failed'] / max(total, 1):.2f} %)")
     lines.append("invariants: " + ("all held" if not problems else "BROKEN\n  - " + "\n  - ".join(problems)))
@@ -459,11 +498,13 @@ async def soak(args: argparse.Namespace) -> int:
         background.append(asyncio.create_task(client_loop(f"http://127.0.0.1:{port}/", stop, tally)))
         faults: list[tuple[str, Callable[[], Awaitable[str]]]] = [
             ("redis", state.redis_restart), ("daemon", state.daemon_kill), ("unhealthy", state.unhealthy),
+            ("daemon-restart", state.daemon_restart),
             ("oom", state.oom), ("rm", state.remove), ("rm-kill", state.rm_kill),
             ("update-kill", state.update_kill),
         ]
         if args.engine_restart:
             faults.append(("engine", state.engine_restart))
+            state.live_restore = docker("info", "--format", "{{.LiveRestoreEnabled}}").strip() == "true"
         extra = max(0, int(args.seconds // 15) - len(faults))  # then more of the cheap faults
         faults += [rng.choice([("kill", state.kill_replica), ("kill", state.kill_replica), ("oom", state.oom),
                                ("unhealthy", state.unhealthy), ("rm", state.remove)]) for _ in range(extra)]
@@ -499,6 +540,7 @@ async def soak(args: argparse.Namespace) -> int:
         say(f"checking the stream: {len(deaths)} replica deaths, {len(unstarted)} containers never started")
         await asyncio.sleep(2)  # the publisher's last batch
         problems += await stream_problems(redis.url, tag, deaths, unstarted)
+        problems += state.data_plane_problems()
         for name in wanted:  # 202: the engine refuses for now, and the daemon goes on
             status, body = await daemon.request("DELETE", f"/v1/stacks/{name}?volumes=true")
             if status not in (200, 202):

@@ -65,6 +65,12 @@ class Backend(Protocol):
 
     async def close(self) -> None: ...
 
+    async def live_restore(self) -> bool:
+        """Whether containers keep running while the backend's daemon restarts (docs/dataplane.md)."""
+
+    def forget_live_restore(self) -> None:
+        """The backend reconnected: `live_restore` asks again."""
+
     # observe --------------------------------------------------------------------------------
     async def list_containers(self, stack: str | None = None) -> list[ContainerState]:
         """The tasks of one stack (or of all ours), standbys included, as they are now."""

@@ -11,7 +11,7 @@ import contextlib
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -34,8 +34,8 @@ from orchestrator.engine.build_context import ContextLimits
 from orchestrator.errors import UserError
 from orchestrator.publishing.events import Event
 from orchestrator.api import check_exposure, make_app, serve
-from orchestrator.ingress.proxy import Ingress
-from orchestrator.ingress.routes import IngressRoutes
+from orchestrator.ingress.remote import RemoteIngress, make_ingress
+from orchestrator.ingress.routes import IngressRoutes, ingress_ports
 from orchestrator.loop.intake import EventIntake
 from orchestrator.logs import redact
 from orchestrator.publishing.publisher import Publisher
@@ -43,7 +43,7 @@ from orchestrator.publishing.seq_store import SeqStore
 from orchestrator.loop.reconciler import Reconciler
 from orchestrator.publishing.redis_url import url_secrets
 from orchestrator.settings import Settings
-from orchestrator.loop.store import Store
+from orchestrator.loop.store import StackRecord, Store
 from orchestrator.swarm.runner import run_on_swarm
 
 log = structlog.stdlib.get_logger()
@@ -62,12 +62,18 @@ class Daemon:
             stream_maxlen=settings.stream_maxlen,
         )
         self.engine: Engine | None = None
-        self.routes = IngressRoutes(Ingress(settings.ingress_host), emit=self.emit)
+        self.ingress = make_ingress(settings, on_lost=self._ingress_lost)
+        self.routes = IngressRoutes(self.ingress, emit=self.emit)
         self.loop: Loop | None = None
         self._stopping = asyncio.Event()
 
     def emit(self, event: Event) -> None:
         self.publisher.publish(event)
+
+    def _ingress_lost(self) -> None:
+        """A restarted ingress could not bind some port again: a pass reports and retries it."""
+        if self.loop is not None:
+            self.loop.reconciler.mark_dirty()
 
     async def run(self) -> None:
         check_exposure(self.settings)
@@ -85,6 +91,9 @@ class Daemon:
             self.engine, self.store, self.settings, self.emit, routes=self.routes, redis_ping=redis.ping,
             wait_published=self.publisher.wait_confirmed,
         )
+        if isinstance(self.ingress, RemoteIngress):  # adopt the running data plane, or start one
+            await self.ingress.start()
+            await self.ingress.prune(wanted_ingress_ports(record for _, record in loop.desired.items()))
         app = make_app(loop.controller, self.settings, redis=redis)
         try:
             async with asyncio.TaskGroup() as group:
@@ -144,11 +153,26 @@ class Daemon:
                 passes=self.loop.reconciler.passes,
                 containers_left_running=True,
             )
-        await self.routes.close()
+        if isinstance(self.ingress, RemoteIngress):
+            await self.ingress.detach()  # the data plane outlives the daemon: docs/dataplane.md
+        else:
+            await self.routes.close()
         await self.publisher.close(timeout=2.0)
         await redis.aclose()
         if self.engine is not None:
             await self.engine.close()
+
+
+def wanted_ingress_ports(records: Iterable[StackRecord]) -> set[tuple[int, str]]:
+    """The ingress ports the deployed stacks (not being removed) publish: what an adopted
+    ingress keeps serving."""
+    return {
+        (p.published, p.protocol)
+        for record in records if not record.removing
+        for service in record.spec.services.values()
+        for p in ingress_ports(service.ports)
+        if p.published is not None
+    }
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,12 @@ class Settings:
     docker_host: str = ""
     #: Address the ingress listens on for published ports (mode: ingress), as docker's -p does.
     ingress_host: str = "0.0.0.0"
+    #: Where the ingress runs: spawn (its own process, started by the daemon when none runs),
+    #: external (its own process, started by systemd or scripts/start), inline (in the daemon).
+    ingress: str = "spawn"
+    #: Seconds after its start a replica without a healthcheck must accept a TCP connection on
+    #: its ingress port before it takes traffic or counts as ready; 0: no probe.
+    readiness_window: float = 30.0
     #: Seconds between full relists when no event arrives (safety net only).
     resync_interval: float = 60.0
     #: Restart backoff when a restart_policy gives no delay: first restart at once, then
@@ -152,6 +158,7 @@ _RANGES = {
     "max_build_context_bytes": (1, 1 << 40),
     "max_build_context_files": (1, 10_000_000),
     "swarm_poll_interval": (0.05, 60),
+    "readiness_window": (0, 3600),
 }
 
 
@@ -160,6 +167,8 @@ def _check_ranges(settings: Settings) -> None:
         value = getattr(settings, name)
         if not lowest <= value <= highest:
             raise UserError(f"{env_name(name)}={value}: must be from {lowest} to {highest}")
+    if settings.ingress not in ("spawn", "external", "inline"):
+        raise UserError(f"{env_name('ingress')}={settings.ingress!r}: must be spawn, external or inline")
     if settings.dangerous_options not in ("warn", "deny"):
         raise UserError(f"{env_name('dangerous_options')}={settings.dangerous_options!r}: must be warn or deny")
     if settings.backend not in ("engine", "swarm"):

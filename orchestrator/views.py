@@ -112,6 +112,8 @@ class HealthView:
     redis: bool
     engine_error: str = ""
     redis_error: str = ""
+    #: The engine keeps containers running through a dockerd restart (None: not known).
+    live_restore: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,18 +125,26 @@ class LogLine:
     extra: Mapping[str, str] = field(default_factory=dict)
 
 
-async def probe_health(engine: Callable[[], Awaitable[object]], redis_ping: Callable[[], Awaitable[object]]) -> HealthView:
-    """Ask the engine and Redis (2 s at most); any failure is "unreachable", its text the reason."""
+async def probe_health(
+    engine: Callable[[], Awaitable[object]],
+    redis_ping: Callable[[], Awaitable[object]],
+    live_restore: Callable[[], Awaitable[bool | None]] | None = None,
+) -> HealthView:
+    """Ask the engine and Redis (2 s at most); any failure is "unreachable", its text the reason.
+    `live_restore`: whether the engine keeps containers through its own restart (one engine)."""
     engine_error = redis_error = ""
+    restores: bool | None = None
     try:
         await engine()
+        if live_restore is not None:
+            restores = await live_restore()
     except Exception as exc:  # noqa: BLE001 - reported as text
         engine_error = str(exc) or type(exc).__name__
     try:
         await asyncio.wait_for(redis_ping(), timeout=2)
     except Exception as exc:  # noqa: BLE001
         redis_error = str(exc) or type(exc).__name__
-    return HealthView(not engine_error, not redis_error, engine_error, redis_error)
+    return HealthView(not engine_error, not redis_error, engine_error, redis_error, restores)
 
 
 def log_prefix(stack: str, service: str, slot: int, task_id: str) -> str:

@@ -59,8 +59,12 @@ ensure_engine() {
   fi
   command -v dockerd >/dev/null || apt_install docker.io
   command -v docker >/dev/null || apt_install docker.io
-  say "starting dockerd (log: $STATE_LOG_DIR/dockerd.log)"
-  nohup dockerd >"$STATE_LOG_DIR/dockerd.log" 2>&1 &
+  # live-restore: containers keep running while dockerd restarts, and the orchestrator's ingress
+  # keeps relaying to them (docs/dataplane.md). As a flag unless daemon.json sets it (both: an error).
+  local flags=(--live-restore)
+  grep -qs '"live-restore"' /etc/docker/daemon.json && flags=()
+  say "starting dockerd with live-restore (log: $STATE_LOG_DIR/dockerd.log)"
+  nohup dockerd "${flags[@]}" >"$STATE_LOG_DIR/dockerd.log" 2>&1 &
   for _ in $(seq 1 60); do
     engine_answers && { say "Docker engine is up"; return 0; }
     sleep 1

@@ -146,6 +146,12 @@ def _converged(svc: Mapping[str, Any]) -> bool:
 # ------------------------------------------------------------------------------ listings
 
 
+async def daemon_health(args: argparse.Namespace) -> dict[str, Any]:
+    """/v1/health with the token, so with the engine's `live_restore`."""
+    async with client_for(args) as client:
+        return await client.request("GET", "/v1/health")  # type: ignore[no-any-return]
+
+
 async def ls(args: argparse.Namespace) -> int:
     async with client_for(args) as client:
         stacks = await client.stacks()

@@ -25,6 +25,14 @@ Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 def _cmd_version(args: argparse.Namespace) -> int:
     print(f"orchestrator {__version__}")
+    try:
+        health = asyncio.run(cli_commands.daemon_health(args))
+    except OrchestratorError as exc:  # no daemon answers: the client's version is all there is
+        print(f"daemon: no answer ({exc})")
+        return 0
+    live = health.get("live_restore")
+    print(f"daemon: engine {'reachable' if health.get('engine') else 'unreachable'}, "
+          f"live-restore {'on' if live else 'off' if live is False else 'unknown'}")
     return 0
 
 
@@ -43,6 +51,16 @@ def _cmd_daemon(args: argparse.Namespace) -> int:
     fmt = settings.log_format
     configure_logging(settings.log_level, json=None if fmt == "auto" else fmt == "json")
     return run_daemon(settings)
+
+
+def _cmd_ingress(args: argparse.Namespace) -> int:
+    from orchestrator.ingress.process import run_ingress
+    from orchestrator.logs import configure_logging
+
+    settings = Settings.from_env(state_dir=args.state_dir, log_level=args.log_level, log_format=args.log_format)
+    fmt = settings.log_format
+    configure_logging(settings.log_level, json=None if fmt == "auto" else fmt == "json")
+    return run_ingress(settings, idle_exit=args.idle_exit)
 
 
 def _client_parent() -> argparse.ArgumentParser:
@@ -124,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    version = sub.add_parser("version", help="print the version")
+    version = sub.add_parser("version", help="print the version (and whether the daemon's engine has live-restore)",
+                             parents=[_client_parent()])
     version.set_defaults(func=_cmd_version)
     _add_client_commands(sub)
 
@@ -137,6 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
     daemon.add_argument("--log-format", choices=["auto", "json", "console"],
                         help="ORCHESTRATOR_LOG_FORMAT")
     daemon.set_defaults(func=_cmd_daemon)
+
+    ingress = sub.add_parser("ingress", help="run the ingress, the daemon's data plane (docs/dataplane.md)")
+    ingress.add_argument("--state-dir", help="state directory, shared with the daemon (ORCHESTRATOR_STATE_DIR)")
+    ingress.add_argument("--log-level", help="debug|info|warning|error (ORCHESTRATOR_LOG_LEVEL)")
+    ingress.add_argument("--log-format", choices=["auto", "json", "console"], help="ORCHESTRATOR_LOG_FORMAT")
+    ingress.add_argument("--idle-exit", type=float, metavar="S",
+                         help="exit after S seconds with no daemon connected and no port served "
+                              "(what a daemon that spawns its ingress asks for)")
+    ingress.set_defaults(func=_cmd_ingress)
 
     config = sub.add_parser("config", help="print the normalized stack of one or more stack files, as a compose file")
     config.add_argument("-c", "--compose-file", action="append", required=True, metavar="FILE",

@@ -58,6 +58,7 @@ class Engine:
         #: Containers with an `oom` event and no `die` yet (the engine sends oom first).
         self._oom: set[str] = set()
         self._image_locks: dict[str, asyncio.Lock] = {}
+        self._live_restore: bool | None = None
 
     @classmethod
     async def connect(cls, docker_host: str | None = None, build_limits: ContextLimits = ContextLimits()) -> Engine:
@@ -80,6 +81,19 @@ class Engine:
     async def ping(self) -> None:
         with engine_errors():
             await self._docker.version()
+
+    async def live_restore(self) -> bool:
+        """Whether the engine keeps containers running while dockerd is down (`live-restore`,
+        from `docker info`). Read once per engine start: it changes only with a dockerd restart,
+        after which the event stream's reconnect calls `forget_live_restore`."""
+        if self._live_restore is None:
+            with engine_errors():
+                info = await self._docker.system.info()
+            self._live_restore = bool(info.get("LiveRestoreEnabled"))
+        return self._live_restore
+
+    def forget_live_restore(self) -> None:
+        self._live_restore = None
 
     # ----------------------------------------------------------------------- containers
 

@@ -37,6 +37,9 @@ Upstream = tuple[str, int]
 
 #: How long a backend that refused or timed out is tried only after all others.
 FAILED_BACKEND_COOLDOWN_S = 2.0
+#: Client bytes kept until the backend answers, so a reset before its first byte can be retried
+#: on another backend; a client that sends more before any answer is not retried.
+REPLAY_LIMIT = 64 * 1024
 
 
 def _reset(transport: asyncio.Transport) -> None:
@@ -54,9 +57,12 @@ def _reset(transport: asyncio.Transport) -> None:
 class _Pipe(asyncio.Protocol):
     """One side of a relayed connection: what it reads goes to its peer's transport."""
 
-    def __init__(self, on_made: Callable[[_Pipe], None] | None = None) -> None:
+    def __init__(self, on_made: Callable[[_Pipe], None] | None = None, *, upstream: bool = False) -> None:
         # A client's pipe: reading waits until a backend is linked; on_made starts the connect.
         self.on_made = on_made
+        #: An upstream's copy of what the client sent, until the backend's first byte (or EOF):
+        #: a reset before then is retried on another backend. None: no retry any more.
+        self.replay: bytearray | None = bytearray() if upstream else None
         self.transport: asyncio.Transport | None = None
         self.peer: _Pipe | None = None
         self.early = bytearray()  # read before the peer existed
@@ -72,13 +78,23 @@ class _Pipe(asyncio.Protocol):
             self.on_made(self)
 
     def data_received(self, data: bytes) -> None:
-        if self.peer is None:
+        self.replay = None  # the backend answered: from now on its failures are the client's
+        peer = self.peer
+        if peer is None:
             self.early += data
-        elif self.peer.transport is not None:
-            self.peer.transport.write(data)
+        elif peer.transport is not None:
+            peer.transport.write(data)
+            peer.keep_for_replay(data)
+
+    def keep_for_replay(self, data: bytes) -> None:
+        if self.replay is not None:
+            self.replay += data
+            if len(self.replay) > REPLAY_LIMIT:
+                self.replay = None
 
     def eof_received(self) -> bool:
         self.got_eof = True
+        self.replay = None
         peer = self.peer
         if peer is not None and peer.transport is not None and not peer.lost:
             if peer.transport.can_write_eof():
@@ -99,13 +115,15 @@ class _Pipe(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        if exc is not None and self.replay is not None and self.relay is not None and self.relay.retry(self):
+            return  # reset before it answered: the client goes on with another backend
         peer = self.peer
         if peer is not None and peer.transport is not None and not peer.lost:
             # A clean close lets the peer flush what is buffered; a reset is passed on as one.
             if exc is None:
                 peer.transport.close()
             else:
-                peer.transport.abort()
+                _reset(peer.transport)
         if self.relay is not None:
             self.relay.side_lost()
 
@@ -129,6 +147,7 @@ class _Relay:
             assert peer is not None and peer.transport is not None
             if side.early and not peer.lost:
                 peer.transport.write(bytes(side.early))
+                peer.keep_for_replay(bytes(side.early))
                 side.early.clear()
             if side.got_eof:
                 side.eof_received()
@@ -143,6 +162,19 @@ class _Relay:
         self._open -= 1
         if self._open == 0:
             self.port._relay_finished(self)
+
+    def retry(self, upstream: _Pipe) -> bool:
+        """The backend reset the connection before its first byte: unlink the client and
+        connect it to another backend, replaying what it sent. False when the client is gone."""
+        client = self.sides[0]
+        if client.lost or client.transport is None or upstream.replay is None:
+            return False
+        client.early = upstream.replay + client.early
+        client.peer = client.relay = upstream.relay = None
+        client.transport.pause_reading()
+        self.port._relay_finished(self)
+        self.port._retry(client, self.backend)
+        return True
 
     def abort(self) -> None:
         for side in self.sides:
@@ -239,12 +271,22 @@ class IngressPort:
         self._connecting.add(task)
         task.add_done_callback(self._connecting.discard)
 
-    async def _connect(self, client: _Pipe) -> None:
+    def _retry(self, client: _Pipe, reset_by: Upstream) -> None:
+        self._failed(reset_by, ConnectionResetError("reset before answering"))
+        log.info("ingress_retry_after_reset", port=self.port, backend=f"{reset_by[0]}:{reset_by[1]}",
+                 replay_bytes=len(client.early))
+        task = asyncio.get_running_loop().create_task(self._connect(client, skip=reset_by))
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
+
+    async def _connect(self, client: _Pipe, skip: Upstream | None = None) -> None:
         assert client.transport is not None  # set by connection_made, which started this task
         loop = asyncio.get_running_loop()
         try:
             for backend in self._candidates():
-                upstream = _Pipe()
+                if backend == skip:
+                    continue
+                upstream = _Pipe(upstream=True)
                 try:
                     async with asyncio.timeout(self._connect_timeout):
                         await loop.create_connection(lambda: upstream, *backend)
@@ -328,6 +370,13 @@ class Ingress:
         """Takes a backend (a replica that died) out of every port's rotation."""
         for listener in self._ports.values():
             listener.remove_backend(backend)
+
+    async def drain_backends(self, backends: Iterable[Upstream], timeout: float) -> None:
+        """Waits up to `timeout` for the connections of `backends` (out of rotation) on every
+        port to finish, and resets the rest."""
+        backends = set(backends)
+        ports = list(self._ports.values())
+        await asyncio.gather(*(p.drain(b, timeout) for p in ports for b in backends if p.connections(b)))
 
     async def close(self, port: int, protocol: str = "tcp", *, drain_timeout: float = 10.0) -> None:
         listener = self._ports.pop((port, _checked(protocol)), None)

@@ -22,11 +22,10 @@ released when the deploy fails after all.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import structlog
 
@@ -38,6 +37,9 @@ from orchestrator.ingress.proxy import Ingress, Upstream
 from orchestrator.model.observed import ContainerState
 from orchestrator.model.spec import PortSpec, StackSpec
 from orchestrator.planning.task_states import ready
+
+if TYPE_CHECKING:
+    from orchestrator.ingress.remote import RemoteIngress
 
 log = structlog.stdlib.get_logger()
 
@@ -59,7 +61,7 @@ class _Unbound:
 
 
 class IngressRoutes:
-    def __init__(self, ingress: Ingress, emit: Callable[[Event], None] | None = None) -> None:
+    def __init__(self, ingress: Ingress | RemoteIngress, emit: Callable[[Event], None] | None = None) -> None:
         self.ingress = ingress
         self._emit = emit or (lambda _event: None)
         #: Ports each stack owns: listened on, or wanted and retried.
@@ -198,10 +200,7 @@ class IngressRoutes:
         backends = self._backends_of_container.pop(container_id, set())
         for backend in backends:
             self.ingress.remove_backend(backend)
-        ports = self.ingress.ports.values()
-        await asyncio.gather(
-            *(port.drain(b, timeout) for port in ports for b in backends if port.connections(b))
-        )
+        await self.ingress.drain_backends(backends, timeout)
         if backends:
             log.info("ingress_backend_drained", container_id=container_id[:12])
 

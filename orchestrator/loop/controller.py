@@ -195,7 +195,7 @@ class Controller:
             yield line
 
     async def health(self) -> HealthView:
-        return await probe_health(self._backend.ping, self._redis_ping)
+        return await probe_health(self._backend.ping, self._redis_ping, self._backend.live_restore)
 
 
 def _desired(record: StackRecord) -> dict[str, int]:

@@ -20,6 +20,7 @@ import structlog
 from orchestrator import metrics
 from orchestrator.backend import Backend
 from orchestrator.errors import EngineUnavailable
+from orchestrator.ingress.readiness import PortReadiness
 from orchestrator.ingress.routes import IngressRoutes
 from orchestrator.loop.desired import DesiredState
 from orchestrator.loop.executor import Executor
@@ -74,6 +75,8 @@ class Reconciler:
         self._settings = settings
         self._emit = emit
         self._routes = routes
+        #: Replicas behind the ingress wait for their port to accept before they count as ready.
+        self._readiness = PortReadiness(settings.readiness_window) if routes else None
         #: Last relist of each stack: the views (ps, services) read it.
         self.observed: dict[str, list[ContainerState]] = {}
         # and the stacks whose tasks the tracker still follows: a daemon killed right after an
@@ -112,6 +115,7 @@ class Reconciler:
                             self._emit(events.engine_reconnected())
                             disconnected = False
                         self._executor.forget_images()
+                        self._backend.forget_live_restore()  # dockerd may have restarted
                         self.mark_dirty()
                     case Disconnected():
                         if not disconnected:
@@ -196,6 +200,12 @@ class Reconciler:
                 await self._routes.update(name, None, ())
             return
         now = time.time()
+        wakes: list[float | None] = []
+        if self._readiness is not None:  # still starting, for the plan, the ingress and the counts
+            held, probe_again = await self._readiness.hold(record.spec, listed, now)
+            listed = [held.get(c.id, c) for c in listed]
+            observed = [held.get(c.id, c) for c in observed]
+            wakes.append(probe_again)
         plan = planner.plan(
             record.spec,
             record.replicas(),
@@ -208,7 +218,7 @@ class Reconciler:
             stopped=self._tracker.stopped_on_purpose(),
         )
         self._record_updates(name, plan.updates, plan.rollbacks)
-        wakes = [plan.wake_at]
+        wakes.append(plan.wake_at)
         if self._routes:  # before acting: a start-first replacement is in before the old leaves
             await self._routes.update(name, record.spec, observed)
             wakes.append(self._routes.retry_at(name))  # a published port to try binding again

@@ -1,5 +1,8 @@
 """The daemon as users run it: `python -m orchestrator daemon` in its own process, so tests can
-SIGKILL it and start it again beside the containers it left."""
+SIGKILL it and start it again beside the containers it left.
+
+The daemon spawns its ingress (`orchestrator ingress`, docs/dataplane.md) in a session of its own,
+so a SIGKILLed daemon leaves it serving and the next start adopts it; `stop()` ends both."""
 
 from __future__ import annotations
 
@@ -20,6 +23,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _alive(pid: int) -> bool:
+    """Runs (a zombie has ended: its parent, a killed daemon's init, reaps it)."""
+    try:
+        return not Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[-1].startswith("Z")
+    except OSError:
+        return False
 
 
 @dataclass
@@ -93,6 +104,14 @@ class DaemonProcess:
         await self.process.wait()
 
     async def stop(self) -> int:
+        """SIGTERM to the daemon, then to the ingress it left running."""
+        try:
+            return await self.stop_daemon()
+        finally:
+            await self.stop_ingress()
+
+    async def stop_daemon(self) -> int:
+        """SIGTERM to the daemon only: its ingress goes on serving (an upgrade, a restart)."""
         if self.process is None or self.process.returncode is not None:
             return self.process.returncode if self.process else 0
         self.process.send_signal(signal.SIGTERM)
@@ -102,6 +121,31 @@ class DaemonProcess:
         except TimeoutError:
             self.process.kill()
             return await self.process.wait()
+
+    @property
+    def ingress_pid(self) -> int | None:
+        path = self.state_dir / "ingress.pid"
+        try:
+            return int(path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    async def stop_ingress(self, timeout: float = 20.0) -> None:
+        """SIGTERM to the state directory's ingress process, if one runs; waits for its end."""
+        pid = self.ingress_pid
+        if pid is None:
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while _alive(pid):
+            if loop.time() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                return
+            await asyncio.sleep(0.05)
 
     def log_tail(self, lines: int = 30) -> str:
         path = self.state_dir / "daemon.log"

@@ -71,6 +71,12 @@ class FakeBackend:
     async def ping(self) -> None:
         return None
 
+    async def live_restore(self) -> bool:
+        return False
+
+    def forget_live_restore(self) -> None:
+        return None
+
     async def close(self) -> None:
         for stream in list(self._streams):
             stream.offer("", None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -241,3 +242,67 @@ async def test_ingress_manages_ports_by_number_and_protocol(backends: Backends) 
     finally:
         await ingress.close_all(drain_timeout=1.0)
     assert ingress.ports == {}
+
+
+def resetting(seen: list[bytes], answer_first: bytes = b"") -> Handler:
+    """Reads the request (and sends `answer_first`, if any), then resets the connection."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.readline())
+        if answer_first:
+            writer.write(answer_first)
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        writer.transport.abort()
+
+    return handle
+
+
+def replying(seen: list[bytes]) -> Handler:
+    """Answers each request line with `ok <line>` and closes."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        line = await reader.readline()
+        seen.append(line)
+        writer.write(b"ok " + line)
+        await writer.drain()
+        writer.close()
+
+    return handle
+
+
+async def ask(port: IngressPort, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection(LOOPBACK, port.bound_port)
+    try:
+        writer.write(request)
+        return await reader.read()
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+async def test_a_reset_before_the_first_answer_byte_is_retried_on_another_backend(
+    ingress_port: IngressPort, backends: Backends
+) -> None:
+    reset_by, answered_by = [], []
+    ingress_port.set_upstreams([await backends.start(resetting(reset_by)), await backends.start(replying(answered_by))])
+    assert await ask(ingress_port, b"GET /1\n") == b"ok GET /1\n"
+    assert reset_by == [b"GET /1\n"] and answered_by == [b"GET /1\n"]  # tried first, then replayed
+
+
+async def test_a_reset_after_the_backend_answered_reaches_the_client(
+    ingress_port: IngressPort, backends: Backends
+) -> None:
+    reset_by, answered_by = [], []
+    ingress_port.set_upstreams([await backends.start(resetting(reset_by, b"partial")),
+                               await backends.start(replying(answered_by))])
+    reader, writer = await asyncio.open_connection(LOOPBACK, ingress_port.bound_port)
+    writer.write(b"GET /2\n")
+    assert await reader.readexactly(7) == b"partial"
+    with pytest.raises(ConnectionResetError):
+        await reader.read()
+    writer.close()
+    assert reset_by == [b"GET /2\n"] and answered_by == []  # never sent twice

@@ -51,3 +51,12 @@ def test_bad_number_names_the_variable() -> None:
 def test_limits_have_a_range(variable: str, value: str) -> None:
     with pytest.raises(UserError, match=f"{variable}={value}: must be from"):
         Settings.from_env({variable: value})
+
+
+def test_the_ingress_runs_in_one_of_three_places() -> None:
+    assert Settings.from_env({}).ingress == "spawn"
+    assert Settings.from_env({"ORCHESTRATOR_INGRESS": "external"}).ingress == "external"
+    with pytest.raises(UserError, match="ORCHESTRATOR_INGRESS='elsewhere': must be spawn, external or inline"):
+        Settings.from_env({"ORCHESTRATOR_INGRESS": "elsewhere"})
+    with pytest.raises(UserError, match="ORCHESTRATOR_READINESS_WINDOW=-1.0: must be from 0 to 3600"):
+        Settings.from_env({"ORCHESTRATOR_READINESS_WINDOW": "-1"})
