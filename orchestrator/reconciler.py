@@ -5,7 +5,8 @@ containers by label, plans from that snapshot with the pure planner, hands the a
 executor (which never blocks the loop) and reports what changed. Work comes from four places:
 engine events, the executor finishing a slot, a restart delay running out (the plan's
 `wake_at`) or a published port's next bind attempt, and a slow periodic resync that relists
-everything as a safety net.
+everything as a safety net. Dirty stacks are served in the order they were marked
+(dirty_queue.py), so a big stack marked by every event of its converge never starves another.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import structlog
 
 from orchestrator import events, metrics, planner
+from orchestrator.dirty_queue import DirtyQueue
 from orchestrator.engine import Engine
 from orchestrator.errors import EngineUnavailable
 from orchestrator.events import Event
@@ -82,7 +84,7 @@ class Reconciler:
         self.observed: dict[str, list[ContainerState]] = {}
         # and the stacks whose tasks the tracker still follows: a daemon killed right after an
         # `rm` deleted the record has their `removed` still to report
-        self._dirty: set[str] = set(self.records) | self.tracker.stacks()
+        self._dirty = DirtyQueue([*self.records, *sorted(self.tracker.stacks() - self.records.keys())])
         self._wake = asyncio.Event()
         self._wake_at: dict[str, float] = {}
         self._next_resync = time.monotonic() + settings.resync_interval
