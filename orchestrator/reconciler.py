@@ -26,6 +26,7 @@ from orchestrator.errors import EngineUnavailable
 from orchestrator.events import Event
 from orchestrator.executor import Executor
 from orchestrator.ingress_routes import IngressRoutes
+from orchestrator.journal import Journal, open_document
 from orchestrator.intake import ContainerEvent, Disconnected, EventIntake, Resync
 from orchestrator.model import ContainerState, PlanNote, ServiceSpec, SlotKey, UpdateStatus
 from orchestrator.replica_limits import saved_stack_over_limits
@@ -67,9 +68,13 @@ class Reconciler:
                 record.replicas(), per_service=settings.max_replicas, services=settings.max_services
             )
         )
-        self.book = load_book(store, settings)
+        self.book, book_journal = open_book(store, settings)
         self.tracker = TaskTracker(self._on_transition)
-        store.load_document(TRACKER_DOCUMENT, self.tracker.load_json)
+        _, changes, tracker_journal = open_document(store, TRACKER_DOCUMENT, lambda d: self.tracker.load_json(d) or True)
+        for change in changes:
+            self.tracker.apply_changes(change)
+        #: Saves write what changed since the last one (journal.py), not the whole documents.
+        self._journals = {BOOK_DOCUMENT: book_journal, TRACKER_DOCUMENT: tracker_journal}
         self.executor = Executor(
             engine,
             self.tracker,
@@ -89,7 +94,6 @@ class Reconciler:
         self._wake_at: dict[str, float] = {}
         self._next_resync = time.monotonic() + settings.resync_interval
         self._service_status: dict[tuple[str, str], tuple[int, int]] = {}
-        self._book_saved = self.book.to_json()
         #: Held while the book and the tracker are written: one write at a time, each of the
         #: state at its start, so a later write never carries an older state.
         self._saving = asyncio.Lock()
@@ -352,22 +356,26 @@ class Reconciler:
 
     async def _write_progress(self) -> None:
         """The writes of `_save_progress`; the caller holds `_saving`."""
-        book = self.book.to_json()
-        documents = []
-        if book != self._book_saved:
-            documents.append((BOOK_DOCUMENT, book))
-            self._book_saved = book
+        saves = []  # (journal, what changed, the whole document when it is due for compaction)
+        book_journal, tracker_journal = self._journals[BOOK_DOCUMENT], self._journals[TRACKER_DOCUMENT]
+        if self.book.changed:
+            whole = self.book.to_json() if book_journal.compaction_due else None
+            saves.append((book_journal, self.book.take_changes(), whole))
+            self.book.changed = False
         marks = None
         if self.tracker.changed:
-            documents.append((TRACKER_DOCUMENT, self.tracker.to_json()))
+            whole = self.tracker.to_json() if tracker_journal.compaction_due else None
+            saves.append((tracker_journal, self.tracker.take_changes(), whole))
             marks = self.tracker.shutdown_marks
             self.tracker.changed = False
         try:
-            for name, data in documents:
-                await asyncio.to_thread(self.store.save_document, name, data)
-        except BaseException:  # not written (cancelled, disk error): the next pass tries again
-            self._book_saved = {}
-            self.tracker.changed = True
+            for journal, change, whole in saves:
+                await asyncio.to_thread(journal.append, change, whole)
+        except BaseException:  # not written (cancelled, disk error): the next pass writes all
+            for journal, _, _ in saves:
+                journal.lost()
+            self.book.changed = self.book.changed or any(j is book_journal for j, _, _ in saves)
+            self.tracker.changed = self.tracker.changed or any(j is tracker_journal for j, _, _ in saves)
             raise
         if marks is not None:
             self._shutdown_marks_saved = marks
@@ -393,13 +401,21 @@ def running_counts(record: StackRecord, observed: list[ContainerState]) -> dict[
 
 
 def load_book(store: Store, settings: Settings) -> RestartBook:
+    return open_book(store, settings)[0]
+
+
+def open_book(store: Store, settings: Settings) -> tuple[RestartBook, Journal]:
+    """The restart book as saved (its snapshot and journal), and the journal to save it through."""
     params = dict(
         backoff_base=settings.backoff_base,
         backoff_cap=settings.backoff_cap,
         healthy_run=settings.healthy_run,
     )
-    book = store.load_document(BOOK_DOCUMENT, lambda data: RestartBook.from_json(data, **params))
-    return book if book is not None else RestartBook(**params)
+    book, changes, journal = open_document(store, BOOK_DOCUMENT, lambda data: RestartBook.from_json(data, **params))
+    book = book if book is not None else RestartBook(**params)
+    for change in changes:
+        book.apply_changes(change)
+    return book, journal
 
 
 __all__ = ["Emit", "Reconciler", "running_counts"]
