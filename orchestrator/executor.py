@@ -1,11 +1,12 @@
 """Carries out planned actions against the engine without ever blocking the reconcile loop.
 
 Actions for one slot run in order in one task (a stop-first replacement is "remove, then
-create"); different slots run concurrently, at most `concurrency` creations and removals at
-once, served fairly (fair_limit.py: restarts first, then stacks and services in turn, standbys
-last), so no stack's bulk work holds up another's. Stops have a wider bound of their own: a stop mostly waits (for the stop signal to work,
-at worst out a grace period), and a scale-down of many replicas should take one grace period,
-not one per `concurrency` of them.
+create"); different slots run concurrently, at most `concurrency` creations at once, served
+fairly (fair_limit.py: restarts first, then stacks and services in turn, standbys last), so no
+stack's bulk work holds up another's. Stops and removals have a wider bound of their own: a stop
+mostly waits (for the stop signal to work, at worst out a grace period), so a scale-down of many
+replicas takes one grace period, not one per `concurrency` of them, and an `rm` of 1,000 goes at
+the engine's pace (as `docker rm -f` of them all does), never behind another stack's creates.
 While a slot's task runs the slot is *busy* and the planner leaves it alone; when the task ends
 the stack is marked dirty so the next pass sees the result.
 
@@ -64,8 +65,9 @@ log = structlog.stdlib.get_logger()
 TASK_ID_BYTES = 6
 #: A failure's reason (in events, `ps` and the log) is cut to this many characters.
 REASON_LIMIT = 500
-#: Stops waiting at once. Each holds one of the engine client's 100 pooled connections for up to
-#: its grace period: this leaves room for the creations, relists and inspects meanwhile.
+#: Stops and removals waiting at once. Each holds one of the engine client's 100 pooled
+#: connections (a stop for up to its grace period): this leaves room for the creations, relists
+#: and inspects meanwhile.
 STOPS_AT_ONCE = 64
 
 
@@ -198,7 +200,7 @@ class Executor:
                 async with self._limit.hold(action.key, Urgency.STANDBY):
                     await self._prepare_standby(record, action)
             case RemoveContainer(standby=True):
-                async with self._limit.hold(action.key):
+                async with self._stops:
                     await self._engine.remove(action.container_id)  # never started: nothing to stop
                 log.info("standby_removed", slot=str(action.key), reason=action.reason,
                          container_id=action.container_id[:12])
@@ -209,7 +211,7 @@ class Executor:
             case RemoveContainer():
                 await self._mark_shutdown(action.container_id)
                 await self._stop(record, action)  # reports its shutdown, with the exit code
-                async with self._limit.hold(action.key):
+                async with self._stops:
                     await self._engine.remove(action.container_id)
                 log.info("container_removed", slot=str(action.key), reason=action.reason,
                          container_id=action.container_id[:12])

@@ -278,7 +278,7 @@ class Reconciler:
         if scope.slots is None:
             return await self.engine.list_containers(scope.stack)
         parts = await asyncio.gather(*(
-            self.engine.list_containers(scope.stack, slot=key) for key in sorted(scope.slots)
+            self.engine.list_containers(scope.stack, slot=key) for key in scope.slots
         ))  # fmt: skip
         return [c for part in parts for c in part]
 
