@@ -307,7 +307,7 @@ async def part_idle(ours: Ours, n: int, seconds: float, r: Results) -> None:
     cpu = Cpu(ours.pid)
     await asyncio.sleep(seconds)
     state = ours.daemon.state_dir
-    files = {p.name: p.stat().st_size for p in state.rglob("*.json")}
+    files = {p.name: p.stat().st_size for p in state.rglob("*.json*") if p.is_file()}  # with journals
     async with aioredis.Redis() as redis:
         stream = labels.events_stream(ours.daemon.prefix)
         length = await redis.xlen(stream)
