@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestrator.access import client_token  # noqa: E402
-from orchestrator.client import Client  # noqa: E402
+from orchestrator.cli.client import Client  # noqa: E402
 from orchestrator.settings import Settings  # noqa: E402
 
 STACK = f"bench-api-{secrets.token_hex(3)}"

@@ -280,14 +280,14 @@ def bench(args: argparse.Namespace) -> None:
 
 async def serve_ingress(port: int, backend: str) -> None:
     sys.path.insert(0, str(ROOT))
-    from orchestrator.ingress import IngressPort
+    from orchestrator.ingress.proxy import IngressPort
     from orchestrator.logs import configure_logging
 
     configure_logging(level="warning")
     host, _, backend_port = backend.rpartition(":")
     front = IngressPort("127.0.0.1", port)
     await front.start()
-    front.set_backends([(host, int(backend_port))])
+    front.set_upstreams([(host, int(backend_port))])
     try:
         await asyncio.Event().wait()
     finally:

@@ -32,10 +32,11 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from orchestrator import events, labels  # noqa: E402
-from orchestrator.model import SlotKey, TaskState  # noqa: E402
-from orchestrator.publisher import Publisher  # noqa: E402
-from orchestrator.seq_store import SeqStore  # noqa: E402
+from orchestrator import labels  # noqa: E402
+from orchestrator.publishing import events  # noqa: E402
+from orchestrator.model.observed import SlotKey, TaskState
+from orchestrator.publishing.publisher import Publisher  # noqa: E402
+from orchestrator.publishing.seq_store import SeqStore  # noqa: E402
 
 REDIS_URL = os.environ.get("ORCHESTRATOR_REDIS_URL", "redis://127.0.0.1:6379/0")
 EVENT = events.task_state(SlotKey("bench", "web", 1), None, "t1", TaskState.STARTING, TaskState.RUNNING)

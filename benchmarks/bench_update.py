@@ -26,13 +26,12 @@ from pathlib import Path
 
 import aiodocker
 
-from orchestrator.controller import Controller
+from orchestrator.daemon import build_loop
 from orchestrator.engine import Engine
-from orchestrator.intake import EventIntake
-from orchestrator.reconciler import Reconciler
+from orchestrator.loop.intake import EventIntake
 from orchestrator.settings import Settings
 from orchestrator.stackfile import load_stack_text
-from orchestrator.store import Store
+from orchestrator.loop.store import Store
 
 IMAGE = "orchestrator-test/busybox:latest"
 TIMEOUT = 300.0
@@ -70,8 +69,8 @@ async def orchestrator_round(replicas: int) -> float:
     name = f"benchupd{secrets.token_hex(3)}"
     state = Path(tempfile.mkdtemp())
     engine = await Engine.connect(None)
-    reconciler = Reconciler(engine, Store(state), Settings.from_env({}, state_dir=str(state)), lambda _e: None)
-    controller = Controller(reconciler, lambda: asyncio.sleep(0))
+    loop = build_loop(engine, Store(state), Settings.from_env({}, state_dir=str(state)), lambda _e: None)
+    controller, reconciler = loop.controller, loop.reconciler
     tasks = [asyncio.create_task(reconciler.run()), asyncio.create_task(reconciler.follow(EventIntake(engine)))]
 
     async def deploy(version: int) -> None:

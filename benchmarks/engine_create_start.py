@@ -26,7 +26,8 @@ import aiodocker
 from orchestrator.engine import Engine
 from orchestrator.engine.containers import create_request
 from orchestrator.labels import LABEL_STACK, spec_hash
-from orchestrator.model import NetworkSpec, ServiceSpec, SlotKey, StackSpec
+from orchestrator.model.observed import SlotKey
+from orchestrator.model.spec import NetworkSpec, ServiceSpec, StackSpec
 
 IMAGE = "orchestrator-test/busybox:latest"
 

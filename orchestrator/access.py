@@ -18,7 +18,6 @@ import os
 import re
 import secrets
 import stat
-import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -26,6 +25,7 @@ import structlog
 
 from orchestrator.errors import UserError
 from orchestrator.settings import Settings
+from orchestrator.support.files import atomic_write_bytes
 
 log = structlog.stdlib.get_logger()
 
@@ -94,22 +94,10 @@ def _create_token_file(path: Path) -> str:
     """Written whole under a temporary name, then linked in place: a crash leaves no half
     token, and a second daemon starting at the same moment gets the first one's."""
     token = secrets.token_urlsafe(32)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
     try:
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(token + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.link(tmp, path)  # unlike rename, never replaces an existing token
+        atomic_write_bytes(path, (token + "\n").encode("ascii"), replace=False)  # mode 0600
     except FileExistsError:
         return _read_token_file(path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
     log.info("api_token_created", path=str(path))
     return token
 

@@ -8,37 +8,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import signal
 import sys
 import time
-from dataclasses import replace
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import redis.asyncio as aioredis
 import structlog
 
 from orchestrator.access import daemon_token
-from orchestrator.controller import Controller
-from orchestrator.engine import Engine
+from orchestrator.backend import Backend
+from orchestrator.loop.commands import StackCommands
+from orchestrator.loop.controller import Controller
+from orchestrator.loop.desired import DesiredState
+from orchestrator.loop.executor import Executor
+from orchestrator.loop.progress import Progress, load_book, load_tracker
+from orchestrator.loop.removal import Removals
+from orchestrator.loop.reports import PassReports
+from orchestrator.loop.tracker import TaskTracker, Transition
+from orchestrator.publishing import events
+from orchestrator.engine import Engine, wait_for_engine
 from orchestrator.engine.build_context import ContextLimits
-from orchestrator.errors import EngineUnavailable
-from orchestrator.events import Event
+from orchestrator.publishing.events import Event
 from orchestrator.api import check_exposure, make_app, serve
-from orchestrator.ingress import Ingress
-from orchestrator.ingress_routes import IngressRoutes
-from orchestrator.intake import EventIntake
+from orchestrator.ingress.proxy import Ingress
+from orchestrator.ingress.routes import IngressRoutes
+from orchestrator.loop.intake import EventIntake
 from orchestrator.logs import redact
-from orchestrator.publisher import Publisher
-from orchestrator.seq_store import SeqStore
-from orchestrator.reconciler import Reconciler
-from orchestrator.redis_url import url_secrets
+from orchestrator.publishing.publisher import Publisher
+from orchestrator.publishing.seq_store import SeqStore
+from orchestrator.loop.reconciler import Reconciler
+from orchestrator.publishing.redis_url import url_secrets
 from orchestrator.settings import Settings
-from orchestrator.store import Store
+from orchestrator.loop.store import Store
 
 log = structlog.stdlib.get_logger()
-
-ENGINE_WAIT_DELAYS = (0.5, 1.0, 2.0, 5.0)
 
 
 class Daemon:
@@ -55,8 +61,7 @@ class Daemon:
         )
         self.engine: Engine | None = None
         self.routes = IngressRoutes(Ingress(settings.ingress_host), emit=self.emit)
-        self.reconciler: Reconciler | None = None
-        self.controller: Controller | None = None
+        self.loop: Loop | None = None
         self._stopping = asyncio.Event()
 
     def emit(self, event: Event) -> None:
@@ -70,29 +75,28 @@ class Daemon:
             await self.publisher.close(timeout=0)
             log.info("daemon_stopped", before="the engine answered")
             return
-        self.reconciler = Reconciler(
-            self.engine, self.store, self.settings, self.emit, routes=self.routes
-        )
         redis = aioredis.Redis.from_url(self.settings.redis_url, socket_timeout=2)
-        self.controller = Controller(self.reconciler, redis.ping)
-        app = make_app(self.controller, self.settings, redis=redis)
+        loop = self.loop = build_loop(
+            self.engine, self.store, self.settings, self.emit, routes=self.routes, redis_ping=redis.ping
+        )
+        app = make_app(loop.controller, self.settings, redis=redis)
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [
                     group.create_task(self.publisher.run(), name="publisher"),
-                    group.create_task(self.reconciler.run(), name="reconciler"),
+                    group.create_task(loop.reconciler.run(), name="reconciler"),
                     group.create_task(
-                        self.reconciler.follow(EventIntake(self.engine)), name="intake"
+                        loop.reconciler.follow(EventIntake(self.engine)), name="intake"
                     ),
                     group.create_task(serve(app, self.settings, self.ready), name="http"),
                 ]
-                self.controller.resume_removals()  # in the background: never delays the start
+                loop.removals.resume()  # in the background: never delays the start
                 await self.ready.wait()
                 log.info(
                     "daemon_started",
                     listen=self.settings.listen,
                     socket=self.settings.socket,
-                    stacks=len(self.reconciler.records),
+                    stacks=len(loop.desired),
                     startup_s=round(time.monotonic() - started, 3),
                 )
                 await self._stopping.wait()
@@ -122,20 +126,16 @@ class Daemon:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self.controller is not None:
-            await self.controller.close()
-        if self.reconciler is not None:
-            await self.reconciler.executor.cancel()
+        if self.loop is not None:
+            await self.loop.close()
 
     async def _close(self, redis: aioredis.Redis) -> None:
-        if self.controller is not None:
-            await self.controller.close()
-        if self.reconciler is not None:
-            await self.reconciler.executor.cancel()
+        if self.loop is not None:
+            await self.loop.close()
             log.info(
                 "daemon_stopped",
-                stacks=len(self.reconciler.records),
-                passes=self.reconciler.passes,
+                stacks=len(self.loop.desired),
+                passes=self.loop.reconciler.passes,
                 containers_left_running=True,
             )
         await self.routes.close()
@@ -145,22 +145,66 @@ class Daemon:
             await self.engine.close()
 
 
-async def wait_for_engine(docker_host: str | None, build_limits: ContextLimits = ContextLimits()) -> Engine:
-    """Connect to the engine, waiting (with growing delays) while it does not answer."""
-    engine = await Engine.connect(docker_host, build_limits)
-    try:
-        for attempt in itertools.count():
-            try:
-                await engine.ping()
-                return engine
-            except EngineUnavailable as exc:
-                if attempt == 0:
-                    log.warning("engine_unavailable_waiting", error=str(exc))
-                await asyncio.sleep(ENGINE_WAIT_DELAYS[min(attempt, len(ENGINE_WAIT_DELAYS) - 1)])
-    except BaseException:  # cancelled (SIGTERM while waiting): its connection pool goes too
-        await engine.close()
-        raise
-    raise AssertionError("unreachable")
+@dataclass(frozen=True)
+class Loop:
+    """The parts of the control loop, built and wired together by `build_loop`."""
+
+    desired: DesiredState
+    tracker: TaskTracker
+    executor: Executor
+    reconciler: Reconciler
+    removals: Removals
+    commands: StackCommands
+    controller: Controller
+
+    async def close(self) -> None:
+        """Stop the removals under way and the actions in flight (both go on at the next start)."""
+        await self.removals.close()
+        await self.executor.cancel()
+
+
+async def _no_redis() -> None:
+    return None
+
+
+def build_loop(
+    backend: Backend,
+    store: Store,
+    settings: Settings,
+    emit: Callable[[Event], None],
+    *,
+    routes: IngressRoutes | None = None,
+    redis_ping: Callable[[], Awaitable[object]] = _no_redis,
+) -> Loop:
+    """Every part of the loop, from the state on disk. The daemon runs `reconciler.run()` and
+    `reconciler.follow(...)`; the tests' harness and the benchmarks build theirs here too."""
+    desired = DesiredState.load(store, settings)
+    book = load_book(store, settings)
+
+    def on_transition(t: Transition) -> None:
+        emit(events.task_state(
+            t.key, t.container_id, t.task_id, t.from_state, t.to_state, t.exit_code, t.reason or None
+        ))  # fmt: skip
+
+    tracker = load_tracker(store, on_transition)
+    progress = Progress(store, book, tracker)
+    executor = Executor(
+        backend,
+        tracker,
+        book,
+        concurrency=settings.concurrency,
+        files_dir=store.files_dir,
+        on_done=lambda key: reconciler.mark_slot_dirty(key),
+        before_stop=routes.drain if routes else None,
+        save_shutdown_marks=progress.save_shutdown_marks,
+    )
+    reports = PassReports(emit)
+    reconciler = Reconciler(backend, desired, executor, tracker, book, progress, reports, settings, emit, routes)
+    removals = Removals(desired, backend, executor, book, tracker, store.files_dir, reconciler.report_removed, emit)
+    commands = StackCommands(desired, backend, executor, book, removals, settings, emit,
+                             reconciler.mark_dirty, routes)
+    controller = Controller(commands, removals, desired, reconciler, reports, tracker, backend, redis_ping, routes)
+    return Loop(desired, tracker, executor, reconciler, removals, commands, controller)
 
 
 def run_daemon(settings: Settings) -> int:

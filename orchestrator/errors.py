@@ -11,6 +11,10 @@ class UserError(OrchestratorError):
     """The caller's mistake (bad stack file, unknown stack, bad request): a 4xx, exit code 1."""
 
 
+class IngressError(OrchestratorError):
+    """A published port cannot be served (address in use, unsupported protocol)."""
+
+
 class EngineUnavailable(OrchestratorError):
     """The Docker engine cannot be reached."""
 

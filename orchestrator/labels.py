@@ -9,9 +9,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from typing import Any
 
-from orchestrator.model import ServiceSpec, SlotKey
+from orchestrator.model.observed import SlotKey
+from orchestrator.model.spec import ServiceSpec
 
 PREFIX = "orchestrator"
 LABEL_STACK = f"{PREFIX}.stack"
@@ -54,7 +56,7 @@ def stream_entry_id(seq: int) -> str:
 
 
 # Fields of a service that do not go into its containers: changing them never recreates.
-_UNHASHED_FIELDS = frozenset({"replicas", "update_config", "rollback_config", "deploy_labels", "placement"})
+_UNHASHED_FIELDS = frozenset({"provider", "replicas", "update_config", "rollback_config", "deploy_labels", "placement"})
 
 
 def spec_hash(service: ServiceSpec) -> str:
@@ -92,6 +94,11 @@ def container_labels(
     }
 
 
+def image_name(stack: str, service: ServiceSpec) -> str:
+    """The service's image, or for a `build:`-only service the name its build is tagged with."""
+    return service.image or f"{stack}_{service.name}"
+
+
 def container_name(key: SlotKey, task_id: str) -> str:
     """`<stack>_<service>.<slot>.<task-id>`, as Swarm names task containers."""
     return f"{key.stack}_{key.service}.{key.slot}.{task_id}"
@@ -105,3 +112,12 @@ def stack_filter(stack: str | None = None) -> dict[str, list[str]]:
 def slot_filter(key: SlotKey) -> dict[str, list[str]]:
     """Engine list filter for one slot's containers (the engine ANDs its label filters)."""
     return {"label": [f"{LABEL_STACK}={key.stack}", f"{LABEL_SERVICE}={key.service}", f"{LABEL_SLOT}={key.slot}"]}
+
+
+_DECIMAL = re.compile(r"-?[0-9]{1,19}")
+
+
+def decimal(text: str) -> int | None:
+    """A number the engine (or whoever labelled a container) wrote as text: ASCII digits only,
+    at most int64's width (`str.isdigit()` also takes '²', which `int()` then refuses)."""
+    return int(text) if _DECIMAL.fullmatch(text) else None

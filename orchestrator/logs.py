@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -47,8 +47,9 @@ class Redactor:
             text = text.replace(secret, REDACTED)
         return text
 
-    def __call__(self, _logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
-        return self.clean(event) if self._secrets else event
+    def __call__(self, _logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
+        cleaned: Mapping[str, Any] = self.clean(event) if self._secrets else event
+        return cleaned
 
 
 #: The daemon's one redactor: `redact` registers what it must never print.

@@ -163,7 +163,8 @@ class WorkerPool:
             except _PoolBroken:
                 log.warning("worker_pool_broken", function=function.__qualname__)
                 raise WorkerDied(None) from None
-        return outcome.unwrap(self.budget.memory_bytes)
+        result: T = outcome.unwrap(self.budget.memory_bytes)
+        return result
 
     async def _dispatch(self, function: Callable[..., Any], args: tuple[Any, ...]) -> _Outcome:
         pool = await self._ensure_pool()

@@ -19,3 +19,14 @@ async def _no_leaked_tasks() -> AsyncIterator[None]:
     for task in leaked:
         task.cancel()
     assert not leaked, f"test left tasks running: {leaked}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """scripts/test runs the suite in parallel workers, then the `serial` tests alone: a test
+    that restarts the shared dockerd (engine_restart) would break every test beside it. The
+    Swarm tests share one session cluster, so they go to one worker (xdist_group)."""
+    for item in items:
+        if item.get_closest_marker("engine_restart"):
+            item.add_marker(pytest.mark.serial)
+        if item.get_closest_marker("swarm"):
+            item.add_marker(pytest.mark.xdist_group("swarm"))

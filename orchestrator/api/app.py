@@ -20,7 +20,7 @@ from orchestrator.api.loading import LOADER, StackLoader
 from orchestrator.api.openapi import openapi_json
 from orchestrator.api.event_hub import EventHub
 from orchestrator.api.state import BODY_LIMIT, CONTROL, EVENT_HUB, REDIS, SETTINGS, STOPPING
-from orchestrator.control import Control
+from orchestrator.views import Control
 from orchestrator.dashboard import add_routes as add_dashboard_routes
 from orchestrator.errors import UserError
 from orchestrator.labels import events_channel
@@ -72,8 +72,9 @@ def make_app(control: Control, settings: Settings, redis: Any = None, *,
 
 async def _stop_streams(app: web.Application) -> None:
     app[STOPPING].set()
-    if app[EVENT_HUB] is not None:
-        app[EVENT_HUB].close()
+    hub = app[EVENT_HUB]
+    if hub is not None:
+        hub.close()
 
 
 async def _loader_workers(app: web.Application) -> AsyncIterator[None]:

@@ -39,7 +39,7 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
 
 
 def is_authenticated(request: web.Request) -> bool:
-    return request.get(AUTHENTICATED, False)
+    return bool(request.get(AUTHENTICATED, False))
 
 
 def _over_unix_socket(request: web.Request) -> bool:

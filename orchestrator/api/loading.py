@@ -22,7 +22,7 @@ from aiohttp import web
 
 from orchestrator.api import bodies
 from orchestrator.api.errors import RequestError
-from orchestrator.model import StackSpec
+from orchestrator.model.spec import StackSpec
 from orchestrator.settings import Settings
 from orchestrator.stackfile import Limits, load_stack_text
 from orchestrator.workers import Budget, WorkerBusy, WorkerDied, WorkerOutOfMemory, WorkerPool, WorkerTimeout

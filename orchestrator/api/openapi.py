@@ -11,7 +11,7 @@ from orchestrator import names
 from orchestrator.api.bodies import FALSE_FLAGS, MAX_SEQ, MAX_TAIL, TRUE_FLAGS
 from orchestrator.api.schemas import ref
 from orchestrator.api.state import SETTINGS
-from orchestrator.control import (
+from orchestrator.views import (
     DeployOutcome,
     LogLine,
     RemoveOutcome,
@@ -20,7 +20,7 @@ from orchestrator.control import (
     TaskView,
 )
 from orchestrator.dashboard.assets import FILES as DASHBOARD_FILES
-from orchestrator.model import StackSpec
+from orchestrator.model.spec import StackSpec
 from orchestrator.settings import Settings
 
 # Anchored: a JSON Schema pattern matches anywhere in the string.
@@ -98,7 +98,9 @@ def build_document(settings: Settings | None = None) -> dict[str, Any]:
         "description": f"Replicas per service, at most {settings.max_replicas} each "
                        f"(max_replicas) and {settings.max_replicas_total} for all stacks together "
                        "(max_replicas_total): over either, 400 limit_exceeded."})}
-    array = lambda cls: {"type": "array", "items": ref(cls, c)}  # noqa: E731
+    def array(cls: type) -> dict[str, Any]:
+        return {"type": "array", "items": ref(cls, c)}
+
     stack_detail = {"type": "object", "required": ["name", "spec", "services"], "properties": {
         "name": {"type": "string"}, "summary": {"anyOf": [ref(StackView, c), {"type": "null"}]},
         "spec": ref(StackSpec, c), "services": array(ServiceView)}}

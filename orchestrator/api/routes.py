@@ -19,9 +19,9 @@ from orchestrator.api.auth import is_authenticated
 from orchestrator.api.errors import RequestError, error_body
 from orchestrator.api.loading import LOADER
 from orchestrator.api.state import CONTROL
-from orchestrator.control import DeployOutcome, LogLine
+from orchestrator.views import DeployOutcome, LogLine, ServiceView
 from orchestrator.errors import OrchestratorError, UnknownService, UnknownStack
-from orchestrator.tables import log_line_text
+from orchestrator.views import log_line_text
 
 T = TypeVar("T")
 log = structlog.stdlib.get_logger()
@@ -176,7 +176,7 @@ async def health(request: web.Request) -> web.Response:
 
 async def prometheus(request: web.Request) -> web.Response:
     control = request.app[CONTROL]
-    services = []
+    services: list[ServiceView] = []
     for stack in control.stacks():
         try:
             services.extend(await control.services(stack.name))

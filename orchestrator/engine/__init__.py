@@ -1,10 +1,12 @@
-"""The Docker engine gateway: the only package that imports aiodocker.
+"""The Docker engine implementation of `orchestrator.backend.Backend`: the only package that
+imports aiodocker.
 
-Everything outside it sees `Engine`, our model's ContainerState, `EngineEvent` and the errors of
-orchestrator.errors (EngineError, EngineUnavailable, ImageUnavailable).
+Everything outside it sees `Engine`, our model's ContainerState, `EngineEvent` (backend.py) and
+the errors of orchestrator.errors (EngineError, EngineUnavailable, ImageUnavailable).
 """
 
 from orchestrator.engine.client import Engine
-from orchestrator.engine.events import EngineEvent, EventStream
+from orchestrator.engine.connect import wait_for_engine
+from orchestrator.engine.events import EventStream
 
-__all__ = ["Engine", "EngineEvent", "EventStream"]
+__all__ = ["Engine", "EventStream", "wait_for_engine"]

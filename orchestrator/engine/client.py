@@ -25,10 +25,13 @@ from orchestrator import labels
 from orchestrator.engine import containers, images, objects
 from orchestrator.engine.build_context import ContextLimits
 from orchestrator.engine.calls import engine_errors, is_missing
-from orchestrator.engine.events import EngineEvent, EventStream
-from orchestrator.engine.observe import Facts, FactsCache, container_state, decimal, facts_from_inspect
+from orchestrator.backend import EngineEvent
+from orchestrator.engine.events import EventStream
+from orchestrator.engine.observe import Facts, FactsCache, container_state, facts_from_inspect
+from orchestrator.labels import decimal
 from orchestrator.errors import EngineError, EngineUnavailable, ImageUnavailable
-from orchestrator.model import ContainerState, NetworkSpec, ServiceSpec, SlotKey, StackSpec, VolumeSpec
+from orchestrator.model.observed import ContainerState, SlotKey
+from orchestrator.model.spec import NetworkSpec, ServiceSpec, StackSpec, VolumeSpec
 
 log = structlog.stdlib.get_logger()
 
@@ -238,7 +241,7 @@ class Engine:
         reason. `stack` names the image of a `build:`-only service (`<stack>_<service>`)."""
         if service.image is None and stack is None:
             raise ValueError(f"service {service.name} has no image: pass its stack to name the build")
-        image = containers.image_name(stack or "", service)
+        image = labels.image_name(stack or "", service)
         lock = self._image_locks.setdefault(image, asyncio.Lock())
         async with lock:  # replicas of one service ask at once: one pull/build
             await images.ensure_image(self._docker, image, service.build, pullable=service.image is not None,

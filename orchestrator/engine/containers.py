@@ -16,7 +16,8 @@ from typing import Any
 
 from orchestrator import labels
 from orchestrator.errors import UserError
-from orchestrator.model import (
+from orchestrator.model.observed import SlotKey
+from orchestrator.model.spec import (
     FileObjectSpec,
     FileReference,
     Healthcheck,
@@ -24,7 +25,6 @@ from orchestrator.model import (
     NetworkAttachment,
     PortSpec,
     ServiceSpec,
-    SlotKey,
     StackSpec,
 )
 
@@ -43,11 +43,6 @@ class CreateRequest:
     extra_networks: tuple[tuple[str, JSON], ...]
     #: Files to write before create: path -> (text, mode).
     files: Mapping[Path, tuple[str, int]]
-
-
-def image_name(stack: str, service: ServiceSpec) -> str:
-    """The service's image, or for a `build:`-only service the name its build is tagged with."""
-    return service.image or f"{stack}_{service.name}"
 
 
 def network_name(stack: StackSpec, logical: str) -> str:
@@ -76,7 +71,7 @@ def create_request(
     file_mounts, files = file_object_mounts(stack, service, files_dir)
     host = host_config(stack, service, network_mode=endpoints[0][0], extra_mounts=file_mounts)
     config: JSON = {
-        "Image": image_name(stack.name, service),
+        "Image": labels.image_name(stack.name, service),
         "Env": [k if v is None else f"{k}={v}" for k, v in service.environment.items()],
         "Labels": {
             **service.labels,

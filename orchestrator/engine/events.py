@@ -12,25 +12,16 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+
 from types import TracebackType
 from typing import Any
 
 import aiodocker
 import aiohttp
 
+from orchestrator.backend import EngineEvent
 from orchestrator.engine.calls import engine_errors
 from orchestrator.errors import EngineUnavailable
-
-
-@dataclass(frozen=True, slots=True)
-class EngineEvent:
-    type: str
-    #: As the engine sends it, e.g. "die" or "health_status: unhealthy".
-    action: str
-    actor_id: str
-    time_ns: int
-    attributes: Mapping[str, str] = field(default_factory=dict)
 
 
 def since_param(time_ns: int) -> str:

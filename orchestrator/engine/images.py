@@ -16,7 +16,7 @@ import structlog
 from orchestrator.engine.build_context import ContextLimits, ContextRefused, context_archive
 from orchestrator.engine.calls import engine_errors, is_missing
 from orchestrator.errors import EngineError, ImageUnavailable
-from orchestrator.model import BuildSpec
+from orchestrator.model.spec import BuildSpec
 
 log = structlog.stdlib.get_logger()
 

@@ -11,7 +11,7 @@ import structlog
 from orchestrator import labels
 from orchestrator.engine.calls import engine_errors, is_missing
 from orchestrator.errors import EngineError, UserError
-from orchestrator.model import NetworkSpec, VolumeSpec
+from orchestrator.model.spec import NetworkSpec, VolumeSpec
 
 log = structlog.stdlib.get_logger()
 

@@ -22,11 +22,11 @@ from datetime import datetime
 from typing import Any, cast
 
 from orchestrator import labels
-from orchestrator.model import ContainerState, EngineStatus, Health, SlotKey
+from orchestrator.labels import decimal
+from orchestrator.model.observed import ContainerState, EngineStatus, Health, SlotKey
 
 JSON = dict[str, Any]
 
-_DECIMAL = re.compile(r"-?[0-9]{1,19}")
 _HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 #: What the list may still say of a container whose `die` event has come.
 _ALIVE_IN_LIST = frozenset({"running", "paused", "restarting"})
@@ -125,12 +125,6 @@ def facts_from_inspect(data: JSON) -> Facts:
         error=state.get("Error") or "",
         health=(state.get("Health") or {}).get("Status") or None,
     )
-
-
-def decimal(text: str) -> int | None:
-    """A number the engine (or whoever labelled a container) wrote as text: ASCII digits only,
-    at most int64's width (`str.isdigit()` also takes '²', which `int()` then refuses)."""
-    return int(text) if _DECIMAL.fullmatch(text) else None
 
 
 def container_state(entry: JSON, facts: Facts | None) -> ContainerState | None:

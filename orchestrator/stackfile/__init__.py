@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from orchestrator import names
-from orchestrator.model import NetworkAttachment, NetworkSpec, ServiceSpec, StackSpec
+from orchestrator.model.spec import NetworkAttachment, NetworkSpec, ServiceSpec, StackSpec
 from orchestrator.stackfile.dangerous import find_dangerous
 from orchestrator.stackfile.files import MissingFile, NamedFileError, read_named_file
 from orchestrator.stackfile.interpolate import parse_env_file

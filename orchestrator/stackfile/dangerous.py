@@ -21,7 +21,7 @@ import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from orchestrator.model import ServiceSpec, StackSpec
+from orchestrator.model.spec import ServiceSpec, StackSpec
 
 #: The capabilities every container has (the engine's default set): adding one changes nothing.
 DEFAULT_CAPABILITIES = frozenset(

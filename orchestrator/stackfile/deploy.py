@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from orchestrator.model import INT64_MAX, MIN_MEMORY, DeployMode, Resources, RestartPolicy, UpdateConfig
+from orchestrator.model.ranges import INT64_MAX, MIN_MEMORY
+from orchestrator.model.spec import DeployMode, Resources, RestartPolicy, UpdateConfig
 from orchestrator.stackfile.limits import over_limit
 from orchestrator.stackfile.problems import quote
 from orchestrator.stackfile.reader import Section, labels, to_int
@@ -58,7 +59,7 @@ def read_deploy(section: Section | None) -> Deploy:
 def replica_count(section: Section, key: str) -> int | None:
     """`replicas` (or `scale`): 0 up to the limit of replicas per service (each one costs the
     daemon memory too, so the limit is checked before anything is planned)."""
-    replicas = section.int(key, None, maximum=None)
+    replicas: int | None = section.integer(key, None, maximum=None)
     limit = section.ctx.limits.max_replicas
     if replicas is not None and replicas > limit:
         section.error(key, over_limit(quote(section.raw(key)), limit, "replicas per service", "max_replicas"))
@@ -76,7 +77,7 @@ def _resources(section: Section | None) -> Resources:
         limits.check_keys(("cpus", "memory", "pids"))
         cpus_limit = limits.cpus("cpus")
         memory_limit = _memory(limits)
-        pids_limit = limits.int("pids", None, minimum=-1, maximum=INT64_MAX)
+        pids_limit = limits.integer("pids", None, minimum=-1, maximum=INT64_MAX)
     if reservations is not None:
         reservations.check_keys(
             ("cpus", "memory"),
@@ -96,7 +97,7 @@ def _resources(section: Section | None) -> Resources:
 
 def _memory(section: Section) -> int | None:
     """0 (none) or at least the engine's minimum."""
-    memory = section.bytes("memory")
+    memory: int | None = section.size("memory")
     if memory and memory < MIN_MEMORY:
         section.error("memory", f"{memory} bytes is under the engine's minimum of 6 MiB ({MIN_MEMORY} bytes)")
         return None
@@ -116,7 +117,7 @@ def _restart_policy(section: Section | None) -> RestartPolicy | None:
     return RestartPolicy(
         condition=condition,
         delay=section.duration("delay", defaults.delay),
-        max_attempts=section.int("max_attempts", defaults.max_attempts),
+        max_attempts=section.integer("max_attempts", defaults.max_attempts),
         window=section.duration("window", defaults.window),
     )
 
@@ -127,11 +128,11 @@ def _update_config(section: Section | None, rollback: bool) -> UpdateConfig:
         return defaults
     section.check_keys(_UPDATE_KEYS)
     actions = ("pause", "continue") if rollback else ("pause", "continue", "rollback")
-    ratio = section.float("max_failure_ratio", defaults.max_failure_ratio)
+    ratio = section.number("max_failure_ratio", defaults.max_failure_ratio)
     if not 0.0 <= ratio <= 1.0:
         section.error("max_failure_ratio", f"must be between 0 and 1, not {ratio}")
     return UpdateConfig(
-        parallelism=section.int("parallelism", defaults.parallelism),
+        parallelism=section.integer("parallelism", defaults.parallelism),
         delay=section.duration("delay", defaults.delay),
         failure_action=section.choice("failure_action", actions, defaults.failure_action),
         monitor=section.duration("monitor", defaults.monitor),
@@ -146,7 +147,7 @@ def restart_fallback(section: Section) -> RestartPolicy | None:
     on-failure with max_attempts N. None when `restart:` is not given."""
     if "restart" not in section:
         return None
-    text = section.str("restart", "")
+    text = section.text("restart", "")
     name, _colon, count = text.partition(":")
     if name in ("", "no") and not count:
         section.warn(

@@ -108,12 +108,12 @@ class _Resolver:
             return None
         entry = Section(value, path, self.ctx, where)
         entry.check_keys(("service", "file"))
-        service = entry.str("service")
+        service = entry.text("service")
         if not service:
             if not isinstance(entry.raw("service"), (YMap, YSeq)):  # else "must be a string" said it
                 entry.error(None, "needs the name of the service to extend (service:)")
             return None
-        file = entry.str("file")
+        file = entry.text("file")
         return service, None if not file else Path(resolve_path(file, self.ctx.base_for(entry.where("file"))))
 
     def _services_of(self, file: Path | None, services: YMap, current: str, where: Where, path: str) -> tuple[YMap, str] | None:

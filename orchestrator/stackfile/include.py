@@ -77,7 +77,7 @@ def _load_entry(item: object, path: str, where: Where, env: Mapping[str, str], c
     if not paths or not all(paths):
         return None
     files = [Path(resolve_path(p, base)) for p in paths]
-    directory = entry.str("project_directory") if entry is not None else None
+    directory = entry.text("project_directory") if entry is not None else None
     project = Path(resolve_path(directory, base)) if directory else files[0].parent
     if str(files[0]) in chain:
         shown = " -> ".join((*chain[chain.index(str(files[0])):], str(files[0])))

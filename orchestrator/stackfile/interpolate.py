@@ -95,7 +95,8 @@ class _Expander:
 
     def expand(self, pos: int, closing: bool, dry: bool) -> tuple[str, int]:
         """Expand from `pos` up to the end, or up to the `}` closing a `${...}` when `closing`."""
-        text, out = self.text, []
+        text = self.text
+        out: list[str] = []
         while pos < len(text):
             char = text[pos]
             if closing and char == "}":
@@ -158,7 +159,8 @@ class _Expander:
         then it is kept as written up to the first `}`, as docker stack deploy keeps it, where
         compose-go would expand its `$name` parts (to nothing) and keep the rest."""
         outer, self.loose = self.loose, False
-        report, missing = self.on_missing, []
+        report = self.on_missing
+        missing: list[str] = []
         self.on_missing = missing.append  # reported only if the argument is read as compose-go reads it
         try:
             arg, end = self.expand(start, closing=True, dry=dry)

@@ -10,13 +10,13 @@ raises it, e.g. "... is over the limit of 10000 replicas per service (ORCHESTRAT
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Literal
+from typing import Any, Literal
 
 from orchestrator.settings import Settings, env_name
 
 DangerPolicy = Literal["warn", "deny"]
 
-_DEFAULT = {f.name: f.default for f in fields(Settings)}
+_DEFAULT: dict[str, Any] = {f.name: f.default for f in fields(Settings)}
 
 
 @dataclass(frozen=True, slots=True)

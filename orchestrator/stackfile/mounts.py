@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.model import FileReference, MountSpec
+from orchestrator.model.spec import FileReference, MountSpec
 from orchestrator.stackfile.problems import Where
 from orchestrator.stackfile import values
 from orchestrator.stackfile.reader import Section, resolve_path, sub_section
-from orchestrator.stackfile.shortsyntax import is_windows_path, parse_volume, windows_note
+from orchestrator.stackfile.shortsyntax import WindowsPath, is_windows_path, parse_volume, windows_note
 
 _LONG_KEYS = ("type", "source", "target", "read_only", "bind", "volume", "tmpfs", "image", "consistency")
 #: Mount types of the compose-spec that one Linux engine cannot make, and why.
@@ -32,6 +32,9 @@ def read_volumes(service: Section) -> tuple[MountSpec, ...]:
 def _short(item: str, path: str, where: Where, service: Section) -> MountSpec | None:
     try:
         short = parse_volume(item)
+    except WindowsPath as exc:
+        service.ctx.unrunnable(where, path, str(exc))
+        return None
     except ValueError as exc:
         service.ctx.problems.error(where, path, str(exc))
         return None
@@ -55,7 +58,7 @@ def _long(item: Any, path: str, where: Where, service: Section) -> MountSpec | N
     section.check_keys(_LONG_KEYS, {"consistency": "consistency has no effect on Linux; ignored"})
     kind = section.choice("type", ("volume", "bind", "tmpfs", *_OTHER_TYPES), None)
     if kind in _OTHER_TYPES:
-        section.error("type", _OTHER_TYPES[kind])
+        section.unrunnable("type", _OTHER_TYPES[kind])
         return None
     if kind is None:
         if "type" not in section:
@@ -65,7 +68,7 @@ def _long(item: Any, path: str, where: Where, service: Section) -> MountSpec | N
     source = section.checked("source", values.plain)
     for key, path in (("target", target), ("source", source)):
         if path and is_windows_path(path):
-            section.error(key, windows_note(path))
+            section.unrunnable(key, windows_note(path))
             return None
     if not target or not target.startswith("/"):
         section.error("target", "a volume needs an absolute container path as target")
@@ -85,19 +88,19 @@ def _long(item: Any, path: str, where: Where, service: Section) -> MountSpec | N
             {"selinux": "SELinux relabelling is not supported; ignored", "recursive": "recursive read-only binds are not supported; ignored"},
         )
         propagation = bind.choice("propagation", ("shared", "rshared", "slave", "rslave", "private", "rprivate"))
-        create_host_path = bind.bool("create_host_path")
+        create_host_path = bind.flag("create_host_path")
     if volume is not None:
         volume.check_keys(("nocopy",), {"subpath": "volume subpath is not supported; ignored", "labels": "labels of an anonymous volume are not supported; ignored"})
-        nocopy = volume.bool("nocopy")
+        nocopy = volume.flag("nocopy")
     if tmpfs is not None:
         tmpfs.check_keys(("size", "mode"))
-        size = tmpfs.bytes("size")
+        size = tmpfs.size("size")
         mode = tmpfs.mode("mode")
     return MountSpec(
         type=kind,
         target=target,
         source=source or None,
-        read_only=section.bool("read_only", False),
+        read_only=section.flag("read_only", False),
         bind_propagation=propagation,
         bind_create_host_path=True if create_host_path is None else create_host_path,
         volume_nocopy=bool(nocopy),
@@ -125,19 +128,19 @@ def read_file_refs(service: Section, key: str) -> tuple[FileReference, ...]:
         if section is None:
             continue
         section.check_keys(("source", "target", "uid", "gid", "mode"))
-        source = section.str("source")
+        source = section.text("source")
         if not source:
             section.error(None, "needs a source (the name of a top-level entry)")
             continue
-        target = section.str("target") or _default_target(key, source)
+        target = section.text("target") or _default_target(key, source)
         if key == "secrets" and not target.startswith("/"):
             target = f"/run/secrets/{target}"
         refs.append(
             FileReference(
                 source=source,
                 target=target,
-                uid=section.str("uid"),
-                gid=section.str("gid"),
+                uid=section.text("uid"),
+                gid=section.text("gid"),
                 mode=section.mode("mode"),
             )
         )

@@ -3,10 +3,10 @@ attachments (list or map with aliases and addresses), extra_hosts."""
 
 from __future__ import annotations
 
-from orchestrator.model import NetworkAttachment, PortSpec
+from orchestrator.model.spec import NetworkAttachment, PortSpec
 from orchestrator.stackfile import values
 from orchestrator.stackfile.reader import Section, sub_section, to_str, type_name
-from orchestrator.stackfile.shortsyntax import parse_port, parse_port_range
+from orchestrator.stackfile.shortsyntax import host_range_note, parse_port, parse_port_range, range_note
 from orchestrator.stackfile.yamlread import YMap, YSeq
 
 
@@ -19,6 +19,8 @@ def read_ports(section: Section) -> tuple[PortSpec, ...]:
             continue
         try:
             ports.extend(parse_port(item))
+            if note := host_range_note(item):
+                section.ctx.problems.warn(path, note)
         except ValueError as exc:
             section.ctx.problems.error(where, path, str(exc))
     return tuple(ports)
@@ -29,7 +31,7 @@ def _long_port(entry: Section) -> list[PortSpec]:
         ("target", "published", "host_ip", "protocol", "mode"),
         {"app_protocol": "app_protocol is informational; ignored", "name": "port names are informational; ignored"},
     )
-    target = entry.int("target", None, minimum=1, maximum=65535)
+    target = entry.integer("target", None, minimum=1, maximum=65535)
     if target is None:
         if "target" not in entry:
             entry.error(None, "a port needs a target")
@@ -42,7 +44,7 @@ def _long_port(entry: Section) -> list[PortSpec]:
             entry.error("published", str(exc))
             return []
         if start != end:
-            entry.error("published", "a published port range for one target port is not supported")
+            entry.warn("published", range_note(to_str(entry.raw("published"))))
         published = start
     return [
         PortSpec(

@@ -11,9 +11,10 @@ never the secret.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from orchestrator.model import (
+from orchestrator.model.spec import (
     FileObjectSpec,
     FileReference,
     Healthcheck,
@@ -31,20 +32,23 @@ from orchestrator.model import (
 
 def stack_to_compose(stack: StackSpec) -> dict[str, Any]:
     data: dict[str, Any] = {"name": stack.name, "services": {n: _service(s) for n, s in stack.services.items()}}
-    for key, objects, convert in (
+    converters: tuple[tuple[str, Mapping[str, Any], Callable[[Any], dict[str, Any]]], ...] = (
         ("networks", stack.networks, _network),
         ("volumes", stack.volumes, _volume),
         ("secrets", stack.secrets, _file_object),
         ("configs", stack.configs, _file_object),
-    ):
+    )
+    for key, objects, convert in converters:
         if objects:
             data[key] = {name: convert(spec) for name, spec in objects.items()}
-    return _escaped(data)
+    escaped: dict[str, Any] = _escaped(data)
+    return escaped
 
 
 def _service(service: ServiceSpec) -> dict[str, Any]:
     data = _compact({
         "image": service.image,
+        "provider": dict(service.provider) if service.provider is not None else None,
         "build": _compact({
             "context": service.build.context, "dockerfile": service.build.dockerfile,
             "args": dict(service.build.args), "target": service.build.target, "labels": dict(service.build.labels),

@@ -66,7 +66,7 @@ class Problems:
         first found is kept: a later one follows from it (a `${VAR:?}` that failed leaves its
         text, which is then not an image reference either) and would only hide the real one."""
         if self.errors:
-            first = {}
+            first: dict[tuple[str, int | None, str], Problem] = {}
             for problem in self.errors:
                 first.setdefault((problem.file, problem.line, problem.path), problem)
             raise StackFileError(sorted(first.values(), key=_order))

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.model import INT64_MAX, Ulimit
+from orchestrator.model.ranges import INT64_MAX
+from orchestrator.model.spec import Ulimit
 from orchestrator.stackfile import values
 from orchestrator.stackfile.dangerous import host_path_note
 from orchestrator.stackfile.files import MissingFile, NamedFileError, read_named_file
@@ -26,7 +27,7 @@ def read_environment(section: Section) -> dict[str, str | None]:
         if isinstance(item, YMap):
             entry = Section(item, path, ctx, where)
             entry.check_keys(("path", "required", "format"))
-            file, required = entry.str("path"), entry.bool("required", True)
+            file, required = entry.text("path"), entry.flag("required", True)
         if not isinstance(file, str) or not file:
             ctx.problems.error(where, path, f"must be a file path, not {type_name(file)}")
             continue
@@ -81,8 +82,8 @@ def read_ulimits(section: Section | None) -> tuple[Ulimit, ...]:
         if isinstance(value, YMap):
             entry = Section(value, section.key_path(name), section.ctx, section.where(name))
             entry.check_keys(("soft", "hard"))
-            soft = entry.int("soft", None, minimum=-1, maximum=INT64_MAX)
-            hard = entry.int("hard", None, minimum=-1, maximum=INT64_MAX)
+            soft = entry.integer("soft", None, minimum=-1, maximum=INT64_MAX)
+            hard = entry.integer("hard", None, minimum=-1, maximum=INT64_MAX)
             if soft is None or hard is None:
                 if "soft" not in entry or "hard" not in entry:
                     entry.error(None, "needs both soft and hard")
@@ -91,7 +92,7 @@ def read_ulimits(section: Section | None) -> tuple[Ulimit, ...]:
                 entry.error("soft", f"soft limit {soft} is above the hard limit {hard} (-1 is unlimited)")
             limits.append(Ulimit(name, soft, hard))
         else:
-            single = section.int(name, None, minimum=-1, maximum=INT64_MAX)
+            single = section.integer(name, None, minimum=-1, maximum=INT64_MAX)
             if single is not None:
                 limits.append(Ulimit(name, single, single))
     return tuple(limits)

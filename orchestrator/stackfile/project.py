@@ -10,6 +10,7 @@ count as successive files. A file that cannot be parsed stops the load before th
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 from pathlib import Path
 
 from orchestrator.stackfile.extends import apply_extends
@@ -30,7 +31,7 @@ def merged_model(texts: Sequence[tuple[str, str]], env: Mapping[str, str], sourc
     if any(documents is None for _file, documents in parsed):
         return None
     chain = tuple(resolve_path(file, sources.ctx.base_dir) for file, _text in texts)
-    documents = []
+    documents: list[tuple[str, Any]] = []
     for file, found in parsed:
         for document in found or ():
             documents.append((file, interpolate_tree(document, env, "", document.where, problems)))
@@ -50,7 +51,7 @@ def _combine(documents: list[tuple[str, YMap]], env: Mapping[str, str], chain: t
 def _load_project(sources: Sources, files: list[Path], directory: Path, env: Mapping[str, str],
                   chain: tuple[str, ...], where: Where, path: str) -> YMap | None:
     """An included project: its files, read as stack files a stack names, merged."""
-    documents = []
+    documents: list[tuple[str, Any]] = []
     for index, file in enumerate(files):
         found = sources.documents(file, env, directory, where, path)
         if found is None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from orchestrator.model import MAX_COUNT
+from orchestrator.model.ranges import MAX_COUNT
 from orchestrator.stackfile import spec_schema, units, values
 from orchestrator.stackfile.limits import Limits
 from orchestrator.stackfile.problems import Problems, Where, quote
@@ -38,6 +38,15 @@ class Context:
         """Where relative paths written at `where` resolve: the project directory for the files
         given, an included project's directory, an extended file's own directory."""
         return self.base_dirs.get(where[0], self.base_dir)
+
+    def unrunnable(self, where: Where, path: str, message: str) -> None:
+        """What compose-go loads but this engine cannot run (a provider service, an image
+        mount, a Windows path): an error when deploying; before, a warning, so that
+        `orchestrator config` reads every file `docker compose config` reads."""
+        if self.deploying:
+            self.problems.error(where, path, message)
+        else:
+            self.problems.warn(path, f"{message}: deploying this stack fails")
 
     def dangerous(self, where: Where, path: str, what: str) -> None:
         """A dangerous option (stackfile/dangerous.py): a warning, or refused under `deny`."""
@@ -80,6 +89,11 @@ class Section:
     def warn(self, key: str, message: str) -> None:
         self.ctx.problems.warn(self.key_path(key), message)
 
+    def unrunnable(self, key: str | None, message: str) -> None:
+        """`Context.unrunnable` at `key`."""
+        path = self.key_path(key) if key is not None else self.path
+        self.ctx.unrunnable(self.where(key), path, message)
+
     def check_keys(self, allowed: Iterable[str], ignored: Mapping[str, str] | None = None) -> None:
         """Unknown keys are errors; `ignored` keys are valid but have no effect here (warned),
         and their values must still be what the compose-spec's schema allows."""
@@ -115,26 +129,26 @@ class Section:
             self.error(key, str(exc))
             return default
 
-    def str(self, key: str, default: Any = None) -> Any:
+    def text(self, key: str, default: Any = None) -> Any:
         return self._convert(key, default, to_str)
 
-    def int(self, key: str, default: Any = None, minimum: int = 0, maximum: int | None = MAX_COUNT) -> Any:
+    def integer(self, key: str, default: Any = None, minimum: int = 0, maximum: int | None = MAX_COUNT) -> Any:
         return self._convert(key, default, lambda v: to_int(v, minimum, maximum))
 
-    def float(self, key: str, default: Any = None) -> Any:
+    def number(self, key: str, default: Any = None) -> Any:
         return self._convert(key, default, to_float)
 
     def checked(self, key: str, check: Callable[[str], str], default: Any = None) -> Any:
         """A string that must pass one of the engine's rules (stackfile/values.py)."""
         return self._convert(key, default, lambda v: check(to_str(v)))
 
-    def bool(self, key: str, default: Any = None) -> Any:
+    def flag(self, key: str, default: Any = None) -> Any:
         return self._convert(key, default, to_bool)
 
     def duration(self, key: str, default: Any = None) -> Any:
         return self._convert(key, default, units.parse_duration)
 
-    def bytes(self, key: str, default: Any = None) -> Any:
+    def size(self, key: str, default: Any = None) -> Any:
         return self._convert(key, default, units.parse_bytes)
 
     def cpus(self, key: str, default: Any = None) -> Any:

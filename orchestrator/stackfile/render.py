@@ -10,11 +10,11 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from orchestrator.model import StackSpec
+from orchestrator.model.spec import StackSpec
 
 
 def stack_to_data(stack: StackSpec) -> dict[str, Any]:
-    data = _plain(stack)
+    data: dict[str, Any] = _plain(stack)
     data.pop("warnings", None)
     return data
 
@@ -39,7 +39,7 @@ def dump(data: Any, fmt: str) -> str:
         return json.dumps(data, indent=2) + "\n"
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
-    yaml.sort_base_mapping_type_on_output = False  # keep our key order
+    setattr(yaml, "sort_base_mapping_type_on_output", False)  # keep our key order (typed None in ruamel)
     out = io.StringIO()
     yaml.dump(data, out)
     return out.getvalue()

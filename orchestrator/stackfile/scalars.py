@@ -9,7 +9,7 @@ import math
 import re
 from typing import Any
 
-from orchestrator.model import INT64_MAX
+from orchestrator.model.ranges import INT64_MAX
 
 _INT_RE = re.compile(r"[-+]?(0|[1-9][0-9_]*)")
 _OCTAL_RE = re.compile(r"[-+]?0o?[0-7_]+")

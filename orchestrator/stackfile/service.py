@@ -4,9 +4,11 @@ options"; keys compose does not know are errors."""
 
 from __future__ import annotations
 
+import json
 import shlex
+from typing import Any
 
-from orchestrator.model import BuildSpec, DependsOn, Healthcheck, LoggingSpec, RestartPolicy, ServiceSpec
+from orchestrator.model.spec import BuildSpec, DependsOn, Healthcheck, LoggingSpec, RestartPolicy, ServiceSpec
 from orchestrator.stackfile import values
 from orchestrator.stackfile.deploy import read_deploy, replica_count, restart_fallback
 from orchestrator.stackfile.mounts import read_file_refs, read_volumes, tmpfs_list
@@ -21,7 +23,7 @@ _SUPPORTED = (
     "networks", "volumes", "tmpfs", "secrets", "configs", "healthcheck", "depends_on",
     "stop_grace_period", "stop_signal", "hostname", "user", "working_dir", "init", "read_only",
     "cap_add", "cap_drop", "extra_hosts", "dns", "ulimits", "sysctls", "logging", "deploy",
-    "restart", "scale",
+    "restart", "scale", "provider",
 )  # fmt: skip
 _UNSUPPORTED = (
     "annotations", "attach", "blkio_config", "cgroup", "cgroup_parent", "container_name",
@@ -31,7 +33,7 @@ _UNSUPPORTED = (
     "isolation", "label_file", "links", "mac_address", "mem_limit", "mem_reservation",
     "mem_swappiness", "memswap_limit", "models", "network_mode", "oom_kill_disable",
     "oom_score_adj", "pid", "pids_limit", "platform", "post_start", "pre_start", "pre_stop",
-    "privileged", "profiles", "provider", "pull_policy", "pull_refresh_after", "runtime",
+    "privileged", "profiles", "pull_policy", "pull_refresh_after", "runtime",
     "security_opt", "shm_size", "stdin_open",
     "storage_opt", "tty", "use_api_socket", "userns_mode", "uts", "volumes_from",
 )  # fmt: skip
@@ -40,6 +42,12 @@ _IGNORED = {key: "not supported by this orchestrator (as docker stack deploy); i
 _FORBIDDEN = {"volume_driver": "volume_driver is not supported; use a top-level volume's driver"}
 _BUILD_KEYS = ("context", "dockerfile", "args", "target", "labels")
 _HEALTH_KEYS = ("test", "interval", "timeout", "retries", "start_period", "start_interval", "disable")
+
+
+def _provider(section: Section) -> dict[str, Any] | None:
+    """compose's provider mapping as plain data (its shape is the schema's to check)."""
+    value = section.raw("provider")
+    return json.loads(json.dumps(value)) if value is not None else None
 
 
 def read_service(name: str, section: Section) -> ServiceSpec:
@@ -54,14 +62,17 @@ def read_service(name: str, section: Section) -> ServiceSpec:
         if empty_image:
             section.error("image", "the image is empty (is the variable it names set?)", image_where)
         elif "provider" in section:
-            section.error("provider", "a service run by a provider (a compose plugin), with no image, cannot run on this orchestrator")
+            section.unrunnable("provider", "a service run by a provider (a compose plugin), with no image, cannot run on this orchestrator")
         else:
             section.error(None, "a service needs an image (or a build)")
+    elif "provider" in section:
+        section.warn("provider", "a provider (a compose plugin) is not run by this orchestrator; ignored: the service runs its image")
     deploy = read_deploy(section.section("deploy"))
     fallback = restart_fallback(section)
     return ServiceSpec(
         name=name,
         image=section.checked("image", values.image_reference),
+        provider=_provider(section),
         build=_build(section),
         command=_command(section, "command"),
         entrypoint=_command(section, "entrypoint"),
@@ -80,8 +91,8 @@ def read_service(name: str, section: Section) -> ServiceSpec:
         hostname=section.checked("hostname", values.hostname),
         user=section.checked("user", values.plain),
         working_dir=section.checked("working_dir", _working_dir),
-        init=section.bool("init"),
-        read_only=section.bool("read_only", False),
+        init=section.flag("init"),
+        read_only=section.flag("read_only", False),
         cap_add=section.str_list("cap_add", allow_string=False, check=values.capability),
         cap_drop=section.str_list("cap_drop", allow_string=False, check=values.capability),
         extra_hosts=read_extra_hosts(section),
@@ -147,10 +158,10 @@ def _build(section: Section) -> BuildSpec | None:
         return None
     build.check_keys(_BUILD_KEYS, {key: "build option not supported; ignored" for key in _BUILD_IGNORED})
     return BuildSpec(
-        context=_context(build.str("context", "."), section, build.where("context")),
-        dockerfile=build.str("dockerfile"),
+        context=_context(build.text("context", "."), section, build.where("context")),
+        dockerfile=build.text("dockerfile"),
         args=build.mapping("args"),
-        target=build.str("target"),
+        target=build.text("target"),
         labels=labels(build, "labels"),
     )
 
@@ -172,7 +183,7 @@ def _healthcheck(section: Section | None) -> Healthcheck | None:
     if section is None:
         return None
     section.check_keys(_HEALTH_KEYS)
-    disable = section.bool("disable", False)
+    disable = section.flag("disable", False)
     test_value = section.raw("test")
     if disable:
         if test_value not in (None, []):
@@ -189,7 +200,7 @@ def _healthcheck(section: Section | None) -> Healthcheck | None:
         test=test,
         interval=_health_duration(section, "interval"),
         timeout=_health_duration(section, "timeout"),
-        retries=section.int("retries"),
+        retries=section.integer("retries"),
         start_period=_health_duration(section, "start_period"),
         start_interval=_health_duration(section, "start_interval"),
     )
@@ -197,7 +208,7 @@ def _healthcheck(section: Section | None) -> Healthcheck | None:
 
 def _health_duration(section: Section, key: str) -> float | None:
     """The engine refuses a healthcheck time under 1ms (0 means the image's or its default)."""
-    seconds = section.duration(key)
+    seconds: float | None = section.duration(key)
     if seconds is not None and 0 < seconds < 0.001:
         section.error(key, f"must be 0 or at least 1ms, not {seconds}s (the engine refuses less)")
         return None

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.model import PortSpec
+from orchestrator.model.spec import PortSpec
 from orchestrator.stackfile import values
 from orchestrator.stackfile.problems import quote
 
@@ -46,10 +46,11 @@ def parse_port(spec: Any) -> list[PortSpec]:
         return [PortSpec(target=t, protocol=protocol, host_ip=host_ip) for t in range(target_start, target_end + 1)]  # type: ignore[arg-type]
     pub_start, pub_end = parse_port_range(published)
     count = target_end - target_start + 1
+    if count == 1:  # a host range for one port: the engine would take any free one; we take the first
+        return [PortSpec(target=target_start, published=pub_start, protocol=protocol, host_ip=host_ip)]  # type: ignore[arg-type]
     if pub_end - pub_start + 1 != count:
         raise ValueError(
             f"port {quote(spec)}: the published range and the target range must have the same size"
-            " (a host range for one container port is not supported)"
         )
     return [
         PortSpec(target=target_start + i, published=pub_start + i, protocol=protocol, host_ip=host_ip)  # type: ignore[arg-type]
@@ -74,6 +75,24 @@ def _split_port(text: str, spec: Any) -> tuple[str | None, str, str]:
         return None, parts[0], parts[1]
     # IP:HOST:PORT, where an unbracketed IPv6 address holds colons itself.
     return ":".join(parts[:-2]) or None, parts[-2], parts[-1]
+
+
+def host_range_note(spec: Any) -> str | None:
+    """For `8000-8010:80` (a host range for one container port), what the daemon does with it."""
+    text = str(spec).strip().partition("/")[0]
+    try:
+        _host_ip, published, target = _split_port(text, spec)
+    except ValueError:
+        return None
+    if "-" in published and "-" not in target:
+        return range_note(published)
+    return None
+
+
+def range_note(published: str) -> str:
+    first = published.split("-")[0]
+    return (f"a published range ({published}) for one container port: port {first}, the first of the range,"
+            " is published (the daemon's ingress listens on one port per service port)")
 
 
 def port_merge_key(item: Any) -> Any:
@@ -121,7 +140,7 @@ def parse_volume(spec: Any) -> ShortVolume:
     source, target = (None, fields[0]) if len(fields) == 1 else (fields[0], fields[1])
     for path in (source, target):
         if path is not None and is_windows_path(path):
-            raise ValueError(f"invalid volume {quote(spec)}: {windows_note(path)}")
+            raise WindowsPath(f"volume {quote(spec)}: {windows_note(path)}")
     if not target.startswith("/"):
         if source is None:
             raise ValueError(
@@ -161,6 +180,10 @@ def _volume_fields(spec: str) -> list[str]:
 
 
 _WINDOWS_PATH = re.compile(r"[A-Za-z]:(?:[\\/]|$)|\\\\")
+
+
+class WindowsPath(ValueError):
+    """A volume with a Windows path: valid compose, but no Linux engine can mount it."""
 
 
 def is_windows_path(path: str) -> bool:

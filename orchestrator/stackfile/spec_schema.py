@@ -28,7 +28,8 @@ _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 @functools.cache
 def _schema() -> dict[str, Any]:
-    return json.loads(_SCHEMA_FILE.read_text(encoding="utf-8"))
+    schema: dict[str, Any] = json.loads(_SCHEMA_FILE.read_text(encoding="utf-8"))
+    return schema
 
 
 def problems_of(path: str, value: Any, where: Where) -> list[tuple[Where, str, str]]:
@@ -123,9 +124,9 @@ def _message(error: Any) -> str:
     """jsonschema's finding in our words, the offending value cut short (a mapping or a list is
     only named)."""
     if error.validator == "required":
-        return "needs " + error.message.split(" is a required property")[0]
+        return "needs " + str(error.message).split(" is a required property")[0]
     if error.validator == "additionalProperties":
-        return error.message.replace("Additional properties are not allowed", "unknown key(s)")
+        return str(error.message).replace("Additional properties are not allowed", "unknown key(s)")
     instance = error.instance
     shown = "a mapping" if isinstance(instance, dict) else "a list" if isinstance(instance, list) else quote(instance)
     if error.validator == "enum":
@@ -133,7 +134,8 @@ def _message(error: Any) -> str:
     if error.validator in ("type", "oneOf", "anyOf"):
         kinds = _kinds(error.validator_value if error.validator == "type" else {"anyOf": error.validator_value})
         return f"must be {' or '.join(kinds)}, not {shown}" if kinds else f"{shown} is not valid here"
-    return error.message if len(error.message) <= 120 else error.message[:119] + "…"
+    message = str(error.message)
+    return message if len(message) <= 120 else message[:119] + "…"
 
 
 def _kinds(schema: Any) -> list[str]:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from orchestrator.model import FileObjectSpec, NetworkSpec, VolumeSpec
+from orchestrator.model.spec import FileObjectSpec, NetworkSpec, VolumeSpec
 from orchestrator.stackfile import values
 from orchestrator.stackfile.files import MissingFile, NamedFileError, check_mountable_file
 from orchestrator.stackfile.reader import Context, Section, labels, resolve_path, sub_section, to_str, type_name
@@ -44,7 +44,7 @@ def read_networks(section: Section | None, ctx: Context) -> dict[str, NetworkSpe
                 if key in entry:
                     entry.warn(key, "has no effect on an external network (it exists already); ignored")
         engine_name = _engine_name(section, name, entry, engine_name)
-        driver = None if external else entry.str("driver")
+        driver = None if external else entry.text("driver")
         if driver in _SWARM_ONLY_DRIVERS:
             entry.warn("driver", f"driver {driver!r} needs Swarm; a local bridge network is created instead")
             driver = None
@@ -54,9 +54,9 @@ def read_networks(section: Section | None, ctx: Context) -> dict[str, NetworkSpe
             driver=driver,
             driver_opts={} if external else labels(entry, "driver_opts"),
             external=external,
-            internal=not external and entry.bool("internal", False),
-            attachable=not external and entry.bool("attachable", False),
-            enable_ipv6=not external and entry.bool("enable_ipv6", False),
+            internal=not external and entry.flag("internal", False),
+            attachable=not external and entry.flag("attachable", False),
+            enable_ipv6=not external and entry.flag("enable_ipv6", False),
             labels={} if external else labels(entry, "labels"),
             subnets=() if external else _subnets(entry.section("ipam")),
         )
@@ -66,7 +66,9 @@ def read_networks(section: Section | None, ctx: Context) -> dict[str, NetworkSpe
 def _entries(section: Section | None) -> Iterator[tuple[str, Section | None]]:
     """The named entries of a top-level section (None for `name:` with no value). An `x-` name
     is an entry too: compose-go reads extensions only where the names are not the user's."""
-    for name, value in section.items() if section else ():
+    if section is None:
+        return
+    for name, value in section.items():
         yield name, None if value is None else sub_section(value, section.key_path(name), section.where(name), section.ctx)
 
 
@@ -87,7 +89,7 @@ def _external(entry: Section, name: str, ctx: Context, conflicting: tuple[str, .
                 entry.error("name", f"name ({own_name!r}) and external.name ({external_name!r}) conflict; only use name")
         external = True
     else:
-        external = entry.bool("external", False)
+        external = entry.flag("external", False)
     if external:
         for key in conflicting:
             if key in entry:
@@ -185,10 +187,10 @@ def read_file_objects(section: Section | None, ctx: Context) -> dict[str, FileOb
             entry.error(None, "needs exactly one of file, environment" + (", content" if "content" in allowed else "") + " or external: true")
         file = content = variable = None
         if "file" in entry:
-            file = resolve_path(entry.str("file", ""), ctx.base_for(entry.where("file")))
+            file = resolve_path(entry.text("file", ""), ctx.base_for(entry.where("file")))
             _check_file(entry, file, ctx)
         if "environment" in entry:
-            variable = entry.str("environment", "")
+            variable = entry.text("environment", "")
             content = ctx.env.get(variable)
             if content is None:
                 _deploy_problem(entry, "environment", f"environment variable {variable} is not set", ctx)

@@ -9,7 +9,7 @@ import math
 import re
 from typing import Any
 
-from orchestrator.model import INT64_MAX, MAX_CPUS, MAX_DURATION, MIN_CPUS
+from orchestrator.model.ranges import INT64_MAX, MAX_CPUS, MAX_DURATION, MIN_CPUS
 from orchestrator.stackfile.problems import quote
 
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)")

@@ -7,7 +7,7 @@ import posixpath
 from collections.abc import Mapping
 
 from orchestrator import names
-from orchestrator.model import ServiceSpec, StackSpec
+from orchestrator.model.spec import ServiceSpec, StackSpec
 from orchestrator.stackfile.problems import Problems, Where
 from orchestrator.stackfile.yamlread import YMap, YSeq
 

@@ -15,7 +15,7 @@ import ipaddress
 import re
 import signal
 
-from orchestrator.model import MAX_HOSTNAME
+from orchestrator.model.ranges import MAX_HOSTNAME
 from orchestrator.stackfile.problems import quote
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

@@ -217,7 +217,7 @@ class _Builder:
         self.count += 1
         if self.count > self.max_nodes:
             raise _TooBig
-        anchor, count_before, tag = event.anchor, self.count, _tag(event)
+        anchor, count_before, tag = getattr(event, "anchor", None), self.count, _tag(event)
         if isinstance(event, ScalarEvent):
             value = self.scalar(event, tag, path)
         else:
@@ -322,9 +322,10 @@ class _Builder:
             return text if event.style else resolve_plain(text)
         if tag in (_INT, _FLOAT, _BOOL, _NULL):
             value = resolve_plain(text)
-            expected = {_INT: int, _FLOAT: (int, float), _BOOL: bool, _NULL: type(None)}[tag]
-            if isinstance(value, expected) and not (tag == _INT and isinstance(value, bool)):
-                return float(value) if tag == _FLOAT else value
+            expected: dict[str, type | tuple[type, ...]] = {
+                _INT: int, _FLOAT: (int, float), _BOOL: bool, _NULL: type(None)}
+            if isinstance(value, expected[tag]) and not (tag == _INT and isinstance(value, bool)):
+                return float(value) if tag == _FLOAT and isinstance(value, (int, float)) else value
             self.error(event, path, f"{text!r} is not a valid {tag.rsplit(':', 1)[1]}")
             return None
         self.error(event, path, f"unsupported YAML tag {tag}")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.labels import LABEL_STACK, LABEL_SWARM_NAMESPACE
-from orchestrator.model import ServiceSpec, StackSpec
+from orchestrator.model.spec import ServiceSpec, StackSpec
 from orchestrator.swarm.bodies import drop_empty
 from orchestrator.swarm.objects import convert_objects
 from orchestrator.swarm.problems import Findings, SwarmConversionError

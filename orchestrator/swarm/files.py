@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator.errors import UserError
-from orchestrator.model import StackSpec
+from orchestrator.model.spec import StackSpec
 from orchestrator.swarm.objects import MAX_DATA, Kind
 
 

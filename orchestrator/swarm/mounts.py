@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.labels import LABEL_SWARM_NAMESPACE
-from orchestrator.model import MountSpec, ServiceSpec, StackSpec
+from orchestrator.model.spec import MountSpec, ServiceSpec, StackSpec
 from orchestrator.stackfile.units import parse_bytes, parse_mode
 from orchestrator.swarm.bodies import drop_empty
 from orchestrator.swarm.problems import Findings

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from orchestrator.labels import LABEL_CONTENT_HASH, LABEL_OBJECT_NAME, LABEL_STACK, LABEL_SWARM_NAMESPACE
-from orchestrator.model import FileObjectSpec, StackSpec
+from orchestrator.model.spec import FileObjectSpec, StackSpec
 from orchestrator.swarm.problems import Findings
 
 Kind = Literal["secrets", "configs"]

@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from orchestrator.labels import LABEL_STACK, LABEL_SWARM_IMAGE, LABEL_SWARM_NAMESPACE
-from orchestrator.model import (
+from orchestrator.model.spec import (
     FileReference,
     Healthcheck,
     PortSpec,

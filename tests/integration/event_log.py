@@ -18,7 +18,7 @@ import jsonschema
 import redis.asyncio as aioredis
 
 from orchestrator import labels
-from orchestrator.events import load_schema
+from orchestrator.publishing.events import load_schema
 
 Message = dict[str, Any]
 

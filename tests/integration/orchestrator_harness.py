@@ -14,18 +14,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.controller import Controller
+from orchestrator.daemon import build_loop
+from orchestrator.loop.controller import Controller
 from orchestrator.engine import Engine
 import jsonschema
 
-from orchestrator.events import Event, load_schema
-from orchestrator.ingress_routes import IngressRoutes
-from orchestrator.intake import EventIntake
-from orchestrator.model import ContainerState
-from orchestrator.reconciler import Reconciler
+from orchestrator.publishing.events import Event, load_schema
+from orchestrator.ingress.routes import IngressRoutes
+from orchestrator.loop.intake import EventIntake
+from orchestrator.model.observed import ContainerState
+from orchestrator.loop.reconciler import Reconciler
 from orchestrator.settings import Settings
 from orchestrator.stackfile import load_stack_text
-from orchestrator.store import Store
+from orchestrator.loop.store import Store
 
 
 @dataclass
@@ -88,21 +89,19 @@ async def running_orchestrator(
         events.append(message)
 
     engine = await Engine.connect(None)
-    reconciler = Reconciler(engine, Store(state_dir), settings, emit, routes=routes)
-    controller = Controller(reconciler, _no_redis)
+    loop = build_loop(engine, Store(state_dir), settings, emit, routes=routes)
     tasks = [
-        asyncio.create_task(reconciler.run(), name="reconciler"),
-        asyncio.create_task(reconciler.follow(EventIntake(engine)), name="intake"),
+        asyncio.create_task(loop.reconciler.run(), name="reconciler"),
+        asyncio.create_task(loop.reconciler.follow(EventIntake(engine)), name="intake"),
     ]
-    controller.resume_removals()
+    loop.removals.resume()
     try:
-        yield Running(engine, reconciler, controller, events)
+        yield Running(engine, loop.reconciler, loop.controller, events)
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await controller.close()
-        await reconciler.executor.cancel()
+        await loop.close()
         if routes is not None:
             await routes.close()
         await engine.close()
@@ -114,7 +113,3 @@ _VALIDATOR = jsonschema.Draft202012Validator(load_schema())
 def validate_message(message: dict[str, Any]) -> None:
     """Every message the daemon publishes must match docs/events.md's schema."""
     _VALIDATOR.validate(message)
-
-
-async def _no_redis() -> None:
-    return None

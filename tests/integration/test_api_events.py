@@ -14,11 +14,11 @@ import redis.asyncio as aioredis
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
-from orchestrator import events
+from orchestrator.publishing import events
 from orchestrator.api import make_app, sse
 from orchestrator.labels import events_stream
-from orchestrator.publisher import Publisher
-from orchestrator.seq_store import SeqStore
+from orchestrator.publishing.publisher import Publisher
+from orchestrator.publishing.seq_store import SeqStore
 from orchestrator.settings import Settings
 from tests.integration.conftest import REDIS_URL
 from tests.unit.conftest import AUTH, TOKEN

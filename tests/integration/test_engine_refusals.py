@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.model import Resources
+from orchestrator.model.spec import Resources
 from orchestrator.stackfile import load_stack_text
 from tests.integration.conftest import BUSYBOX
 from tests.integration.orchestrator_harness import Running, running_orchestrator

@@ -15,11 +15,12 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from orchestrator import events, labels
-from orchestrator.event_follow import Follower
-from orchestrator.model import SlotKey, TaskState
-from orchestrator.publisher import Publisher
-from orchestrator.seq_store import SeqStore
+from orchestrator import labels
+from orchestrator.publishing import events
+from orchestrator.cli.event_follow import Follower
+from orchestrator.model.observed import SlotKey, TaskState
+from orchestrator.publishing.publisher import Publisher
+from orchestrator.publishing.seq_store import SeqStore
 from tests.integration.conftest import REDIS_URL
 from tests.integration.private_redis import PrivateRedis, free_port
 

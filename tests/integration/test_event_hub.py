@@ -13,12 +13,12 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
-from orchestrator import events
+from orchestrator.publishing import events
 from orchestrator.api import make_app
 from orchestrator.api.event_hub import EventHub, StreamEnded
 from orchestrator.labels import events_channel
-from orchestrator.publisher import Publisher
-from orchestrator.seq_store import SeqStore
+from orchestrator.publishing.publisher import Publisher
+from orchestrator.publishing.seq_store import SeqStore
 from orchestrator.settings import Settings
 from tests.integration.private_redis import PrivateRedis, free_port
 from tests.integration.test_api_events import publish, read_events

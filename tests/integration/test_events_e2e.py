@@ -18,7 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from orchestrator.labels import LABEL_SLOT, LABEL_STACK, container_labels
-from orchestrator.model import SlotKey
+from orchestrator.model.observed import SlotKey
 from tests.integration.conftest import BUSYBOX, REDIS_URL, remove_stack_objects
 from tests.integration.daemon_process import DaemonProcess
 from tests.integration.event_log import (

@@ -14,11 +14,12 @@ import pytest
 import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
-from orchestrator import events, labels
-from orchestrator.events import Event
-from orchestrator.model import SlotKey, TaskState
-from orchestrator.publisher import Publisher
-from orchestrator.seq_store import SeqStore
+from orchestrator import labels
+from orchestrator.publishing import events
+from orchestrator.publishing.events import Event
+from orchestrator.model.observed import SlotKey, TaskState
+from orchestrator.publishing.publisher import Publisher
+from orchestrator.publishing.seq_store import SeqStore
 from tests.integration.conftest import REDIS_URL
 from tests.integration.private_redis import PrivateRedis, free_port
 

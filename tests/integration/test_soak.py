@@ -12,7 +12,7 @@ import pytest
 
 from tests.integration.engine_restart import ALLOWED as ENGINE_RESTART_ALLOWED
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]  # it may restart dockerd
 
 REPO = Path(__file__).parents[2]
 

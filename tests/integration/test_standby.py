@@ -8,7 +8,7 @@ import aiodocker
 import pytest
 
 from orchestrator.labels import LABEL_STACK
-from orchestrator.model import ContainerState
+from orchestrator.model.observed import ContainerState
 from tests.integration.orchestrator_harness import Running
 from tests.integration.test_reconciler import orch, service, stack_yaml  # noqa: F401 - fixture
 

@@ -18,8 +18,8 @@ import aiohttp
 import pytest
 import yaml
 
-from orchestrator.ingress import Ingress
-from orchestrator.ingress_routes import IngressRoutes
+from orchestrator.ingress.proxy import Ingress
+from orchestrator.ingress.routes import IngressRoutes
 from tests.integration.daemon_process import free_port
 from tests.integration.orchestrator_harness import running_orchestrator
 

@@ -17,7 +17,7 @@ from typing import Any
 import aiodocker
 import pytest
 
-from orchestrator.model import Placement, StackSpec
+from orchestrator.model.spec import Placement, StackSpec
 from orchestrator.stackfile import load_stack
 from orchestrator.swarm.convert import SwarmStack, convert_stack
 from orchestrator.swarm.files import read_file_data

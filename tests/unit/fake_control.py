@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
 
-from orchestrator.control import (
+from orchestrator.views import (
     DeployOutcome,
     HealthView,
     LogLine,
@@ -18,8 +18,8 @@ from orchestrator.control import (
     TaskView,
 )
 from orchestrator.errors import Conflict, UnknownService, UnknownStack
-from orchestrator.model import ServiceSpec, StackSpec
-from orchestrator.replica_limits import check_replicas
+from orchestrator.model.spec import ServiceSpec, StackSpec
+from orchestrator.planning.replica_limits import check_replicas
 from orchestrator.settings import Settings
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.model import StackSpec
+from orchestrator.model.spec import StackSpec
 from orchestrator.stackfile import Problem, StackFileError, load_stack
 
 

@@ -7,7 +7,7 @@ import dataclasses
 import json
 
 from orchestrator.api.routes import ROWS_INLINE, as_json
-from orchestrator.control import TaskView
+from orchestrator.views import TaskView
 
 
 def row(slot: int) -> TaskView:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.api import make_app, serve
-from orchestrator.client import ApiError, Client
+from orchestrator.cli.client import ApiError, Client
 from orchestrator.errors import UserError
 from orchestrator.settings import Settings
 from tests.unit.fake_control import FakeControl

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import tables
-from orchestrator.cli import main
-from orchestrator.cli_commands import referenced_env
-from orchestrator.client import Client
+from orchestrator.cli import tables
+from orchestrator.cli.main import main
+from orchestrator.cli.commands import referenced_env
+from orchestrator.cli.client import Client
 from orchestrator.errors import UserError
-from orchestrator.control import LogLine
+from orchestrator.views import LogLine
 from orchestrator.settings import Settings
 from tests.unit.conftest import STACK_YAML
 from tests.unit.threaded_server import Served, serve_in_thread

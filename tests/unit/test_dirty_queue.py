@@ -1,7 +1,7 @@
 """Stacks waiting for a pass are served in the order they were first marked (issue 18): a stack
 marked again and again cannot starve another."""
 
-from orchestrator.dirty_queue import DirtyQueue
+from orchestrator.loop.dirty_queue import DirtyQueue
 
 
 def test_a_stack_marked_during_its_own_pass_queues_behind_those_already_waiting() -> None:

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.engine.containers import create_request, image_name
+from orchestrator.engine.containers import create_request
+from orchestrator.labels import image_name
 from orchestrator.errors import UserError
 from orchestrator.labels import LABEL_SLOT, LABEL_STACK
-from orchestrator.model import (
+from orchestrator.model.observed import SlotKey
+from orchestrator.model.spec import (
     BuildSpec,
     FileObjectSpec,
     FileReference,
@@ -20,7 +22,6 @@ from orchestrator.model import (
     PortSpec,
     Resources,
     ServiceSpec,
-    SlotKey,
     StackSpec,
     VolumeSpec,
 )

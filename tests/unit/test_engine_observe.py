@@ -16,7 +16,7 @@ from orchestrator.engine.observe import (
     published_ports,
 )
 from orchestrator.labels import container_labels
-from orchestrator.model import SlotKey
+from orchestrator.model.observed import SlotKey
 
 
 def _entry(state: str = "running", status: str = "Up 2 seconds", **extra: Any) -> dict[str, Any]:

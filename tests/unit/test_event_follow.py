@@ -4,10 +4,10 @@ import socket
 
 import pytest
 
-from orchestrator import events
-from orchestrator.cli import build_parser, main
-from orchestrator.event_follow import format_line, redis_target
-from orchestrator.model import SlotKey, TaskState
+from orchestrator.publishing import events
+from orchestrator.cli.main import build_parser, main
+from orchestrator.cli.event_follow import format_line, redis_target
+from orchestrator.model.observed import SlotKey, TaskState
 
 TIME = 1714564800.5
 

@@ -12,9 +12,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from orchestrator import events
-from orchestrator.events import EVENT_TYPES, Event
-from orchestrator.model import SlotKey, TaskState
+from orchestrator.publishing import events
+from orchestrator.publishing.events import EVENT_TYPES, Event
+from orchestrator.model.observed import SlotKey, TaskState
 
 KEY = SlotKey("shop", "web", 2)
 CONTAINER = "0123456789abcdef" * 4

@@ -17,20 +17,11 @@ from structlog.testing import capture_logs
 from orchestrator import labels
 from orchestrator.engine import containers
 from orchestrator.errors import EngineError
-from orchestrator.executor import REASON_LIMIT, Executor, exception_reason
-from orchestrator.model import (
-    ContainerState,
-    CreateTask,
-    PrepareStandby,
-    RemoveContainer,
-    Resources,
-    ServiceSpec,
-    SlotKey,
-    StackSpec,
-    StopTask,
-    TaskState,
-)
-from orchestrator.planner import (
+from orchestrator.loop.executor import REASON_LIMIT, Executor, exception_reason
+from orchestrator.model.observed import ContainerState, SlotKey, TaskState
+from orchestrator.model.plan import CreateTask, PrepareStandby, RemoveContainer, StopTask
+from orchestrator.model.spec import Resources, ServiceSpec, StackSpec
+from orchestrator.model.plan import (
     REASON_EMPTY,
     REASON_HISTORY,
     REASON_RESTART,
@@ -38,9 +29,9 @@ from orchestrator.planner import (
     REASON_UNHEALTHY,
     REASON_UPDATE,
 )
-from orchestrator.restarts import RestartBook
-from orchestrator.store import StackRecord
-from orchestrator.tracker import TaskTracker, Transition
+from orchestrator.planning.restarts import RestartBook
+from orchestrator.loop.store import StackRecord
+from orchestrator.loop.tracker import TaskTracker, Transition
 
 KEY = SlotKey("app", "web", 1)
 

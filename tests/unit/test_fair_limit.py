@@ -8,8 +8,8 @@ import asyncio
 
 import pytest
 
-from orchestrator.fair_limit import FairLimit, Urgency
-from orchestrator.model import SlotKey
+from orchestrator.loop.fair_limit import FairLimit, Urgency
+from orchestrator.model.observed import SlotKey
 
 
 class Recorder:

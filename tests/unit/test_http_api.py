@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from orchestrator.api import check_exposure, make_app
 from orchestrator.api.openapi import build_document
-from orchestrator.control import LogLine
+from orchestrator.views import LogLine
 from orchestrator.errors import UserError
 from orchestrator.settings import Settings
 from tests.unit.conftest import AUTH, STACK_YAML, TOKEN

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import pytest
 from structlog.testing import capture_logs
 
-from orchestrator.ingress import Backend, Ingress, IngressError, IngressPort
+from orchestrator.ingress.proxy import Upstream, Ingress, IngressError, IngressPort
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 LOOPBACK = "127.0.0.1"
@@ -35,7 +35,7 @@ class Backends:
     def __init__(self) -> None:
         self.servers: list[asyncio.Server] = []
 
-    async def start(self, handler: Handler) -> Backend:
+    async def start(self, handler: Handler) -> Upstream:
         server = await asyncio.start_server(handler, LOOPBACK, 0)
         self.servers.append(server)
         return (LOOPBACK, int(server.sockets[0].getsockname()[1]))
@@ -70,7 +70,7 @@ def _closed_port() -> int:
 
 
 @pytest.fixture(name="full_backlog")
-def _full_backlog() -> Iterator[Backend]:
+def _full_backlog() -> Iterator[Upstream]:
     """A listener whose accept queue is full: connects to it hang until they time out."""
     with socket.socket() as listener:
         listener.bind((LOOPBACK, 0))
@@ -104,7 +104,7 @@ async def exchange(port: IngressPort, payload: bytes = b"") -> tuple[bytes, byte
 
 
 async def test_connections_spread_round_robin(ingress_port: IngressPort, backends: Backends) -> None:
-    ingress_port.set_backends([await backends.start(named_echo(n)) for n in (b"a", b"b", b"c")])
+    ingress_port.set_upstreams([await backends.start(named_echo(n)) for n in (b"a", b"b", b"c")])
     names = [(await exchange(ingress_port))[0] for _ in range(6)]
     assert names == [b"a", b"b", b"c", b"a", b"b", b"c"]
 
@@ -112,16 +112,16 @@ async def test_connections_spread_round_robin(ingress_port: IngressPort, backend
 async def test_refused_backend_is_skipped_without_a_client_error(
         ingress_port: IngressPort, backends: Backends, closed_port: int) -> None:
     live = await backends.start(named_echo(b"live"))
-    ingress_port.set_backends([(LOOPBACK, closed_port), live])
+    ingress_port.set_upstreams([(LOOPBACK, closed_port), live])
     results = [await exchange(ingress_port, b"x") for _ in range(4)]
     assert results == [(b"live", b"x")] * 4
 
 
-async def test_backend_that_times_out_is_skipped(backends: Backends, full_backlog: Backend) -> None:
+async def test_backend_that_times_out_is_skipped(backends: Backends, full_backlog: Upstream) -> None:
     port = IngressPort(LOOPBACK, 0, connect_timeout=0.2)
     await port.start()
     try:
-        port.set_backends([full_backlog, await backends.start(named_echo(b"live"))])
+        port.set_upstreams([full_backlog, await backends.start(named_echo(b"live"))])
         with capture_logs() as first_logs:
             assert await exchange(port, b"y") == (b"live", b"y")
         # The timed-out backend now sits out: the next clients do not wait for it again.
@@ -136,11 +136,11 @@ async def test_backend_that_times_out_is_skipped(backends: Backends, full_backlo
 async def test_removed_backend_finishes_its_open_connection(ingress_port: IngressPort,
                                                            backends: Backends) -> None:
     old = await backends.start(named_echo(b"old"))
-    ingress_port.set_backends([old])
+    ingress_port.set_upstreams([old])
     reader, writer = await asyncio.open_connection(LOOPBACK, ingress_port.bound_port)
     assert await reader.readline() == b"old\n"
 
-    ingress_port.set_backends([await backends.start(named_echo(b"new"))])
+    ingress_port.set_upstreams([await backends.start(named_echo(b"new"))])
     assert ingress_port.connections(old) == 1
     assert (await exchange(ingress_port))[0] == b"new"
     drained = asyncio.create_task(ingress_port.drain(old, timeout=5.0))
@@ -154,7 +154,7 @@ async def test_removed_backend_finishes_its_open_connection(ingress_port: Ingres
 
 async def test_drain_aborts_what_outlives_the_timeout(ingress_port: IngressPort, backends: Backends) -> None:
     slow = await backends.start(named_echo(b"slow"))
-    ingress_port.set_backends([slow])
+    ingress_port.set_upstreams([slow])
     reader, writer = await asyncio.open_connection(LOOPBACK, ingress_port.bound_port)
     await reader.readline()
     ingress_port.remove_backend(slow)
@@ -168,8 +168,8 @@ async def test_drain_aborts_what_outlives_the_timeout(ingress_port: IngressPort,
 
 
 async def test_no_backends_fails_new_clients_at_once(ingress_port: IngressPort, backends: Backends) -> None:
-    ingress_port.set_backends([await backends.start(named_echo(b"a"))])
-    ingress_port.set_backends([])
+    ingress_port.set_upstreams([await backends.start(named_echo(b"a"))])
+    ingress_port.set_upstreams([])
     reader, writer = await asyncio.open_connection(LOOPBACK, ingress_port.bound_port)
     with pytest.raises(ConnectionResetError):
         await asyncio.wait_for(reader.read(), 1.0)
@@ -177,7 +177,7 @@ async def test_no_backends_fails_new_clients_at_once(ingress_port: IngressPort, 
 
 
 async def test_large_transfer_arrives_intact(ingress_port: IngressPort, backends: Backends) -> None:
-    ingress_port.set_backends([await backends.start(named_echo(b"big"))])
+    ingress_port.set_upstreams([await backends.start(named_echo(b"big"))])
     payload = os.urandom(16 * 1024 * 1024)
     name, echoed = await exchange(ingress_port, payload)
     assert name == b"big"
@@ -195,7 +195,7 @@ async def test_backend_half_close_leaves_the_client_direction_open(ingress_port:
         received.set_result(await reader.read())
         writer.close()
 
-    ingress_port.set_backends([await backends.start(says_bye_then_listens)])
+    ingress_port.set_upstreams([await backends.start(says_bye_then_listens)])
     reader, writer = await asyncio.open_connection(LOOPBACK, ingress_port.bound_port)
     assert await reader.read() == b"bye"  # the backend's EOF reached the client...
     writer.write(b"after your eof")  # ...and the client can still send
@@ -208,7 +208,7 @@ async def test_backend_half_close_leaves_the_client_direction_open(ingress_port:
 async def test_close_stops_listening(backends: Backends) -> None:
     port = IngressPort(LOOPBACK, 0)
     await port.start()
-    port.set_backends([await backends.start(named_echo(b"a"))])
+    port.set_upstreams([await backends.start(named_echo(b"a"))])
     number = port.bound_port
     await port.close(drain_timeout=1.0)
     with pytest.raises(ConnectionRefusedError):
@@ -230,14 +230,14 @@ async def test_ingress_manages_ports_by_number_and_protocol(backends: Backends) 
         first = await ingress.ensure(0)
         assert await ingress.ensure(0) is first
         backend = await backends.start(named_echo(b"m"))
-        ingress.set_backends(0, [backend])
+        ingress.set_upstreams(0, [backend])
         assert (await exchange(first))[0] == b"m"
         ingress.remove_backend(backend)
         assert first.backends == ()
         with pytest.raises(IngressError, match="port 81/tcp is not published"):
-            ingress.set_backends(81, [backend])
-        with pytest.raises(IngressError, match="UDP ports cannot be published in ingress mode"):
-            await ingress.ensure(5353, "udp")
+            ingress.set_upstreams(81, [backend])
+        with pytest.raises(IngressError, match="sctp ports cannot be published in ingress mode"):
+            await ingress.ensure(5353, "sctp")
     finally:
         await ingress.close_all(drain_timeout=1.0)
     assert ingress.ports == {}

@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from orchestrator.events import Event
-from orchestrator.ingress import Ingress, IngressError
-from orchestrator.ingress_routes import IngressRoutes
-from orchestrator.model import PortSpec, ServiceSpec, StackSpec
+from orchestrator.publishing.events import Event
+from orchestrator.ingress.proxy import Ingress, IngressError
+from orchestrator.ingress.routes import IngressRoutes
+from orchestrator.model.spec import PortSpec, ServiceSpec, StackSpec
 
 LOOPBACK = "127.0.0.1"
 

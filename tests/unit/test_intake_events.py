@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.engine.events import EngineEvent, parse_event, since_param
-from orchestrator.intake import SeenEvents, container_event
+from orchestrator.backend import EngineEvent
+from orchestrator.engine.events import parse_event, since_param
+from orchestrator.loop.intake import SeenEvents, container_event
 from orchestrator.labels import LABEL_SERVICE, LABEL_SLOT, LABEL_STACK
 
 OURS = {LABEL_STACK: "s", LABEL_SERVICE: "web", LABEL_SLOT: "3"}

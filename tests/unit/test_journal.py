@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.journal import SEQ_KEY, Journal, open_document
-from orchestrator.model import RestartPolicy, SlotKey, TaskState
-from orchestrator.restarts import RestartBook
-from orchestrator.store import Store, atomic_write_json
-from orchestrator.tracker import TaskTracker
+from orchestrator.loop.journal import SEQ_KEY, Journal, open_document
+from orchestrator.loop.store import Store, atomic_write_json
+from orchestrator.loop.tracker import TaskTracker
+from orchestrator.model.observed import SlotKey, TaskState
+from orchestrator.model.spec import RestartPolicy
+from orchestrator.planning.restarts import RestartBook
 
 DOC = "tasks.json"
 

@@ -3,8 +3,8 @@ changed (issue 18); anything else, or too much at once, lists the whole stack.""
 
 from __future__ import annotations
 
-from orchestrator.listing import SLOTS_PER_PASS, ListingCache, Scope
-from orchestrator.model import ContainerState, SlotKey
+from orchestrator.loop.listing import SLOTS_PER_PASS, ListingCache, Scope
+from orchestrator.model.observed import ContainerState, SlotKey
 
 
 def container(cid: str, slot: int, status: str = "running", service: str = "web") -> ContainerState:

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from orchestrator import logs
 from orchestrator.api import make_app
-from orchestrator.redis_url import shown_url, url_secrets
+from orchestrator.publishing.redis_url import shown_url, url_secrets
 from orchestrator.settings import Settings
 from tests.unit.conftest import AUTH, TOKEN
 from tests.unit.fake_control import FakeControl

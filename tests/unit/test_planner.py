@@ -7,22 +7,12 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from orchestrator import labels, updates
-from orchestrator.model import (
-    Action,
-    ContainerState,
-    CreateTask,
-    DependsOn,
-    PrepareStandby,
-    RemoveContainer,
-    RestartPolicy,
-    ServiceSpec,
-    SlotKey,
-    StackSpec,
-    StopTask,
-    UpdateConfig,
-)
-from orchestrator.planner import (
+from orchestrator import labels
+from orchestrator.planning import updates
+from orchestrator.model.observed import ContainerState, SlotKey
+from orchestrator.model.plan import Action, CreateTask, PrepareStandby, RemoveContainer, StopTask
+from orchestrator.model.spec import DependsOn, RestartPolicy, ServiceSpec, StackSpec, UpdateConfig
+from orchestrator.model.plan import (
     REASON_DUPLICATE,
     REASON_EMPTY,
     REASON_HISTORY,
@@ -33,11 +23,10 @@ from orchestrator.planner import (
     REASON_STANDBY_STALE,
     REASON_UNHEALTHY,
     REASON_UPDATE,
-    choose_slots,
-    free_slots,
-    plan,
 )
-from orchestrator.restarts import RestartBook
+from orchestrator.planning.planner import plan
+from orchestrator.planning.slots import choose_slots, free_slots
+from orchestrator.planning.restarts import RestartBook
 
 STACK = "app"
 NOW = 1000.0

@@ -8,10 +8,11 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
-from orchestrator.model import ContainerState, ServiceSpec, StackSpec
-from orchestrator.reconciler import Reconciler
+from orchestrator.model.observed import ContainerState
+from orchestrator.model.spec import ServiceSpec, StackSpec
+from orchestrator.daemon import build_loop
 from orchestrator.settings import Settings
-from orchestrator.store import StackRecord, Store
+from orchestrator.loop.store import StackRecord, Store
 
 
 class BrokenEngine:
@@ -29,9 +30,10 @@ class BrokenEngine:
 async def test_a_failing_pass_backs_off_and_logs_its_traceback_once(tmp_path: Path) -> None:
     engine = BrokenEngine()
     settings = Settings.from_env({}, state_dir=str(tmp_path))
-    reconciler = Reconciler(engine, Store(tmp_path), settings, emit=lambda _e: None)  # type: ignore[arg-type]
+    loop = build_loop(engine, Store(tmp_path), settings, emit=lambda _e: None)  # type: ignore[arg-type]
+    reconciler = loop.reconciler
     spec = StackSpec("app", {"web": ServiceSpec(name="web", image="orchestrator-test/busybox", replicas=0)})
-    reconciler.records["app"] = StackRecord(spec)
+    loop.desired.put(StackRecord(spec))
     waits = []
     with capture_logs() as logs:
         for _ in range(4):

@@ -1,79 +1,65 @@
-"""The cost of one event does not grow with the stack (issue 18): after a full listing, a pass
-that follows a death relists that slot only (one engine call, its few containers), plans from
-the whole view and reports only what changed; the periodic resync, a deploy or an engine
-reconnect list everything again. Against a stand-in engine that counts its list calls."""
+"""The cost of one event does not grow with the stack (issue 18): once a stack is listed, the
+passes that follow a death relist that slot only (one list call each, the slot's containers),
+while the view the planner and `ps` read stays the whole stack; a deploy, a scale or the
+periodic resync list everything again. Over the in-memory backend, counting its list calls."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import asyncio
 from pathlib import Path
 
-from orchestrator import labels
-from orchestrator.model import ContainerState, RestartPolicy, ServiceSpec, SlotKey, StackSpec
-from orchestrator.reconciler import Reconciler
-from orchestrator.settings import Settings
-from orchestrator.store import StackRecord, Store
-from orchestrator.tracker import Transition
+from orchestrator.model.observed import SlotKey
+from tests.unit.test_loop import Running, running_loop, stack
 
-REPLICAS = 1000
-# condition none: nothing is restarted and no standbys are made, so no pass plans an action
-WEB = ServiceSpec(name="web", image="orchestrator-test/busybox", replicas=REPLICAS,
-                  restart_policy=RestartPolicy(condition="none"))
-HASH = labels.spec_hash(WEB)
+REPLICAS = 300
 
 
-class CountingEngine:
-    """The stack's containers in memory; every list call is recorded with what it asked."""
-
-    def __init__(self) -> None:
-        self.containers: dict[str, ContainerState] = {}
-        self.lists: list[SlotKey | None] = []
-        self.returned: list[int] = []
-
-    async def list_containers(self, stack: str | None = None, slot: SlotKey | None = None) -> list[ContainerState]:
-        self.lists.append(slot)
-        found = [c for c in self.containers.values() if c.key.stack == stack and (slot is None or c.key == slot)]
-        self.returned.append(len(found))
-        return found
+async def quiet(orch: Running) -> None:
+    """Until nothing is in flight and no pass has run for a while (0.1 s: the fake is instant)."""
+    while True:
+        await orch.until(lambda: not orch.loop.executor.busy(), "nothing in flight")
+        passes = orch.loop.reconciler.passes
+        await asyncio.sleep(0.1)
+        if orch.loop.reconciler.passes == passes and not orch.loop.executor.busy():
+            return
 
 
-def running(slot: int) -> ContainerState:
-    return ContainerState(f"c{slot}", f"app_web.{slot}", SlotKey("app", "web", slot), HASH, f"t{slot}",
-                          float(slot), "running", started_at=1.0)
+async def test_a_death_in_a_big_stack_relists_its_slot_only(tmp_path: Path) -> None:
+    async with running_loop(tmp_path) as orch:
+        await orch.loop.controller.deploy(stack(tmp_path, replicas=REPLICAS))
+        await orch.until(lambda: len(orch.running()) == REPLICAS, "all running")
+        await orch.until(lambda: len(orch.backend.containers) == 2 * REPLICAS, "and every standby made")
+        await orch.until(lambda: "service.converged" in orch.types(), "converged")
+        await quiet(orch)  # the converge's last passes (they list the whole stack) are over
+        victim = orch.running()[41]
+        key = victim.key
+        passes = orch.loop.reconciler.passes
+        orch.backend.lists.clear()
+
+        orch.backend.die(victim.id, 3)
+        await orch.until(lambda: any(c.key == key and c.id != victim.id for c in orch.running()), "replaced")
+        await orch.until(lambda: len(orch.backend.containers) == 2 * REPLICAS + 1, "its standby made again")
+        await orch.until(lambda: not orch.loop.executor.busy(), "nothing in flight")
+
+        lists = list(orch.backend.lists)
+        assert lists and all(asked == ("app", key) for asked in lists), lists  # never the whole stack
+        assert len(lists) <= orch.loop.reconciler.passes - passes  # at most one call per pass
+        view = orch.loop.reconciler.observed["app"]  # still the whole stack, and the death in it
+        assert sum(c.status == "running" for c in view) == REPLICAS and len(view) == REPLICAS + 1
+
+        orch.backend.lists.clear()
+        await orch.loop.controller.scale("app", {"web": REPLICAS - 1})
+        await orch.until(lambda: len(orch.running()) == REPLICAS - 1, "scaled down")
+        assert ("app", None) in orch.backend.lists  # a scale lists the whole stack
 
 
-async def test_a_death_in_a_thousand_replicas_relists_its_slot_only(tmp_path: Path) -> None:
-    engine = CountingEngine()
-    engine.containers = {c.id: c for c in map(running, range(1, REPLICAS + 1))}
-    transitions: list[Transition] = []
-    reconciler = Reconciler(engine, Store(tmp_path), Settings.from_env({}, state_dir=str(tmp_path)),  # type: ignore[arg-type]
-                            emit=lambda _e: None)
-    reconciler.tracker._on_transition = transitions.append  # type: ignore[method-assign]
-    reconciler.records["app"] = StackRecord(StackSpec("app", {"web": WEB}))
-    await reconciler.reconcile("app")
-    assert engine.lists == [None] and engine.returned == [REPLICAS]  # the first pass: everything
-    assert len(transitions) == REPLICAS  # each task seen running once
-
-    engine.lists.clear(), engine.returned.clear(), transitions.clear()
-    key = SlotKey("app", "web", 7)
-    engine.containers["c7"] = replace(engine.containers["c7"], status="exited", exit_code=137, finished_at=2.0)
-    reconciler.mark_slot_dirty(key)  # as the intake does for the `die` event
-    await reconciler.reconcile("app")
-    assert engine.lists == [key] and engine.returned == [1]
-    assert [(t.task_id, t.to_state.value) for t in transitions] == [("t7", "failed")]
-    assert len(reconciler.observed["app"]) == REPLICAS  # the view is still the whole stack
-
-    engine.lists.clear(), transitions.clear()
-    del engine.containers["c9"]  # `docker rm -f` by hand: its `destroy` event names slot 9
-    reconciler.mark_slot_dirty(SlotKey("app", "web", 9))
-    reconciler.mark_slot_dirty(SlotKey("app", "web", 11))  # two slots before one pass: a call each
-    await reconciler.reconcile("app")
-    assert sorted(k.slot for k in engine.lists if k) == [9, 11] and len(engine.lists) == 2
-    # (its empty slot is then filled, which the stand-in refuses: not what this test is about)
-    assert [t.to_state.value for t in transitions if t.task_id == "t9"] == ["failed", "removed"]
-
-    engine.lists.clear()
-    reconciler.mark_dirty("app")  # a deploy, a scale, a resync, a reconnect: the whole stack
-    await reconciler.reconcile("app")
-    assert engine.lists == [None]
-    assert len(reconciler.observed["app"]) == REPLICAS - 1
+async def test_the_periodic_resync_lists_every_stack_whole(tmp_path: Path) -> None:
+    async with running_loop(tmp_path) as orch:
+        await orch.loop.controller.deploy(stack(tmp_path, replicas=3))
+        await orch.until(lambda: len(orch.backend.containers) == 6, "3 replicas and their standbys")
+        orch.backend.lists.clear()
+        orch.loop.reconciler.listing.touch("app", SlotKey("app", "web", 1))
+        orch.loop.reconciler._next_resync = 0.0  # the resync is due
+        orch.loop.reconciler.mark_slot_dirty(SlotKey("app", "web", 1))
+        await orch.until(lambda: orch.backend.lists, "a pass")
+        assert orch.backend.lists[0] == ("app", None)

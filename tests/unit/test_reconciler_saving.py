@@ -6,20 +6,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from orchestrator.journal import open_document
-from orchestrator.reconciler import TRACKER_DOCUMENT, Reconciler
+from orchestrator.loop.progress import TRACKER_DOCUMENT, Progress, load_book, load_tracker
+from orchestrator.loop.tracker import TaskTracker
 from orchestrator.settings import Settings
-from orchestrator.store import Store
-from orchestrator.tracker import TaskTracker
+from orchestrator.loop.store import Store
 
 
 def saved_marks(store: Store) -> frozenset[str]:
     """The shutdown marks a daemon started now would load (the snapshot and its journal)."""
-    tracker = TaskTracker(lambda _t: None)
-    _, changes, _ = open_document(store, TRACKER_DOCUMENT, lambda d: tracker.load_json(d) or True)
-    for change in changes:
-        tracker.apply_changes(change)
-    return tracker.stopped_on_purpose()
+    return load_tracker(store, lambda _t: None).stopped_on_purpose()
 
 
 def writes(store: Store) -> int:
@@ -33,18 +28,19 @@ async def test_the_stops_of_a_scale_down_wait_for_their_mark_on_disk_and_share_t
 ) -> None:
     store = Store(tmp_path)
     settings = Settings.from_env({}, state_dir=str(tmp_path))
-    reconciler = Reconciler(object(), store, settings, emit=lambda _e: None)  # type: ignore[arg-type]
+    tracker = TaskTracker(lambda _t: None)
+    progress = Progress(store, load_book(store, settings), tracker)
     on_disk_at_return: dict[str, bool] = {}
 
     async def stop(container_id: str) -> None:  # as the executor does before each stop
-        reconciler.tracker.mark_shutdown(container_id)
-        await reconciler.save_shutdown_marks()
+        tracker.mark_shutdown(container_id)
+        await progress.save_shutdown_marks()
         on_disk_at_return[container_id] = container_id in saved_marks(store)
 
     await asyncio.gather(*(stop(f"c{n}") for n in range(50)))
     assert all(on_disk_at_return.values()) and len(on_disk_at_return) == 50
     assert 1 <= writes(store) <= 2, writes(store)
 
-    await reconciler.save_shutdown_marks()  # nothing new to carry: no write
+    await progress.save_shutdown_marks()  # nothing new to carry: no write
     await stop("c1")  # marked (and written) already
     assert writes(store) <= 2

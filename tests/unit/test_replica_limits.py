@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.errors import LimitExceeded
-from orchestrator.replica_limits import check_replicas
+from orchestrator.planning.replica_limits import check_replicas
 
 
 @pytest.mark.parametrize(("before", "after", "others"), [

@@ -8,9 +8,10 @@ from dataclasses import replace
 
 import pytest
 
-from orchestrator.model import ContainerState, RestartPolicy, SlotKey, TaskState
-from orchestrator.restarts import RestartBook, RestartDecision
-from orchestrator.tasks import task_state
+from orchestrator.model.observed import ContainerState, SlotKey, TaskState
+from orchestrator.model.spec import RestartPolicy
+from orchestrator.planning.restarts import RestartBook, RestartDecision
+from orchestrator.planning.task_states import task_state
 
 KEY = SlotKey("app", "web", 1)
 HASH = "aaaaaaaaaaaa"

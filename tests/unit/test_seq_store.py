@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from orchestrator.seq_store import SeqStore
+from orchestrator.publishing.seq_store import SeqStore
 
 
 def test_a_missing_file_means_nothing_was_sent_yet(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from orchestrator.api import make_app
-from orchestrator.cli import main
-from orchestrator.model import StackSpec
+from orchestrator.cli.main import main
+from orchestrator.model.spec import StackSpec
 from orchestrator.settings import Settings
 from orchestrator.stackfile import Limits, StackFileError, load_stack_text
 from orchestrator.stackfile.dangerous import find_dangerous, host_path_note

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main
+from orchestrator.cli.main import main
 from orchestrator.labels import spec_hash
-from orchestrator.model import MountSpec, NetworkAttachment, PortSpec, Resources, RestartPolicy
+from orchestrator.model.spec import MountSpec, NetworkAttachment, PortSpec, Resources, RestartPolicy
 from orchestrator.stackfile import StackFileError, load_stack, load_stack_text
 from tests.unit.stackfile_helpers import load, write
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.model import MountSpec
+from orchestrator.model.spec import MountSpec
 from orchestrator.stackfile import Limits, StackFileError, load_stack, load_stack_text
 from orchestrator.stackfile.limits import MAX_CHAIN_DEPTH, MAX_NAMED_STACK_FILES
 from tests.unit.stackfile_helpers import write

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main
+from orchestrator.cli.main import main
 from orchestrator.errors import UserError
 from orchestrator.settings import Settings
 from orchestrator.stackfile import Limits, StackFileError, load_stack_text

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main
-from orchestrator.model import StackSpec
+from orchestrator.cli.main import main
+from orchestrator.model.spec import StackSpec
 from orchestrator.stackfile import dump, load_stack, load_stack_text, stack_to_compose
 from tests.unit.test_stackfile_table import ENV, VALID
 

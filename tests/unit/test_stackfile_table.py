@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.model import (
+from orchestrator.model.spec import (
     DependsOn,
     FileReference,
     Healthcheck,
@@ -23,6 +23,7 @@ from orchestrator.model import (
     Ulimit,
     UpdateConfig,
 )
+from orchestrator.stackfile import dump, stack_to_compose
 from tests.unit.stackfile_helpers import load, load_error, problem_at
 
 HEAD = "services:\n  web:\n    image: busybox\n"
@@ -251,7 +252,7 @@ INVALID = [
     pytest.param(HEAD + "volumes:\n  d:\n    external: true\n    driver: local\n", "volumes.d.driver", 7, "conflicting", id="err-external-with-driver"),
     pytest.param(HEAD + "    ports: ['80:80']\n  api:\n    image: busybox\n    ports: ['80:80']\n", "services.api.ports", 7, "already used by service 'web'", id="err-duplicate-published-port"),
     pytest.param(HEAD + "    deploy: {replicas: 2}\n    ports:\n      - {target: 80, published: 80, mode: host}\n", "services.web.ports", 5, "host-mode port", id="err-host-port-replicas"),
-    pytest.param(HEAD + "    ports: ['8000-8010:80']\n", "services.web.ports[0]", 4, "same size", id="err-port-range-mismatch"),
+    pytest.param(HEAD + "    ports: ['8000-8010:80-81']\n", "services.web.ports[0]", 4, "same size", id="err-port-range-mismatch"),
     pytest.param(HEAD + "    ports: ['80:80/icmp']\n", "services.web.ports[0]", 4, "invalid protocol", id="err-port-protocol"),
     pytest.param(HEAD + "    ports: ['99999:80']\n", "services.web.ports[0]", 4, "invalid port range", id="err-port-out-of-range"),
     pytest.param(HEAD + "    volumes: ['data:relative']\nvolumes:\n  data:\n", "services.web.volumes[0]", 4, "must be absolute", id="err-volume-relative-target"),
@@ -284,18 +285,11 @@ INVALID = [
     pytest.param(HEAD + "    volumes: [db-data]\n", "services.web.volumes[0]", 4, "to mount the named volume 'db-data' write 'db-data:/container/path'", id="err-volume-name-without-target"),
     pytest.param(HEAD + "    volumes: ['/data:ro']\n", "services.web.volumes[0]", 4, "compose reads '/data:ro' as '/data' mounted at 'ro'", id="err-volume-path-then-option"),
     pytest.param(HEAD + "    volumes: ['va:vb:/c:ro']\n", "services.web.volumes[0]", 4, "too many ':'", id="err-volume-too-many-colons"),
-    pytest.param(HEAD + "    volumes: ['C:\\\\data:/data']\n", "services.web.volumes[0]", 4, "Windows path", id="err-volume-windows-source"),
-    pytest.param(HEAD + "    volumes: ['data:C:\\\\data']\nvolumes:\n  data:\n", "services.web.volumes[0]", 4, "not supported on a Linux engine", id="err-volume-windows-target"),
-    pytest.param(HEAD + "    volumes:\n      - {type: bind, source: '\\\\.\\pipe\\docker_engine', target: /p}\n", "services.web.volumes[0].source", 5, "Windows path", id="err-volume-long-npipe-path"),
-    pytest.param(HEAD + "    volumes:\n      - {type: npipe, source: x, target: /x}\n", "services.web.volumes[0].type", 5, "not supported on a Linux engine", id="err-volume-type-npipe"),
-    pytest.param(HEAD + "    volumes:\n      - {type: cluster, source: x, target: /x}\n", "services.web.volumes[0].type", 5, "Swarm CSI", id="err-volume-type-cluster"),
-    pytest.param(HEAD + "    volumes:\n      - {type: image, source: alpine, target: /x}\n", "services.web.volumes[0].type", 5, "image mounts", id="err-volume-type-image"),
     pytest.param(HEAD + "    tmpfs: [/data]\n    volumes: ['/data']\n", "services.web.volumes[0]", 5, "already mounted by services.web.tmpfs[0]", id="err-mount-target-twice"),
     pytest.param(HEAD + "    extra_hosts: [db]\n", "services.web.extra_hosts[0]", 4, "must be 'host=ip' or 'host:ip'", id="err-extra-host-no-ip"),
     pytest.param(HEAD + "    extra_hosts: {db: [nope]}\n", "services.web.extra_hosts.db", 4, "not an IP address", id="err-extra-host-map-bad-ip"),
     pytest.param(HEAD + "    user: ${ bad}\n", "services.web.user", 4, "bad variable name (write '$$' for a literal '$')", id="err-interpolation-says-how-to-escape"),
     pytest.param("services:\n  web:\n    image: ${NOPE}\n", "services.web.image", 3, "the image is empty (is the variable it names set?)", id="err-empty-image"),
-    pytest.param("services:\n  web:\n    provider: {type: model}\n", "services.web.provider", 3, "cannot run on this orchestrator", id="err-provider-without-image"),
     pytest.param(HEAD + "secrets:\n  s: {driver: vault}\n", "secrets.s.driver", 5, "a secret from a driver", id="err-secret-from-a-driver"),
     pytest.param("services:\n  web:\n    extends: web\n    image: busybox\n", "services.web.extends", 3, "extends cycle: web -> web", id="err-extends-self"),
     pytest.param(HEAD + "  a:\n    extends: b\n  b:\n    extends: a\n", "services.a.extends", 5, "extends cycle: a -> b -> a", id="err-extends-cycle"),
@@ -327,6 +321,30 @@ def test_invalid(tmp_path: Path, text: str, path: str, line: int, message: str) 
     problem_at(load_error(tmp_path, text, ENV), path, line, message)
 
 
+#: Valid compose (compose-go loads it) that one Linux engine cannot run: `config` warns, a deploy
+#: is refused at the key path.
+UNRUNNABLE = [
+    pytest.param(HEAD + "    volumes: ['C:\\\\data:/data']\n", "services.web.volumes[0]", 4, "Windows path", id="unrunnable-volume-windows-source"),
+    pytest.param(HEAD + "    volumes: ['data:C:\\\\data']\nvolumes:\n  data:\n", "services.web.volumes[0]", 4, "not supported on a Linux engine", id="unrunnable-volume-windows-target"),
+    pytest.param(HEAD + "    volumes:\n      - {type: bind, source: '\\\\.\\pipe\\docker_engine', target: /p}\n", "services.web.volumes[0].source", 5, "Windows path", id="unrunnable-volume-long-npipe-path"),
+    pytest.param(HEAD + "    volumes:\n      - {type: npipe, source: x, target: /x}\n", "services.web.volumes[0].type", 5, "not supported on a Linux engine", id="unrunnable-volume-type-npipe"),
+    pytest.param(HEAD + "    volumes:\n      - {type: cluster, source: x, target: /x}\n", "services.web.volumes[0].type", 5, "Swarm CSI", id="unrunnable-volume-type-cluster"),
+    pytest.param(HEAD + "    volumes:\n      - {type: image, source: alpine, target: /x}\n", "services.web.volumes[0].type", 5, "image mounts", id="unrunnable-volume-type-image"),
+    pytest.param("services:\n  web:\n    provider: {type: model}\n", "services.web.provider", 3, "cannot run on this orchestrator", id="unrunnable-provider-without-image"),
+]
+
+
+@pytest.mark.parametrize(("text", "path", "line", "message"), UNRUNNABLE)
+def test_what_the_engine_cannot_run_is_refused_by_a_deploy(tmp_path: Path, text: str, path: str, line: int, message: str) -> None:
+    problem_at(load_error(tmp_path, text, ENV, deploying=True), path, line, message)
+
+
+@pytest.mark.parametrize(("text", "path", "line", "message"), UNRUNNABLE)
+def test_what_the_engine_cannot_run_is_a_warning_for_config(tmp_path: Path, text: str, path: str, line: int, message: str) -> None:
+    spec = load(tmp_path, text, ENV)
+    assert any(w.startswith(path) and message in w and "deploying this stack fails" in w for w in spec.warnings), spec.warnings
+
+
 ONLY_PROBLEM = [case for case in INVALID if case.id.startswith(("err-bad-service-not", "err-interpolation-not", "err-extends-not", "err-version-1", "err-only-version"))]
 
 
@@ -348,3 +366,19 @@ def test_all_problems_of_a_file_are_reported_at_once(tmp_path: Path) -> None:
         ("services.web.stop_grace_period", 8),
     ]
     assert (error.path, error.line, error.file) == ("services.web.bogus", 4, str(tmp_path / "stack.yml"))
+
+
+@pytest.mark.parametrize("ports", ["['8000-8010:80']", "[{target: 80, published: '8000-8010'}]"])
+def test_a_host_range_for_one_port_publishes_its_first_port_with_a_warning(tmp_path: Path, ports: str) -> None:
+    spec = load(tmp_path, HEAD + f"    ports: {ports}\n", ENV)
+    (port,) = spec.services["web"].ports
+    assert (port.published, port.target) == (8000, 80)
+    assert any(w.startswith("services.web.ports[0]") and "port 8000, the first of the range" in w for w in spec.warnings)
+
+
+def test_a_provider_service_round_trips_through_config(tmp_path: Path) -> None:
+    text = "services:\n  ai:\n    provider: {type: model, options: {model: ai/smollm2}}\n  web:\n    image: busybox\n    depends_on: [ai]\n"
+    spec = load(tmp_path, text, ENV)
+    assert spec.services["ai"].provider == {"type": "model", "options": {"model": "ai/smollm2"}}
+    again = load(tmp_path, dump(stack_to_compose(spec), "yaml"), ENV)
+    assert again.services == spec.services

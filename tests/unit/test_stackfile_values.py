@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.model import StackSpec, Ulimit
+from orchestrator.model.spec import StackSpec, Ulimit
 from tests.unit.stackfile_helpers import load, load_error, problem_at
 
 HEAD = "services:\n  web:\n    image: busybox\n"

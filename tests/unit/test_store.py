@@ -9,7 +9,7 @@ import pytest
 
 from structlog.testing import capture_logs
 
-from orchestrator.model import (
+from orchestrator.model.spec import (
     Healthcheck,
     NetworkAttachment,
     NetworkSpec,
@@ -18,12 +18,12 @@ from orchestrator.model import (
     ServiceSpec,
     StackSpec,
 )
-from orchestrator.reconciler import BOOK_DOCUMENT, TRACKER_DOCUMENT, load_book
-from orchestrator.restarts import RestartBook
-from orchestrator.replica_limits import saved_stack_over_limits
+from orchestrator.loop.progress import BOOK_DOCUMENT, TRACKER_DOCUMENT, load_book
+from orchestrator.planning.restarts import RestartBook
+from orchestrator.planning.replica_limits import saved_stack_over_limits
 from orchestrator.settings import Settings
-from orchestrator.store import StackRecord, Store
-from orchestrator.tracker import TaskTracker
+from orchestrator.loop.store import StackRecord, Store
+from orchestrator.loop.tracker import TaskTracker
 
 
 def spec() -> StackSpec:
@@ -124,7 +124,7 @@ def test_a_record_the_daemon_refuses_is_set_aside_with_the_reason(tmp_path: Path
 
 
 def test_a_state_file_over_the_size_bound_is_set_aside_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("orchestrator.store.MAX_STATE_FILE_BYTES", 64)
+    monkeypatch.setattr("orchestrator.loop.store.MAX_STATE_FILE_BYTES", 64)
     (tmp_path / BOOK_DOCUMENT).write_text(json.dumps({"padding": "x" * 100}))
     with capture_logs() as logs:
         assert Store(tmp_path).load_document(BOOK_DOCUMENT) is None

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from orchestrator.errors import UserError
-from orchestrator.model import (
+from orchestrator.model.spec import (
     BuildSpec,
     DependsOn,
     FileObjectSpec,

@@ -4,9 +4,9 @@ from dataclasses import replace
 
 import pytest
 
-from orchestrator.model import ContainerState, SlotKey, TaskState
-from orchestrator.tasks import failure_reason
-from orchestrator.tracker import TaskTracker, Transition
+from orchestrator.model.observed import ContainerState, SlotKey, TaskState
+from orchestrator.planning.task_states import failure_reason
+from orchestrator.loop.tracker import TaskTracker, Transition
 
 KEY = SlotKey("s", "web", 1)
 

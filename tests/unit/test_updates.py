@@ -7,21 +7,14 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from orchestrator import labels, updates
-from orchestrator.model import (
-    ContainerState,
-    CreateTask,
-    RemoveContainer,
-    ServiceSpec,
-    SlotKey,
-    StackSpec,
-    StopTask,
-    UpdateConfig,
-    UpdateStatus,
-)
-from orchestrator.planner import plan
-from orchestrator.restarts import RestartBook
-from orchestrator.updates import Progress, Step
+from orchestrator import labels
+from orchestrator.planning import updates
+from orchestrator.model.observed import ContainerState, SlotKey
+from orchestrator.model.plan import CreateTask, RemoveContainer, StopTask, UpdateStatus
+from orchestrator.model.spec import ServiceSpec, StackSpec, UpdateConfig
+from orchestrator.planning.planner import plan
+from orchestrator.planning.restarts import RestartBook
+from orchestrator.planning.updates import Progress, Step
 
 NOW = 1000.0
 OLD = ServiceSpec(name="web", image="orchestrator-test/busybox", command=("sleep", "1"), replicas=4)

@@ -8,7 +8,7 @@ import aiodocker
 import pytest
 
 from orchestrator.engine import Engine
-from orchestrator.model import NetworkSpec, StackSpec
+from orchestrator.model.spec import NetworkSpec, StackSpec
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from orchestrator.engine import Engine
 from orchestrator.engine.build_context import ContextLimits
 from orchestrator.errors import ImageUnavailable
 from orchestrator.labels import LABEL_STACK
-from orchestrator.model import BuildSpec, ServiceSpec
+from orchestrator.model.spec import BuildSpec, ServiceSpec
 from tests.integration.conftest import BUSYBOX
 
 pytestmark = pytest.mark.integration

@@ -18,9 +18,9 @@ from structlog.testing import capture_logs
 from orchestrator.engine import Engine
 from orchestrator.errors import ImageUnavailable, UserError
 from orchestrator.labels import LABEL_MANAGED, LABEL_STACK, spec_hash
-from orchestrator.model import (
+from orchestrator.model.observed import ContainerState, SlotKey
+from orchestrator.model.spec import (
     BuildSpec,
-    ContainerState,
     FileObjectSpec,
     FileReference,
     Healthcheck,
@@ -30,7 +30,6 @@ from orchestrator.model import (
     PortSpec,
     Resources,
     ServiceSpec,
-    SlotKey,
     StackSpec,
     Ulimit,
     VolumeSpec,

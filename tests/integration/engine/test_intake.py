@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from orchestrator.engine import Engine
-from orchestrator.intake import ContainerEvent, Disconnected, EventIntake, IntakeItem, Resync
+from orchestrator.loop.intake import ContainerEvent, Disconnected, EventIntake, IntakeItem, Resync
 from orchestrator.labels import spec_hash
-from orchestrator.model import ContainerState, ServiceSpec, SlotKey, StackSpec
+from orchestrator.model.observed import ContainerState, SlotKey
+from orchestrator.model.spec import ServiceSpec, StackSpec
 from tests.integration.conftest import BUSYBOX
 from tests.integration.engine.engine_proxy import EngineProxy
 from tests.integration.engine_restart import restart_engine, restarts_engine

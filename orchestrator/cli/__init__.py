@@ -1,0 +1,1 @@
+"""The `orchestrator` command: argument parsing, the HTTP client, tables."""

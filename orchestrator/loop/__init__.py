@@ -1,0 +1,1 @@
+"""The control loop: desired state, observe, plan, execute, track; and its commands."""

@@ -1,0 +1,1 @@
+"""The data the daemon reasons about: the desired spec, what it observes, what it plans."""

@@ -1,0 +1,1 @@
+"""State changes as event messages on Redis: building, numbering, sending, reading back."""

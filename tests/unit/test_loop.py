@@ -1,0 +1,169 @@
+"""The loop (reconciler, executor, intake, commands, removal, views) over an in-memory backend
+(tests/unit/fake_backend.py): deploy, a death, a rolling update, rm and adoption, each in
+milliseconds. The same behaviours are proven against the real engine in tests/integration."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from orchestrator.daemon import Loop, build_loop
+from orchestrator.loop.intake import EventIntake
+from orchestrator.loop.store import Store
+from orchestrator.model.observed import ContainerState
+from orchestrator.model.spec import StackSpec
+from orchestrator.publishing.events import Event
+from orchestrator.settings import Settings
+from orchestrator.stackfile import load_stack_text
+from tests.unit.fake_backend import FakeBackend
+
+#: Only a bound, so that a broken loop fails instead of hanging: nothing here takes that long.
+PATIENCE_S = 10.0
+
+
+def stack(tmp_path: Path, replicas: int = 2, version: str = "1", name: str = "app") -> StackSpec:
+    text = f"""
+services:
+  web:
+    image: orchestrator-test/busybox
+    environment: {{VERSION: "{version}"}}
+    deploy:
+      replicas: {replicas}
+      update_config: {{monitor: 0s}}
+"""
+    return load_stack_text([("stack.yml", text)], tmp_path, env={}, name=name)
+
+
+class Running:
+    def __init__(self, backend: FakeBackend, loop: Loop, events: list[Event]) -> None:
+        self.backend = backend
+        self.loop = loop
+        self.events = events
+
+    def running(self, service: str = "web") -> list[ContainerState]:
+        return sorted((c for c in self.backend.containers.values()
+                       if c.key.service == service and c.status == "running"), key=lambda c: c.key.slot)
+
+    async def until(self, condition: Callable[[], Any], what: str) -> Any:
+        async with asyncio.timeout(PATIENCE_S):
+            while not (found := condition()):
+                await asyncio.sleep(0.001)
+        assert found, what
+        return found
+
+    def types(self) -> list[str]:
+        return [e.type for e in self.events]
+
+
+@contextlib.asynccontextmanager
+async def running_loop(state: Path, backend: FakeBackend | None = None) -> AsyncIterator[Running]:
+    backend = backend or FakeBackend()
+    events: list[Event] = []
+    loop = build_loop(backend, Store(state), Settings.from_env({}, state_dir=str(state)), events.append)
+    tasks = [asyncio.create_task(loop.reconciler.run()),
+             asyncio.create_task(loop.reconciler.follow(EventIntake(backend)))]
+    loop.removals.resume()
+    try:
+        yield Running(backend, loop, events)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await loop.close()
+
+
+async def test_a_deploy_creates_and_starts_its_replicas(tmp_path: Path) -> None:
+    async with running_loop(tmp_path) as orch:
+        outcome = await orch.loop.controller.deploy(stack(tmp_path, replicas=3))
+        assert outcome.result == "created"
+        await orch.until(lambda: len(orch.running()) == 3, "3 running replicas")
+        assert [c.key.slot for c in orch.running()] == [1, 2, 3]
+        await orch.until(lambda: "service.converged" in orch.types(), "converged")
+        (view,) = orch.loop.controller.stacks()
+        assert (view.name, view.replicas_desired) == ("app", 3)
+
+
+async def test_a_replica_that_dies_is_replaced_in_its_slot(tmp_path: Path) -> None:
+    async with running_loop(tmp_path) as orch:
+        await orch.loop.controller.deploy(stack(tmp_path, replicas=2))
+        first, _ = await orch.until(lambda: len(orch.running()) == 2 and orch.running(), "2 running")
+        orch.backend.die(first.id, 3)
+        await orch.until(
+            lambda: any(c.key.slot == 1 and c.id != first.id for c in orch.running()), "a new replica in slot 1"
+        )
+        failed = [e for e in orch.events if e.type == "task.state" and e.to_state == "failed"]
+        assert [(e.slot, e.exit_code) for e in failed] == [(1, 3)]
+
+
+async def test_a_changed_spec_is_rolled_out_replica_by_replica(tmp_path: Path) -> None:
+    async with running_loop(tmp_path) as orch:
+        await orch.loop.controller.deploy(stack(tmp_path, replicas=2, version="1"))
+        old = {c.id for c in await orch.until(lambda: len(orch.running()) == 2 and orch.running(), "v1")}
+        outcome = await orch.loop.controller.deploy(stack(tmp_path, replicas=2, version="2"))
+        assert (outcome.result, outcome.changed_services) == ("updated", ("web",))
+        await orch.until(lambda: "update.completed" in orch.types(), "the update completes")
+        assert len(orch.running()) == 2 and not old & {c.id for c in orch.running()}
+        (service,) = await orch.loop.controller.services("app")
+        assert service.update_state == "completed"
+
+
+async def test_rm_removes_every_container_then_the_record(tmp_path: Path) -> None:
+    async with running_loop(tmp_path) as orch:
+        await orch.loop.controller.deploy(stack(tmp_path, replicas=2))
+        await orch.until(lambda: len(orch.running()) == 2, "2 running")
+        outcome = await orch.loop.controller.remove("app")
+        assert outcome.removed
+        assert orch.backend.containers == {} and "app" not in orch.loop.desired
+        assert not (tmp_path / "stacks" / "app.json").exists()
+        assert orch.types()[-1] == "stack.removed"
+
+
+async def test_a_restarted_loop_adopts_the_running_replicas(tmp_path: Path) -> None:
+    backend = FakeBackend()
+    async with running_loop(tmp_path, backend) as orch:
+        await orch.loop.controller.deploy(stack(tmp_path, replicas=2))
+        before = {c.id for c in await orch.until(lambda: len(orch.running()) == 2 and orch.running(), "2")}
+        await orch.until(lambda: len(backend.containers) == 4, "2 replicas and their 2 standbys")
+    creates = len([c for c in backend.calls if c[0] == "create"])
+    async with running_loop(tmp_path, backend) as again:  # the same state dir and "engine"
+        await again.until(lambda: again.loop.reconciler.passes >= 1 and "app" in again.loop.reconciler.observed,
+                          "a first pass")
+        await again.until(lambda: "service.converged" in again.types(), "converged again")
+        assert {c.id for c in again.running()} == before
+        assert len([c for c in backend.calls if c[0] == "create"]) == creates
+
+
+async def test_a_deploy_builds_on_the_update_status_a_pass_wrote_while_it_awaited(tmp_path: Path) -> None:
+    """The deploy awaits the backend before its write; a pass that recorded a status meanwhile
+    is not overwritten (issue 14: the records had two writers)."""
+    backend = FakeBackend()
+    async with running_loop(tmp_path, backend) as orch:
+        await orch.loop.controller.deploy(stack(tmp_path, version="1"))
+        await orch.loop.controller.deploy(stack(tmp_path, version="2"))
+        await orch.until(lambda: "update.completed" in orch.types(), "the update completes")
+        desired = orch.loop.desired
+        record = desired.get("app")
+        assert record is not None and record.updates["web"].state == "completed"
+        # The same spec again, while the backend holds its check: a pass marks the update
+        # paused meanwhile (as a failed replica would); the deploy must keep that status
+        # (and resume it, as a deploy of a paused update does), not the completed it first read.
+        gate = asyncio.Event()
+        real_check = backend.check_external
+
+        async def held_check(spec: StackSpec) -> None:
+            await gate.wait()
+            await real_check(spec)
+
+        backend.check_external = held_check  # type: ignore[method-assign]
+        deploying = asyncio.create_task(orch.loop.controller.deploy(stack(tmp_path, version="2")))
+        await asyncio.sleep(0)
+        paused = replace(record.updates["web"], state="paused", reason="a test pause")
+        assert desired.record_plan_updates("app", {"web": paused}, {}) is not None
+        gate.set()
+        await deploying
+        after = desired.get("app")
+        assert after is not None and after.updates["web"].state == "updating"  # resumed, not "completed"
