@@ -83,7 +83,8 @@ class Seen:
 class EventLog:
     """`docker events` (container start/die) in a subprocess, kept in order for waits to scan."""
 
-    def __init__(self) -> None:
+    def __init__(self, actions: Sequence[str] = ("create", "start", "die")) -> None:
+        self.actions = tuple(actions)
         self.events: list[Seen] = []
         self._changed = asyncio.Condition()
         self._process: asyncio.subprocess.Process | None = None
@@ -95,8 +96,7 @@ class EventLog:
         since = f"{time.time() - 1:.3f}"  # replay covers the moment before the stream connects
         self._process = await asyncio.create_subprocess_exec(
             "docker", "events", "--since", since, "--format", "{{json .}}",
-            "--filter", "type=container", "--filter", "event=create", "--filter", "event=start",
-            "--filter", "event=die",
+            "--filter", "type=container", *(f"--filter=event={action}" for action in self.actions),
             stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         self._reader = asyncio.create_task(self._read())
@@ -129,15 +129,17 @@ class EventLog:
         return len(self.events)
 
     async def wait(self, match: Callable[[Seen], bool], since: int, count: int = 1) -> list[Seen]:
-        """The first `count` events (distinct containers) after index `since` that `match`."""
+        """The first `count` events (distinct containers) after index `since` that `match`.
+        Each event is looked at once (a wait for 1,000 starts must not rescan the log per event)."""
+        found: dict[str, Seen] = {}
         async with asyncio.timeout(WAIT), self._changed:
             while True:
-                found: dict[str, Seen] = {}
                 for seen in self.events[since:]:
                     if match(seen) and seen.id not in found:
                         found[seen.id] = seen
                         if len(found) == count:
                             return list(found.values())
+                since = len(self.events)
                 if self._ended is not None:
                     raise RuntimeError(f"{self._ended}; {len(found)} of {count} events seen")
                 await self._changed.wait()

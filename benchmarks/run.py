@@ -1,7 +1,7 @@
 """Runs every benchmark of the project and prints one markdown table of our figures beside Docker
 Swarm and the engine's own restart policy, with ratios; writes it into docs/benchmarks.md.
 
-    benchmarks/run [--quick] [--no-write]
+    benchmarks/run [--quick] [--no-write] [--scale]
 
 Each benchmark script runs as a subprocess with `--json FILE` (smaller round counts than their
 defaults so the whole run stays under 15 minutes) and its own progress on stderr; this script only
@@ -46,6 +46,13 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
                   ["bench_dashboard.py", "--replicas", "10", "--pages", "2", "--idle", "5", "--kills", "3",
                    "--rounds", "1"]),
 }
+#: Only with --scale (it takes many minutes and thousands of containers): issue 18's figures.
+SCALE_BENCHMARK: tuple[list[str], list[str]] = (
+    ["bench_scale.py", "--sizes", "10,100,1000", "--kills", "10", "--fair", "500", "--storm", "100,500",
+     "--stacks", "200x5"],
+    ["bench_scale.py", "--sizes", "10,50", "--kills", "3", "--idle", "5", "--sweep", "20", "--fair", "30",
+     "--storm", "5,20", "--storm-seconds", "10", "--storm-kills", "2", "--stacks", "10x3"],
+)
 
 
 def say(message: str) -> None:
@@ -66,10 +73,10 @@ def missing_tools() -> list[str]:
     return notes
 
 
-def run_all(quick: bool, work: Path) -> tuple[dict[str, Any], dict[str, str]]:
+def run_all(quick: bool, work: Path, scale: bool = False) -> tuple[dict[str, Any], dict[str, str]]:
     results: dict[str, Any] = {}
     failures: dict[str, str] = {}
-    for name, (full, short) in BENCHMARKS.items():
+    for name, (full, short) in {**BENCHMARKS, **({"scale": SCALE_BENCHMARK} if scale else {})}.items():
         script, *args = short if quick else full
         out = work / f"{name}.json"
         say(f"{name}: {script} {' '.join(args)}")
@@ -137,6 +144,8 @@ def rows(r: dict[str, Any]) -> list[tuple[str, float | None, float | None, float
         row = dash.get(kind, {})
         out.append((f"daemon CPU with {pages} dashboards, {replicas} replicas, {label} (s; vs none)",
                     row.get("pages_cpu_s"), None, row.get("none_cpu_s"), 2))
+    for row in r.get("scale", {}).get("rows", []):  # bench_scale.py: each beside its floor
+        out.append((f"scale: {row['measure']}", row["ours"], None, row["floor"], 2))
     return out
 
 
@@ -179,6 +188,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer replicas and rounds (a smoke run)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    parser.add_argument("--scale", action="store_true",
+                        help="also bench_scale.py (issue 18: up to 1,000 replicas, many minutes)")
     args = parser.parse_args()
     notes = missing_tools()
     for note in notes:
@@ -186,7 +197,7 @@ def main() -> int:
     started = time.monotonic()
     load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     with tempfile.TemporaryDirectory(prefix="orchestrator-benchmarks-") as work:
-        results, failures = run_all(args.quick, Path(work))
+        results, failures = run_all(args.quick, Path(work), args.scale)
     text = "\n".join([
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {machine()} (at the start {load_before}); "
         f"{time.monotonic() - started:.0f} s{' (--quick)' if args.quick else ''}.",

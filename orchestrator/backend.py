@@ -72,8 +72,9 @@ class Backend(Protocol):
         """The backend reconnected: `live_restore` asks again."""
 
     # observe --------------------------------------------------------------------------------
-    async def list_containers(self, stack: str | None = None) -> list[ContainerState]:
-        """The tasks of one stack (or of all ours), standbys included, as they are now."""
+    async def list_containers(self, stack: str | None = None, slot: SlotKey | None = None) -> list[ContainerState]:
+        """The tasks of one stack (or of all ours; or of one `slot` only), standbys included,
+        as they are now."""
 
     def logs(self, container_id: str, follow: bool, tail: int | None = None) -> AsyncIterator[str]: ...
 

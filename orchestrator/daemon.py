@@ -225,7 +225,7 @@ def build_loop(
         book,
         concurrency=settings.concurrency,
         files_dir=store.files_dir,
-        on_done=lambda key: reconciler.mark_dirty(key.stack),
+        on_done=lambda key: reconciler.mark_slot_dirty(key),
         before_stop=routes.drain if routes else None,
         save_shutdown_marks=progress.save_shutdown_marks,
     )

@@ -90,6 +90,11 @@ def stack_filter(stack: str | None = None) -> dict[str, list[str]]:
     return {"label": [f"{LABEL_STACK}={stack}" if stack else LABEL_STACK]}
 
 
+def slot_filter(key: SlotKey) -> dict[str, list[str]]:
+    """Engine list filter for one slot's containers (the engine ANDs its label filters)."""
+    return {"label": [f"{LABEL_STACK}={key.stack}", f"{LABEL_SERVICE}={key.service}", f"{LABEL_SLOT}={key.slot}"]}
+
+
 _DECIMAL = re.compile(r"-?[0-9]{1,19}")
 
 

@@ -58,7 +58,7 @@ class Settings:
     healthy_run: float = 10.0
     #: Exited containers kept per slot as history (Swarm's task history limit is 5).
     history_limit: int = 5
-    #: Container creations/removals running at once.
+    #: Container creations running at once (fair_limit.py); stops and removals have their own.
     concurrency: int = 16
     #: Messages kept in the Redis stream for replay, and in memory while Redis is down.
     stream_maxlen: int = 10000

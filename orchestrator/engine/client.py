@@ -97,13 +97,16 @@ class Engine:
 
     # ----------------------------------------------------------------------- containers
 
-    async def list_containers(self, stack: str | None = None) -> list[ContainerState]:
-        """Every container of ours (of one stack, or all), exited ones included: one list call,
-        plus an inspect only for a container whose state changed since we last looked."""
+    async def list_containers(self, stack: str | None = None, slot: SlotKey | None = None) -> list[ContainerState]:
+        """Every container of ours (of one stack, or all; or of one `slot` only), exited ones
+        included: one list call, plus an inspect only for a container whose state changed since
+        we last looked. A slot's list is what a pass after one event needs (listing.py): the
+        engine filters, so it neither builds nor sends the rest of the stack."""
+        filters = labels.stack_filter(stack) if slot is None else labels.slot_filter(slot)
         with engine_errors():
-            listed = await self._docker.containers.list(all=True, filters=labels.stack_filter(stack))
+            listed = await self._docker.containers.list(all=True, filters=filters)
         entries = [{name: c[name] for name in _LIST_FIELDS if name in c} for c in listed]
-        if stack is None:
+        if stack is None and slot is None:
             self._facts.keep_only({entry["Id"] for entry in entries})
         fresh = await self._inspect_changed(entries)
         states = (container_state(e, fresh.get(e["Id"]) or self._facts.lookup(e)) for e in entries)

@@ -1,10 +1,12 @@
 """Carries out planned actions against the engine without ever blocking the reconcile loop.
 
 Actions for one slot run in order in one task (a stop-first replacement is "remove, then
-create"); different slots run concurrently, at most `concurrency` creations and removals at
-once. Stops have a wider bound of their own: a stop mostly waits (for the stop signal to work,
-at worst out a grace period), and a scale-down of many replicas should take one grace period,
-not one per `concurrency` of them.
+create"); different slots run concurrently, at most `concurrency` creations at once, served
+fairly (fair_limit.py: restarts first, then stacks and services in turn, standbys last), so no
+stack's bulk work holds up another's. Stops and removals have a wider bound of their own: a stop
+mostly waits (for the stop signal to work, at worst out a grace period), so a scale-down of many
+replicas takes one grace period, not one per `concurrency` of them, and an `rm` of 1,000 goes at
+the engine's pace (as `docker rm -f` of them all does), never behind another stack's creates.
 While a slot's task runs the slot is *busy* and the planner leaves it alone; when the task ends
 the stack is marked dirty so the next pass sees the result.
 
@@ -40,6 +42,7 @@ from orchestrator import metrics
 from orchestrator.backend import Backend
 from orchestrator.labels import image_name
 from orchestrator.errors import EngineError, EngineUnavailable, UserError
+from orchestrator.loop.fair_limit import FairLimit, Urgency
 from orchestrator.labels import spec_hash
 from orchestrator.model.observed import ContainerState, SlotKey, TaskState
 from orchestrator.model.plan import Action, CreateTask, PrepareStandby, RemoveContainer, StopTask
@@ -54,8 +57,9 @@ log = structlog.stdlib.get_logger()
 TASK_ID_BYTES = 6
 #: A failure's reason (in events, `ps` and the log) is cut to this many characters.
 REASON_LIMIT = 500
-#: Stops waiting at once. Each holds one of the engine client's 100 pooled connections for up to
-#: its grace period: this leaves room for the creations, relists and inspects meanwhile.
+#: Stops and removals waiting at once. Each holds one of the engine client's 100 pooled
+#: connections (a stop for up to its grace period): this leaves room for the creations, relists
+#: and inspects meanwhile.
 STOPS_AT_ONCE = 64
 
 
@@ -79,7 +83,7 @@ class Executor:
         self._engine = engine
         self._tracker = tracker
         self._book = book
-        self._limit = asyncio.Semaphore(concurrency)
+        self._limit = FairLimit(concurrency)
         self._stops = asyncio.Semaphore(STOPS_AT_ONCE)
         self._files_dir = files_dir
         self._on_done = on_done
@@ -178,17 +182,17 @@ class Executor:
 
     async def _run(self, record: StackRecord, action: Action) -> None:
         match action:
-            case CreateTask(standby_id=str()):
-                async with self._limit:
+            case CreateTask(standby_id=str()):  # a replacement's one start: always urgent
+                async with self._limit.hold(action.key, Urgency.RESTART):
                     await self._start_standby(record, action)
             case CreateTask():
-                async with self._limit:
+                async with self._limit.hold(action.key, _urgency(action)):
                     await self._create(record, action)
             case PrepareStandby():
-                async with self._limit:
+                async with self._limit.hold(action.key, Urgency.STANDBY):
                     await self._prepare_standby(record, action)
             case RemoveContainer(standby=True):
-                async with self._limit:
+                async with self._stops:
                     await self._engine.remove(action.container_id)  # never started: nothing to stop
                 log.info("standby_removed", slot=str(action.key), reason=action.reason,
                          container_id=action.container_id[:12])
@@ -199,7 +203,7 @@ class Executor:
             case RemoveContainer():
                 await self._mark_shutdown(action.container_id)
                 await self._stop(record, action)  # reports its shutdown, with the exit code
-                async with self._limit:
+                async with self._stops:
                     await self._engine.remove(action.container_id)
                 log.info("container_removed", slot=str(action.key), reason=action.reason,
                          container_id=action.container_id[:12])
@@ -373,6 +377,11 @@ def exception_reason(exc: Exception) -> str:
         text = f"internal error: {type(exc).__name__}: {exc}"
     text = " ".join(text.splitlines())  # one line in `ps`, the log and the event
     return text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 1] + "…"
+
+
+def _urgency(action: CreateTask) -> Urgency:
+    """A replica that died (or was stopped unhealthy) comes back before any bulk create."""
+    return Urgency.RESTART if action.reason == REASON_RESTART else Urgency.BULK
 
 
 def _grace(service: ServiceSpec | None) -> float:

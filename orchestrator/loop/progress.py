@@ -4,14 +4,18 @@ Both are saved after every pass that changed them, and the tracker before every 
 sends of its own will (docs/design-notes.md, crash safety). The writes fsync, which can take tens
 of milliseconds on a busy disk: they run in a thread so the loop keeps taking events meanwhile,
 one write at a time, each of the state at its start, so a later write never carries an older one.
+A save appends what changed since the last one to the document's journal (journal.py), so its
+cost is that of the change, not of the 1,000 tasks or slots kept (issue 18).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
-from orchestrator.loop.store import Store
+from orchestrator.loop.journal import Journal, open_document
+from orchestrator.loop.store import Store, atomic_write_json
 from orchestrator.loop.tracker import TaskTracker, Transition
 from orchestrator.planning.restarts import RestartBook
 from orchestrator.settings import Settings
@@ -27,18 +31,32 @@ TRACKER_DOCUMENT = "tasks.json"
 
 
 def load_book(store: Store, settings: Settings) -> RestartBook:
+    """The restart book as saved: its snapshot, then its journal's changes."""
     params = dict(
         backoff_base=settings.backoff_base,
         backoff_cap=settings.backoff_cap,
         healthy_run=settings.healthy_run,
     )
-    book = store.load_document(BOOK_DOCUMENT, lambda data: RestartBook.from_json(data, **params))
-    return book if book is not None else RestartBook(**params)
+    book, changes, _ = open_document(store, BOOK_DOCUMENT, lambda data: RestartBook.from_json(data, **params))
+    book = book if book is not None else RestartBook(**params)
+    for change in changes:
+        book.apply_changes(change)
+    book.changed = False
+    return book
 
 
 def load_tracker(store: Store, on_transition: Callable[[Transition], None]) -> TaskTracker:
+    """The task tracker as saved: its snapshot, then its journal's changes."""
     tracker = TaskTracker(on_transition)
-    store.load_document(TRACKER_DOCUMENT, tracker.load_json)
+
+    def parse(data: dict[str, Any]) -> bool:
+        tracker.load_json(data)
+        return True
+
+    _, changes, _ = open_document(store, TRACKER_DOCUMENT, parse)
+    for change in changes:
+        tracker.apply_changes(change)
+    tracker.take_changes()  # what was loaded is on disk already
     return tracker
 
 
@@ -49,7 +67,9 @@ class Progress:
         self._wait_published = wait_published
         self._book = book
         self._tracker = tracker
-        self._book_saved = book.to_json()
+        #: Saves append what changed since the last one (journal.py), not the whole documents.
+        self._book_journal = Journal.resume(store.root / BOOK_DOCUMENT, atomic_write_json)
+        self._tracker_journal = Journal.resume(store.root / TRACKER_DOCUMENT, atomic_write_json)
         #: Held while the book and the tracker are written.
         self._saving = asyncio.Lock()
         #: tracker.shutdown_marks as of the last tracker write that succeeded.
@@ -74,15 +94,19 @@ class Progress:
                 await self._write()
 
     async def _write(self) -> None:
-        """The caller holds `_saving`."""
-        book = self._book.to_json()
-        documents = []
-        if book != self._book_saved:
-            documents.append((BOOK_DOCUMENT, book))
-            self._book_saved = book
+        """The caller holds `_saving`. What changed is taken on the loop (with the whole
+        document when its journal is due for compaction); the fsynced writes run in a thread."""
+        saves = []
+        if self._book.changed:
+            journal = self._book_journal
+            whole = self._book.to_json() if journal.compaction_due else None
+            saves.append((journal, self._book.take_changes(), whole))
+            self._book.changed = False
         marks = None
         if self._tracker.changed:
-            documents.append((TRACKER_DOCUMENT, self._tracker.to_json()))
+            journal = self._tracker_journal
+            whole = self._tracker.to_json() if journal.compaction_due else None
+            saves.append((journal, self._tracker.take_changes(), whole))
             marks = self._tracker.shutdown_marks
             self._tracker.changed = False
         try:
@@ -91,11 +115,13 @@ class Progress:
                 # states, so the states saved must not run ahead of what Redis holds (a
                 # SIGKILL would lose the messages still queued for good).
                 await self._wait_published(PUBLISHED_WAIT_S)
-            for name, data in documents:
-                await asyncio.to_thread(self._store.save_document, name, data)
-        except BaseException:  # not written (cancelled, disk error): the next pass tries again
-            self._book_saved = {}
-            self._tracker.changed = True
+            for journal, change, whole in saves:
+                await asyncio.to_thread(journal.append, change, whole)
+        except BaseException:  # not written (cancelled, disk error): the next save writes all
+            for journal, _, _ in saves:
+                journal.lost()
+            self._book.changed |= any(j is self._book_journal for j, _, _ in saves)
+            self._tracker.changed |= any(j is self._tracker_journal for j, _, _ in saves)
             raise
         if marks is not None:
             self._shutdown_marks_saved = marks

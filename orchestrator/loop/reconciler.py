@@ -1,11 +1,13 @@
 """The loop at the heart of the daemon: wait for work, then observe → plan → execute → publish.
 
-Level-triggered (DESIGN.md): an engine event only marks its stack dirty. A pass lists the stack's
-containers by label, plans from that snapshot with the pure planner, hands the actions to the
-executor (which never blocks the loop) and reports what changed. Work comes from four places:
-engine events, the executor finishing a slot, a restart delay running out (the plan's
-`wake_at`) or a published port's next bind attempt, and a slow periodic resync that relists
-everything as a safety net.
+Level-triggered (DESIGN.md): an engine event only marks its stack (and its slot) dirty. A pass
+lists the stack's containers by label (after events, only the slots they named: listing.py),
+plans from that view with the pure planner, hands the actions to the executor (which never
+blocks the loop) and reports what changed. Work comes from four places: engine events, the
+executor finishing a slot, a restart delay running out (the plan's `wake_at`) or a published
+port's next bind attempt, and a slow periodic resync that relists everything as a safety net.
+Dirty stacks are served in the order they were marked (dirty_queue.py), so a big stack marked
+by every event of its converge never starves another.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from orchestrator.ingress.readiness import PortReadiness
 from orchestrator.ingress.routes import IngressRoutes
 from orchestrator.loop.desired import DesiredState
 from orchestrator.loop.executor import Executor
+from orchestrator.loop.dirty_queue import DirtyQueue
+from orchestrator.loop.listing import ListingCache, Scope
 from orchestrator.loop.intake import ContainerEvent, Disconnected, EventIntake, Resync
 from orchestrator.loop.progress import Progress
 from orchestrator.loop.reports import PassReports
 from orchestrator.loop.tracker import TaskTracker
-from orchestrator.model.observed import ContainerState
+from orchestrator.model.observed import ContainerState, SlotKey
 from orchestrator.model.plan import UpdateStatus
 from orchestrator.model.spec import ServiceSpec
 from orchestrator.planning import planner
@@ -77,11 +81,13 @@ class Reconciler:
         self._routes = routes
         #: Replicas behind the ingress wait for their port to accept before they count as ready.
         self._readiness = PortReadiness(settings.readiness_window) if routes else None
+        #: Each stack's listing between passes; a pass after an event relists only its slot.
+        self.listing = ListingCache()
         #: Last relist of each stack: the views (ps, services) read it.
         self.observed: dict[str, list[ContainerState]] = {}
         # and the stacks whose tasks the tracker still follows: a daemon killed right after an
         # `rm` deleted the record has their `removed` still to report
-        self._dirty: set[str] = set(desired) | tracker.stacks()
+        self._dirty = DirtyQueue([*desired, *sorted(tracker.stacks() - set(desired))])
         self._wake = asyncio.Event()
         self._wake_at: dict[str, float] = {}
         self._next_resync = time.monotonic() + settings.resync_interval
@@ -91,8 +97,18 @@ class Reconciler:
 
     # work intake --------------------------------------------------------------------------
     def mark_dirty(self, stack: str | None = None) -> None:
-        """Ask for a pass over one stack, or over every stack (None)."""
-        self._dirty.update(self._desired if stack is None else (stack,))
+        """Ask for a pass over one stack, or over every stack (None), that lists it whole."""
+        stacks = list(self._desired) if stack is None else [stack]
+        for name in stacks:
+            self.listing.touch(name)
+        self._dirty.update(stacks)
+        self._wake.set()
+
+    def mark_slot_dirty(self, key: SlotKey) -> None:
+        """Ask for a pass over `key`'s stack after a change in that slot only (an engine event,
+        an action finished): the pass relists the slot, not the stack (listing.py)."""
+        self.listing.touch(key.stack, key)
+        self._dirty.add(key.stack)
         self._wake.set()
 
     async def follow(self, intake: EventIntake) -> None:
@@ -109,7 +125,10 @@ class Reconciler:
                         if item.action == "die" and item.exit_code is not None:
                             # Published now rather than after the pass (docs/events.md, latency).
                             self._tracker.exited(item.task_id, item.exit_code)
-                        self.mark_dirty(item.stack)
+                        if item.slot is not None and item.service:
+                            self.mark_slot_dirty(SlotKey(item.stack, item.service, item.slot))
+                        else:
+                            self.mark_dirty(item.stack)
                     case Resync():
                         if disconnected:
                             self._emit(events.engine_reconnected())
@@ -146,8 +165,9 @@ class Reconciler:
             if at <= now:
                 del self._wake_at[name]
                 self._dirty.add(name)
-        if time.monotonic() >= self._next_resync:
+        if time.monotonic() >= self._next_resync:  # the safety net: every stack listed whole
             self._next_resync = time.monotonic() + self._settings.resync_interval
+            self.listing.touch_all()
             self._dirty.update(self._desired)
 
     # one pass -----------------------------------------------------------------------------
@@ -181,18 +201,27 @@ class Reconciler:
             # Not ours (another daemon's stack on this engine), or removed and fully reported:
             # nothing to plan and nothing to publish.
             self.observed.pop(name, None)
+            self.listing.forget(name)
             if self._routes:
                 await self._routes.update(name, None, ())
             return
         mark = self._tracker.mark()
         # A slot busy at any time during the relist may show a half-made container.
         busy_before = self._executor.busy()
-        listed = await self._backend.list_containers(name)
+        scope = self.listing.take(name)
+        try:
+            fresh = await self._list(scope)
+        except BaseException:
+            self.listing.giveback(scope)
+            raise
+        listed = self.listing.merge(scope, fresh)
         observed = self.tasks_of(listed)  # the planner alone sees the standbys
+        reported = observed if scope.whole else self.tasks_of(fresh)  # what the tracker judges
         record = self._desired.get(name)  # after the relist: a deploy may have come meanwhile
         if record is None:  # a removed stack: only the end of the tasks it had is reported
             observed = [c for c in observed if self._tracker.knows(c.task_id)]
-        self._tracker.observe(name, observed, mark)
+            reported = [c for c in reported if self._tracker.knows(c.task_id)]
+        self._tracker.observe(name, reported, mark, scope.slots)
         self.observed[name] = observed
         self.passes += 1
         if record is None or record.removing:
@@ -236,6 +265,15 @@ class Reconciler:
         self._reports.decisions(name, plan.notes, observed, now)
         self._reports.services(record, observed)
         await self._progress.save()
+
+    async def _list(self, scope: Scope) -> list[ContainerState]:
+        """The pass's relist: the whole stack, or each changed slot (one call per slot)."""
+        if scope.slots is None:
+            return await self._backend.list_containers(scope.stack)
+        parts = await asyncio.gather(*(
+            self._backend.list_containers(scope.stack, slot=key) for key in scope.slots
+        ))  # fmt: skip
+        return [c for part in parts for c in part]
 
     def _record_updates(
         self,

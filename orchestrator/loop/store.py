@@ -3,6 +3,8 @@
 Layout of the state directory:
     stacks/<name>.json   one deployed stack: its StackSpec, scale overrides, generation
     restarts.json        the restart book (restart history must survive a daemon restart)
+    tasks.json           the task tracker (published states, marks "stopped on purpose")
+    *.json.journal       what changed in those two since their last snapshot (journal.py)
     files/<stack>/       secret/config contents written for bind mounts
 Every write is atomic (temp file, fsync, rename, fsync of the directory): a crash leaves the old
 or the new file, never half of one.

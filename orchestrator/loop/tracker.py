@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +75,10 @@ class TaskTracker:
     def __init__(self, on_transition: Callable[[Transition], None]) -> None:
         self._on_transition = on_transition
         self._tasks: dict[str, _Task] = {}
+        #: Indexes of `_tasks` (a stop, a death or a slot's relist costs O(1), not O(tasks)):
+        #: container id -> task id, and slot -> its task ids.
+        self._by_container: dict[str, str] = {}
+        self._by_slot: dict[SlotKey, set[str]] = {}
         #: Containers the daemon stops on purpose (scale-down, update, rm): they end `shutdown`.
         self._shutdown: set[str] = set()
         #: How many containers were added to `_shutdown` so far: whoever saves the tracker
@@ -84,6 +89,9 @@ class TaskTracker:
         self._ended: OrderedDict[str, None] = OrderedDict()
         self._tick = 0
         self.changed = False
+        #: Task ids and shutdown marks changed since the last `take_changes` (journal.py).
+        self._unsaved_tasks: set[str] = set()
+        self._unsaved_marks: set[str] = set()
 
     def mark(self) -> int:
         """Call before a relist; pass the result to `observe`."""
@@ -123,10 +131,14 @@ class TaskTracker:
         previous = task.state if task else TaskState.NEW
         if task is None:
             task = self._tasks[task_id] = _Task(key=key, state=to)
+            self._by_slot.setdefault(key, set()).add(task_id)
         self._tick += 1
         task.state = to
         task.tick = self._tick
-        task.container_id = container_id or task.container_id
+        self._unsaved_tasks.add(task_id)
+        if container_id and task.container_id != container_id:
+            task.container_id = container_id
+            self._by_container[container_id] = task_id
         self.changed = True
         if to is not TaskState.NEW:
             self._on_transition(
@@ -137,26 +149,42 @@ class TaskTracker:
         if to is TaskState.REJECTED and task.container_id is None:
             self._rejections[key] = Rejection(task_id, reason, time.time())
         if to is TaskState.REMOVED or (to is TaskState.REJECTED and task.container_id is None):
-            del self._tasks[task_id]
+            self._drop(task_id, task)
             self._ended[task_id] = None
             if len(self._ended) > _ENDED_KEPT:
                 self._ended.popitem(last=False)
-            if task.container_id:
+            if task.container_id and task.container_id in self._shutdown:
                 self._shutdown.discard(task.container_id)
+                self._unsaved_marks.add(task.container_id)
         return True
+
+    def _drop(self, task_id: str, task: _Task) -> None:
+        del self._tasks[task_id]
+        in_slot = self._by_slot.get(task.key)
+        if in_slot is not None:
+            in_slot.discard(task_id)
+            if not in_slot:
+                del self._by_slot[task.key]
+        if task.container_id and self._by_container.get(task.container_id) == task_id:
+            del self._by_container[task.container_id]
+
+    def _task_in(self, container_id: str) -> tuple[str, _Task] | None:
+        task_id = self._by_container.get(container_id)
+        task = self._tasks.get(task_id) if task_id is not None else None
+        return None if task is None or task_id is None else (task_id, task)
 
     def mark_shutdown(self, container_id: str) -> None:
         if container_id not in self._shutdown:
             self._shutdown.add(container_id)
+            self._unsaved_marks.add(container_id)
             self.shutdown_marks += 1
             self.changed = True
 
     def ended(self, container_id: str) -> bool:
         """Has the task in this container ended already (complete, failed, …)? Its end is
         published: a stop cannot make it a `shutdown` any more."""
-        return any(
-            task.container_id == container_id and task.state.terminal for task in self._tasks.values()
-        )
+        found = self._task_in(container_id)
+        return found is not None and found[1].state.terminal
 
     def rejections(self, stack: str) -> Mapping[SlotKey, Rejection]:
         return {key: r for key, r in self._rejections.items() if key.stack == stack}
@@ -175,12 +203,11 @@ class TaskTracker:
         Reported by whoever stopped it, right after the stop returns, so `running → shutdown`
         is published even when the container is removed before any relist could see it exited.
         """
-        if container_id not in self._shutdown:
+        found = self._task_in(container_id)
+        if container_id not in self._shutdown or found is None:
             return False
-        for task_id, task in self._tasks.items():
-            if task.container_id == container_id:
-                return self.advance(task.key, task_id, TaskState.SHUTDOWN, exit_code=exit_code)
-        return False
+        task_id, task = found
+        return self.advance(task.key, task_id, TaskState.SHUTDOWN, exit_code=exit_code)
 
     def exited(self, task_id: str, exit_code: int) -> bool:
         """The engine says the task's container exited with `exit_code` (its `die` event).
@@ -218,8 +245,16 @@ class TaskTracker:
             return TaskState.REJECTED  # its start was refused: published so, shown so
         return task_state(container, stopped_by_us=container.id in self._shutdown)
 
-    def observe(self, stack: str, containers: Iterable[ContainerState], mark: int) -> None:
-        """Report what one stack's relist (begun at `mark`) showed; vanished tasks are `removed`."""
+    def observe(
+        self,
+        stack: str,
+        containers: Iterable[ContainerState],
+        mark: int,
+        slots: AbstractSet[SlotKey] | None = None,
+    ) -> None:
+        """Report what one stack's relist (begun at `mark`) showed; vanished tasks are `removed`.
+        `slots`: the relist covered only these slots (listing.Scope), so only their tasks can
+        have vanished; None: the whole stack."""
         seen = set()
         for container in containers:
             seen.add(container.task_id)
@@ -233,24 +268,48 @@ class TaskTracker:
                 exit_code=container.exit_code if state.terminal else None,
                 reason=container.error,
             )
-        for task_id, task in list(self._tasks.items()):
-            gone = task_id not in seen and task.container_id is not None and task.tick <= mark
-            if task.key.stack == stack and gone:
+        if slots is None:
+            judged = [t for t, task in self._tasks.items() if task.key.stack == stack]
+        else:
+            judged = [t for key in slots for t in self._by_slot.get(key, ())]
+        for task_id in judged:
+            task = self._tasks[task_id]
+            if task_id not in seen and task.container_id is not None and task.tick <= mark:
                 self.advance(task.key, task_id, TaskState.REMOVED)
 
     # persistence --------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        tasks = {
-            task_id: {
-                "stack": t.key.stack,
-                "service": t.key.service,
-                "slot": t.key.slot,
-                "state": t.state.value,
-                "container_id": t.container_id,
-            }
-            for task_id, t in self._tasks.items()
-        }
+        tasks = {task_id: _task_json(t) for task_id, t in self._tasks.items()}
         return {"tasks": tasks, "shutdown": sorted(self._shutdown)}
+
+    def take_changes(self) -> dict[str, Any]:
+        """What changed since the last call, as journal.py saves it: `task:<id>` -> the task's
+        record (None: forgotten), `shutdown:<container id>` -> True (None: unmarked)."""
+        change: dict[str, Any] = {}
+        for task_id in self._unsaved_tasks:
+            task = self._tasks.get(task_id)
+            change[f"task:{task_id}"] = None if task is None else _task_json(task)
+        for container_id in self._unsaved_marks:
+            change[f"shutdown:{container_id}"] = True if container_id in self._shutdown else None
+        self._unsaved_tasks.clear()
+        self._unsaved_marks.clear()
+        return change
+
+    def apply_changes(self, change: Mapping[str, Any]) -> None:
+        """Replay one `take_changes` on top of a loaded document (at start, before any report)."""
+        tasks: dict[str, Any] = {}
+        for name, value in change.items():
+            kind, _, ident = name.partition(":")
+            if kind == "task":
+                if value is None:
+                    task = self._tasks.get(ident)
+                    if task is not None:
+                        self._drop(ident, task)
+                else:
+                    tasks[ident] = value
+            elif kind == "shutdown":
+                (self._shutdown.add if value else self._shutdown.discard)(ident)
+        self.load_json({"tasks": tasks})
 
     def load_json(self, data: dict[str, Any]) -> None:
         """Inverse of `to_json`; all or nothing (a damaged document raises, loading none of it)."""
@@ -263,5 +322,17 @@ class TaskTracker:
             for task_id, t in data.get("tasks", {}).items()
         }
         shutdown = {str(container_id) for container_id in data.get("shutdown", [])}
+        for task_id in tasks.keys() & self._tasks.keys():  # a journal's newer record of it
+            self._drop(task_id, self._tasks[task_id])
         self._tasks.update(tasks)
         self._shutdown.update(shutdown)
+        for task_id, task in tasks.items():
+            self._by_slot.setdefault(task.key, set()).add(task_id)
+            if task.container_id:
+                self._by_container[task.container_id] = task_id
+
+
+def _task_json(task: _Task) -> dict[str, Any]:
+    key = task.key
+    return {"stack": key.stack, "service": key.service, "slot": key.slot, "state": task.state.value,
+            "container_id": task.container_id}

@@ -27,7 +27,9 @@ The planner only asks (`decide`, `rejection`); the executor tells (`record_creat
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -84,6 +86,11 @@ class RestartBook:
         self.backoff_cap = _seconds(backoff_cap, _DEFAULT_BACKOFF_CAP)
         self.healthy_run = _seconds(healthy_run, _DEFAULT_HEALTHY_RUN)
         self._slots: dict[SlotKey, _SlotHistory] = {}
+        #: Set by every change of the facts; whoever saves the book clears it (a pass need not
+        #: serialise the whole book to find out whether it changed).
+        self.changed = False
+        #: Slots changed since the last `take_changes` (journal.py).
+        self._unsaved: set[SlotKey] = set()
 
     # ------------------------------------------------------------------ questions
 
@@ -145,6 +152,7 @@ class RestartBook:
         service's, so the book keeps only the timestamps its window can still count."""
         history = self._fresh(key, spec_hash)
         history.rejected_at, history.rejection = None, ""
+        self._touch(key)
         if attempt > 0:
             _count(history, policy, at, attempt)
 
@@ -160,6 +168,7 @@ class RestartBook:
         """The engine refused to create (or pull/build for) `key`'s container at `at`."""
         history = self._fresh(key, spec_hash)
         history.rejected_at, history.rejection = at, reason
+        self._touch(key)
         if attempt > 0:
             _count(history, policy, at, attempt)
 
@@ -167,6 +176,7 @@ class RestartBook:
         """Forget the stack's (or one service's) history: Swarm's "until the next deploy"."""
         for key in [k for k in self._slots if k.stack == stack and service in (None, k.service)]:
             del self._slots[key]
+            self._touch(key)
 
     def forget_stack(self, stack: str) -> None:
         """The stack was removed."""
@@ -175,21 +185,31 @@ class RestartBook:
     # ------------------------------------------------------------------ persistence
 
     def to_json(self) -> dict[str, Any]:
-        slots = [
-            {
-                "stack": k.stack,
-                "service": k.service,
-                "slot": k.slot,
-                "spec_hash": h.spec_hash,
-                "total": h.total,
-                "times": list(h.times),
-                "streak": h.streak,
-                "rejected_at": h.rejected_at,
-                "rejection": h.rejection,
-            }
-            for k, h in sorted(self._slots.items(), key=lambda kv: _order(kv[0]))
-        ]
+        slots = [_row(k, h) for k, h in sorted(self._slots.items(), key=lambda kv: _order(kv[0]))]
         return {"version": JSON_VERSION, "slots": slots}
+
+    def _touch(self, key: SlotKey) -> None:
+        self.changed = True
+        self._unsaved.add(key)
+
+    def take_changes(self) -> dict[str, Any]:
+        """The slots changed since the last call, as journal.py saves them: a JSON key
+        `[stack, service, slot]` -> the slot's row of `to_json` (None: forgotten)."""
+        change = {
+            json.dumps(_order(k)): (_row(k, self._slots[k]) if k in self._slots else None) for k in self._unsaved
+        }
+        self._unsaved.clear()
+        return change
+
+    def apply_changes(self, change: Mapping[str, Any]) -> None:
+        """Replay one `take_changes` on top of a loaded book (at start)."""
+        for name, row in change.items():
+            stack, service, slot = json.loads(name)
+            key = SlotKey(str(stack), str(service), int(slot))
+            if row is None:
+                self._slots.pop(key, None)
+            else:
+                self._slots[key] = _history(row)
 
     @classmethod
     def from_json(cls, data: dict[str, Any], **settings: float) -> RestartBook:
@@ -199,14 +219,7 @@ class RestartBook:
         book = cls(**settings)
         for row in data["slots"]:
             key = SlotKey(str(row["stack"]), str(row["service"]), int(row["slot"]))
-            book._slots[key] = _SlotHistory(
-                spec_hash=str(row["spec_hash"]),
-                total=int(row["total"]),
-                times=[float(t) for t in row["times"]],
-                streak=int(row["streak"]),
-                rejected_at=None if row["rejected_at"] is None else float(row["rejected_at"]),
-                rejection=str(row["rejection"]),
-            )
+            book._slots[key] = _history(row)
         return book
 
     # ------------------------------------------------------------------ internals
@@ -246,6 +259,31 @@ def _failure(
     at = exited.finished_at or exited.started_at or exited.created_at or now
     ran_for = at - exited.started_at if exited.started_at else 0.0
     return _Failure(at, max(ran_for, 0.0), task_state(exited), _exit_text(exited))
+
+
+def _row(k: SlotKey, h: _SlotHistory) -> dict[str, Any]:
+    return {
+        "stack": k.stack,
+        "service": k.service,
+        "slot": k.slot,
+        "spec_hash": h.spec_hash,
+        "total": h.total,
+        "times": list(h.times),
+        "streak": h.streak,
+        "rejected_at": h.rejected_at,
+        "rejection": h.rejection,
+    }
+
+
+def _history(row: Mapping[str, Any]) -> _SlotHistory:
+    return _SlotHistory(
+        spec_hash=str(row["spec_hash"]),
+        total=int(row["total"]),
+        times=[float(t) for t in row["times"]],
+        streak=int(row["streak"]),
+        rejected_at=None if row["rejected_at"] is None else float(row["rejected_at"]),
+        rejection=str(row["rejection"]),
+    )
 
 
 def _order(key: SlotKey) -> tuple[str, str, int]:

@@ -59,6 +59,8 @@ class FakeBackend:
     def __init__(self) -> None:
         self.containers: dict[str, ContainerState] = {}
         self.calls: list[tuple[str, str]] = []
+        #: Every list call: (stack, slot) as asked.
+        self.lists: list[tuple[str | None, SlotKey | None]] = []
         self.networks: set[tuple[str, str]] = set()
         self.volumes: set[tuple[str, str]] = set()
         #: `external:` networks that exist.
@@ -81,8 +83,10 @@ class FakeBackend:
         for stream in list(self._streams):
             stream.offer("", None)
 
-    async def list_containers(self, stack: str | None = None) -> list[ContainerState]:
-        return [c for c in self.containers.values() if stack is None or c.key.stack == stack]
+    async def list_containers(self, stack: str | None = None, slot: SlotKey | None = None) -> list[ContainerState]:
+        self.lists.append((stack, slot))
+        return [c for c in self.containers.values()
+                if (stack is None or c.key.stack == stack) and (slot is None or c.key == slot)]
 
     async def logs(self, container_id: str, follow: bool, tail: int | None = None) -> AsyncIterator[str]:
         yield f"log of {container_id}"

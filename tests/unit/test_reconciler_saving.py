@@ -6,31 +6,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from pathlib import Path
-from typing import Any
 
-from orchestrator.loop.progress import TRACKER_DOCUMENT, Progress, load_book
+from orchestrator.loop.progress import TRACKER_DOCUMENT, Progress, load_book, load_tracker
 from orchestrator.loop.tracker import TaskTracker
 from orchestrator.model.observed import SlotKey, TaskState
 from orchestrator.settings import Settings
 from orchestrator.loop.store import Store
 
 
-class CountingStore(Store):
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.writes: list[str] = []
+def saved_marks(store: Store) -> frozenset[str]:
+    """The shutdown marks a daemon started now would load (the snapshot and its journal)."""
+    return load_tracker(store, lambda _t: None).stopped_on_purpose()
 
-    def save_document(self, name: str, data: Any) -> None:
-        self.writes.append(name)
-        super().save_document(name, data)
+
+def writes(store: Store) -> int:
+    """Saves of the tracker so far: one journal line each (no compaction at this size)."""
+    journal = store.root / f"{TRACKER_DOCUMENT}.journal"
+    return len(journal.read_text().splitlines()) if journal.exists() else 0
 
 
 async def test_the_stops_of_a_scale_down_wait_for_their_mark_on_disk_and_share_the_writes(
     tmp_path: Path,
 ) -> None:
-    store = CountingStore(tmp_path)
+    store = Store(tmp_path)
     settings = Settings.from_env({}, state_dir=str(tmp_path))
     tracker = TaskTracker(lambda _t: None)
     progress = Progress(store, load_book(store, settings), tracker)
@@ -39,16 +38,15 @@ async def test_the_stops_of_a_scale_down_wait_for_their_mark_on_disk_and_share_t
     async def stop(container_id: str) -> None:  # as the executor does before each stop
         tracker.mark_shutdown(container_id)
         await progress.save_shutdown_marks()
-        saved = json.loads((tmp_path / TRACKER_DOCUMENT).read_text())["shutdown"]
-        on_disk_at_return[container_id] = container_id in saved
+        on_disk_at_return[container_id] = container_id in saved_marks(store)
 
     await asyncio.gather(*(stop(f"c{n}") for n in range(50)))
     assert all(on_disk_at_return.values()) and len(on_disk_at_return) == 50
-    assert 1 <= store.writes.count(TRACKER_DOCUMENT) <= 2, store.writes
+    assert 1 <= writes(store) <= 2, writes(store)
 
     await progress.save_shutdown_marks()  # nothing new to carry: no write
     await stop("c1")  # marked (and written) already
-    assert store.writes.count(TRACKER_DOCUMENT) <= 2
+    assert writes(store) <= 2
 
 
 class HeldPublisher:
@@ -75,10 +73,10 @@ class HeldPublisher:
                     await self._progress.wait()
 
 
-def saved_states(path: Path) -> dict[str, str]:
-    if not path.exists():
-        return {}
-    return {task_id: task["state"] for task_id, task in json.loads(path.read_text())["tasks"].items()}
+def saved_states(store: Store) -> dict[str, str]:
+    """The task states a daemon started now would load (the snapshot and its journal)."""
+    tasks = load_tracker(store, lambda _t: None).to_json()["tasks"]
+    return {task_id: task["state"] for task_id, task in tasks.items()}
 
 
 async def test_the_saved_task_states_never_run_ahead_of_what_redis_confirmed(tmp_path: Path) -> None:
@@ -89,7 +87,6 @@ async def test_the_saved_task_states_never_run_ahead_of_what_redis_confirmed(tmp
     settings = Settings.from_env({}, state_dir=str(tmp_path))
     tracker = TaskTracker(publisher.publish)
     progress = Progress(store, load_book(store, settings), tracker, publisher.wait_confirmed)
-    document = tmp_path / TRACKER_DOCUMENT
     key = SlotKey("shop", "web", 1)
     tracker.advance(key, "t1", TaskState.CREATED, container_id="c1")
     tracker.advance(key, "t1", TaskState.RUNNING)
@@ -97,10 +94,10 @@ async def test_the_saved_task_states_never_run_ahead_of_what_redis_confirmed(tmp
 
     saving = asyncio.create_task(progress.save())
     await asyncio.sleep(0.05)  # the write waits for the confirmation (its bound is 1 s)
-    assert not saving.done() and saved_states(document) == {}
+    assert not saving.done() and saved_states(store) == {}
     publisher.confirm_all()
     await saving
-    assert saved_states(document) == {"t1": "running"}
+    assert saved_states(store) == {"t1": "running"}
 
     # the stop path too (save_shutdown_marks), and a confirmation that never comes only delays
     # the write by the bound
@@ -108,6 +105,6 @@ async def test_the_saved_task_states_never_run_ahead_of_what_redis_confirmed(tmp
     tracker.advance(key, "t1", TaskState.SHUTDOWN, exit_code=137)
     marking = asyncio.create_task(progress.save_shutdown_marks())
     await asyncio.sleep(0.05)
-    assert not marking.done() and saved_states(document) == {"t1": "running"}
+    assert not marking.done() and saved_states(store) == {"t1": "running"}
     await marking  # after PUBLISHED_WAIT_S
-    assert saved_states(document) == {"t1": "shutdown"}
+    assert saved_states(store) == {"t1": "shutdown"}

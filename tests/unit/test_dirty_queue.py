@@ -1,0 +1,24 @@
+"""Stacks waiting for a pass are served in the order they were first marked (issue 18): a stack
+marked again and again cannot starve another."""
+
+from orchestrator.loop.dirty_queue import DirtyQueue
+
+
+def test_a_stack_marked_during_its_own_pass_queues_behind_those_already_waiting() -> None:
+    queue = DirtyQueue(["big"])
+    served = [queue.pop()]
+    queue.add("big")  # an event of its converge marks it again during its pass...
+    queue.add("small")  # ...then a small stack is deployed
+    for _ in range(3):
+        served.append(queue.pop())
+        queue.add("big")  # and every one of big's passes is followed by more of its events
+    assert served == ["big", "big", "small", "big"]
+
+
+def test_marking_a_waiting_stack_again_keeps_its_place() -> None:
+    queue = DirtyQueue()
+    queue.update(["a", "b", "c"])
+    queue.add("a")
+    queue.update(["c", "d"])
+    assert [queue.pop() for _ in range(len(queue))] == ["a", "b", "c", "d"]
+    assert not queue

@@ -1,0 +1,65 @@
+"""The cost of one event does not grow with the stack (issue 18): once a stack is listed, the
+passes that follow a death relist that slot only (one list call each, the slot's containers),
+while the view the planner and `ps` read stays the whole stack; a deploy, a scale or the
+periodic resync list everything again. Over the in-memory backend, counting its list calls."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from orchestrator.model.observed import SlotKey
+from tests.unit.test_loop import Running, running_loop, stack
+
+REPLICAS = 300
+
+
+async def quiet(orch: Running) -> None:
+    """Until nothing is in flight and no pass has run for a while (0.1 s: the fake is instant)."""
+    while True:
+        await orch.until(lambda: not orch.loop.executor.busy(), "nothing in flight")
+        passes = orch.loop.reconciler.passes
+        await asyncio.sleep(0.1)
+        if orch.loop.reconciler.passes == passes and not orch.loop.executor.busy():
+            return
+
+
+async def test_a_death_in_a_big_stack_relists_its_slot_only(tmp_path: Path) -> None:
+    async with running_loop(tmp_path) as orch:
+        await orch.loop.controller.deploy(stack(tmp_path, replicas=REPLICAS))
+        await orch.until(lambda: len(orch.running()) == REPLICAS, "all running")
+        await orch.until(lambda: len(orch.backend.containers) == 2 * REPLICAS, "and every standby made")
+        await orch.until(lambda: "service.converged" in orch.types(), "converged")
+        await quiet(orch)  # the converge's last passes (they list the whole stack) are over
+        victim = orch.running()[41]
+        key = victim.key
+        passes = orch.loop.reconciler.passes
+        orch.backend.lists.clear()
+
+        orch.backend.die(victim.id, 3)
+        await orch.until(lambda: any(c.key == key and c.id != victim.id for c in orch.running()), "replaced")
+        await orch.until(lambda: len(orch.backend.containers) == 2 * REPLICAS + 1, "its standby made again")
+        await orch.until(lambda: not orch.loop.executor.busy(), "nothing in flight")
+
+        lists = list(orch.backend.lists)
+        assert lists and all(asked == ("app", key) for asked in lists), lists  # never the whole stack
+        assert len(lists) <= orch.loop.reconciler.passes - passes  # at most one call per pass
+        view = orch.loop.reconciler.observed["app"]  # still the whole stack, and the death in it
+        assert sum(c.status == "running" for c in view) == REPLICAS and len(view) == REPLICAS + 1
+
+        orch.backend.lists.clear()
+        await orch.loop.controller.scale("app", {"web": REPLICAS - 1})
+        await orch.until(lambda: len(orch.running()) == REPLICAS - 1, "scaled down")
+        assert ("app", None) in orch.backend.lists  # a scale lists the whole stack
+
+
+async def test_the_periodic_resync_lists_every_stack_whole(tmp_path: Path) -> None:
+    async with running_loop(tmp_path) as orch:
+        await orch.loop.controller.deploy(stack(tmp_path, replicas=3))
+        await orch.until(lambda: len(orch.backend.containers) == 6, "3 replicas and their standbys")
+        orch.backend.lists.clear()
+        orch.loop.reconciler.listing.touch("app", SlotKey("app", "web", 1))
+        orch.loop.reconciler._next_resync = 0.0  # the resync is due
+        orch.loop.reconciler.mark_slot_dirty(SlotKey("app", "web", 1))
+        await orch.until(lambda: orch.backend.lists, "a pass")
+        assert orch.backend.lists[0] == ("app", None)
