@@ -72,6 +72,7 @@ from bench_reconciler import (  # noqa: E402
     percentile, run, say, stack_yaml, started_in,
 )
 from orchestrator import labels  # noqa: E402
+from orchestrator.publishing import channels  # noqa: E402
 
 FLOOR_LABEL = "orchestrator-bench.scale-floor"
 #: The daemon's creation bound (settings.concurrency's default): the floor gets the same.
@@ -309,7 +310,7 @@ async def part_idle(ours: Ours, n: int, seconds: float, r: Results) -> None:
     state = ours.daemon.state_dir
     files = {p.name: p.stat().st_size for p in state.rglob("*.json*") if p.is_file()}  # with journals
     async with aioredis.Redis() as redis:
-        stream = labels.events_stream(ours.daemon.prefix)
+        stream = channels.events_stream(ours.daemon.prefix)
         length = await redis.xlen(stream)
         memory = await redis.memory_usage(stream) or 0
     r.idle = {
@@ -431,7 +432,7 @@ async def part_storm(ours: Ours, crashing: int, healthy: int, kills: int, second
     starts = sum(1 for e in ours.events.events[mark:]
                  if e.action == "start" and e.attributes.get(OUR_STACK_LABEL) == storm)
     async with aioredis.Redis() as redis:
-        length = await redis.xlen(labels.events_stream(ours.daemon.prefix))
+        length = await redis.xlen(channels.events_stream(ours.daemon.prefix))
     r.storm = {
         "crashing": crashing, "healthy": healthy, "seconds": elapsed,
         "replace_before_ms": median(before), "replace_during_ms": median(during),

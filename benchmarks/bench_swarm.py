@@ -35,7 +35,7 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.labels import STREAM_FIELD_EVENT  # noqa: E402
+from orchestrator.publishing.channels import STREAM_FIELD_EVENT  # noqa: E402
 from orchestrator.engine.swarm import SwarmManager  # noqa: E402
 from orchestrator.swarm.observed import parse_time  # noqa: E402
 from orchestrator.swarm.watcher import SwarmWatcher  # noqa: E402

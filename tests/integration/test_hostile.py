@@ -52,7 +52,7 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 
-from orchestrator import labels
+from orchestrator.publishing import channels
 from orchestrator.labels import LABEL_SERVICE, LABEL_STACK
 from tests.integration.conftest import BUSYBOX, REDIS_URL, delete_prefixed, remove_stack_objects
 from tests.integration.daemon_process import DaemonProcess
@@ -375,7 +375,7 @@ async def test_last_the_healthy_stack_is_untouched_and_the_daemon_holds_nothing(
     assert [line for line in log.splitlines() if not line.startswith("{")] == []
     redis = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
     try:
-        entries = await redis.xrange(labels.events_stream(daemon.prefix))
+        entries = await redis.xrange(channels.events_stream(daemon.prefix))
     finally:
         await redis.aclose()
     events = json.dumps(entries)

@@ -279,7 +279,7 @@ async def test_wait_confirmed_returns_once_redis_holds_every_message_and_never_w
             for slot in range(1, 201):
                 publisher.publish(running("shop", slot))
             await publisher.wait_confirmed(600)  # (a hang fails the test's own timeout)
-            assert await client.xlen(labels.events_stream(redis_prefix)) == 200 * (round_ + 1)
+            assert await client.xlen(channels.events_stream(redis_prefix)) == 200 * (round_ + 1)
     finally:
         await client.aclose()
 

@@ -22,7 +22,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from orchestrator.publishing import events
-from orchestrator.labels import STREAM_FIELD_EVENT
+from orchestrator.publishing.channels import STREAM_FIELD_EVENT
 from tests.integration.conftest import BUSYBOX
 from tests.integration.daemon_process import DaemonProcess
 from tests.swarm.cluster import Cluster
