@@ -116,7 +116,7 @@ class DaemonProcess:
             return self.process.returncode if self.process else 0
         self.process.send_signal(signal.SIGTERM)
         try:
-            async with asyncio.timeout(20):
+            async with asyncio.timeout(45):
                 return await self.process.wait()
         except TimeoutError:
             self.process.kill()
