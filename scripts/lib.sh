@@ -60,10 +60,13 @@ ensure_engine() {
   command -v dockerd >/dev/null || apt_install docker.io
   command -v docker >/dev/null || apt_install docker.io
   # live-restore: containers keep running while dockerd restarts, and the orchestrator's ingress
-  # keeps relaying to them (docs/dataplane.md). As a flag unless daemon.json sets it (both: an error).
-  local flags=(--live-restore)
+  # keeps relaying to them (docs/dataplane.md). Opt-in for now (ORCHESTRATOR_LIVE_RESTORE=1): the
+  # engine-restart test and the soak's health fault after a dockerd restart still fail with it.
+  # As a flag unless daemon.json sets it (both: an error).
+  local flags=()
+  [[ "${ORCHESTRATOR_LIVE_RESTORE:-0}" == 1 ]] && flags=(--live-restore)
   grep -qs '"live-restore"' /etc/docker/daemon.json && flags=()
-  say "starting dockerd with live-restore (log: $STATE_LOG_DIR/dockerd.log)"
+  say "starting dockerd ${flags[*]:-} (log: $STATE_LOG_DIR/dockerd.log)"
   nohup dockerd "${flags[@]}" >"$STATE_LOG_DIR/dockerd.log" 2>&1 &
   for _ in $(seq 1 60); do
     engine_answers && { say "Docker engine is up"; return 0; }
