@@ -29,6 +29,7 @@ from typing import cast
 import structlog
 
 from orchestrator.errors import IngressError
+from orchestrator.ingress.rotation import in_turn
 from orchestrator.ingress.udp import UdpIngressPort
 
 log = structlog.stdlib.get_logger()
@@ -307,14 +308,10 @@ class IngressPort:
 
     def _candidates(self) -> Iterable[Upstream]:
         """This connection's backends in round-robin order, recently failed ones last."""
-        backends = self._backends
-        if not backends:
-            return ()
-        start = self._cursor % len(backends)
-        self._cursor = start + 1
-        rotation = backends[start:] + backends[:start]
-        now = time.monotonic()
-        return sorted(rotation, key=lambda b: self._failed_until.get(b, 0.0) > now)
+        order = in_turn(self._backends, self._cursor, self._failed_until, time.monotonic())
+        if self._backends:
+            self._cursor = self._cursor % len(self._backends) + 1
+        return order
 
     def _failed(self, backend: Upstream, exc: BaseException) -> None:
         self._failed_until[backend] = time.monotonic() + self._cooldown

@@ -22,12 +22,13 @@ import asyncio
 import errno
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import structlog
 
 from orchestrator.errors import IngressError
+from orchestrator.ingress.rotation import in_turn
 
 log = structlog.stdlib.get_logger()
 
@@ -62,10 +63,14 @@ class _Flow(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self.last = time.monotonic()
         self.pending: list[bytes] = []  # what the client sent while the socket was being opened
+        self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # a DatagramTransport in fact (CPython's selector one does not subclass it)
         self.transport = cast(asyncio.DatagramTransport, transport)
+        if self.closed:  # the flow ended (idle, its upstream left) while its socket was opened
+            self.transport.close()
+            return
         for data in self.pending:
             self.transport.sendto(data)
         self.pending.clear()
@@ -87,6 +92,8 @@ class _Flow(asyncio.DatagramProtocol):
             self.transport.sendto(data)
 
     def close(self) -> None:
+        self.closed = True
+        self.pending.clear()
         if self.transport is not None:
             self.transport.close()
 
@@ -201,15 +208,12 @@ class UdpIngressPort:
 
     def _next_backend(self) -> Upstream | None:
         """Round robin, recently failed backends only when no other is left."""
-        if not self._backends:
-            return None
-        start = self._cursor % len(self._backends)
-        self._cursor = start + 1
-        rotation = self._backends[start:] + self._backends[:start]
-        now = time.monotonic()
-        return min(rotation, key=lambda b: self._failed_until.get(b, 0.0) > now)
+        order = in_turn(self._backends, self._cursor, self._failed_until, time.monotonic())
+        if self._backends:
+            self._cursor = self._cursor % len(self._backends) + 1
+        return order[0] if order else None
 
-    def _close_flows(self, which: Any) -> None:
+    def _close_flows(self, which: Callable[[_Flow], bool]) -> None:
         for client, flow in list(self._flows.items()):
             if which(flow):
                 del self._flows[client]
