@@ -45,9 +45,9 @@ _HEALTH_KEYS = ("test", "interval", "timeout", "retries", "start_period", "start
 
 
 def _provider(section: Section) -> dict[str, Any] | None:
-    """compose's provider mapping as plain data (its shape is the schema's to check)."""
-    value = section.raw("provider")
-    return json.loads(json.dumps(value)) if value is not None else None
+    """compose's provider mapping as plain data; anything but a mapping is an error at its path."""
+    provider = section.section("provider")
+    return json.loads(json.dumps(provider.data)) if provider is not None else None
 
 
 def read_service(name: str, section: Section) -> ServiceSpec:
@@ -62,7 +62,7 @@ def read_service(name: str, section: Section) -> ServiceSpec:
         if empty_image:
             section.error("image", "the image is empty (is the variable it names set?)", image_where)
         elif "provider" in section:
-            section.unrunnable("provider", "a service run by a provider (a compose plugin), with no image, cannot run on this orchestrator")
+            section.deploy_only("provider", "a service run by a provider (a compose plugin), with no image, cannot run on this orchestrator")
         else:
             section.error(None, "a service needs an image (or a build)")
     elif "provider" in section:

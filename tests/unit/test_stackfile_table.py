@@ -291,6 +291,7 @@ INVALID = [
     pytest.param(HEAD + "    user: ${ bad}\n", "services.web.user", 4, "bad variable name (write '$$' for a literal '$')", id="err-interpolation-says-how-to-escape"),
     pytest.param("services:\n  web:\n    image: ${NOPE}\n", "services.web.image", 3, "the image is empty (is the variable it names set?)", id="err-empty-image"),
     pytest.param(HEAD + "secrets:\n  s: {driver: vault}\n", "secrets.s.driver", 5, "a secret from a driver", id="err-secret-from-a-driver"),
+    pytest.param("services:\n  ai:\n    provider: x\n", "services.ai.provider", 3, "must be a mapping, not a string", id="err-provider-not-a-mapping"),
     pytest.param("services:\n  web:\n    extends: web\n    image: busybox\n", "services.web.extends", 3, "extends cycle: web -> web", id="err-extends-self"),
     pytest.param(HEAD + "  a:\n    extends: b\n  b:\n    extends: a\n", "services.a.extends", 5, "extends cycle: a -> b -> a", id="err-extends-cycle"),
     pytest.param(HEAD + "    extends: {file: other.yml}\n", "services.web.extends", 4, "needs the name of the service to extend", id="err-extends-without-service"),
