@@ -33,7 +33,7 @@ def _short(item: str, path: str, where: Where, service: Section) -> MountSpec | 
     try:
         short = parse_volume(item)
     except WindowsPath as exc:
-        service.ctx.unrunnable(where, path, str(exc))
+        service.ctx.deploy_only(where, path, str(exc))
         return None
     except ValueError as exc:
         service.ctx.problems.error(where, path, str(exc))
@@ -58,7 +58,7 @@ def _long(item: Any, path: str, where: Where, service: Section) -> MountSpec | N
     section.check_keys(_LONG_KEYS, {"consistency": "consistency has no effect on Linux; ignored"})
     kind = section.choice("type", ("volume", "bind", "tmpfs", *_OTHER_TYPES), None)
     if kind in _OTHER_TYPES:
-        section.unrunnable("type", _OTHER_TYPES[kind])
+        section.deploy_only("type", _OTHER_TYPES[kind])
         return None
     if kind is None:
         if "type" not in section:
@@ -68,7 +68,7 @@ def _long(item: Any, path: str, where: Where, service: Section) -> MountSpec | N
     source = section.checked("source", values.plain)
     for key, path in (("target", target), ("source", source)):
         if path and is_windows_path(path):
-            section.unrunnable(key, windows_note(path))
+            section.deploy_only(key, windows_note(path))
             return None
     if not target or not target.startswith("/"):
         section.error("target", "a volume needs an absolute container path as target")

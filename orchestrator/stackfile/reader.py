@@ -39,14 +39,15 @@ class Context:
         given, an included project's directory, an extended file's own directory."""
         return self.base_dirs.get(where[0], self.base_dir)
 
-    def unrunnable(self, where: Where, path: str, message: str) -> None:
-        """What compose-go loads but this engine cannot run (a provider service, an image
-        mount, a Windows path): an error when deploying; before, a warning, so that
-        `orchestrator config` reads every file `docker compose config` reads."""
+    def deploy_only(self, where: Where, path: str, message: str, *, until_there: bool = False) -> None:
+        """A problem only a deploy has, as compose-go sees it: an error when deploying; before, a
+        warning, so that `orchestrator config` reads every file `docker compose config` reads.
+        What this engine cannot run (a provider service, an image mount, a Windows path), or
+        what may be made later (`until_there`: a secret's file, a variable)."""
         if self.deploying:
             self.problems.error(where, path, message)
         else:
-            self.problems.warn(path, f"{message}: deploying this stack fails")
+            self.problems.warn(path, f"{message}: deploying this stack fails" + (" until it is there" if until_there else ""))
 
     def dangerous(self, where: Where, path: str, what: str) -> None:
         """A dangerous option (stackfile/dangerous.py): a warning, or refused under `deny`."""
@@ -89,10 +90,10 @@ class Section:
     def warn(self, key: str, message: str) -> None:
         self.ctx.problems.warn(self.key_path(key), message)
 
-    def unrunnable(self, key: str | None, message: str) -> None:
-        """`Context.unrunnable` at `key`."""
+    def deploy_only(self, key: str | None, message: str, *, until_there: bool = False) -> None:
+        """`Context.deploy_only` at `key`."""
         path = self.key_path(key) if key is not None else self.path
-        self.ctx.unrunnable(self.where(key), path, message)
+        self.ctx.deploy_only(self.where(key), path, message, until_there=until_there)
 
     def check_keys(self, allowed: Iterable[str], ignored: Mapping[str, str] | None = None) -> None:
         """Unknown keys are errors; `ignored` keys are valid but have no effect here (warned),

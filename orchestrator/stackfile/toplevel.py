@@ -193,7 +193,7 @@ def read_file_objects(section: Section | None, ctx: Context) -> dict[str, FileOb
             variable = entry.text("environment", "")
             content = ctx.env.get(variable)
             if content is None:
-                _deploy_problem(entry, "environment", f"environment variable {variable} is not set", ctx)
+                entry.deploy_only("environment", f"environment variable {variable} is not set", until_there=True)
         if "content" in entry:
             content = to_str(entry.raw("content"))
         # Swarm names its objects: `name:`, else derived from the stack (swarm/objects.py).
@@ -207,14 +207,6 @@ def _check_file(entry: Section, file: str, ctx: Context) -> None:
     try:
         check_mountable_file(Path(file), ctx.limits.max_file_size)
     except MissingFile as exc:
-        _deploy_problem(entry, "file", str(exc), ctx)
+        entry.deploy_only("file", str(exc), until_there=True)
     except NamedFileError as exc:
         entry.error("file", str(exc))
-
-
-def _deploy_problem(entry: Section, key: str, message: str, ctx: Context) -> None:
-    """An error when deploying; until then a warning (the file may be generated later)."""
-    if ctx.deploying:
-        entry.error(key, message)
-    else:
-        entry.warn(key, f"{message}: deploying this stack fails until it is there")
