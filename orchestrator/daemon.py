@@ -66,6 +66,7 @@ class Daemon:
         self.routes = IngressRoutes(self.ingress, emit=self.emit)
         self.loop: Loop | None = None
         self._stopping = asyncio.Event()
+        self._stop_watch: asyncio.Task[None] | None = None
 
     def emit(self, event: Event) -> None:
         self.publisher.publish(event)
@@ -120,8 +121,13 @@ class Daemon:
                 await self.publisher.close(timeout=2.0)
         finally:
             await self._close(redis)
+            if self._stop_watch is not None:
+                self._stop_watch.cancel()
 
     def stop(self) -> None:
+        if not self._stopping.is_set():
+            log.info("daemon_stopping")
+            self._stop_watch = asyncio.get_running_loop().create_task(report_slow_stop(), name="stop-watch")
         self._stopping.set()
 
     async def _engine_unless_stopped(self) -> Engine | None:
@@ -161,6 +167,32 @@ class Daemon:
         await redis.aclose()
         if self.engine is not None:
             await self.engine.close()
+
+
+#: After this long a stop says what it still waits for (and again as often while it waits).
+STOP_REPORT_AFTER = 10.0
+
+
+async def report_slow_stop(every: float = STOP_REPORT_AFTER) -> None:
+    """A stop that hangs is otherwise silent: name each task still pending and where it waits."""
+    while True:
+        await asyncio.sleep(every)
+        me = asyncio.current_task()
+        pending = [task for task in asyncio.all_tasks() if task is not me and not task.done()]
+        log.warning("daemon_stop_slow", pending=[_where(task) for task in pending][:50])
+
+
+def _where(task: asyncio.Task[object]) -> str:
+    """`name: outer < … < innermost` over the chain of awaits the task is suspended in."""
+    places: list[str] = []
+    awaited: object = task.get_coro()
+    while awaited is not None and len(places) < 8:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
+        if frame is None:
+            break
+        places.append(f"{frame.f_code.co_name}@{Path(frame.f_code.co_filename).name}:{frame.f_lineno}")
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+    return f"{task.get_name()}: {' < '.join(places)}"
 
 
 def wanted_ingress_ports(records: Iterable[StackRecord]) -> set[tuple[int, str]]:

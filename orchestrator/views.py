@@ -141,7 +141,8 @@ async def probe_health(
     except Exception as exc:  # noqa: BLE001 - reported as text
         engine_error = str(exc) or type(exc).__name__
     try:
-        await asyncio.wait_for(redis_ping(), timeout=2)
+        async with asyncio.timeout(2):
+            await redis_ping()
     except Exception as exc:  # noqa: BLE001
         redis_error = str(exc) or type(exc).__name__
     return HealthView(not engine_error, not redis_error, engine_error, redis_error, restores)

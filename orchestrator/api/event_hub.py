@@ -74,7 +74,8 @@ class Follower:
         if self.ended and self._queue.empty():
             raise StreamEnded(self.ended)
         try:
-            item = await asyncio.wait_for(self._queue.get(), timeout)
+            async with asyncio.timeout(timeout):
+                item = await self._queue.get()
         except TimeoutError:
             return None
         if item is _END:

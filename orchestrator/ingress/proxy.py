@@ -239,7 +239,8 @@ class IngressPort:
         waiter = asyncio.get_running_loop().create_future()
         self._idle_waiters.setdefault(backend, []).append(waiter)
         try:
-            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(waiter)
         except TimeoutError:
             left = list(self._relays.get(backend, ()))
             log.warning("ingress_drain_timed_out", port=self.port, backend=f"{backend[0]}:{backend[1]}",

@@ -155,7 +155,8 @@ class RemoteIngress:
         assert self._child is not None
         self._child.terminate()
         try:
-            await asyncio.wait_for(asyncio.to_thread(self._child.wait), 10)
+            async with asyncio.timeout(10):
+                await asyncio.to_thread(self._child.wait)
         except TimeoutError:
             self._child.kill()
         log.info("ingress_stopped_unused", pid=self._child.pid)

@@ -166,7 +166,8 @@ class Publisher:
         waiter = asyncio.get_running_loop().create_future()
         self._confirm_waiters.append((target, waiter))
         try:
-            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(waiter)
         except TimeoutError:
             pass
         finally:
@@ -217,7 +218,8 @@ class Publisher:
             await self._finish()
             return
         try:
-            await asyncio.wait_for(self._stopped.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._stopped.wait()
         except TimeoutError:
             self._abandoned = True
             self._runner.cancel()
@@ -250,7 +252,8 @@ class Publisher:
             await asyncio.sleep(min(delay, CLOSING_RETRY_S))
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._close_requested.wait(), delay)
+            async with asyncio.timeout(delay):
+                await self._close_requested.wait()
 
     async def _send_available(self) -> None:
         if not self._connected:
