@@ -53,6 +53,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import aiohttp
@@ -75,6 +76,24 @@ SETTLE_TIMEOUT = 120.0
 
 def say(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def clock(at: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(at)) + f".{int(at % 1 * 1000):03d}"
+
+
+def ingress_lines(path: Path, since: float, until: float, limit: int = 30) -> list[str]:
+    """The ingress process's log events (JSON lines) between two times, shortened."""
+    picked = []
+    with contextlib.suppress(OSError):
+        for line in path.read_text().splitlines():
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                entry = json.loads(line)
+                at = datetime.fromisoformat(entry["timestamp"].replace("Z", "+00:00")).timestamp()
+                if since <= at <= until:
+                    picked.append(f"{clock(at)} {entry['event']} " + " ".join(
+                        f"{k}={v}" for k, v in entry.items() if k not in ("event", "timestamp", "level")))
+    return [line[:200] for line in picked[-limit:]]
 
 
 def docker(*args: str, check: bool = True) -> str:
@@ -220,17 +239,22 @@ def at_count(replicas: list[Replica], wanted: dict[str, dict[str, int]]) -> bool
     return all(len(counts[(s, svc)]) == n for s, services in wanted.items() for svc, n in services.items())
 
 
-async def client_loop(url: str, stop: asyncio.Event, tally: dict[str, int]) -> None:
-    """One request after another, a new connection each, to the ingress port."""
+async def client_loop(url: str, stop: asyncio.Event, tally: dict[str, int], failures: list[tuple[float, str]]) -> None:
+    """One request after another, a new connection each, to the ingress port. Each failure is
+    kept with its time and reason, for the report of a fault that lost requests."""
     timeout = aiohttp.ClientTimeout(total=5)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True), timeout=timeout) as session:
         while not stop.is_set():
+            sent = time.time()
             try:
                 async with session.get(url) as response:
                     await response.read()
                     tally["ok" if response.status == 200 else "failed"] += 1
-            except (aiohttp.ClientError, TimeoutError, OSError):
+                    if response.status != 200:
+                        failures.append((sent, f"HTTP {response.status}"))
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 tally["failed"] += 1
+                failures.append((sent, f"{type(exc).__name__}: {exc}"[:160]))
             await asyncio.sleep(0.02)
 
 
@@ -252,6 +276,8 @@ class Soak:
     #: Per fault kind: (client requests failed, web replicas it killed) of each injection.
     by_kind: dict[str, list[tuple[int, int]]] = field(default_factory=lambda: defaultdict(list))
     tally: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    #: (time sent, reason) of every client request that failed.
+    failures: list[tuple[float, str]] = field(default_factory=list)
     #: (what was injected, seconds to recover, client requests failed meanwhile)
     recoveries: list[tuple[str, float, int]] = field(default_factory=list)
 
@@ -388,6 +414,7 @@ class Soak:
 
     async def inject(self, name: str, fault: Callable[[], Awaitable[str]]) -> None:
         started, failed, deaths = time.monotonic(), self.tally["failed"], self.web_deaths
+        since = time.time()
         what = await fault()
         took = await self.settle(started)
         await asyncio.sleep(0.5)  # a request in flight at the end of the recovery counts here
@@ -395,6 +422,11 @@ class Soak:
         self.recoveries.append((what, took, lost))
         self.by_kind[name].append((lost, self.web_deaths - deaths))
         say(f"{what}: recovered in {took:.1f} s, {lost} client requests failed")
+        if lost > self.web_deaths - deaths and name != "engine":  # what the report needs to explain it
+            for at, reason in [f for f in self.failures if f[0] >= since][:10]:
+                say(f"  request sent at {clock(at)} failed: {reason}")
+            for line in ingress_lines(self.daemon.state_dir / "ingress.log", since - 1, time.time()):
+                say(f"  ingress: {line}")
 
     def data_plane_problems(self) -> list[str]:
         """Failed requests beyond one in flight on each web replica that died."""
@@ -495,7 +527,7 @@ async def soak(args: argparse.Namespace) -> int:
             await daemon.deploy(name, text)
         background.append(asyncio.create_task(observer.run(stop)))
         say(f"deployed; settled in {await state.settle(time.monotonic()):.1f} s")
-        background.append(asyncio.create_task(client_loop(f"http://127.0.0.1:{port}/", stop, tally)))
+        background.append(asyncio.create_task(client_loop(f"http://127.0.0.1:{port}/", stop, tally, state.failures)))
         faults: list[tuple[str, Callable[[], Awaitable[str]]]] = [
             ("redis", state.redis_restart), ("daemon", state.daemon_kill), ("unhealthy", state.unhealthy),
             ("daemon-restart", state.daemon_restart),
