@@ -71,6 +71,10 @@ class Backend(Protocol):
     def forget_live_restore(self) -> None:
         """The backend reconnected: `live_restore` asks again."""
 
+    async def restart_health_probes(self) -> int:
+        """The backend reconnected (its daemon may have restarted, keeping the containers):
+        make sure the health of each replica is probed again; how many needed it."""
+
     # observe --------------------------------------------------------------------------------
     async def list_containers(self, stack: str | None = None, slot: SlotKey | None = None) -> list[ContainerState]:
         """The tasks of one stack (or of all ours; or of one `slot` only), standbys included,

@@ -60,12 +60,14 @@ ensure_engine() {
   command -v dockerd >/dev/null || apt_install docker.io
   command -v docker >/dev/null || apt_install docker.io
   # live-restore: containers keep running while dockerd restarts, and the orchestrator's ingress
-  # keeps relaying to them (docs/dataplane.md). Opt-in for now (ORCHESTRATOR_LIVE_RESTORE=1): the
-  # engine-restart test and the soak's health fault after a dockerd restart still fail with it.
-  # As a flag unless daemon.json sets it (both: an error).
+  # keeps relaying to them (docs/dataplane.md); ORCHESTRATOR_LIVE_RESTORE=0 starts it without.
+  # As a flag unless daemon.json sets it (both: an error). Address pools of /24 networks: the
+  # engine's defaults hold ~30 bridge networks, one per stack here (docs/dataplane.md).
   local flags=()
-  [[ "${ORCHESTRATOR_LIVE_RESTORE:-0}" == 1 ]] && flags=(--live-restore)
+  [[ "${ORCHESTRATOR_LIVE_RESTORE:-1}" == 1 ]] && flags=(--live-restore)
   grep -qs '"live-restore"' /etc/docker/daemon.json && flags=()
+  grep -qs '"default-address-pools"' /etc/docker/daemon.json ||
+    flags+=(--default-address-pool "base=${ORCHESTRATOR_ADDRESS_POOL:-10.200.0.0/13},size=24")
   say "starting dockerd ${flags[*]:-} (log: $STATE_LOG_DIR/dockerd.log)"
   nohup dockerd "${flags[@]}" >"$STATE_LOG_DIR/dockerd.log" 2>&1 &
   for _ in $(seq 1 60); do

@@ -28,6 +28,7 @@ from orchestrator.engine.build_context import ContextLimits
 from orchestrator.engine.calls import engine_errors, is_missing
 from orchestrator.backend import EngineEvent
 from orchestrator.engine.events import EventStream
+from orchestrator.engine.health_probes import forgets_probes, restart_probes
 from orchestrator.engine.observe import Facts, FactsCache, container_state, facts_from_inspect
 from orchestrator.labels import decimal
 from orchestrator.errors import EngineError, EngineUnavailable, ImageUnavailable
@@ -94,6 +95,17 @@ class Engine:
 
     def forget_live_restore(self) -> None:
         self._live_restore = None
+
+    async def restart_health_probes(self) -> int:
+        """After a reconnect: start again the health probes that an older engine's live-restore
+        dropped (engine/health_probes.py); 0 where nothing needed it."""
+        if not await self.live_restore():
+            return 0
+        with engine_errors():
+            version = await self._docker.version()
+        if not forgets_probes(str(version.get("Version", ""))):
+            return 0
+        return await restart_probes(self._docker)
 
     # ----------------------------------------------------------------------- containers
 

@@ -21,7 +21,7 @@ import structlog
 
 from orchestrator import metrics
 from orchestrator.backend import Backend
-from orchestrator.errors import EngineUnavailable
+from orchestrator.errors import EngineError, EngineUnavailable
 from orchestrator.ingress.readiness import PortReadiness
 from orchestrator.ingress.routes import IngressRoutes
 from orchestrator.loop.desired import DesiredState
@@ -114,32 +114,53 @@ class Reconciler:
     async def follow(self, intake: EventIntake) -> None:
         """Engine events only mark (our own) stacks dirty; every (re)connect relists everything."""
         disconnected = False
-        async with contextlib.aclosing(intake.stream()) as items:
-            async for item in items:
-                match item:
-                    case ContainerEvent() if item.stack not in self._desired:
-                        continue  # another daemon's stack on a shared engine: not ours to watch
-                    case ContainerEvent():
-                        if self._routes and (item.action in _GONE_ACTIONS or item.health == "unhealthy"):
-                            self._routes.container_gone(item.container_id)
-                        if item.action == "die" and item.exit_code is not None:
-                            # Published now rather than after the pass (docs/events.md, latency).
-                            self._tracker.exited(item.task_id, item.exit_code)
-                        if item.slot is not None and item.service:
-                            self.mark_slot_dirty(SlotKey(item.stack, item.service, item.slot))
-                        else:
-                            self.mark_dirty(item.stack)
-                    case Resync():
-                        if disconnected:
-                            self._emit(events.engine_reconnected())
-                            disconnected = False
-                        self._executor.forget_images()
-                        self._backend.forget_live_restore()  # dockerd may have restarted
-                        self.mark_dirty()
-                    case Disconnected():
-                        if not disconnected:
-                            self._emit(events.engine_disconnected(str(item.error)))
-                        disconnected = True
+        probes: asyncio.Task[None] | None = None
+        try:
+            async with contextlib.aclosing(intake.stream()) as items:
+                async for item in items:
+                    disconnected = self._take(item, disconnected)
+                    if isinstance(item, Resync):  # dockerd may have restarted, keeping the replicas
+                        if probes is not None:
+                            probes.cancel()
+                        probes = asyncio.get_running_loop().create_task(self._restart_health_probes())
+        finally:
+            if probes is not None:
+                probes.cancel()
+
+    async def _restart_health_probes(self) -> None:
+        try:
+            await self._backend.restart_health_probes()
+        except (EngineError, EngineUnavailable) as exc:
+            log.warning("health_probes_not_restarted", error=str(exc))
+
+    def _take(self, item: ContainerEvent | Resync | Disconnected, disconnected: bool) -> bool:
+        """One item of the intake: a container event marks its slot (or stack) dirty, a resync
+        every stack. Returns whether the backend is disconnected now."""
+        match item:
+            case ContainerEvent() if item.stack not in self._desired:
+                pass  # another daemon's stack on a shared engine: not ours to watch
+            case ContainerEvent():
+                if self._routes and (item.action in _GONE_ACTIONS or item.health == "unhealthy"):
+                    self._routes.container_gone(item.container_id)
+                if item.action == "die" and item.exit_code is not None:
+                    # Published now rather than after the pass (docs/events.md, latency).
+                    self._tracker.exited(item.task_id, item.exit_code)
+                if item.slot is not None and item.service:
+                    self.mark_slot_dirty(SlotKey(item.stack, item.service, item.slot))
+                else:
+                    self.mark_dirty(item.stack)
+            case Resync():
+                if disconnected:
+                    self._emit(events.engine_reconnected())
+                self._executor.forget_images()
+                self._backend.forget_live_restore()  # dockerd may have restarted
+                self.mark_dirty()
+                return False
+            case Disconnected():
+                if not disconnected:
+                    self._emit(events.engine_disconnected(str(item.error)))
+                return True
+        return disconnected
 
     async def run(self) -> None:
         """Forever: wait for work, then pass over each dirty stack."""

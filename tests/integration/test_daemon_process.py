@@ -80,17 +80,52 @@ async def test_sigterm_leaves_containers_running(
 async def test_engine_restart_is_waited_for_and_stacks_converge(
     daemon: DaemonProcess, docker: aiodocker.Docker, stack_name: str
 ) -> None:
+    live_restore = (await docker.system.info())["LiveRestoreEnabled"]
     await daemon.deploy(stack_name, stack(2))
     before = await wait_running(docker, stack_name, 2)
     await asyncio.to_thread(restart_engine)
     async with aiodocker.Docker() as fresh:
-        # dockerd stopped the replicas on its way down (their engine restart policy is "no"):
-        # the daemon must notice and bring up two fresh ones
+        await daemon.poll("/v1/health", lambda body: body["engine"], 60)
         after = await wait_running(fresh, stack_name, 2, timeout=90)
-        assert not set(after) & set(before), "the old replicas were stopped by dockerd"
-        assert len(await containers(fresh, stack_name)) >= 4, "the stopped ones stay as history"
+        if live_restore:  # the engine kept them running: the daemon adopts, restarts nothing
+            await asyncio.sleep(3)  # give a wrong daemon time to replace them
+            assert await wait_running(fresh, stack_name, 2) == before
+        else:  # dockerd stopped the replicas on its way down (engine restart policy "no")
+            assert not set(after) & set(before), "the old replicas were stopped by dockerd"
+            assert len(await containers(fresh, stack_name)) >= 4, "the stopped ones stay as history"
     status, body = await daemon.request("GET", "/v1/health")
     assert status == 200, body
+
+
+def sick_when_flagged(replicas: int) -> str:
+    return stack(replicas) + (
+        "    healthcheck:\n"
+        "      test: [\"CMD-SHELL\", \"test ! -f /tmp/sick\"]\n"
+        "      interval: 1s\n"
+        "      timeout: 2s\n"
+        "      retries: 2\n"
+    )
+
+
+@pytest.mark.engine_restart
+@restarts_engine
+async def test_a_replica_turning_unhealthy_after_a_dockerd_restart_is_replaced(
+    daemon: DaemonProcess, docker: aiodocker.Docker, stack_name: str
+) -> None:
+    """With live-restore the replicas outlive dockerd, but an engine before 23.0 no longer probes
+    their health (moby#41871): the daemon starts the probes again (engine/health_probes.py)."""
+    await daemon.deploy(stack_name, sick_when_flagged(1))
+    await wait_running(docker, stack_name, 1)
+    await asyncio.to_thread(restart_engine)
+    async with aiodocker.Docker() as fresh:
+        await daemon.poll("/v1/health", lambda body: body["engine"], 60)
+        [victim] = await wait_running(fresh, stack_name, 1, timeout=90)
+        await asyncio.sleep(2)  # the daemon's event stream is back (its reconnect backoff)
+        execution = await fresh.containers.container(victim).exec(["touch", "/tmp/sick"])
+        await execution.start(detach=True)
+        async with asyncio.timeout(60):
+            while victim in await wait_running(fresh, stack_name, 1, timeout=60):
+                await asyncio.sleep(0.5)
 
 
 async def test_events_queued_at_sigterm_are_sent_before_exit(tmp_path: Path, redis_prefix: str,

@@ -61,6 +61,8 @@ class FakeBackend:
         self.calls: list[tuple[str, str]] = []
         #: Every list call: (stack, slot) as asked.
         self.lists: list[tuple[str | None, SlotKey | None]] = []
+        #: restart_health_probes calls (one per reconnect after a disconnect).
+        self.probe_restarts = 0
         self.networks: set[tuple[str, str]] = set()
         self.volumes: set[tuple[str, str]] = set()
         #: `external:` networks that exist.
@@ -78,6 +80,10 @@ class FakeBackend:
 
     def forget_live_restore(self) -> None:
         return None
+
+    async def restart_health_probes(self) -> int:
+        self.probe_restarts += 1
+        return 0
 
     async def close(self) -> None:
         for stream in list(self._streams):

@@ -167,3 +167,15 @@ async def test_a_deploy_builds_on_the_update_status_a_pass_wrote_while_it_awaite
         await deploying
         after = desired.get("app")
         assert after is not None and after.updates["web"].state == "updating"  # resumed, not "completed"
+
+
+async def test_each_connect_to_the_engine_restarts_the_health_probes(tmp_path: Path) -> None:
+    """dockerd may have restarted keeping the replicas (live-restore), while the daemon ran or
+    before it started; an older engine then no longer probes their health
+    (engine/health_probes.py): the backend is asked to see to it, once per connect."""
+    async with running_loop(tmp_path / "state") as run:
+        await run.until(lambda: run.backend.probe_restarts == 1, "probes restarted at the first connect")
+        for stream in list(run.backend._streams):
+            stream.offer("app", None)  # the engine's event stream ends, as when dockerd stops
+        await run.until(lambda: "engine.reconnected" in run.types(), "reconnected")
+        await run.until(lambda: run.backend.probe_restarts == 2, "and again at the reconnect")
