@@ -28,7 +28,7 @@ from orchestrator.engine.build_context import ContextLimits
 from orchestrator.engine.calls import engine_errors, is_missing
 from orchestrator.backend import EngineEvent
 from orchestrator.engine.events import EventStream
-from orchestrator.engine.health_probes import forgets_probes, restart_probes
+from orchestrator.engine.health_probes import forgets_probes, restart_dead_probes
 from orchestrator.engine.observe import Facts, FactsCache, container_state, facts_from_inspect
 from orchestrator.labels import decimal
 from orchestrator.errors import EngineError, EngineUnavailable, ImageUnavailable
@@ -105,7 +105,7 @@ class Engine:
             version = await self._docker.version()
         if not forgets_probes(str(version.get("Version", ""))):
             return 0
-        return await restart_probes(self._docker)
+        return await restart_dead_probes(self._docker)
 
     # ----------------------------------------------------------------------- containers
 
