@@ -38,6 +38,10 @@ Upstream = tuple[str, int]
 
 #: How long a backend that refused or timed out is tried only after all others.
 FAILED_BACKEND_COOLDOWN_S = 2.0
+#: A rotation that just became empty (its last replica replaced, turned unhealthy, drained) holds
+#: new clients this long for a replica to join, instead of resetting them at once; one that has
+#: been empty longer (a service scaled to 0, a replica that cannot start) resets them at once.
+EMPTY_GRACE_S = 5.0
 #: Client bytes kept until the backend answers, so a reset before its first byte can be retried
 #: on another backend; a client that sends more before any answer is not retried.
 REPLAY_LIMIT = 64 * 1024
@@ -187,11 +191,16 @@ class IngressPort:
     """One published port: accepts clients and relays each to the next backend in rotation."""
 
     def __init__(self, host: str, port: int, *, connect_timeout: float = 1.0,
-                 cooldown: float = FAILED_BACKEND_COOLDOWN_S) -> None:
+                 cooldown: float = FAILED_BACKEND_COOLDOWN_S, empty_grace: float = EMPTY_GRACE_S) -> None:
         self.host, self.port = host, port
         self._connect_timeout = connect_timeout
         self._cooldown = cooldown
+        self._empty_grace = empty_grace
         self._backends: tuple[Upstream, ...] = ()
+        #: When the rotation last went from some backends to none (monotonic), while it is empty.
+        self._emptied_at: float | None = None
+        #: Set (and replaced) at each change of the rotation: wakes the clients held meanwhile.
+        self._changed = asyncio.Event()
         self._cursor = 0
         self._failed_until: dict[Upstream, float] = {}
         self._relays: dict[Upstream, set[_Relay]] = {}
@@ -224,7 +233,13 @@ class IngressPort:
 
     def set_upstreams(self, backends: Sequence[Upstream]) -> None:
         """Replaces the rotation at once; connections already open stay where they are."""
-        self._backends = tuple(dict.fromkeys(backends))
+        before, self._backends = self._backends, tuple(dict.fromkeys(backends))
+        if not self._backends:
+            self._emptied_at = time.monotonic() if before else self._emptied_at
+        else:
+            self._emptied_at = None
+        self._changed.set()
+        self._changed = asyncio.Event()
         log.info("ingress_backends_set", port=self.port, backends=[f"{h}:{p}" for h, p in self._backends])
 
     def remove_backend(self, backend: Upstream) -> None:
@@ -285,27 +300,45 @@ class IngressPort:
         assert client.transport is not None  # set by connection_made, which started this task
         loop = asyncio.get_running_loop()
         try:
-            for backend in self._candidates():
-                if backend == skip:
-                    continue
-                upstream = _Pipe(upstream=True)
-                try:
-                    async with asyncio.timeout(self._connect_timeout):
-                        await loop.create_connection(lambda: upstream, *backend)
-                except (OSError, TimeoutError) as exc:
-                    self._failed(backend, exc)
-                    continue
-                if client.lost:
-                    assert upstream.transport is not None
-                    upstream.transport.close()
+            while True:
+                for backend in self._candidates():
+                    if backend == skip:
+                        continue
+                    upstream = _Pipe(upstream=True)
+                    try:
+                        async with asyncio.timeout(self._connect_timeout):
+                            await loop.create_connection(lambda: upstream, *backend)
+                    except (OSError, TimeoutError) as exc:
+                        self._failed(backend, exc)
+                        continue
+                    if client.lost:
+                        assert upstream.transport is not None
+                        upstream.transport.close()
+                        return
+                    self._linked(_Relay(self, backend, client, upstream))
                     return
-                self._linked(_Relay(self, backend, client, upstream))
-                return
+                if client.lost or not await self._backend_joined():
+                    break
         except asyncio.CancelledError:
             _reset(client.transport)
             raise
         log.warning("ingress_no_backend", port=self.port, backends=len(self._backends))
         _reset(client.transport)
+
+    async def _backend_joined(self) -> bool:
+        """While the rotation has been empty for less than the grace: wait for it to change.
+        True if it did in time (the client tries again), False to reset the client now."""
+        if self._backends or self._emptied_at is None:
+            return False
+        left = self._emptied_at + self._empty_grace - time.monotonic()
+        if left <= 0:
+            return False
+        try:
+            async with asyncio.timeout(left):
+                await self._changed.wait()
+        except TimeoutError:
+            return False
+        return True
 
     def _candidates(self) -> Iterable[Upstream]:
         """This connection's backends in round-robin order, recently failed ones last."""

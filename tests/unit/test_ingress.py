@@ -168,13 +168,53 @@ async def test_drain_aborts_what_outlives_the_timeout(ingress_port: IngressPort,
     writer.close()
 
 
-async def test_no_backends_fails_new_clients_at_once(ingress_port: IngressPort, backends: Backends) -> None:
-    ingress_port.set_upstreams([await backends.start(named_echo(b"a"))])
-    ingress_port.set_upstreams([])
-    reader, writer = await asyncio.open_connection(LOOPBACK, ingress_port.bound_port)
+async def reset_at_once(port: IngressPort) -> None:
+    reader, writer = await asyncio.open_connection(LOOPBACK, port.bound_port)
     with pytest.raises(ConnectionResetError):
         await asyncio.wait_for(reader.read(), 1.0)
     writer.close()
+
+
+@contextlib.asynccontextmanager
+async def started(port: IngressPort) -> AsyncIterator[IngressPort]:
+    await port.start()
+    try:
+        yield port
+    finally:
+        await port.close(drain_timeout=1.0)
+
+
+async def test_a_port_that_never_had_backends_resets_new_clients_at_once(ingress_port: IngressPort) -> None:
+    await reset_at_once(ingress_port)
+
+
+async def test_a_rotation_empty_for_longer_than_the_grace_resets_new_clients_at_once(backends: Backends) -> None:
+    async with started(IngressPort(LOOPBACK, 0, empty_grace=0.2)) as port:
+        port.set_upstreams([await backends.start(named_echo(b"a"))])
+        port.set_upstreams([])
+        await asyncio.sleep(0.3)  # a service scaled to 0, say
+        await reset_at_once(port)
+
+
+async def test_a_client_arriving_as_the_rotation_empties_is_held_for_the_next_replica(backends: Backends) -> None:
+    """The last replica was replaced (or turned unhealthy): the next one is moments away."""
+    async with started(IngressPort(LOOPBACK, 0, empty_grace=5.0)) as port:
+        port.set_upstreams([await backends.start(named_echo(b"old"))])
+        port.set_upstreams([])
+        client = asyncio.create_task(exchange(port, b"hello"))
+        await asyncio.sleep(0.2)
+        port.set_upstreams([])  # a pass that still finds none: the client stays held
+        await asyncio.sleep(0.1)
+        assert not client.done()
+        port.set_upstreams([await backends.start(named_echo(b"new"))])
+        assert await asyncio.wait_for(client, 2.0) == (b"new", b"hello")
+
+
+async def test_a_held_client_is_reset_when_no_replica_joins_within_the_grace(backends: Backends) -> None:
+    async with started(IngressPort(LOOPBACK, 0, empty_grace=0.3)) as port:
+        port.set_upstreams([await backends.start(named_echo(b"a"))])
+        port.set_upstreams([])
+        await reset_at_once(port)
 
 
 async def test_large_transfer_arrives_intact(ingress_port: IngressPort, backends: Backends) -> None:
