@@ -43,6 +43,8 @@ class DaemonProcess:
     #: None: the daemon's default (the shared Redis); else e.g. a PrivateRedis's URL.
     redis_url: str | None = None
     process: asyncio.subprocess.Process | None = None
+    #: Where it runs; with PYTHONPATH in extra_env, another tree's package (an older version).
+    cwd: Path | None = None
 
     @property
     def url(self) -> str:
@@ -81,7 +83,7 @@ class DaemonProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.state_dir / "daemon.log", "ab")  # noqa: SIM115 - the child owns it
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "orchestrator", "daemon", env=self.env, stdout=log, stderr=log
+            sys.executable, "-m", "orchestrator", "daemon", env=self.env, stdout=log, stderr=log, cwd=self.cwd
         )
         log.close()
         async with aiohttp.ClientSession() as session:
