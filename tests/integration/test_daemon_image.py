@@ -85,7 +85,7 @@ async def test_daemon_image_deploys_and_removes_a_stack(
     daemon_url: str, docker: aiodocker.Docker, stack_name: str
 ) -> None:
     web_port = free_port()
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20),
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60),
                                      headers={"Authorization": f"Bearer {TOKEN}"}) as http:
         await wait_answer(http, f"{daemon_url}/v1/health")
         headers = {"Content-Type": "application/yaml"}
