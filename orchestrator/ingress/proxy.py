@@ -42,6 +42,8 @@ FAILED_BACKEND_COOLDOWN_S = 2.0
 #: new clients this long for a replica to join, instead of resetting them at once; one that has
 #: been empty longer (a service scaled to 0, a replica that cannot start) resets them at once.
 EMPTY_GRACE_S = 5.0
+#: Clients held at once by one port during that grace; more are reset at once (each holds a socket).
+MAX_HELD = 1024
 #: Client bytes kept until the backend answers, so a reset before its first byte can be retried
 #: on another backend; a client that sends more before any answer is not retried.
 REPLAY_LIMIT = 64 * 1024
@@ -201,6 +203,7 @@ class IngressPort:
         self._emptied_at: float | None = None
         #: Set (and replaced) at each change of the rotation: wakes the clients held meanwhile.
         self._changed = asyncio.Event()
+        self._held = 0
         self._cursor = 0
         self._failed_until: dict[Upstream, float] = {}
         self._relays: dict[Upstream, set[_Relay]] = {}
@@ -331,13 +334,16 @@ class IngressPort:
         if self._backends or self._emptied_at is None:
             return False
         left = self._emptied_at + self._empty_grace - time.monotonic()
-        if left <= 0:
+        if left <= 0 or self._held >= MAX_HELD:
             return False
+        self._held += 1
         try:
             async with asyncio.timeout(left):
                 await self._changed.wait()
         except TimeoutError:
             return False
+        finally:
+            self._held -= 1
         return True
 
     def _candidates(self) -> Iterable[Upstream]:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import pytest
 from structlog.testing import capture_logs
 
+from orchestrator.ingress import proxy
 from orchestrator.ingress.proxy import Upstream, Ingress, IngressError, IngressPort
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -215,6 +216,20 @@ async def test_a_held_client_is_reset_when_no_replica_joins_within_the_grace(bac
         port.set_upstreams([await backends.start(named_echo(b"a"))])
         port.set_upstreams([])
         await reset_at_once(port)
+
+
+async def test_clients_beyond_the_hold_limit_are_reset_at_once(
+        backends: Backends, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Holding costs a socket per client: a flood during the grace cannot pile them up."""
+    monkeypatch.setattr(proxy, "MAX_HELD", 1)
+    async with started(IngressPort(LOOPBACK, 0, empty_grace=5.0)) as port:
+        port.set_upstreams([await backends.start(named_echo(b"old"))])
+        port.set_upstreams([])
+        held = asyncio.create_task(exchange(port, b"first"))
+        await asyncio.sleep(0.2)
+        await reset_at_once(port)
+        port.set_upstreams([await backends.start(named_echo(b"new"))])
+        assert await asyncio.wait_for(held, 2.0) == (b"new", b"first")
 
 
 async def test_large_transfer_arrives_intact(ingress_port: IngressPort, backends: Backends) -> None:
