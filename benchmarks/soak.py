@@ -27,7 +27,7 @@ it only when the engine has live-restore (without, it stops every replica).
 
 Checked at the end (exit 1 if any fails): every service at its count, the crash loop given up
 after exactly 1 + max_attempts runs; no slot ever held by two running replicas (the engine's list
-is sampled all along); after `DELETE /v1/stacks/<s>?volumes=true` nothing of ours is left
+is sampled all along, and a slot listed twice is confirmed by both processes being alive); after `DELETE /v1/stacks/<s>?volumes=true` nothing of ours is left
 (containers, networks, volumes); the Redis stream has gapless seq, a task.state message ending
 in failed/shutdown/complete for every replica that ran and died, and one ending in rejected (or
 failed, when the engine went away during the start call) for every container the engine never
@@ -227,8 +227,27 @@ class Observer:
             by_slot: dict[tuple[str, str, str], list[str]] = defaultdict(list)
             for r in self.last:
                 by_slot[(r.stack, r.service, r.slot)].append(r.id[:12])
-            self.duplicates += [f"{k}: {v}" for k, v in by_slot.items() if len(v) > 1]
+            for slot, ids in by_slot.items():
+                if len(ids) > 1 and len(alive := await asyncio.to_thread(really_running, ids)) > 1:
+                    self.duplicates.append(f"{slot}: {alive}")
             await asyncio.sleep(0.5)
+
+
+def really_running(ids: list[str]) -> list[str]:
+    """Of containers the engine's list shows running, those whose process is alive. Under load
+    the list lags a death by seconds (dockerd records the exit in the list's view after its
+    cleanup), so a dead replica and its replacement can both be listed as running."""
+    alive = []
+    for container in ids:
+        pid = docker("inspect", "-f", "{{.State.Pid}}", container, check=False).strip()
+        try:
+            if int(pid) <= 0:  # 0: the engine knows it stopped
+                continue
+            os.kill(int(pid), 0)
+        except (ValueError, ProcessLookupError):
+            continue
+        alive.append(container)
+    return alive
 
 
 def at_count(replicas: list[Replica], wanted: dict[str, dict[str, int]]) -> bool:
