@@ -9,9 +9,9 @@ immediate relist of the watcher, so that `ls` and the event stream see it at onc
   `docker stack ps`), with the node of each task;
 - `logs` reads Swarm's service logs, which the manager gathers from every node.
 
-The stack file a stack was deployed from is kept in `<state_dir>/swarm/stacks/` for `inspect`;
-a stack this daemon did not deploy (`docker stack deploy`, another manager's daemon) is shown
-with what its services say (name, image, mode, replicas). Ingress and standbys are features of
+The stack file a stack was deployed from is kept in Swarm (swarm/records.py) for `inspect`, so
+a daemon started on another manager finds it too; a stack deployed otherwise (`docker stack
+deploy`) is shown with what its services say (name, image, mode, replicas). Ingress and standbys are features of
 the engine backend: on Swarm, published ports are Swarm's (docs/swarm.md).
 """
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -42,9 +41,10 @@ from orchestrator.publishing.events import Event
 from orchestrator.labels import LABEL_SPEC_HASH, LABEL_SWARM_NAMESPACE
 from orchestrator.model.spec import ServiceSpec, StackSpec
 from orchestrator.model.observed import TaskState
-from orchestrator.loop.store import StackRecord, Store
+from orchestrator.loop.store import StackRecord
 from orchestrator.swarm.apply import ReplicaBudget, SwarmStacks
 from orchestrator.engine.swarm import SwarmManager, namespace_filter
+from orchestrator.swarm.records import SwarmRecords
 from orchestrator.swarm.observed import (
     ServiceRef,
     TaskSeen,
@@ -65,21 +65,24 @@ _TASK_DETAIL = "com.docker.swarm.task.id="
 
 class SwarmControl:
     def __init__(self, manager: SwarmManager, watcher: SwarmWatcher, emit: Callable[[Event], None],
-                 state_dir: str | Path, budget: ReplicaBudget,
-                 redis_ping: Callable[[], Awaitable[object]]) -> None:
+                 budget: ReplicaBudget, redis_ping: Callable[[], Awaitable[object]]) -> None:
         self._m = manager
         self._watcher = watcher
         self._emit = emit
         self._stacks = SwarmStacks(manager, budget)
-        self._store = Store(Path(state_dir))
-        self._specs = {name: record.spec for name, record in self._store.load_stacks().items()}
+        self._records = SwarmRecords(manager)
+        self._specs: dict[str, StackSpec] = {}
         self._redis_ping = redis_ping
+
+    async def load(self) -> None:
+        """The stack files kept in Swarm (before the API serves)."""
+        self._specs = {name: record.spec for name, record in (await self._records.load()).items()}
 
     # changes ------------------------------------------------------------------------------
     async def deploy(self, spec: StackSpec) -> DeployOutcome:
         outcome = await self._stacks.deploy(spec)
-        await asyncio.to_thread(self._store.save_stack, StackRecord(spec=spec, deployed_at=time.time()))
         self._specs[spec.name] = spec
+        await self._records.save(StackRecord(spec=spec, deployed_at=time.time()))
         self._emit(events.stack_deployed(spec.name, outcome.result))
         await self._watcher.refresh()
         return outcome
@@ -87,9 +90,8 @@ class SwarmControl:
     async def remove(self, stack: str, *, volumes: bool = False) -> RemoveOutcome:
         outcome = await self._stacks.remove(stack, volumes=volumes)
         await self._watcher.refresh()
-        if outcome.removed:
+        if outcome.removed:  # its record config went with the stack's configs
             self._specs.pop(stack, None)
-            await asyncio.to_thread(self._store.delete_stack, stack)
             self._emit(events.stack_removed(stack, "orchestrator rm"))
         return outcome
 

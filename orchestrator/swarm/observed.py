@@ -108,6 +108,11 @@ class Known:
     def to_plain(self) -> dict[str, Any]:
         return {"tasks": self.tasks, "nodes": self.nodes, "updates": self.updates}
 
+    def copy(self) -> Known:
+        """The message functions below replace entries, never change one in place: a shallow
+        copy is enough to compute a relist's messages and keep them only once saved."""
+        return Known(dict(self.tasks), dict(self.nodes), dict(self.updates))
+
     @classmethod
     def from_plain(cls, data: Any) -> Known:
         """Anything unreadable counts as nothing known (then every task is told once more)."""
