@@ -83,7 +83,7 @@ def _service(service: ServiceSpec) -> dict[str, Any]:
     }, keep=("command", "entrypoint", "healthcheck", "logging"))  # given but empty is not the same as absent
     data["deploy"] = _compact({
         "mode": service.mode,
-        "replicas": service.replicas if service.mode == "replicated" else None,
+        "replicas": service.replicas if service.mode in ("replicated", "replicated-job") else None,
         "labels": dict(service.deploy_labels),
         "resources": _resources(service.resources),
         "restart_policy": _restart_policy(service.restart_policy),

@@ -52,9 +52,11 @@ from orchestrator.swarm.observed import (
     node_seen,
     parse_time,
     service_ref,
+    service_mode,
     service_replicas,
     task_seen,
 )
+from orchestrator.swarm.jobs import job_progress
 from orchestrator.swarm.watcher import SwarmWatcher
 
 log = structlog.stdlib.get_logger()
@@ -158,13 +160,18 @@ class SwarmControl:
             spec = service["Spec"]
             mine = [t for t in tasks if t.key.service == name]
             update = service.get("UpdateStatus") or {}
+            mode = service_mode(service)
+            job = job_progress(service, mine) if mode.endswith("-job") else None
             views.append(ServiceView(
                 stack=stack,
                 name=name,
-                mode="global" if "Global" in (spec.get("Mode") or {}) else "replicated",
+                mode=mode,
                 image=((spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}).get("Image", "").split("@")[0],
-                replicas_desired=_desired(service, mine),
+                replicas_desired=_desired(service, mine) if job is None else job.wanted,
                 replicas_running=sum(1 for t in mine if _running(t)),
+                replicas_completed=0 if job is None else job.completed,
+                replicas_given_up=0 if job is None else job.given_up,
+                given_up_reason="" if job is None else job.given_up_reason,
                 spec_hash=(spec.get("Labels") or {}).get(LABEL_SPEC_HASH, ""),
                 ports=tuple(PortView(p.get("PublishedPort"), p.get("TargetPort", 0), p.get("Protocol", "tcp"),
                                      p.get("PublishMode", "ingress"))
@@ -253,8 +260,8 @@ def _spec_from_service(name: str, service: Mapping[str, Any]) -> ServiceSpec:
     spec = service["Spec"]
     replicas = service_replicas(service)
     image = ((spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}).get("Image", "")
-    return ServiceSpec(name=name, image=image.split("@")[0] or None,
-                       mode="global" if replicas is None else "replicated", replicas=replicas or 0)
+    return ServiceSpec(name=name, image=image.split("@")[0] or None, mode=service_mode(service),  # type: ignore[arg-type]
+                       replicas=replicas or 0)
 
 
 __all__ = ["SwarmControl"]
