@@ -6,7 +6,8 @@ once when the manager reports a service or node event (a deploy, a scale, a node
 services and nodes are relisted on their events and every `SLOW_RELIST` seconds as a safety net.
 Each relist is compared with what was last published (swarm/observed.py): one `task.state` per
 change of a task's Swarm state, one `node.state` per node change, one `update.*` per change of a
-service's rolling update.
+service's rolling update; then what Swarm's supervisor did and where each service stands
+(swarm/supervision.py: task.restart_scheduled, task.gave_up, service.converged/degraded).
 
 No message twice, none lost across restarts: the states last published (`Known`) are saved in
 Redis (swarm/observed_store.py) before the messages of a relist go to the publisher, whose `seq`
@@ -50,6 +51,7 @@ from orchestrator.swarm.observed import (
     update_messages,
 )
 from orchestrator.swarm.observed_store import ObservedStore, ObservedStoreUnavailable
+from orchestrator.swarm.supervision import Supervision
 
 log = structlog.stdlib.get_logger()
 
@@ -79,6 +81,7 @@ class SwarmWatcher:
         self._interval = interval
         #: None until loaded from the store (at the first relist: Redis may not answer yet).
         self._known: Known | None = None
+        self._supervision = Supervision()
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._services_due = True
@@ -185,6 +188,8 @@ class SwarmWatcher:
             self.relists += 1
             if self._known is None:
                 self._known = await self._store.load()
+            # Nothing known yet (a first start): old restarts are history, not news.
+            first_seen = {t.id for t in seen if t.id not in self._known.tasks} if self._known.tasks else set()
             known = self._known.copy()
             messages = [
                 *update_messages(known, ((snapshot.refs[i], s) for i, s in snapshot.services.items())),
@@ -194,5 +199,6 @@ class SwarmWatcher:
             if messages:
                 await self._store.save(known)
                 self._known = known
-                for message in messages:
-                    self._emit(message)
+            messages += self._supervision.messages(snapshot.services, snapshot.refs, seen, first_seen)
+            for message in messages:
+                self._emit(message)
