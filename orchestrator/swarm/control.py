@@ -17,7 +17,6 @@ the engine backend: on Swarm, published ports are Swarm's (docs/swarm.md).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
