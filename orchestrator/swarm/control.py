@@ -113,12 +113,14 @@ class SwarmControl:
         for service_id, service in snapshot.services.items():
             by_stack.setdefault(snapshot.refs[service_id].stack, []).append(service)
         views = []
+        jobs = {(ref.stack, ref.name) for ref in snapshot.refs.values() if ref.mode.endswith("-job")}
         for name, services in sorted(by_stack.items()):
-            tasks = [t for t in snapshot.tasks if t.key.stack == name]
+            # A job's tasks run to completion: they are not replicas to keep running.
+            tasks = [t for t in snapshot.tasks if t.key.stack == name and (name, t.key.service) not in jobs]
             views.append(StackView(
                 name=name,
                 services=len(services),
-                replicas_desired=sum(_desired(s, tasks) for s in services),
+                replicas_desired=sum(_desired(s, tasks) for s in services if not service_mode(s).endswith("-job")),
                 replicas_running=sum(1 for t in tasks if _running(t)),
                 deployed_at=max(parse_time(s.get("UpdatedAt")) for s in services),
                 generation=max(int((s.get("Version") or {}).get("Index") or 0) for s in services),

@@ -80,6 +80,10 @@ async def test_deploy_wait_ends_when_the_jobs_are_done(swarm1: Cluster, swarm1_s
             ("replicated-job", 2, 2)
         assert (views["once-a-node"].mode, views["once-a-node"].replicas_completed) == ("global-job", 1)
         assert views["web"].replicas_running == 1
+        # `ls` counts the replicas to keep running: the jobs' tasks are not among them.
+        await backend.watcher.refresh()
+        [summary] = [view for view in backend.control.stacks() if view.name == stack]
+        assert (summary.services, summary.replicas_desired, summary.replicas_running) == (3, 1, 1)
         out = capsys.readouterr().out
         assert "migrate: 2/2 completed" in out and f"Stack {stack} converged" in out
         # The two tasks of the replicated job are slots 1 and 2, told complete.
