@@ -43,6 +43,8 @@ class ObservedStore:
         try:
             size = await self._client.strlen(self.key)
             raw = await self._client.get(self.key) if 0 < size <= MAX_BYTES else None
+        except redis.exceptions.ResponseError:  # not a string: not ours (the next save replaces it)
+            raw = None
         except (redis.exceptions.RedisError, OSError) as exc:
             raise ObservedStoreUnavailable(f"Redis: {exc}") from exc
         return Known.from_plain(_parse(raw))
