@@ -35,9 +35,10 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.publishing.channels import STREAM_FIELD_EVENT  # noqa: E402
+from orchestrator.publishing.channels import STREAM_FIELD_EVENT, swarm_observed_key  # noqa: E402
 from orchestrator.engine.swarm import SwarmManager  # noqa: E402
 from orchestrator.swarm.observed import parse_time  # noqa: E402
+from orchestrator.swarm.observed_store import ObservedStore  # noqa: E402
 from orchestrator.swarm.watcher import SwarmWatcher  # noqa: E402
 from tests.integration.daemon_process import DaemonProcess  # noqa: E402
 from tests.swarm.cluster import Cluster  # noqa: E402
@@ -130,12 +131,13 @@ async def message_delays(client: aioredis.Redis, prefix: str, docker: aiodocker.
 
 
 async def idle_watcher(cluster: Cluster, docker: aiodocker.Docker, deployer: Deployer, tasks: int,
-                       seconds: float, interval: float) -> dict[str, float]:
+                       seconds: float, interval: float, client: aioredis.Redis, prefix: str) -> dict[str, float]:
     stack = f"idle{secrets.token_hex(2)}"
     await deployer.docker(stack, stack_text(tasks))
     await wait_running(docker, stack, tasks)
     manager = SwarmManager.connect(cluster.manager.docker_host)
-    watcher = SwarmWatcher(manager, lambda event: None, tempfile.mkdtemp(prefix="bench-swarm-"), interval)
+    # A prefix of its own: the daemon's state (stopped before) would tell it these tasks already.
+    watcher = SwarmWatcher(manager, lambda event: None, ObservedStore(client, f"{prefix}-idle"), interval)
     runner = asyncio.create_task(watcher.run())
     try:
         await asyncio.sleep(3)  # the first relists tell every task once: not idle yet
@@ -193,11 +195,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     await deployer.remove(docker, stack)
             await daemon.stop()
             results["idle"] = await idle_watcher(cluster, docker, deployer, args.idle_tasks, args.idle_seconds,
-                                                 args.interval)
+                                                 args.interval, client, prefix)
     finally:
         if daemon.process is not None and daemon.process.returncode is None:
             await daemon.stop()
-        await client.delete(f"{prefix}:stream")
+        await client.delete(f"{prefix}:stream", swarm_observed_key(prefix), swarm_observed_key(f"{prefix}-idle"))
         await client.aclose()
         await asyncio.to_thread(cluster.remove)
     return results

@@ -37,7 +37,8 @@ LABEL_OBJECT_NAME = f"{PREFIX}.object"
 LABEL_CONTENT_HASH = f"{PREFIX}.content-hash"
 
 # Fields of a service that do not go into its containers: changing them never recreates.
-_UNHASHED_FIELDS = frozenset({"provider", "replicas", "update_config", "rollback_config", "deploy_labels", "placement"})
+_UNHASHED_FIELDS = frozenset({"provider", "replicas", "update_config", "rollback_config", "deploy_labels", "placement",
+                              "dns_search", "dns_options", "tty", "stdin_open", "generic_resources"})
 
 
 def spec_hash(service: ServiceSpec) -> str:

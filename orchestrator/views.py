@@ -80,6 +80,9 @@ class ServiceView:
     #: Slots whose restart policy gave up (max_attempts used up): they stay down until a deploy.
     replicas_given_up: int = 0
     given_up_reason: str = ""
+    #: A job's (Swarm only, mode *-job): its tasks that ran to completion in its current run;
+    #: replicas_desired is then the completions wanted.
+    replicas_completed: int = 0
 
 
 @dataclass(frozen=True, slots=True)

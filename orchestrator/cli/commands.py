@@ -101,6 +101,8 @@ async def wait_converged(client: Client, stack: str, timeout: float, stable: flo
         services = await client.services(stack)
         for svc in services:
             progress = f"{svc['name']}: {svc['replicas_running']}/{svc['replicas_desired']}"
+            if tables.is_job(svc):
+                progress = f"{svc['name']}: {svc.get('replicas_completed', 0)}/{svc['replicas_desired']} completed"
             if svc.get("update_state") not in (None, "none", "completed"):
                 progress += f" ({svc['update_state']})"
             if shown.get(svc["name"]) != progress:
@@ -135,12 +137,21 @@ async def wait_converged(client: Client, stack: str, timeout: float, stable: flo
 def _settled_short(svc: Mapping[str, Any]) -> bool:
     """Short of its count only by the replicas its restart policy gave up on."""
     given_up = svc.get("replicas_given_up", 0)
-    return bool(given_up > 0 and svc["replicas_running"] + given_up >= svc["replicas_desired"])
+    return bool(given_up > 0 and _done(svc) + given_up >= svc["replicas_desired"])
 
 
 def _converged(svc: Mapping[str, Any]) -> bool:
+    """A job is done when its wanted completions are (and it has some: a global job wants
+    nothing before Swarm placed it); a service when it runs its count, no update under way."""
+    if tables.is_job(svc):
+        return bool(svc["replicas_desired"] > 0 and _done(svc) >= svc["replicas_desired"])
     updating = svc.get("update_state") in ("updating", "rolling_back")
     return svc["replicas_running"] == svc["replicas_desired"] and not updating
+
+
+def _done(svc: Mapping[str, Any]) -> int:
+    """Replicas that count towards the service's goal: completed for a job, running otherwise."""
+    return int(svc.get("replicas_completed", 0) if tables.is_job(svc) else svc["replicas_running"])
 
 
 # ------------------------------------------------------------------------------ listings

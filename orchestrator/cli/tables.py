@@ -68,10 +68,17 @@ def _deployed(stack: Mapping[str, Any], now: float | None) -> str:
     return f"removing: {message}" if message else "removing"
 
 
+def is_job(service: Mapping[str, Any]) -> bool:
+    """A job runs to completion (Swarm's `replicated-job`/`global-job`)."""
+    return str(service.get("mode", "")).endswith("-job")
+
+
 def services_table(services: Sequence[Mapping[str, Any]]) -> str:
     rows = []
     for s in services:
         replicas = f"{s['replicas_running']}/{s['replicas_desired']}"
+        if is_job(s):  # as `docker service ls`: running now, then completions of the wanted
+            replicas = f"{s['replicas_running']} ({s.get('replicas_completed', 0)}/{s['replicas_desired']} completed)"
         if s.get("update_state") not in (None, "none", "completed"):
             replicas += f" ({s['update_state']})"
         if s.get("replicas_given_up"):

@@ -128,6 +128,7 @@ class Controller:
                 **_update_view(record.updates.get(name)),
                 replicas_given_up=len(given_up.get(name, ())),
                 given_up_reason=given_up.get(name, [""])[0],
+                replicas_completed=0,  # jobs run only on Swarm
             )
             for name, svc in sorted(record.spec.services.items())
         ]

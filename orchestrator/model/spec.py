@@ -18,7 +18,8 @@ from typing import Any, Literal
 RestartCondition = Literal["none", "on-failure", "any"]
 FailureAction = Literal["pause", "continue", "rollback"]
 UpdateOrder = Literal["stop-first", "start-first"]
-DeployMode = Literal["replicated", "global"]
+#: The jobs run to completion; only Swarm runs them (docs/swarm.md).
+DeployMode = Literal["replicated", "global", "replicated-job", "global-job"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,15 @@ class Resources:
     pids_limit: int | None = None
     cpus_reservation: float | None = None
     memory_reservation: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GenericResource:
+    """A discrete generic resource a task reserves on its node (Swarm: `kind` from the node's
+    `--node-generic-resource`, e.g. gpu=2)."""
+
+    kind: str
+    value: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +206,14 @@ class ServiceSpec:
     deploy_labels: Mapping[str, str] = field(default_factory=dict)
     endpoint_mode: Literal["vip", "dnsrr"] = "vip"
     placement: Placement = field(default_factory=Placement)
+    # Read on Swarm only: one engine ignores them (so they stay out of the containers' hash,
+    # labels.py). docs/swarm.md.
+    dns_search: tuple[str, ...] = ()
+    dns_options: tuple[str, ...] = ()
+    tty: bool = False
+    stdin_open: bool = False
+    #: deploy.resources.reservations.generic_resources (discrete ones, as docker/cli maps them).
+    generic_resources: tuple[GenericResource, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +256,11 @@ class FileObjectSpec:
     #: The environment variable `content` was read from (`environment:`), for `orchestrator
     #: config`, which names it rather than showing a secret.
     environment: str | None = None
+    # Swarm only (the object's own labels, a secret driver plugin, a template driver).
+    labels: Mapping[str, str] = field(default_factory=dict)
+    driver: str | None = None
+    driver_opts: Mapping[str, str] = field(default_factory=dict)
+    template_driver: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

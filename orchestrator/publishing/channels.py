@@ -21,3 +21,9 @@ STREAM_FIELD_EVENT = "event"
 def stream_entry_id(seq: int) -> str:
     """The stream entry id of message `seq`: readers resume with XRANGE from `<seq>-0`."""
     return f"{seq}-0"
+
+
+def swarm_observed_key(prefix: str) -> str:
+    """The Swarm watcher's last published states (swarm/observed_store.py): in Redis, so that a
+    daemon Swarm moves to another manager tells nothing twice."""
+    return f"{prefix}:swarm:observed"

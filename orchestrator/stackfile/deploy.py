@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from orchestrator.model.ranges import INT64_MAX, MIN_MEMORY
-from orchestrator.model.spec import DeployMode, Placement, Resources, RestartPolicy, UpdateConfig
+from orchestrator.model.spec import DeployMode, GenericResource, Placement, Resources, RestartPolicy, UpdateConfig
 from orchestrator.stackfile.limits import over_limit
 from orchestrator.stackfile.problems import quote
 from orchestrator.stackfile.reader import Section, labels, to_int
+from orchestrator.stackfile.values import plain
 
 _DEPLOY_KEYS = ("mode", "replicas", "labels", "resources", "restart_policy", "update_config", "rollback_config",
                 "endpoint_mode", "placement")
@@ -28,6 +29,7 @@ class Deploy:
     rollback_config: UpdateConfig = field(default_factory=UpdateConfig)
     endpoint_mode: str = "vip"
     placement: Placement = field(default_factory=Placement)
+    generic_resources: tuple[GenericResource, ...] = ()
 
 
 def read_deploy(section: Section | None) -> Deploy:
@@ -35,12 +37,12 @@ def read_deploy(section: Section | None) -> Deploy:
         return Deploy()
     section.check_keys(_DEPLOY_KEYS)
     mode = section.choice("mode", ("replicated", "global", "replicated-job", "global-job"), "replicated")
-    if mode.endswith("-job"):
-        section.error("mode", f"mode {mode!r} (run-to-completion jobs) is not supported")
+    if mode.endswith("-job") and section.ctx.limits.backend == "engine":
+        section.error("mode", f"mode {mode!r} (run-to-completion jobs) runs only on Swarm (ORCHESTRATOR_BACKEND=swarm)")
         mode = "replicated"
     replicas = replica_count(section, "replicas")
-    if replicas is not None and mode == "global":
-        section.error("replicas", "replicas can only be used with mode: replicated")
+    if replicas is not None and mode in ("global", "global-job"):
+        section.error("replicas", "replicas can only be used with mode: replicated or replicated-job")
     endpoint_mode = section.choice("endpoint_mode", ("vip", "dnsrr"), "vip")
     if "endpoint_mode" in section and endpoint_mode == "vip" and section.ctx.limits.backend == "engine":
         section.warn("endpoint_mode", "no virtual IP on one engine: replicas share the service's DNS name (round robin), as with dnsrr")
@@ -54,7 +56,34 @@ def read_deploy(section: Section | None) -> Deploy:
         rollback_config=_update_config(section.section("rollback_config"), rollback=True),
         endpoint_mode=endpoint_mode,
         placement=_placement(section.section("placement")),
+        generic_resources=_generic_resources(section.section("resources")),
     )
+
+
+def _generic_resources(resources: Section | None) -> tuple[GenericResource, ...]:
+    """`reservations.generic_resources: [{discrete_resource_spec: {kind: gpu, value: 2}}]`, read
+    on Swarm (docker/cli maps the discrete ones; swarmkit's named ones have no compose form)."""
+    reservations = resources.section("reservations") if resources is not None else None
+    if reservations is None or reservations.ctx.limits.backend != "swarm":
+        return ()
+    found = []
+    for item, path, where in reservations.seq("generic_resources"):
+        if not hasattr(item, "get"):
+            reservations.ctx.problems.error(where, path, "an item is {discrete_resource_spec: {kind: ..., value: ...}}")
+            continue
+        entry = Section(item, path, reservations.ctx, where)
+        entry.check_keys(("discrete_resource_spec",))
+        spec = entry.section("discrete_resource_spec")
+        if spec is None:
+            entry.error(None, "needs discrete_resource_spec: {kind: ..., value: ...}")
+            continue
+        spec.check_keys(("kind", "value"))
+        kind, value = spec.checked("kind", plain), spec.integer("value", None, minimum=1, maximum=INT64_MAX)
+        if not kind or value is None:
+            spec.error(None, "needs a kind (e.g. gpu) and a value of at least 1")
+            continue
+        found.append(GenericResource(kind, value))
+    return tuple(found)
 
 
 def _placement(section: Section | None) -> Placement:
@@ -105,10 +134,11 @@ def _resources(section: Section | None) -> Resources:
         memory_limit = _memory(limits)
         pids_limit = limits.integer("pids", None, minimum=-1, maximum=INT64_MAX)
     if reservations is not None:
+        on_swarm = section.ctx.limits.backend == "swarm"
         reservations.check_keys(
-            ("cpus", "memory"),
+            ("cpus", "memory", *(("generic_resources",) if on_swarm else ())),
             {
-                "generic_resources": "generic resources are a Swarm scheduling option; ignored",
+                **({} if on_swarm else {"generic_resources": "generic resources are a Swarm scheduling option; ignored"}),
                 "devices": "device reservations are not supported; ignored",
             },
         )

@@ -21,7 +21,6 @@ from orchestrator.model.spec import (
     MountSpec,
     NetworkSpec,
     PortSpec,
-    Resources,
     RestartPolicy,
     ServiceSpec,
     StackSpec,
@@ -77,15 +76,19 @@ def _service(service: ServiceSpec) -> dict[str, Any]:
         "cap_drop": list(service.cap_drop),
         "extra_hosts": [entry.replace(":", "=", 1) for entry in service.extra_hosts],
         "dns": list(service.dns),
+        "dns_search": list(service.dns_search),
+        "dns_opt": list(service.dns_options),
+        "tty": service.tty or None,
+        "stdin_open": service.stdin_open or None,
         "ulimits": {u.name: u.soft if u.soft == u.hard else {"soft": u.soft, "hard": u.hard} for u in service.ulimits},
         "sysctls": dict(service.sysctls),
         "logging": _compact({"driver": service.logging.driver, "options": dict(service.logging.options)}) if service.logging else None,
     }, keep=("command", "entrypoint", "healthcheck", "logging"))  # given but empty is not the same as absent
     data["deploy"] = _compact({
         "mode": service.mode,
-        "replicas": service.replicas if service.mode == "replicated" else None,
+        "replicas": service.replicas if service.mode in ("replicated", "replicated-job") else None,
         "labels": dict(service.deploy_labels),
-        "resources": _resources(service.resources),
+        "resources": _resources(service),
         "restart_policy": _restart_policy(service.restart_policy),
         "update_config": _update_config(service.update_config),
         "rollback_config": _update_config(service.rollback_config),
@@ -132,10 +135,15 @@ def _healthcheck(check: Healthcheck) -> dict[str, Any]:
     })
 
 
-def _resources(resources: Resources) -> dict[str, Any]:
+def _resources(service: ServiceSpec) -> dict[str, Any]:
+    resources = service.resources
     return _compact({
         "limits": _compact({"cpus": resources.cpus_limit, "memory": resources.memory_limit, "pids": resources.pids_limit}),
-        "reservations": _compact({"cpus": resources.cpus_reservation, "memory": resources.memory_reservation}),
+        "reservations": _compact({
+            "cpus": resources.cpus_reservation, "memory": resources.memory_reservation,
+            "generic_resources": [{"discrete_resource_spec": {"kind": r.kind, "value": r.value}}
+                                  for r in service.generic_resources],
+        }),
     })
 
 
@@ -176,11 +184,14 @@ def _volume(volume: VolumeSpec) -> dict[str, Any]:
 def _file_object(spec: FileObjectSpec) -> dict[str, Any]:
     if spec.external:
         return {"external": True}
+    swarm = _compact({"labels": dict(spec.labels), "template_driver": spec.template_driver})
+    if spec.driver is not None:
+        return {"driver": spec.driver, **_compact({"driver_opts": dict(spec.driver_opts)}), **swarm}
     if spec.file is not None:
-        return {"file": spec.file}
+        return {"file": spec.file, **swarm}
     if spec.environment is not None:
-        return {"environment": spec.environment}
-    return {"content": spec.content or ""}
+        return {"environment": spec.environment, **swarm}
+    return {"content": spec.content or "", **swarm}
 
 
 def duration(seconds: float | None) -> str | None:

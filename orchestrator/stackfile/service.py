@@ -29,15 +29,17 @@ _UNSUPPORTED = (
     "annotations", "attach", "blkio_config", "cgroup", "cgroup_parent", "container_name",
     "cpu_count", "cpu_percent", "cpu_period", "cpu_quota", "cpu_rt_period", "cpu_rt_runtime",
     "cpu_shares", "cpus", "cpuset", "credential_spec", "develop", "device_cgroup_rules", "devices",
-    "dns_opt", "dns_search", "domainname", "external_links", "expose", "gpus", "group_add", "ipc",
+    "domainname", "external_links", "expose", "gpus", "group_add", "ipc",
     "isolation", "label_file", "links", "mac_address", "mem_limit", "mem_reservation",
     "mem_swappiness", "memswap_limit", "models", "network_mode", "oom_kill_disable",
     "oom_score_adj", "pid", "pids_limit", "platform", "post_start", "pre_start", "pre_stop",
     "privileged", "profiles", "pull_policy", "pull_refresh_after", "runtime",
-    "security_opt", "shm_size", "stdin_open",
-    "storage_opt", "tty", "use_api_socket", "userns_mode", "uts", "volumes_from",
+    "security_opt", "shm_size",
+    "storage_opt", "use_api_socket", "userns_mode", "uts", "volumes_from",
 )  # fmt: skip
 _IGNORED = {key: "not supported by this orchestrator (as docker stack deploy); ignored" for key in _UNSUPPORTED}
+#: Mapped on Swarm (swarm/service.py), as docker stack deploy does; ignored on one engine.
+_SWARM_ONLY = ("dns_search", "dns_opt", "tty", "stdin_open")
 #: Not in the compose-spec (docker-compose v2 format): an error that says what to write instead.
 _FORBIDDEN = {"volume_driver": "volume_driver is not supported; use a top-level volume's driver"}
 _BUILD_KEYS = ("context", "dockerfile", "args", "target", "labels")
@@ -54,7 +56,11 @@ def read_service(name: str, section: Section) -> ServiceSpec:
     for key, reason in _FORBIDDEN.items():
         if key in section.data:
             section.error(key, reason)
-    section.check_keys((*_SUPPORTED, *_FORBIDDEN, "extends"), _IGNORED)  # extends: applied before (stackfile/extends.py)
+    on_swarm = section.ctx.limits.backend == "swarm"
+    ignored = _IGNORED if on_swarm else {**_IGNORED, **{key: "read only on Swarm (ORCHESTRATOR_BACKEND=swarm); ignored"
+                                                         for key in _SWARM_ONLY}}
+    known = (*_SUPPORTED, *_FORBIDDEN, "extends", *(_SWARM_ONLY if on_swarm else ()))
+    section.check_keys(known, ignored)  # extends: applied before (stackfile/extends.py)
     empty_image, image_where = section.raw("image") == "", section.where("image")
     if empty_image:  # compose-go: an empty image is no image (`image: ${IMAGE}` unset); a build names it
         section.data = _without_empty_image(section.data)
@@ -109,7 +115,18 @@ def read_service(name: str, section: Section) -> ServiceSpec:
         deploy_labels=deploy.labels,
         endpoint_mode=deploy.endpoint_mode,  # type: ignore[arg-type]
         placement=deploy.placement,
+        generic_resources=deploy.generic_resources,
+        **(_swarm_only(section) if on_swarm else {}),
     )
+
+
+def _swarm_only(section: Section) -> dict[str, Any]:
+    return {
+        "dns_search": section.str_list("dns_search", check=values.plain),
+        "dns_options": section.str_list("dns_opt", check=values.plain),
+        "tty": bool(section.flag("tty", False)),
+        "stdin_open": bool(section.flag("stdin_open", False)),
+    }
 
 
 def _without_empty_image(service: YMap) -> YMap:
@@ -124,8 +141,8 @@ def _replicas(section: Section, replicas: int | None, mode: str) -> int:
     scale = replica_count(section, "scale")
     if scale is not None and replicas is not None and scale != replicas:
         section.error("scale", f"scale ({scale}) and deploy.replicas ({replicas}) disagree")
-    if mode == "global":
-        return 1  # one engine = one node
+    if mode in ("global", "global-job"):
+        return 1  # one engine = one node; on Swarm one task a node
     return replicas if replicas is not None else (scale if scale is not None else 1)
 
 

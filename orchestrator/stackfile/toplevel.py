@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from orchestrator.model.spec import FileObjectSpec, NetworkSpec, VolumeSpec
 from orchestrator.stackfile import values
@@ -21,7 +22,9 @@ _NETWORK_KEYS = ("driver", "driver_opts", "external", "name", "internal", "attac
 _NETWORK_IGNORED = {"enable_ipv4": "not supported; ignored"}
 _VOLUME_KEYS = ("driver", "driver_opts", "external", "name", "labels")
 _SECRET_KEYS = ("file", "environment", "external", "name", "content")
-_SECRET_IGNORED = {key: "not supported; ignored" for key in ("labels", "driver", "driver_opts", "template_driver")}
+#: Swarm's own (swarm/objects.py): read on Swarm, ignored on one engine. A config has no driver.
+_SECRET_SWARM_KEYS = ("labels", "driver", "driver_opts", "template_driver")
+_CONFIG_SWARM_KEYS = ("labels", "template_driver")
 #: Swarm networks are overlays; one engine without Swarm can only make a local (bridge) one.
 _SWARM_ONLY_DRIVERS = {"overlay"}
 
@@ -172,8 +175,13 @@ def read_file_objects(section: Section | None, ctx: Context) -> dict[str, FileOb
         if entry is None:
             section.error(name, "needs file, environment, content or external")  # type: ignore[union-attr]
             continue
-        allowed = _SECRET_KEYS if section.path == "configs" else tuple(k for k in _SECRET_KEYS if k != "content")  # type: ignore[union-attr]
-        entry.check_keys(allowed, _SECRET_IGNORED)
+        configs = section.path == "configs"  # type: ignore[union-attr]
+        allowed = _SECRET_KEYS if configs else tuple(k for k in _SECRET_KEYS if k != "content")
+        swarm_keys = _CONFIG_SWARM_KEYS if configs else _SECRET_SWARM_KEYS
+        if ctx.limits.backend == "swarm":
+            entry.check_keys((*allowed, *swarm_keys))
+        else:
+            entry.check_keys(allowed, {key: "read only on Swarm (ORCHESTRATOR_BACKEND=swarm); ignored" for key in swarm_keys})
         external, engine_name = _external(entry, name, ctx)
         sources = [key for key in ("file", "environment", "content") if key in entry]
         if external:
@@ -181,9 +189,12 @@ def read_file_objects(section: Section | None, ctx: Context) -> dict[str, FileOb
                 entry.warn(key, "has no effect on an external object (it exists already); ignored")
             result[name] = FileObjectSpec(name=name, external=True, engine_name=engine_name)
             continue
-        if not sources and "driver" in entry:
+        driven = "driver" in entry and ctx.limits.backend == "swarm"
+        if driven and sources:
+            entry.error("driver", f"a secret from a driver (a Swarm secret plugin) has no {sources[0]}: give one or the other")
+        elif not sources and "driver" in entry and not driven:
             entry.error("driver", "a secret from a driver (a Swarm secret plugin) is not supported on one engine: use file or environment")
-        elif len(sources) != 1:
+        elif len(sources) != 1 and not driven:
             entry.error(None, "needs exactly one of file, environment" + (", content" if "content" in allowed else "") + " or external: true")
         file = content = variable = None
         if "file" in entry:
@@ -199,8 +210,17 @@ def read_file_objects(section: Section | None, ctx: Context) -> dict[str, FileOb
         # Swarm names its objects: `name:`, else derived from the stack (swarm/objects.py).
         own_name = engine_name if "name" in entry else None
         result[name] = FileObjectSpec(name=name, file=file, content=content, external=False, environment=variable,
-                                      engine_name=own_name)
+                                      engine_name=own_name, **(_swarm_object(entry) if ctx.limits.backend == "swarm" else {}))
     return result
+
+
+def _swarm_object(entry: Section) -> dict[str, Any]:
+    return {
+        "labels": labels(entry, "labels"),
+        "driver": entry.checked("driver", values.plain),
+        "driver_opts": {key: value or "" for key, value in entry.mapping("driver_opts").items()},
+        "template_driver": entry.checked("template_driver", values.plain),
+    }
 
 
 def _check_file(entry: Section, file: str, ctx: Context) -> None:

@@ -37,7 +37,7 @@ from orchestrator.swarm.convert import SwarmStack, convert_stack
 from orchestrator.swarm.files import read_file_data
 from orchestrator.engine.swarm import SwarmManager, namespace_filter
 from orchestrator.swarm.objects import stale_objects, with_object_ids
-from orchestrator.swarm.observed import service_replicas
+from orchestrator.swarm.observed import service_mode, service_replicas
 
 log = structlog.stdlib.get_logger()
 
@@ -110,7 +110,7 @@ class SwarmStacks:
         before = {name[len(spec.name) + 1:]: service_replicas(s) or 0 for name, s in existing.items()}
         others = sum(service_replicas(s) or 0 for name, s in everything.items()
                      if (s["Spec"].get("Labels") or {}).get(LABEL_SWARM_NAMESPACE) != spec.name)
-        after = {name: 0 if s.mode == "global" else s.replicas for name, s in spec.services.items()}
+        after = {name: 0 if s.mode in ("global", "global-job") else s.replicas for name, s in spec.services.items()}
         check_replicas(spec.name, before, after, others, per_service=self._budget.per_service,
                        total=self._budget.total, path="services.{}.deploy.replicas")
 
@@ -175,8 +175,9 @@ class SwarmStacks:
                 current = services.get(service)
                 if current is None:
                     raise UnknownService(stack, service)
-                if service_replicas(current) is None:
-                    raise UserError(f"{stack}_{service}: scale can only be used with replicated mode")
+                if service_replicas(current) is None or service_mode(current) != "replicated":
+                    raise UserError(f"{stack}_{service}: scale can only be used with replicated mode "
+                                    "(a job runs again when a deploy changes it)")
                 if not isinstance(count, int) or isinstance(count, bool) or count < 0:
                     raise UserError(f"{stack}_{service}: replicas must be a non-negative integer, got {count!r}")
                 before[service] = service_replicas(current) or 0

@@ -9,18 +9,16 @@ immediate relist of the watcher, so that `ls` and the event stream see it at onc
   `docker stack ps`), with the node of each task;
 - `logs` reads Swarm's service logs, which the manager gathers from every node.
 
-The stack file a stack was deployed from is kept in `<state_dir>/swarm/stacks/` for `inspect`;
-a stack this daemon did not deploy (`docker stack deploy`, another manager's daemon) is shown
-with what its services say (name, image, mode, replicas). Ingress and standbys are features of
+The stack file a stack was deployed from is kept in Swarm (swarm/records.py) for `inspect`, so
+a daemon started on another manager finds it too; a stack deployed otherwise (`docker stack
+deploy`) is shown with what its services say (name, image, mode, replicas). Ingress and standbys are features of
 the engine backend: on Swarm, published ports are Swarm's (docs/swarm.md).
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -42,9 +40,10 @@ from orchestrator.publishing.events import Event
 from orchestrator.labels import LABEL_SPEC_HASH, LABEL_SWARM_NAMESPACE
 from orchestrator.model.spec import ServiceSpec, StackSpec
 from orchestrator.model.observed import TaskState
-from orchestrator.loop.store import StackRecord, Store
+from orchestrator.loop.store import StackRecord
 from orchestrator.swarm.apply import ReplicaBudget, SwarmStacks
 from orchestrator.engine.swarm import SwarmManager, namespace_filter
+from orchestrator.swarm.records import SwarmRecords
 from orchestrator.swarm.observed import (
     ServiceRef,
     TaskSeen,
@@ -52,9 +51,11 @@ from orchestrator.swarm.observed import (
     node_seen,
     parse_time,
     service_ref,
+    service_mode,
     service_replicas,
     task_seen,
 )
+from orchestrator.swarm.jobs import job_progress
 from orchestrator.swarm.watcher import SwarmWatcher
 
 log = structlog.stdlib.get_logger()
@@ -65,21 +66,24 @@ _TASK_DETAIL = "com.docker.swarm.task.id="
 
 class SwarmControl:
     def __init__(self, manager: SwarmManager, watcher: SwarmWatcher, emit: Callable[[Event], None],
-                 state_dir: str | Path, budget: ReplicaBudget,
-                 redis_ping: Callable[[], Awaitable[object]]) -> None:
+                 budget: ReplicaBudget, redis_ping: Callable[[], Awaitable[object]]) -> None:
         self._m = manager
         self._watcher = watcher
         self._emit = emit
         self._stacks = SwarmStacks(manager, budget)
-        self._store = Store(Path(state_dir))
-        self._specs = {name: record.spec for name, record in self._store.load_stacks().items()}
+        self._records = SwarmRecords(manager)
+        self._specs: dict[str, StackSpec] = {}
         self._redis_ping = redis_ping
+
+    async def load(self) -> None:
+        """The stack files kept in Swarm (before the API serves)."""
+        self._specs = {name: record.spec for name, record in (await self._records.load()).items()}
 
     # changes ------------------------------------------------------------------------------
     async def deploy(self, spec: StackSpec) -> DeployOutcome:
         outcome = await self._stacks.deploy(spec)
-        await asyncio.to_thread(self._store.save_stack, StackRecord(spec=spec, deployed_at=time.time()))
         self._specs[spec.name] = spec
+        await self._records.save(StackRecord(spec=spec, deployed_at=time.time()))
         self._emit(events.stack_deployed(spec.name, outcome.result))
         await self._watcher.refresh()
         return outcome
@@ -87,9 +91,8 @@ class SwarmControl:
     async def remove(self, stack: str, *, volumes: bool = False) -> RemoveOutcome:
         outcome = await self._stacks.remove(stack, volumes=volumes)
         await self._watcher.refresh()
-        if outcome.removed:
+        if outcome.removed:  # its record config went with the stack's configs
             self._specs.pop(stack, None)
-            await asyncio.to_thread(self._store.delete_stack, stack)
             self._emit(events.stack_removed(stack, "orchestrator rm"))
         return outcome
 
@@ -110,12 +113,14 @@ class SwarmControl:
         for service_id, service in snapshot.services.items():
             by_stack.setdefault(snapshot.refs[service_id].stack, []).append(service)
         views = []
+        jobs = {(ref.stack, ref.name) for ref in snapshot.refs.values() if ref.mode.endswith("-job")}
         for name, services in sorted(by_stack.items()):
-            tasks = [t for t in snapshot.tasks if t.key.stack == name]
+            # A job's tasks run to completion: they are not replicas to keep running.
+            tasks = [t for t in snapshot.tasks if t.key.stack == name and (name, t.key.service) not in jobs]
             views.append(StackView(
                 name=name,
                 services=len(services),
-                replicas_desired=sum(_desired(s, tasks) for s in services),
+                replicas_desired=sum(_desired(s, tasks) for s in services if not service_mode(s).endswith("-job")),
                 replicas_running=sum(1 for t in tasks if _running(t)),
                 deployed_at=max(parse_time(s.get("UpdatedAt")) for s in services),
                 generation=max(int((s.get("Version") or {}).get("Index") or 0) for s in services),
@@ -156,13 +161,18 @@ class SwarmControl:
             spec = service["Spec"]
             mine = [t for t in tasks if t.key.service == name]
             update = service.get("UpdateStatus") or {}
+            mode = service_mode(service)
+            job = job_progress(service, mine) if mode.endswith("-job") else None
             views.append(ServiceView(
                 stack=stack,
                 name=name,
-                mode="global" if "Global" in (spec.get("Mode") or {}) else "replicated",
+                mode=mode,
                 image=((spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}).get("Image", "").split("@")[0],
-                replicas_desired=_desired(service, mine),
+                replicas_desired=_desired(service, mine) if job is None else job.wanted,
                 replicas_running=sum(1 for t in mine if _running(t)),
+                replicas_completed=0 if job is None else job.completed,
+                replicas_given_up=0 if job is None else job.given_up,
+                given_up_reason="" if job is None else job.given_up_reason,
                 spec_hash=(spec.get("Labels") or {}).get(LABEL_SPEC_HASH, ""),
                 ports=tuple(PortView(p.get("PublishedPort"), p.get("TargetPort", 0), p.get("Protocol", "tcp"),
                                      p.get("PublishMode", "ingress"))
@@ -251,8 +261,8 @@ def _spec_from_service(name: str, service: Mapping[str, Any]) -> ServiceSpec:
     spec = service["Spec"]
     replicas = service_replicas(service)
     image = ((spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}).get("Image", "")
-    return ServiceSpec(name=name, image=image.split("@")[0] or None,
-                       mode="global" if replicas is None else "replicated", replicas=replicas or 0)
+    return ServiceSpec(name=name, image=image.split("@")[0] or None, mode=service_mode(service),  # type: ignore[arg-type]
+                       replicas=replicas or 0)
 
 
 __all__ = ["SwarmControl"]

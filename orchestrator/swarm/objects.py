@@ -17,12 +17,14 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from orchestrator.labels import LABEL_CONTENT_HASH, LABEL_OBJECT_NAME, LABEL_STACK, LABEL_SWARM_NAMESPACE
 from orchestrator.model.spec import FileObjectSpec, StackSpec
+from orchestrator.swarm.bodies import drop_empty
 from orchestrator.swarm.problems import Findings
 
 Kind = Literal["secrets", "configs"]
@@ -55,14 +57,16 @@ def convert_objects(
         if spec.external:
             names[name] = spec.engine_name or name
             continue
-        data = object_data(kind, spec, file_data)
+        driven = kind == "secrets" and spec.driver is not None  # its plugin gives the data
+        data = b"" if driven else object_data(kind, spec, file_data)
         if data is None:
             findings.error(f"{path}.file", f"the file {spec.file} was not read")
             continue
-        if not 0 < len(data) < MAX_DATA[kind]:
+        if not driven and not 0 < len(data) < MAX_DATA[kind]:
             findings.error(path, f"Swarm takes 1 to {MAX_DATA[kind] - 1} bytes of data, not {len(data)}")
             continue
-        digest = hashlib.sha256(data).hexdigest()[:_HASH_LENGTH]
+        extras = _swarm_extras(kind, spec)
+        digest = _digest(data, extras, spec.labels)
         engine_name = f"{spec.engine_name or f'{stack.name}_{name}'}-{digest}"
         if len(engine_name) > _MAX_NAME or not _OBJECT_NAME.fullmatch(engine_name):
             findings.error(path, f"the Swarm name {engine_name!r} is not valid: at most {_MAX_NAME} characters "
@@ -70,13 +74,32 @@ def convert_objects(
                                  "(a shorter stack or object name fixes it)")
             continue
         names[name] = engine_name
-        bodies[name] = {
+        bodies[name] = drop_empty({
             "Name": engine_name,
-            "Labels": {LABEL_SWARM_NAMESPACE: stack.name, LABEL_STACK: stack.name,
+            "Labels": {**spec.labels, LABEL_SWARM_NAMESPACE: stack.name, LABEL_STACK: stack.name,
                        LABEL_OBJECT_NAME: name, LABEL_CONTENT_HASH: digest},
-            "Data": base64.b64encode(data).decode(),
-        }
+            "Data": base64.b64encode(data).decode() if data else None,
+            **extras,
+        })
     return bodies, names
+
+
+def _swarm_extras(kind: Kind, spec: FileObjectSpec) -> dict[str, Any]:
+    """As docker/cli: a secret's driver plugin (`Driver`) and a template driver (`Templating`)."""
+    return drop_empty({
+        "Driver": drop_empty({"Name": spec.driver, "Options": dict(spec.driver_opts)})
+        if kind == "secrets" and spec.driver else None,
+        "Templating": {"Name": spec.template_driver} if spec.template_driver else None,
+    })
+
+
+def _digest(data: bytes, extras: Mapping[str, Any], labels: Mapping[str, str]) -> str:
+    """The version of an object: its data and what else the stack file gives it (driver,
+    template driver, labels: Swarm would update labels in place, but one way of changing an
+    object is simpler than two). An object with nothing but data keeps the hash of its data."""
+    more = {**extras, "Labels": dict(labels)} if labels else dict(extras)
+    suffix = b"\0" + json.dumps(more, sort_keys=True).encode() if more else b""
+    return hashlib.sha256(data + suffix).hexdigest()[:_HASH_LENGTH]
 
 
 def stale_objects(stack: str, existing: Iterable[Mapping[str, Any]], wanted: Iterable[str]) -> list[str]:

@@ -58,6 +58,8 @@ class ServiceRef:
     id: str
     stack: str
     name: str
+    #: As the stack file names it (service_mode).
+    mode: str = "replicated"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,8 @@ class TaskSeen:
     container_id: str = ""
     exit_code: int | None = None
     error: str = ""
+    #: A job's task: the run of the job it belongs to (Swarm's JobIteration), None otherwise.
+    job_iteration: int | None = None
 
     @property
     def state(self) -> TaskState:
@@ -107,6 +111,11 @@ class Known:
 
     def to_plain(self) -> dict[str, Any]:
         return {"tasks": self.tasks, "nodes": self.nodes, "updates": self.updates}
+
+    def copy(self) -> Known:
+        """The message functions below replace entries, never change one in place: a shallow
+        copy is enough to compute a relist's messages and keep them only once saved."""
+        return Known(dict(self.tasks), dict(self.nodes), dict(self.updates))
 
     @classmethod
     def from_plain(cls, data: Any) -> Known:
@@ -148,7 +157,7 @@ def service_ref(service: Mapping[str, Any], namespace_label: str) -> ServiceRef 
     name = spec.get("Name") or ""
     if not stack or not name.startswith(f"{stack}_"):
         return None
-    return ServiceRef(service["ID"], stack, name[len(stack) + 1:])
+    return ServiceRef(service["ID"], stack, name[len(stack) + 1:], service_mode(service))
 
 
 def node_seen(node: Mapping[str, Any]) -> NodeSeen:
@@ -185,7 +194,10 @@ def task_seen(
     status = task.get("Status") or {}
     container = status.get("ContainerStatus") or {}
     node_id = task.get("NodeID") or ""
-    slot = task.get("Slot") or node_slots.get(node_id) or 0
+    if service.mode == "replicated-job":  # Swarm numbers a job's tasks from 0 (0 is left out)
+        slot = (task.get("Slot") or 0) + 1
+    else:
+        slot = task.get("Slot") or node_slots.get(node_id) or 0
     if slot < 1:  # a global task not yet given a node
         slot = 1
     swarm_state = status.get("State") or "new"
@@ -204,7 +216,13 @@ def task_seen(
         container_id=container.get("ContainerID") or "",
         exit_code=exit_code,
         error=status.get("Err") or "",
+        job_iteration=_index(task.get("JobIteration")),
     )
+
+
+def _index(version: Any) -> int | None:
+    """Swarm's {"Index": n} version objects."""
+    return int(version.get("Index") or 0) if isinstance(version, dict) else None
 
 
 def task_messages(known: Known, seen: Iterable[TaskSeen], listed_ids: Iterable[str]) -> list[Event]:
@@ -273,9 +291,23 @@ def update_messages(known: Known, services: Iterable[tuple[ServiceRef, Mapping[s
 
 
 def service_replicas(service: Mapping[str, Any]) -> int | None:
-    """Desired replicas of a listed service; None for a global one."""
-    replicated = ((service.get("Spec") or {}).get("Mode") or {}).get("Replicated")
+    """Desired replicas of a listed service (completions of a replicated job); None for a
+    global service or job."""
+    mode = (service.get("Spec") or {}).get("Mode") or {}
+    if "ReplicatedJob" in mode:
+        return int((mode["ReplicatedJob"] or {}).get("TotalCompletions") or 0)
+    replicated = mode.get("Replicated")
     return None if replicated is None else int(replicated.get("Replicas") or 0)
+
+
+#: Swarm's service modes (the keys of Spec.Mode) as the stack file names them.
+_MODES = {"Replicated": "replicated", "Global": "global", "ReplicatedJob": "replicated-job",
+          "GlobalJob": "global-job"}
+
+
+def service_mode(service: Mapping[str, Any]) -> str:
+    mode = (service.get("Spec") or {}).get("Mode") or {}
+    return next((name for key, name in _MODES.items() if key in mode), "replicated")
 
 
 def _update_event(ref: ServiceRef, state: str, message: str, replicas: int) -> Event | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from pathlib import Path
 
 import redis.asyncio as aioredis
 import structlog
@@ -24,16 +23,11 @@ from orchestrator.support.backoff import doubling
 from orchestrator.swarm.apply import ReplicaBudget
 from orchestrator.swarm.control import SwarmControl
 from orchestrator.engine.swarm import SwarmManager
+from orchestrator.swarm.observed_store import ObservedStore
 from orchestrator.swarm.watcher import SwarmWatcher
 
 log = structlog.stdlib.get_logger()
 
-
-
-def swarm_state_dir(settings: Settings) -> Path:
-    """Apart from the engine backend's records: a daemon started later with the engine backend
-    on the same state directory must not take Swarm stacks for its own."""
-    return Path(settings.state_dir) / "swarm"
 
 
 async def run_on_swarm(settings: Settings, publisher: Publisher, ready: asyncio.Event,
@@ -42,13 +36,13 @@ async def run_on_swarm(settings: Settings, publisher: Publisher, ready: asyncio.
     manager = SwarmManager.connect(settings.docker_host or None)
     redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=2)
     try:
-        if not await _manager_unless_stopped(manager, stopping):
+        watcher = SwarmWatcher(manager, publisher.publish, ObservedStore(redis, settings.prefix),
+                               settings.swarm_poll_interval)
+        control = SwarmControl(manager, watcher, publisher.publish,
+                               ReplicaBudget(settings.max_replicas, settings.max_replicas_total), redis.ping)
+        if not await _manager_unless_stopped(manager, control, stopping):
             log.info("daemon_stopped", before="the engine answered")
             return
-        state_dir = swarm_state_dir(settings)
-        watcher = SwarmWatcher(manager, publisher.publish, state_dir, settings.swarm_poll_interval)
-        control = SwarmControl(manager, watcher, publisher.publish, state_dir,
-                               ReplicaBudget(settings.max_replicas, settings.max_replicas_total), redis.ping)
         app = make_app(control, settings, redis=redis)
         async with asyncio.TaskGroup() as group:
             tasks = [
@@ -71,9 +65,9 @@ async def run_on_swarm(settings: Settings, publisher: Publisher, ready: asyncio.
         await manager.close()
 
 
-async def _manager_unless_stopped(manager: SwarmManager, stopping: asyncio.Event) -> bool:
-    """True once the manager answers; False if SIGTERM comes first."""
-    waiting = asyncio.create_task(_wait_for_manager(manager))
+async def _manager_unless_stopped(manager: SwarmManager, control: SwarmControl, stopping: asyncio.Event) -> bool:
+    """True once the manager answers and the stack records are loaded; False if SIGTERM comes first."""
+    waiting = asyncio.create_task(_wait_for_manager(manager, control))
     stop = asyncio.create_task(stopping.wait())
     await asyncio.wait({waiting, stop}, return_when=asyncio.FIRST_COMPLETED)
     for task in (waiting, stop):
@@ -86,11 +80,12 @@ async def _manager_unless_stopped(manager: SwarmManager, stopping: asyncio.Event
     return True
 
 
-async def _wait_for_manager(manager: SwarmManager) -> None:
+async def _wait_for_manager(manager: SwarmManager, control: SwarmControl) -> None:
     """Wait while the engine does not answer; NotAManager (exit 1) when it answers as no manager."""
     for attempt in itertools.count():
         try:
             await manager.check_manager()
+            await control.load()
             return
         except EngineUnavailable as exc:
             if attempt == 0:

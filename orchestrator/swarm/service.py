@@ -18,8 +18,6 @@ from orchestrator.model.spec import (
     FileReference,
     Healthcheck,
     PortSpec,
-    Resources,
-    RestartPolicy,
     ServiceSpec,
     StackSpec,
     UpdateConfig,
@@ -48,18 +46,36 @@ def service_body(
                    LABEL_STACK: stack.name},
         "TaskTemplate": drop_empty({
             "ContainerSpec": _container_spec(stack, service, image, object_names, findings),
-            "Resources": _resources(service.resources),
-            "RestartPolicy": _restart_policy(service.restart_policy),
+            "Resources": _resources(service),
+            "RestartPolicy": _restart_policy(service),
             "Placement": _placement(service, findings),
             "Networks": _networks(stack, service, findings),
             "LogDriver": service.logging and drop_empty({"Name": service.logging.driver or "",
                                                         "Options": dict(service.logging.options)}),
         }),
-        "Mode": {"Global": {}} if service.mode == "global" else {"Replicated": {"Replicas": service.replicas}},
-        "UpdateConfig": _update_config(service.update_config),
-        "RollbackConfig": _update_config(service.rollback_config),
+        "Mode": _mode(service),
+        # A job is not updated in place: a changed job runs again (Swarm refuses the configs).
+        "UpdateConfig": None if is_job(service.mode) else _update_config(service.update_config),
+        "RollbackConfig": None if is_job(service.mode) else _update_config(service.rollback_config),
         "EndpointSpec": _endpoint(service, findings),
     })
+
+
+def is_job(mode: str) -> bool:
+    return mode in ("replicated-job", "global-job")
+
+
+def _mode(service: ServiceSpec) -> dict[str, Any]:
+    """As docker/cli: a replicated job runs `replicas` tasks at once and is done after as many
+    completions; a global job runs once on every node it may use."""
+    match service.mode:
+        case "global":
+            return {"Global": {}}
+        case "global-job":
+            return {"GlobalJob": {}}
+        case "replicated-job":
+            return {"ReplicatedJob": {"MaxConcurrent": service.replicas, "TotalCompletions": service.replicas}}
+    return {"Replicated": {"Replicas": service.replicas}}
 
 
 def _container_spec(
@@ -86,7 +102,10 @@ def _container_spec(
         "CapabilityDrop": _capabilities(service.cap_drop),
         "Ulimits": [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in sorted(service.ulimits, key=lambda u: u.name)],
         "Sysctls": dict(service.sysctls),
-        "DNSConfig": drop_empty({"Nameservers": list(service.dns)}),
+        "DNSConfig": drop_empty({"Nameservers": list(service.dns), "Search": list(service.dns_search),
+                                 "Options": list(service.dns_options)}),
+        "TTY": service.tty or None,
+        "OpenStdin": service.stdin_open or None,
         # "host:ip" → swarmkit's "ip host", in the stack file's order.
         "Hosts": [f"{ip} {host}" for host, _, ip in (entry.partition(":") for entry in service.extra_hosts)],
     })
@@ -98,7 +117,7 @@ def _placement(service: ServiceSpec, findings: Findings) -> dict[str, Any]:
         problem = _constraint_problem(constraint)
         if problem:
             findings.error(f"{path}.constraints[{index}]", problem)
-    if placement.max_replicas_per_node is not None and service.mode == "global":
+    if placement.max_replicas_per_node is not None and service.mode in ("global", "global-job"):
         findings.error(f"{path}.max_replicas_per_node", "applies only to mode: replicated")
     return drop_empty({
         "Constraints": list(placement.constraints),
@@ -155,12 +174,17 @@ def _capabilities(names: tuple[str, ...]) -> list[str]:
     return sorted(normal)
 
 
-def _resources(resources: Resources) -> dict[str, Any]:
+def _resources(service: ServiceSpec) -> dict[str, Any]:
+    resources = service.resources
     return drop_empty({
         "Limits": drop_empty({"NanoCPUs": _nano_cpus(resources.cpus_limit), "MemoryBytes": resources.memory_limit,
                               "Pids": resources.pids_limit}),
-        "Reservations": drop_empty({"NanoCPUs": _nano_cpus(resources.cpus_reservation),
-                                    "MemoryBytes": resources.memory_reservation}),
+        "Reservations": drop_empty({
+            "NanoCPUs": _nano_cpus(resources.cpus_reservation),
+            "MemoryBytes": resources.memory_reservation,
+            "GenericResources": [{"DiscreteResourceSpec": {"Kind": r.kind, "Value": r.value}}
+                                 for r in service.generic_resources],
+        }),
     })
 
 
@@ -168,8 +192,10 @@ def _nano_cpus(cpus: float | None) -> int | None:
     return None if cpus is None else round(cpus * 1e9)
 
 
-def _restart_policy(policy: RestartPolicy) -> dict[str, Any]:
+def _restart_policy(service: ServiceSpec) -> dict[str, Any]:
+    # A job's `any` is its `on-failure`: Swarm never starts a completed job task again.
     # delay None (our backoff) is left to Swarm, which waits 5 s: docs/swarm.md.
+    policy = service.restart_policy
     return drop_empty({
         "Condition": policy.condition,
         "Delay": nanoseconds(policy.delay),

@@ -6,13 +6,16 @@ once when the manager reports a service or node event (a deploy, a scale, a node
 services and nodes are relisted on their events and every `SLOW_RELIST` seconds as a safety net.
 Each relist is compared with what was last published (swarm/observed.py): one `task.state` per
 change of a task's Swarm state, one `node.state` per node change, one `update.*` per change of a
-service's rolling update.
+service's rolling update; then what Swarm's supervisor did and where each service stands
+(swarm/supervision.py: task.restart_scheduled, task.gave_up, service.converged/degraded).
 
 No message twice, none lost across restarts: the states last published (`Known`) are saved in
-`<state_dir>/swarm-observed.json` before the messages of a relist go to the publisher, whose
-`seq` is gapless across restarts (publisher.py, seq_store.py). A daemon killed and started again
-loads them and tells only what changed meanwhile. (A kill between the save and the publisher's
-send loses that relist's messages, as a kill loses the publisher's queue on one engine.)
+Redis (swarm/observed_store.py) before the messages of a relist go to the publisher, whose `seq`
+goes on from the stream's last message (publisher.py). A daemon killed and started again, on
+this manager or on another one, loads them and tells only what changed meanwhile. When the save
+fails, nothing of that relist is published and the next relist computes the same messages again.
+(A kill between the save and the publisher's send loses that relist's messages, as a kill loses
+the publisher's queue on one engine.)
 
 The last relist is also the `Snapshot` the views read without a request of their own (`ls`).
 """
@@ -24,7 +27,6 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -34,7 +36,6 @@ from orchestrator.errors import EngineError, EngineUnavailable
 from orchestrator.publishing.events import Event
 from orchestrator.labels import LABEL_SWARM_NAMESPACE
 from orchestrator.support.backoff import doubling
-from orchestrator.loop.store import Store, atomic_write_json
 from orchestrator.engine.swarm import SwarmManager
 from orchestrator.swarm.observed import (
     Known,
@@ -49,6 +50,8 @@ from orchestrator.swarm.observed import (
     task_seen,
     update_messages,
 )
+from orchestrator.swarm.observed_store import ObservedStore, ObservedStoreUnavailable
+from orchestrator.swarm.supervision import Supervision
 
 log = structlog.stdlib.get_logger()
 
@@ -56,7 +59,6 @@ log = structlog.stdlib.get_logger()
 SLOW_RELIST = 5.0
 #: Retries after the manager failed a relist or the event stream: doubling up to this.
 _RETRY_CAP = 5.0
-STATE_FILE = "swarm-observed.json"
 
 
 @dataclass(slots=True)
@@ -71,13 +73,15 @@ class Snapshot:
 
 
 class SwarmWatcher:
-    def __init__(self, manager: SwarmManager, emit: Callable[[Event], None], state_dir: str | Path,
+    def __init__(self, manager: SwarmManager, emit: Callable[[Event], None], store: ObservedStore,
                  interval: float) -> None:
         self._m = manager
         self._emit = emit
-        self._path = Path(state_dir) / STATE_FILE
+        self._store = store
         self._interval = interval
-        self._known = Known()
+        #: None until loaded from the store (at the first relist: Redis may not answer yet).
+        self._known: Known | None = None
+        self._supervision = Supervision()
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._services_due = True
@@ -85,12 +89,6 @@ class SwarmWatcher:
         self._slow_at = 0.0
         self.snapshot = Snapshot()
         self.relists = 0
-        self.load()
-
-    def load(self) -> None:
-        """The states the previous daemon published (nothing known: everything is told once)."""
-        data = Store(self._path.parent).load_document(STATE_FILE)
-        self._known = Known.from_plain(data)
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
@@ -103,13 +101,18 @@ class SwarmWatcher:
         self._wake.set()
 
     async def refresh(self) -> Snapshot:
-        """Relist now (after a deploy or scale, so views and messages follow at once)."""
+        """Relist now (after a deploy or scale, so views and messages follow at once). Without
+        Redis the views move and the messages wait for the poller's next relist."""
         self._services_due = self._nodes_due = True
-        await self.relist()
+        try:
+            await self.relist()
+        except ObservedStoreUnavailable as exc:
+            log.info("swarm_observed_store_unavailable", error=str(exc))
         return self.snapshot
 
     async def _poll(self) -> None:
         failing = False
+        store_failing = False
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._interval):
@@ -117,6 +120,12 @@ class SwarmWatcher:
             self._wake.clear()
             try:
                 await self.relist()
+            except ObservedStoreUnavailable as exc:
+                if not store_failing:
+                    log.warning("swarm_observed_store_unavailable", error=str(exc))
+                store_failing = True
+                await asyncio.sleep(_RETRY_CAP)
+                continue
             except (EngineUnavailable, EngineError) as exc:
                 if not failing:
                     log.warning("swarm_relist_failed", error=str(exc))
@@ -124,6 +133,9 @@ class SwarmWatcher:
                 failing = True
                 await asyncio.sleep(_RETRY_CAP)
                 continue
+            if store_failing:
+                log.info("swarm_observed_store_recovered")
+                store_failing = False
             if failing:
                 log.info("swarm_relist_recovered")
                 self._emit(events.engine_reconnected())
@@ -144,6 +156,8 @@ class SwarmWatcher:
             attempt += 1
 
     async def relist(self) -> None:
+        """List, compare, save what is now known, then publish. ObservedStoreUnavailable when
+        the state cannot be loaded or saved: then nothing is published (the views still move)."""
         async with self._lock:
             now = time.monotonic()
             if now >= self._slow_at:
@@ -172,12 +186,19 @@ class SwarmWatcher:
             snapshot.at = time.time()
             self.snapshot = snapshot
             self.relists += 1
+            if self._known is None:
+                self._known = await self._store.load()
+            # Nothing known yet (a first start): old restarts are history, not news.
+            first_seen = {t.id for t in seen if t.id not in self._known.tasks} if self._known.tasks else set()
+            known = self._known.copy()
             messages = [
-                *update_messages(self._known, ((snapshot.refs[i], s) for i, s in snapshot.services.items())),
-                *task_messages(self._known, seen, (task["ID"] for task in raw_tasks)),
-                *node_messages(self._known, snapshot.nodes.values()),
+                *update_messages(known, ((snapshot.refs[i], s) for i, s in snapshot.services.items())),
+                *task_messages(known, seen, (task["ID"] for task in raw_tasks)),
+                *node_messages(known, snapshot.nodes.values()),
             ]
             if messages:
-                await asyncio.to_thread(atomic_write_json, self._path, self._known.to_plain())
-                for message in messages:
-                    self._emit(message)
+                await self._store.save(known)
+                self._known = known
+            messages += self._supervision.messages(snapshot.services, snapshot.refs, seen, first_seen)
+            for message in messages:
+                self._emit(message)

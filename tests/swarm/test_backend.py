@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import aiodocker
 import jsonschema
 import pytest
+import redis.asyncio as aioredis
 
 from orchestrator.publishing import events
 from orchestrator.errors import Conflict, UnknownStack, UserError
@@ -24,6 +26,7 @@ from orchestrator.stackfile.limits import Limits
 from orchestrator.swarm.apply import ReplicaBudget
 from orchestrator.swarm.control import SwarmControl
 from orchestrator.engine.swarm import NotAManager, SwarmManager
+from orchestrator.swarm.observed_store import ObservedStore
 from orchestrator.swarm.watcher import SwarmWatcher
 from tests.integration.conftest import BUSYBOX
 from tests.swarm.cluster import Cluster
@@ -83,16 +86,26 @@ class Backend:
         return sum(view.replicas_running for view in self.control.stacks() if view.name == stack)
 
 
+@pytest.fixture
+async def redis_prefix(redis_client: aioredis.Redis) -> AsyncIterator[str]:
+    """A prefix of the test's own; the watcher's state under it is removed afterwards."""
+    prefix = f"orchestrator-test-{secrets.token_hex(4)}"
+    yield prefix
+    keys = [key async for key in redis_client.scan_iter(match=f"{prefix}*")]
+    if keys:
+        await redis_client.delete(*keys)
+
+
 @contextlib.asynccontextmanager
-async def running_backend(cluster: Cluster, state_dir: Path) -> AsyncIterator[Backend]:
+async def running_backend(cluster: Cluster, redis: aioredis.Redis, prefix: str) -> AsyncIterator[Backend]:
+    """The watcher keeps its state under `prefix` in Redis (observed_store.py): two backends
+    given the same prefix are one daemon started twice."""
     manager = SwarmManager.connect(cluster.manager.docker_host)
     messages: list[Event] = []
-    watcher = SwarmWatcher(manager, messages.append, state_dir, interval=0.2)
-
-    async def no_redis() -> None:
-        return None
-
-    control = SwarmControl(manager, watcher, messages.append, state_dir, ReplicaBudget(100, 1000), no_redis)
+    store = ObservedStore(redis, prefix)
+    watcher = SwarmWatcher(manager, messages.append, store, interval=0.2)
+    control = SwarmControl(manager, watcher, messages.append, ReplicaBudget(100, 1000), redis.ping)
+    await control.load()
     task = asyncio.create_task(watcher.run())
     try:
         await watcher.refresh()
@@ -104,9 +117,10 @@ async def running_backend(cluster: Cluster, state_dir: Path) -> AsyncIterator[Ba
 
 
 async def test_deploy_update_scale_rollback_logs_rm(swarm1: Cluster, swarm1_stack: str, swarm1_docker: aiodocker.Docker,
-                                                    tmp_path: Path) -> None:
+                                                    tmp_path: Path, redis_client: aioredis.Redis,
+                                                    redis_prefix: str) -> None:
     stack = swarm1_stack
-    async with running_backend(swarm1, tmp_path / "state") as backend:
+    async with running_backend(swarm1, redis_client, redis_prefix) as backend:
         control = backend.control
         outcome = await control.deploy(stack_file(tmp_path, stack, replicas=1))
         assert (outcome.result, outcome.changed_services) == ("created", ("web",))
@@ -170,14 +184,18 @@ async def test_deploy_update_scale_rollback_logs_rm(swarm1: Cluster, swarm1_stac
             await control.services(stack)
 
 
-async def test_a_restarted_watcher_tells_nothing_twice(swarm1: Cluster, swarm1_stack: str, tmp_path: Path) -> None:
+async def test_a_restarted_watcher_tells_nothing_twice(swarm1: Cluster, swarm1_stack: str, tmp_path: Path,
+                                                        redis_client: aioredis.Redis, redis_prefix: str) -> None:
     stack = swarm1_stack
-    state = tmp_path / "state"
-    async with running_backend(swarm1, state) as backend:
-        await backend.control.deploy(stack_file(tmp_path, stack, replicas=1, port=18081))
+    spec = stack_file(tmp_path, stack, replicas=1, port=18081)
+    async with running_backend(swarm1, redis_client, redis_prefix) as backend:
+        await backend.control.deploy(spec)
         await backend.until(lambda: backend.running(stack) == 1, "one replica running")
         before = backend.task_messages(stack)
-    async with running_backend(swarm1, state) as again:
+    # Nothing on this process's disk: the stack file as deployed is found in Swarm (records.py).
+    async with running_backend(swarm1, redis_client, f"{redis_prefix}-elsewhere") as elsewhere:
+        assert elsewhere.control.stack_spec(stack) == spec
+    async with running_backend(swarm1, redis_client, redis_prefix) as again:
         await again.watcher.refresh()
         assert again.task_messages(stack) == []  # nothing changed while it was away
         await again.control.scale(stack, {"web": 0})
@@ -187,9 +205,10 @@ async def test_a_restarted_watcher_tells_nothing_twice(swarm1: Cluster, swarm1_s
         assert {m.task_id for m in again.task_messages(stack)} <= ids
 
 
-async def test_errors_name_what_is_wrong(swarm1: Cluster, swarm1_stack: str, tmp_path: Path) -> None:
+async def test_errors_name_what_is_wrong(swarm1: Cluster, swarm1_stack: str, tmp_path: Path,
+                                        redis_client: aioredis.Redis, redis_prefix: str) -> None:
     stack = swarm1_stack
-    async with running_backend(swarm1, tmp_path / "state") as backend:
+    async with running_backend(swarm1, redis_client, redis_prefix) as backend:
         with pytest.raises(UnknownStack):
             await backend.control.scale(stack, {"web": 2})
         spec = stack_file(tmp_path, stack, replicas=1, port=18082)

@@ -75,8 +75,9 @@ class Stream:
         entries = await self._client.xrange(self._key)
         return [json.loads(fields[STREAM_FIELD_EVENT]) for _, fields in entries]
 
-    async def until(self, check: Callable[[list[dict[str, Any]]], bool], what: str) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + WAIT_LIMIT
+    async def until(self, check: Callable[[list[dict[str, Any]]], bool], what: str,
+                    limit: float = WAIT_LIMIT) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + limit
         while True:
             messages = await self.read()
             if check(messages):
@@ -140,7 +141,7 @@ async def test_a_three_node_swarm_through_the_daemon(swarm3_own: Cluster, tmp_pa
         messages = await stream.until(
             lambda m: any(x["swarm_state"] == "failed" for x in tasks_of(m, "pinned"))
             and len(running_on(m, "pinned")) == 1, "the pinned replica killed while restarted, replaced")
-        _no_duplicates_and_gapless(messages)
+        no_duplicates_and_gapless(messages)
 
         # A worker stopped: told down, its tasks run on the other worker.
         docker("stop", "--time", "1", worker2.name)
@@ -149,7 +150,7 @@ async def test_a_three_node_swarm_through_the_daemon(swarm3_own: Cluster, tmp_pa
                           for x in m) and set(running_on_live(m, "web", worker2.name).values()) == {worker1.name}
             and len(running_on_live(m, "web", worker2.name)) == 4,
             "worker 2 down and its replicas rescheduled on worker 1")
-        _no_duplicates_and_gapless(messages)
+        no_duplicates_and_gapless(messages)
         validator = jsonschema.Draft202012Validator(events.load_schema())
         for message in messages:
             validator.validate(message)
@@ -170,7 +171,7 @@ def _container(messages: list[dict[str, Any]], service: str) -> str:
                 if m["task_id"] == task_id and m.get("container_id"))
 
 
-def _no_duplicates_and_gapless(messages: list[dict[str, Any]]) -> None:
+def no_duplicates_and_gapless(messages: list[dict[str, Any]]) -> None:
     seqs = [m["seq"] for m in messages]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
     told = [(m["task_id"], m["swarm_state"]) for m in messages if m["type"] == "task.state"]

@@ -326,3 +326,39 @@ def test_deploy_sends_the_variables_of_included_and_extended_files_too(
         "lib/.env", "lib/base.env", "lib/base.yml", "lib/extra.yml"]
     assert referenced_env([*files, *found], dict(os.environ)) == {
         name: os.environ[name] for name in ("BASE_IMAGE", "DOTENV_WORD", "ENV_FILE_WORD", "LIB_DIR", "TOP_IMAGE")}
+
+
+def test_a_job_shows_its_completions_as_docker_service_ls() -> None:
+    rows = [{"stack": "app", "name": "migrate", "mode": "replicated-job", "replicas_running": 1, "replicas_desired": 3,
+             "replicas_completed": 2, "spec_hash": "a" * 12, "image": "m", "ports": []}]
+    assert "1 (2/3 completed)" in tables.services_table(rows)
+
+
+async def test_deploy_wait_ends_when_the_jobs_are_done_and_not_before(capsys: pytest.CaptureFixture[str],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.cli import commands
+
+    monkeypatch.setattr(commands, "POLL_S", 0.0)
+    job = {"name": "migrate", "mode": "replicated-job", "replicas_running": 0, "replicas_desired": 0,
+           "replicas_completed": 0, "update_state": "none"}
+    answers = iter([
+        [job],  # a global job not placed yet wants nothing: not done
+        [{**job, "replicas_desired": 2, "replicas_running": 2}],
+        [{**job, "replicas_desired": 2, "replicas_completed": 2}],
+    ])
+
+    class Answers:
+        async def services(self, stack: str) -> object:
+            return next(answers)
+
+    assert await commands.wait_converged(Answers(), "app", timeout=60) == 0  # type: ignore[arg-type]
+    assert "migrate: 2/2 completed" in capsys.readouterr().out
+
+    failed = iter([[{**job, "replicas_desired": 1, "replicas_given_up": 1, "given_up_reason": "exit 3"}]])
+
+    class Failed:
+        async def services(self, stack: str) -> object:
+            return next(failed)
+
+    with pytest.raises(UserError, match=r"restart policy gave up on migrate \(1 gave up: exit 3\)"):
+        await commands.wait_converged(Failed(), "app", timeout=60)  # type: ignore[arg-type]

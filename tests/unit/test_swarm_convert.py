@@ -22,6 +22,7 @@ from orchestrator.model.spec import (
     DependsOn,
     FileObjectSpec,
     FileReference,
+    GenericResource,
     Healthcheck,
     LoggingSpec,
     MountSpec,
@@ -208,6 +209,26 @@ KEYS = [
                  id="placement"),
     pytest.param({"mode": "global", "replicas": 1}, web(lambda b: b["Mode"]), {"Global": {}}, id="mode-global"),
     pytest.param({"replicas": 0}, web(lambda b: b["Mode"]), {"Replicated": {"Replicas": 0}}, id="replicas-zero-is-sent"),
+    pytest.param({"mode": "replicated-job", "replicas": 3},
+                 web(lambda b: (b["Mode"], "UpdateConfig" in b, "RollbackConfig" in b)),
+                 ({"ReplicatedJob": {"MaxConcurrent": 3, "TotalCompletions": 3}}, False, False),
+                 id="mode-replicated-job-without-update-config"),
+    pytest.param({"mode": "global-job"}, web(lambda b: (b["Mode"], "UpdateConfig" in b)), ({"GlobalJob": {}}, False),
+                 id="mode-global-job"),
+    pytest.param({"dns": ("10.0.0.2",), "dns_search": ("svc.local", "local"), "dns_options": ("ndots:2", "rotate")},
+                 web(lambda b: container(b)["DNSConfig"]),
+                 {"Nameservers": ["10.0.0.2"], "Search": ["svc.local", "local"], "Options": ["ndots:2", "rotate"]},
+                 id="dns-search-options"),
+    pytest.param({"tty": True, "stdin_open": True}, web(lambda b: (container(b)["TTY"], container(b)["OpenStdin"])),
+                 (True, True), id="tty-stdin-open"),
+    pytest.param({}, web(lambda b: ("TTY" in container(b), "OpenStdin" in container(b))), (False, False),
+                 id="tty-stdin-open-false-left-out"),
+    pytest.param({"resources": Resources(memory_reservation=2**26),
+                  "generic_resources": (GenericResource("gpu", 2), GenericResource("ssd", 1))},
+                 web(lambda b: b["TaskTemplate"]["Resources"]["Reservations"]),
+                 {"MemoryBytes": 2**26, "GenericResources": [{"DiscreteResourceSpec": {"Kind": "gpu", "Value": 2}},
+                                                             {"DiscreteResourceSpec": {"Kind": "ssd", "Value": 1}}]},
+                 id="generic-resources"),
     pytest.param({"networks": (NetworkAttachment("webnet", aliases=("www",)),)},
                  web(lambda b: b["TaskTemplate"]["Networks"]), [{"Target": "t_webnet", "Aliases": ["www", "web"]}],
                  id="network-aliases"),
@@ -276,6 +297,27 @@ def test_secrets_and_configs_get_names_versioned_by_content(tmp_path: Path) -> N
                                       "vault": "shared_vault", "plain": "plain"}
     assert set(converted.secrets) == {"key", "token"}
     assert converted.configs["conf"]["Name"] == CONF
+
+
+def test_secret_and_config_labels_driver_and_template_driver_as_docker_cli() -> None:
+    stack = StackSpec("t", {}, secrets={
+        "vault": FileObjectSpec("vault", driver="vault-plugin", driver_opts={"path": "kv/app"}, labels={"team": "a"}),
+        "tpl": FileObjectSpec("tpl", content="{{ .Service.Name }}", template_driver="golang"),
+    }, configs={"conf": FileObjectSpec("conf", content="a=1", labels={"team": "a"}, template_driver="golang")})
+
+    converted = convert_stack(stack)
+
+    vault = converted.secrets["vault"]
+    assert vault["Driver"] == {"Name": "vault-plugin", "Options": {"path": "kv/app"}}
+    assert "Data" not in vault  # the plugin gives it
+    assert vault["Labels"]["team"] == "a" and vault["Labels"][NS] == "t"
+    assert converted.secrets["tpl"]["Templating"] == {"Name": "golang"}
+    assert converted.configs["conf"]["Templating"] == {"Name": "golang"}
+    assert converted.configs["conf"]["Labels"]["team"] == "a"
+    assert "Driver" not in converted.configs["conf"]
+    # Labels and drivers are part of the version; an object with data only keeps its data's hash.
+    assert converted.configs["conf"]["Name"] != CONF
+    assert convert_stack(StackSpec("t", {}, configs=CONFIGS)).configs["conf"]["Name"] == CONF
 
 
 def test_a_changed_content_is_a_new_object_name() -> None:
