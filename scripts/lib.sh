@@ -61,13 +61,14 @@ ensure_engine() {
   command -v docker >/dev/null || apt_install docker.io
   # live-restore: containers keep running while dockerd restarts, and the orchestrator's ingress
   # keeps relaying to them (docs/dataplane.md); ORCHESTRATOR_LIVE_RESTORE=0 starts it without.
-  # As a flag unless daemon.json sets it (both: an error). Address pools of /24 networks: the
-  # engine's defaults hold ~30 bridge networks, one per stack here (docs/dataplane.md).
+  # As a flag unless daemon.json sets it (both: an error). Address pools: the engine's defaults
+  # hold ~30 bridge networks and every stack has one; these hold 256 of 4,094 addresses (a
+  # 1,000-replica stack) and 256 of 254, in the ranges the defaults use (docs/dataplane.md).
   local flags=()
   [[ "${ORCHESTRATOR_LIVE_RESTORE:-1}" == 1 ]] && flags=(--live-restore)
   grep -qs '"live-restore"' /etc/docker/daemon.json && flags=()
   grep -qs '"default-address-pools"' /etc/docker/daemon.json ||
-    flags+=(--default-address-pool "base=${ORCHESTRATOR_ADDRESS_POOL:-10.200.0.0/13},size=24")
+    flags+=(--default-address-pool "base=172.16.0.0/12,size=20" --default-address-pool "base=192.168.0.0/16,size=24")
   say "starting dockerd ${flags[*]:-} (log: $STATE_LOG_DIR/dockerd.log)"
   nohup dockerd "${flags[@]}" >"$STATE_LOG_DIR/dockerd.log" 2>&1 &
   for _ in $(seq 1 60); do
