@@ -68,6 +68,8 @@ class FactsCache:
             return None
         if facts.provisional:  # valid until the list catches up; then an inspect confirms
             return facts if entry["State"] in _ALIVE_IN_LIST else None
+        if facts.status == "running" and entry["State"] == "created":
+            return facts  # a start the list (made before it) has not caught up with
         return facts if facts.status == entry["State"] else None
 
     def needs_inspect(self, entry: JSON) -> bool:

@@ -196,5 +196,7 @@ def test_our_own_create_saves_the_inspect_of_a_created_container_until_its_start
     assert state is not None
     assert (state.status, state.exit_code, state.started_at, state.error) == ("created", None, None, "")
     assert cache.needs_inspect(_entry("running"))  # started, and the start event not seen yet
+    cache.started(created["Id"], at=1714557600.5)
+    assert not cache.needs_inspect(created)  # a list made before the start: the event is newer
     cache.forget(created["Id"])  # the start failed: only an inspect shows the engine's error
     assert cache.needs_inspect(created)
