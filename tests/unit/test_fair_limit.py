@@ -141,6 +141,12 @@ class Held:
         self._done[key] = asyncio.Event()
         self.tasks[key] = asyncio.create_task(self._work(key, urgency))
 
+    async def fill(self, stack: str, count: int, urgency: Urgency = Urgency.BULK) -> None:
+        """`count` work items of `stack` (slots 1…count), queued and granted what they can."""
+        for slot in range(1, count + 1):
+            self.add(SlotKey(stack, "s", slot), urgency)
+        await settle()
+
     async def _work(self, key: SlotKey, urgency: Urgency) -> None:
         async with self.limit.hold(key, urgency):
             self.holding.add(key)
@@ -156,15 +162,9 @@ class Held:
         return sorted((k for k in self.holding if k.stack == stack), key=lambda k: (k.service, k.slot))
 
 
-def many(stack: str, count: int) -> list[SlotKey]:
-    return [SlotKey(stack, "s", n) for n in range(1, count + 1)]
-
-
 async def test_a_big_stack_yields_to_a_small_one_until_its_work_is_done() -> None:
     async with Held(permits=8, yield_share=2) as h:
-        for key in many("big", 100):
-            h.add(key)
-        await settle()
+        await h.fill("big", 100)
         assert len(h.of("big")) == 8
         small = SlotKey("small", "s", 1)
         h.add(small)
@@ -180,9 +180,7 @@ async def test_a_big_stack_yields_to_a_small_one_until_its_work_is_done() -> Non
 
 async def test_every_stack_yields_while_a_restart_waits_or_runs() -> None:
     async with Held(permits=4, yield_share=1) as h:
-        for key in many("big", 20):
-            h.add(key)
-        await settle()
+        await h.fill("big", 20)
         restart = SlotKey("big", "s", 99)
         h.add(restart, Urgency.RESTART)
         await h.finish(h.of("big")[0])
@@ -195,11 +193,8 @@ async def test_every_stack_yields_while_a_restart_waits_or_runs() -> None:
 
 async def test_two_big_stacks_keep_the_whole_bound_between_them() -> None:
     async with Held(permits=8, yield_share=2) as h:
-        for key in many("a", 50):
-            h.add(key)
-        for key in many("b", 60):
-            h.add(key)
-        await settle()
+        await h.fill("a", 50)
+        await h.fill("b", 60)
         for turn in range(30):  # whatever finishes, the bound stays full, and both get work in
             await h.finish(h.of("a")[0] if len(h.of("a")) >= len(h.of("b")) else h.of("b")[0])
             assert len(h.holding) == 8
@@ -208,9 +203,7 @@ async def test_two_big_stacks_keep_the_whole_bound_between_them() -> None:
 
 async def test_standbys_yield_to_another_stacks_bulk_work() -> None:
     async with Held(permits=4, yield_share=1) as h:
-        for key in many("conv", 10):
-            h.add(key, Urgency.STANDBY)
-        await settle()
+        await h.fill("conv", 10, Urgency.STANDBY)
         assert len(h.of("conv")) == 4
         new = SlotKey("new", "s", 1)
         h.add(new)
@@ -224,9 +217,7 @@ async def test_standbys_yield_to_another_stacks_bulk_work() -> None:
 
 async def test_a_cancelled_light_waiter_lets_the_yielding_stack_go_on() -> None:
     async with Held(permits=4, yield_share=1) as h:
-        for key in many("big", 10):
-            h.add(key)
-        await settle()
+        await h.fill("big", 10)
         small = SlotKey("small", "s", 1)
         h.add(small)
         await settle()
@@ -242,9 +233,7 @@ async def test_a_deploy_making_its_networks_without_a_permit_is_yielded_to_as_we
     """The engine creates a network behind the starts it has in flight: while a deploy makes
     its networks (Executor.ensure_stack_objects), the big stack drains to its share."""
     async with Held(permits=8, yield_share=2) as h:
-        for key in many("big", 50):
-            h.add(key)
-        await settle()
+        await h.fill("big", 50)
         async with h.limit.beside("small"):
             await h.finish(*h.of("big")[:7])
             assert len(h.of("big")) == 2
