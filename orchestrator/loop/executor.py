@@ -204,12 +204,9 @@ class Executor:
                 await self._stop(record, action)
             case RemoveContainer():
                 await self._mark_shutdown(action.container_id)
-                if _stops_with_a_kill(record.spec.services.get(action.key.service)):
-                    await self._kill_and_remove(action.container_id)
-                else:
-                    await self._stop(record, action)  # reports its shutdown, with the exit code
-                    async with self._stops:
-                        await self._engine.remove(action.container_id)
+                await self._stop(record, action)  # reports its shutdown, with the exit code
+                async with self._stops:
+                    await self._engine.remove(action.container_id)
                 log.info("container_removed", slot=str(action.key), reason=action.reason,
                          container_id=action.container_id[:12])
 
@@ -230,15 +227,6 @@ class Executor:
         async with self._stops:
             exit_code = await self._engine.stop(action.container_id, grace)
         self._tracker.stopped(action.container_id, exit_code)
-
-    async def _kill_and_remove(self, container_id: str) -> None:
-        """A stop that would be a kill anyway, as `docker rm -f` does it: one engine call
-        instead of stop, inspect and remove. The engine's `die` event reports the shutdown,
-        with the exit code (the tracker knows the container was stopped on purpose)."""
-        if self._before_stop is not None:
-            await self._before_stop(container_id, 0.0)
-        async with self._stops:
-            await self._engine.remove(container_id)
 
     async def _create(self, record: StackRecord, action: CreateTask) -> None:
         key = action.key
@@ -403,19 +391,6 @@ def exception_reason(exc: Exception) -> str:
 def _urgency(action: CreateTask) -> Urgency:
     """A replica that died (or was stopped unhealthy) comes back before any bulk create."""
     return Urgency.RESTART if action.reason == REASON_RESTART else Urgency.BULK
-
-
-def _stops_with_a_kill(service: ServiceSpec | None) -> bool:
-    """Whether stopping this service's replicas gracefully is a kill anyway: its stop signal
-    is SIGKILL (which no process can handle) or it has no grace period."""
-    if service is None:
-        return False
-    signal = (service.stop_signal or "").strip().upper()
-    return service.stop_grace_period <= 0 or signal in _KILL_SIGNALS
-
-
-#: How a stack file may name SIGKILL (stackfile/values.signal_name keeps the user's spelling).
-_KILL_SIGNALS = frozenset({"SIGKILL", "KILL", "9"})
 
 
 def _grace(service: ServiceSpec | None) -> float:

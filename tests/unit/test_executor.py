@@ -244,26 +244,6 @@ async def test_an_unhealthy_replica_or_one_that_ended_is_stopped_without_a_mark_
     assert not harness.tracker.stopped_on_purpose()
 
 
-@pytest.mark.parametrize(("stop_signal", "grace"), [("SIGKILL", 10.0), ("kill", 10.0), ("9", 10.0), (None, 0.0)])
-async def test_a_removal_whose_stop_would_be_a_kill_is_one_forced_remove(
-    harness: Harness, stop_signal: str | None, grace: float
-) -> None:
-    """As `docker rm -f`: no stop and inspect first when the stop could not be graceful anyway
-    (issue 18: `rm` took 1.3x `docker rm -f`). Marked stopped-on-purpose on disk first, still."""
-    web = ServiceSpec(name="web", image="orchestrator-test/busybox", stop_signal=stop_signal, stop_grace_period=grace)
-    harness.tracker.advance(KEY, "t1", TaskState.RUNNING, container_id="c1")
-    await harness.run(StackRecord(StackSpec("app", {"web": web})), RemoveContainer(KEY, "c1", "stack removed"))
-    assert harness.engine.calls == ["save ['c1']", "remove"]
-
-
-async def test_a_removal_with_a_grace_period_to_give_stops_first(harness: Harness) -> None:
-    web = ServiceSpec(name="web", image="orchestrator-test/busybox", stop_signal="SIGTERM", stop_grace_period=0.5)
-    harness.tracker.advance(KEY, "t1", TaskState.RUNNING, container_id="c1")
-    await harness.run(StackRecord(StackSpec("app", {"web": web})), RemoveContainer(KEY, "c1", "stack removed"))
-    assert harness.engine.calls == ["save ['c1']", "stop", "remove"]
-    assert harness.transitions[-1].to_state is TaskState.SHUTDOWN
-
-
 def test_a_reason_is_one_bounded_line_without_internals() -> None:
     reason = exception_reason(KeyError("x" * 10_000))
     assert len(reason) == REASON_LIMIT and reason.startswith("internal error: KeyError: ")
