@@ -25,12 +25,13 @@ Times come from the engine's own events (`docker events`, timeNano). Parts, in t
   as many created-only ones as we had standbys, then N `docker run -d` again (bound 16).
 - rm per size: `DELETE /v1/stacks/…` until it answers and no container of the stack is left.
   Floor: `docker rm -f` of N running and S created-only containers (S: our standbys then).
+  `--only rm` measures these rows alone (each size deployed and its standbys made first).
 - sweep (at --sweep replicas): the floor converge with 4/8/16/32/64 in flight: the engine's
   own limit, which tells what creation bound is worth having.
 - fairness (--fair replicas): on an idle daemon, a 1-replica stack's deploy (PUT → start) and a
   replacement (die → start) in a 5-replica stack; then the same 3 s into the converge of a
-  --fair-replica stack. Also: how many of the big stack's creates came before the small
-  stack's create (event order).
+  --fair-replica stack, --fair-rounds times (medians). Also: how many of the big stack's creates
+  came before the small stack's create (event order).
 - storm: a crash-looping service of A replicas (`exit 1` after 1 s, default backoff) deployed
   beside a converged B-replica stack (--storm A,B): replacement of B's replicas before and
   during the storm, daemon CPU, the storm's starts (backoff holds), stream length vs its cap.
@@ -38,6 +39,8 @@ Times come from the engine's own events (`docker events`, timeNano). Parts, in t
   started; one replica killed in each at once until all are replaced; idle CPU and RSS; `rm`.
 
 Progress goes to stderr, the markdown table to stdout (`--json FILE` for benchmarks/run).
+`--source DIR` runs the daemon from another source tree (e.g. a `git archive main` checkout): a
+before/after on the same machine, one run after the other.
 Everything created is labelled with a random tag and removed at the end. Run the big sizes once,
 on a calm machine (`uptime`): 1,000 replicas plus their standbys are 2,000 containers.
 """
@@ -190,13 +193,26 @@ async def wait_standbys(stack: str, count: int, timeout: float) -> tuple[int, fl
 
 async def rm_ours(ours: Ours, stack: str) -> float:
     """DELETE until it answers and nothing of the stack is left (seconds)."""
+    return max(await rm_ours_timed(ours, stack))
+
+
+async def rm_ours_timed(ours: Ours, stack: str) -> tuple[float, float]:
+    """(seconds until no container of the stack is left, seconds until the DELETE answered).
+    The answer also waits for the stack's network, which the engine sometimes refuses to remove
+    for good ("has active endpoints" with none attached: its stale endpoint count) and then
+    answers 202 three seconds later; the containers are what `docker rm -f` is compared with."""
     started = time.monotonic()
-    status, body = await ours.daemon.request("DELETE", f"/v1/stacks/{stack}")
-    if status >= 300:
-        say(f"warning: rm {stack}: {status} {body}")
+    request = asyncio.create_task(ours.daemon.request("DELETE", f"/v1/stacks/{stack}"))
     while await ids_with(OUR_STACK_LABEL, stack, running_only=False):
         await asyncio.sleep(0.2)
-    return time.monotonic() - started
+    gone = time.monotonic() - started
+    status, body = await request
+    answered = time.monotonic() - started
+    if status >= 300:
+        say(f"warning: rm {stack}: {status} {body}")
+    while await ids_with(OUR_STACK_LABEL, stack, running_only=False):  # a create that was in flight
+        await asyncio.sleep(0.2)
+    return gone, answered
 
 
 class Cpu:
@@ -274,14 +290,28 @@ async def part_sizes(ours: Ours, floor: Floor, sizes: list[int], kills: int, idl
         await part_idle(ours, big, idle, r)
     await part_scale(ours, floor, stacks[big], big, r)
     for n in sorted(sizes, reverse=True):
-        standbys = await count_standbys(stacks[n])
-        say(f"rm {n}: ours ({n} replicas, {standbys} standbys)")
-        ours_s = await rm_ours(ours, stacks[n])
-        await floor.converge(n, group=f"rm{n}")
-        await floor.created_only(standbys)
-        floor_s = await floor.rm()
-        r.rm[n] = {"ours": ours_s, "floor": floor_s, "standbys": standbys}
-        say(f"rm {n}: ours {ours_s:.2f} s, floor {floor_s:.2f} s ({ours_s / floor_s:.2f}×)")
+        await measure_rm(ours, floor, stacks[n], n, r)
+
+
+async def measure_rm(ours: Ours, floor: Floor, stack: str, n: int, r: Results) -> None:
+    """`rm` of the stack (n replicas and their standbys) against `docker rm -f` of as many."""
+    standbys = await count_standbys(stack)
+    say(f"rm {n}: ours ({n} replicas, {standbys} standbys)")
+    ours_s, answered_s = await rm_ours_timed(ours, stack)
+    await floor.converge(n, group=f"rm{n}")
+    await floor.created_only(standbys)
+    floor_s = await floor.rm()
+    r.rm[n] = {"ours": ours_s, "answered": answered_s, "floor": floor_s, "standbys": standbys}
+    say(f"rm {n}: ours {ours_s:.2f} s (answered {answered_s:.2f} s), floor {floor_s:.2f} s ({ours_s / floor_s:.2f}×)")
+
+
+async def part_rm(ours: Ours, floor: Floor, sizes: list[int], r: Results) -> None:
+    """Only the rm rows of `sizes`: each size deployed, its standbys made, then removed."""
+    for n in sizes:
+        stack = f"{ours.tag}r{n}"
+        await ours.deploy(stack, n)
+        await wait_standbys(stack, n, timeout=max(60.0, n * 0.5))
+        await measure_rm(ours, floor, stack, n, r)
 
 
 async def part_replacement(ours: Ours, stacks: dict[int, str], kills: int, r: Results) -> None:
@@ -365,8 +395,10 @@ async def timed_deploy(ours: Ours, stack: str, replicas: int) -> tuple[float, in
     return seconds, first
 
 
-async def part_fairness(ours: Ours, big_n: int, r: Results, keep: bool) -> str | None:
-    """Returns the big stack's name when `keep` (the storm reuses it), else removes it."""
+async def part_fairness(ours: Ours, big_n: int, rounds: int, r: Results, keep: bool) -> str | None:
+    """`rounds` big converges, each with a small deploy and a replacement during it (medians:
+    one sample swings 2-3x with the machine's load). Returns the last big stack's name when
+    `keep` (the storm reuses it), else removes it."""
     tag = ours.tag
     other = f"{tag}fc"
     await ours.deploy(other, 5)
@@ -381,29 +413,39 @@ async def part_fairness(ours: Ours, big_n: int, r: Results, keep: bool) -> str |
         idle_replace.append(sample)
         await wait_standbys(other, 5, 30)
     say(f"fairness idle: deploy {median(idle_deploy):.2f} s, replacement {median(idle_replace):.0f} ms")
-    big = f"{tag}fb"
-    mark = ours.events.mark()
-    converging = asyncio.create_task(ours.deploy(big, big_n))
-    await asyncio.sleep(3.0)
-    small_task = asyncio.create_task(timed_deploy(ours, f"{tag}fs", 1))
-    await asyncio.sleep(0.5)
-    replace_ms, _ = await replace_one(ours.events, (await running_ids(other))[1])
-    small_s, first_create = await small_task
-    big_s = await converging
-    before = sum(1 for e in ours.events.events[mark:first_create]
-                 if e.action == "create" and e.attributes.get(OUR_STACK_LABEL) == big)
+    busy_deploy, busy_replace, before, converges = [], [], [], []
+    big = ""
+    for round_ in range(rounds):
+        big = f"{tag}fb{round_}"
+        mark = ours.events.mark()
+        converging = asyncio.create_task(ours.deploy(big, big_n))
+        await asyncio.sleep(3.0)
+        small_task = asyncio.create_task(timed_deploy(ours, f"{tag}fs{round_}", 1))
+        await asyncio.sleep(0.5)
+        replace_ms, _ = await replace_one(ours.events, (await running_ids(other))[1])
+        small_s, first_create = await small_task
+        converges.append(await converging)
+        busy_deploy.append(small_s)
+        busy_replace.append(replace_ms)
+        before.append(sum(1 for e in ours.events.events[mark:first_create]
+                          if e.action == "create" and e.attributes.get(OUR_STACK_LABEL) == big))
+        say(f"fairness round {round_ + 1}: deploy {small_s:.2f} s, replacement {replace_ms:.0f} ms, "
+            f"{before[-1]} of big's creates first, converge {converges[-1]:.1f} s")
+        await rm_ours(ours, f"{tag}fs{round_}")
+        if round_ < rounds - 1 or not keep:
+            await rm_ours(ours, big)
+        await wait_standbys(other, 5, 30)
     r.fairness = {
-        "big": big_n, "big_converge_s": big_s,
-        "deploy_idle_s": median(idle_deploy), "deploy_busy_s": small_s,
-        "replace_idle_ms": median(idle_replace), "replace_busy_ms": replace_ms,
-        "big_creates_before_small": before,
+        "big": big_n, "rounds": rounds, "big_converge_s": median(converges),
+        "deploy_idle_s": median(idle_deploy), "deploy_busy_s": median(busy_deploy),
+        "replace_idle_ms": median(idle_replace), "replace_busy_ms": median(busy_replace),
+        "big_creates_before_small": median(before),
+        "deploy_busy_all_s": busy_deploy, "replace_busy_all_ms": busy_replace,
     }
     say(f"fairness: {r.fairness}")
-    await rm_ours(ours, f"{tag}fs")
     await rm_ours(ours, other)
     if keep:
         return big
-    await rm_ours(ours, big)
     return None
 
 
@@ -533,8 +575,10 @@ def rows(r: Results) -> list[tuple[str, float | None, float | None, int, str]]:
         out.append((f"scale {n}→0 (s; floor: `docker rm -f`)", o.get("down"), f.get("down"), 2, "≤ 1.0×"))
         out.append((f"scale 0→{n} (s; floor: {CONCURRENCY} in flight)", o.get("up"), f.get("up"), 2, "≤ 1.0×"))
     for n, row in sorted(r.rm.items()):
-        out.append((f"rm of {n} (+{row['standbys']:.0f} standbys) (s; floor: `docker rm -f`)", row["ours"],
-                    row["floor"], 2, "≤ 1.0×"))
+        out.append((f"rm of {n} (+{row['standbys']:.0f} standbys): containers gone (s; floor: `docker rm -f`)",
+                    row["ours"], row["floor"], 2, "≤ 1.0×"))
+        if "answered" in row:
+            out.append((f"↳ DELETE answered (s; networks too)", row["answered"], row["floor"], 2, ""))
     if r.sweep:
         base = r.sweep.get(CONCURRENCY)
         for parallel, seconds in sorted(r.sweep.items()):
@@ -550,7 +594,7 @@ def rows(r: Results) -> list[tuple[str, float | None, float | None, int, str]]:
         out.append(("Redis stream (entries; MB)", i["stream_len"], i["stream_mb"], 0, "≤ stream_maxlen"))
     if r.fairness:
         f = r.fairness
-        out.append((f"1-replica deploy during a {f['big']}-replica converge (s; vs idle)", f["deploy_busy_s"],
+        out.append((f"1-replica deploy during a {f['big']}-replica converge (s, median of {f['rounds']}; vs idle)", f["deploy_busy_s"],
                     f["deploy_idle_s"], 2, "≤ 2×"))
         out.append((f"replacement in another stack during it (ms; vs idle)", f["replace_busy_ms"],
                     f["replace_idle_ms"], 0, "≤ 2×"))
@@ -587,7 +631,7 @@ def table(r: Results) -> str:
 # --------------------------------------------------------------------------- main
 
 
-PARTS = ("sizes", "sweep", "fairness", "storm", "stacks")
+PARTS = ("sizes", "rm", "sweep", "fairness", "storm", "stacks")
 
 
 async def main(args: argparse.Namespace) -> Results:
@@ -597,18 +641,20 @@ async def main(args: argparse.Namespace) -> Results:
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     events = EventLog(actions=("create", "start", "die", "destroy"))
     await events.start()
-    ours, floor = Ours(tag, events), Floor(tag, events)
+    ours, floor = Ours(tag, events, source=args.source), Floor(tag, events)
     started = time.monotonic()
     try:
         await floor.start()
         await ours.start(work / "state")
         if "sizes" in args.only:
             await part_sizes(ours, floor, args.sizes, args.kills, args.idle, r)
+        if "rm" in args.only and "sizes" not in args.only:
+            await part_rm(ours, floor, args.sizes, r)
         if "sweep" in args.only and args.sweep:
             await part_sweep(floor, args.sweep, r)
         keep = None
         if "fairness" in args.only and args.fair:
-            keep = await part_fairness(ours, args.fair, r, keep="storm" in args.only and args.storm[1] == args.fair)
+            keep = await part_fairness(ours, args.fair, args.fair_rounds, r, keep="storm" in args.only and args.storm[1] == args.fair)
         if "storm" in args.only and args.storm[0]:
             await part_storm(ours, args.storm[0], args.storm[1], args.storm_kills, args.storm_seconds, r, keep)
         if "stacks" in args.only and args.stacks[0]:
@@ -638,14 +684,17 @@ if __name__ == "__main__":
     parser.add_argument("--idle", type=float, default=20.0, help="seconds of idle measurement at the largest size")
     parser.add_argument("--sweep", type=int, default=100, help="replicas of the floor's parallelism sweep (0: skip)")
     parser.add_argument("--fair", type=int, default=500, help="replicas of the big stack of the fairness part")
+    parser.add_argument("--fair-rounds", type=int, default=3, help="big converges of the fairness part (medians)")
     parser.add_argument("--storm", type=lambda s: tuple(int(n) for n in s.split(",")), default=(100, 500),
                         help="crash-looping,healthy replicas")
     parser.add_argument("--storm-kills", type=int, default=5)
     parser.add_argument("--storm-seconds", type=float, default=40.0)
     parser.add_argument("--stacks", type=lambda s: tuple(int(n) for n in s.split("x")), default=(200, 5),
                         help="STACKSxREPLICAS")
-    parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS))
+    parser.add_argument("--only", nargs="+", choices=PARTS, default=[p for p in PARTS if p != "rm"],
+                        help="parts to run (rm: only the rm rows of --sizes; sizes includes them)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file as JSON")
+    parser.add_argument("--source", type=Path, help="run the daemon from this source tree (a before/after)")
     parser.add_argument("--keep-log", type=Path, help="copy the daemon's log here at the end")
     parsed = parser.parse_args()
     results = asyncio.run(main(parsed))

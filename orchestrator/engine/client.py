@@ -186,6 +186,7 @@ class Engine:
         except BaseException:
             await asyncio.shield(self.remove(created.id))  # never leave a half-attached replica
             raise
+        self._facts.created(created.id)  # no inspect while its start is in flight (observe.py)
         log.debug("container_created", container_id=created.id[:12], name=request.name)
         return ContainerState(
             id=created.id,
@@ -202,7 +203,7 @@ class Engine:
         try:
             with engine_errors():  # 304 (already started) is not an error
                 await self._docker.containers.container(container_id).start()
-        except EngineError:
+        except BaseException:
             # No event follows a failed start and the container stays "created": facts cached
             # before it (no error yet) would hide the failure from every later list.
             self._facts.forget(container_id)
@@ -341,6 +342,8 @@ class Engine:
             self._facts.died(container_id, exit_code, event.time_ns / 10**9, oom_killed=oom)
         elif event.action == "start":
             self._facts.started(container_id, event.time_ns / 10**9)
+        elif event.action == "create":
+            pass  # news to nobody: the create's answer cached its facts (a replay's: the list inspects)
         elif event.action == "destroy":
             self._facts.drop(container_id)
             self._oom.discard(container_id)

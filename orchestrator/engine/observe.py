@@ -11,7 +11,12 @@ dead container's network and mounts down. The event already says the process is 
 which exit code, so `FactsCache.died` records provisional facts from it: a replacement is planned
 at once, off the engine's clean-up, and an inspect confirms the facts once the list agrees.
 Likewise a `start` event says all an inspect of a running container would (`FactsCache.started`),
-so a converging stack of N replicas costs no inspect at all.
+so a converging stack of N replicas costs no inspect at all; and the answer to our own create all
+an inspect of a created container would (`FactsCache.created`). That one matters under
+load: an inspect waits for the container's lock, which its start holds, so a pass that inspected
+the creates whose starts were in flight waited for the slowest of them, seconds on a busy engine,
+and every other stack's pass waited behind it (issue 18). A start that fails forgets them, so the
+next list inspects and reads the engine's error.
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ class FactsCache:
             return None
         if facts.provisional:  # valid until the list catches up; then an inspect confirms
             return facts if entry["State"] in _ALIVE_IN_LIST else None
+        if facts.status == "running" and entry["State"] == "created":
+            return facts  # a start the list (made before it) has not caught up with
         return facts if facts.status == entry["State"] else None
 
     def needs_inspect(self, entry: JSON) -> bool:
@@ -78,6 +85,10 @@ class FactsCache:
         """A `start` event: running since `at`, all an inspect of a running container would add
         (its health is in the list's status text)."""
         self.store(container_id, Facts("running", None, at, None, False, ""))
+
+    def created(self, container_id: str) -> None:
+        """Our create's answer: created, never started, no error yet."""
+        self.store(container_id, Facts("created", None, None, None, False, ""))
 
     def died(self, container_id: str, exit_code: int | None, at: float, oom_killed: bool = False) -> None:
         """A `die` event: the container has exited (provisional facts, see the module doc)."""

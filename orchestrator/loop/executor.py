@@ -2,11 +2,13 @@
 
 Actions for one slot run in order in one task (a stop-first replacement is "remove, then
 create"); different slots run concurrently, at most `concurrency` creations at once, served
-fairly (fair_limit.py: restarts first, then stacks and services in turn, standbys last), so no
-stack's bulk work holds up another's. Stops and removals have a wider bound of their own: a stop
-mostly waits (for the stop signal to work, at worst out a grace period), so a scale-down of many
-replicas takes one grace period, not one per `concurrency` of them, and an `rm` of 1,000 goes at
-the engine's pace (as `docker rm -f` of them all does), never behind another stack's creates.
+fairly (fair_limit.py: restarts first, then stacks and services in turn, standbys last; a stack
+with more work yields to lighter work and to a deploy's networks), so no stack's bulk work holds
+up another's, in the daemon's queue or in the engine's. Stops and removals have a wider bound of
+their own: a stop mostly waits (for the stop signal to work, at worst out a grace period), so a
+scale-down of many replicas takes one grace period, not one per `concurrency` of them, and an
+`rm` of 1,000 goes at the engine's pace (as `docker rm -f` of them all does), never behind
+another stack's creates.
 While a slot's task runs the slot is *busy* and the planner leaves it alone; when the task ends
 the stack is marked dirty so the next pass sees the result.
 
@@ -334,6 +336,13 @@ class Executor:
             self._images_present.add(name)
 
     async def ensure_stack_objects(self, spec: StackSpec) -> None:
+        """A deploy's networks and volumes, made before its record is planned: other stacks'
+        bulk work yields to it (fair_limit.py), so it does not queue in the engine behind a
+        big converge's creates."""
+        async with self._limit.beside(spec.name):
+            await self._make_stack_objects(spec)
+
+    async def _make_stack_objects(self, spec: StackSpec) -> None:
         """Create the stack's networks and volumes that do not exist yet; remembered, so a
         stack's creates ask the engine once (per deploy or engine reconnect)."""
         wanted = (spec.networks, spec.volumes)
@@ -350,7 +359,7 @@ class Executor:
 
     async def _ensure_stack_objects(self, spec: StackSpec) -> None:
         try:
-            await self.ensure_stack_objects(spec)
+            await self._make_stack_objects(spec)  # under the create's permit already
         except UserError as exc:  # an external network removed since the deploy: a refusal
             raise EngineError(0, str(exc)) from exc
 

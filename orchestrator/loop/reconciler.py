@@ -226,6 +226,16 @@ class Reconciler:
             if self._routes:
                 await self._routes.update(name, None, ())
             return
+        removing = self._desired.get(name)
+        if removing is not None and removing.removing:
+            # `rm` owns the stack (removal.py): it lists, stops and removes, and the tasks' ends
+            # come from its stops and the `die` events. A relist here would inspect containers
+            # the engine is removing, waiting for their locks, and every other stack's pass
+            # would wait behind it. The pass after the removal lists the stack whole.
+            self.listing.touch(name)
+            if self._routes:
+                await self._routes.update(name, None, ())
+            return
         mark = self._tracker.mark()
         # A slot busy at any time during the relist may show a half-made container.
         busy_before = self._executor.busy()

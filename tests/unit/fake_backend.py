@@ -140,6 +140,9 @@ class FakeBackend:
         return 0
 
     async def remove(self, container_id: str) -> None:
+        """Forced, as the engine's: a running container is killed first (`die`, exit 137)."""
+        if container_id in self.containers and self.containers[container_id].status == "running":
+            self._exit(container_id, 137)
         c = self.containers.pop(container_id, None)
         if c is not None:
             self.calls.append(("remove", str(c.key)))

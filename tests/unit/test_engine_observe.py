@@ -183,3 +183,20 @@ def test_a_start_event_saves_the_inspect_of_a_running_container() -> None:
     assert state is not None
     assert (state.status, state.started_at, state.health, state.exit_code) == ("running", 1714557600.5, "starting", None)
     assert cache.needs_inspect(_entry("exited"))  # it stopped and the die event was missed
+
+
+def test_our_own_create_saves_the_inspect_of_a_created_container_until_its_start_fails() -> None:
+    """An inspect waits for the container's lock, which a start in flight holds: a pass listing
+    a converging stack must not inspect the creates whose starts are in flight (issue 18)."""
+    cache = FactsCache()
+    created = _entry("created")
+    cache.created(created["Id"])
+    assert not cache.needs_inspect(created)
+    state = container_state(created, cache.lookup(created))
+    assert state is not None
+    assert (state.status, state.exit_code, state.started_at, state.error) == ("created", None, None, "")
+    assert cache.needs_inspect(_entry("running"))  # started, and the start event not seen yet
+    cache.started(created["Id"], at=1714557600.5)
+    assert not cache.needs_inspect(created)  # a list made before the start: the event is newer
+    cache.forget(created["Id"])  # the start failed: only an inspect shows the engine's error
+    assert cache.needs_inspect(created)

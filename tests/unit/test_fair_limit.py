@@ -107,7 +107,7 @@ async def test_a_waiter_cancelled_as_it_is_granted_hands_its_permit_on() -> None
     granted = asyncio.create_task(limit.acquire(SlotKey("a", "s", 1)))
     after = asyncio.create_task(limit.acquire(SlotKey("b", "s", 1)))
     await settle()
-    limit.release()  # grants `granted` ...
+    limit.release(SlotKey("a", "s", 0))  # grants `granted` ...
     granted.cancel()  # ... which is cancelled before it runs
     await settle()
     assert granted.cancelled()
@@ -117,3 +117,130 @@ async def test_a_waiter_cancelled_as_it_is_granted_hands_its_permit_on() -> None
 def test_a_limit_needs_a_permit() -> None:
     with pytest.raises(ValueError, match="at least one permit"):
         FairLimit(0)
+
+
+class Held:
+    """Work items that each hold their permit until finished one by one: who holds what, when.
+    Used as `async with Held(...) as h`: whatever is left is cancelled at the end."""
+
+    def __init__(self, permits: int, yield_share: int | None = None) -> None:
+        self.limit = FairLimit(permits, yield_share)
+        self.holding: set[SlotKey] = set()
+        self._done: dict[SlotKey, asyncio.Event] = {}
+        self.tasks: dict[SlotKey, asyncio.Task[None]] = {}
+
+    async def __aenter__(self) -> Held:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        for task in self.tasks.values():
+            task.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+
+    def add(self, key: SlotKey, urgency: Urgency = Urgency.BULK) -> None:
+        self._done[key] = asyncio.Event()
+        self.tasks[key] = asyncio.create_task(self._work(key, urgency))
+
+    async def fill(self, stack: str, count: int, urgency: Urgency = Urgency.BULK) -> None:
+        """`count` work items of `stack` (slots 1…count), queued and granted what they can."""
+        for slot in range(1, count + 1):
+            self.add(SlotKey(stack, "s", slot), urgency)
+        await settle()
+
+    async def _work(self, key: SlotKey, urgency: Urgency) -> None:
+        async with self.limit.hold(key, urgency):
+            self.holding.add(key)
+            await self._done[key].wait()
+            self.holding.discard(key)
+
+    async def finish(self, *keys: SlotKey) -> None:
+        for key in keys:
+            self._done[key].set()
+        await settle()
+
+    def of(self, stack: str) -> list[SlotKey]:
+        return sorted((k for k in self.holding if k.stack == stack), key=lambda k: (k.service, k.slot))
+
+
+async def test_a_big_stack_yields_to_a_small_one_until_its_work_is_done() -> None:
+    async with Held(permits=8, yield_share=2) as h:
+        await h.fill("big", 100)
+        assert len(h.of("big")) == 8
+        small = SlotKey("small", "s", 1)
+        h.add(small)
+        await settle()
+        await h.finish(h.of("big")[0])  # a permit frees: it goes to the small stack
+        assert h.of("small") == [small]
+        await h.finish(*h.of("big")[:5])  # the big stack's work in flight drains to its share ...
+        assert len(h.of("big")) == 2
+        assert h.limit.waiting == 100 - 8  # ... and the permits it freed stay free
+        await h.finish(small)  # the small stack is done: the whole bound is big's again
+        assert len(h.of("big")) == 8
+
+
+async def test_every_stack_yields_while_a_restart_waits_or_runs() -> None:
+    async with Held(permits=4, yield_share=1) as h:
+        await h.fill("big", 20)
+        restart = SlotKey("big", "s", 99)
+        h.add(restart, Urgency.RESTART)
+        await h.finish(h.of("big")[0])
+        assert restart in h.holding
+        await h.finish(*[k for k in h.of("big") if k != restart])
+        assert len(h.of("big")) == 2  # the restart and one bulk create (the share), no more
+        await h.finish(restart)
+        assert len(h.of("big")) == 4
+
+
+async def test_two_big_stacks_keep_the_whole_bound_between_them() -> None:
+    async with Held(permits=8, yield_share=2) as h:
+        await h.fill("a", 50)
+        await h.fill("b", 60)
+        for turn in range(30):  # whatever finishes, the bound stays full, and both get work in
+            await h.finish(h.of("a")[0] if len(h.of("a")) >= len(h.of("b")) else h.of("b")[0])
+            assert len(h.holding) == 8
+            assert turn < 2 or (h.of("a") and h.of("b"))
+
+
+async def test_standbys_yield_to_another_stacks_bulk_work() -> None:
+    async with Held(permits=4, yield_share=1) as h:
+        await h.fill("conv", 10, Urgency.STANDBY)
+        assert len(h.of("conv")) == 4
+        new = SlotKey("new", "s", 1)
+        h.add(new)
+        await h.finish(h.of("conv")[0])
+        assert h.of("new") == [new]
+        await h.finish(*h.of("conv"))
+        assert len(h.of("conv")) == 1  # its share while the deploy runs ...
+        await h.finish(new)
+        assert len(h.of("conv")) == 4  # ... and the whole bound after it
+
+
+async def test_a_cancelled_light_waiter_lets_the_yielding_stack_go_on() -> None:
+    async with Held(permits=4, yield_share=1) as h:
+        await h.fill("big", 10)
+        small = SlotKey("small", "s", 1)
+        h.add(small)
+        await settle()
+        await h.finish(h.of("big")[0])
+        await h.finish(*h.of("big"))
+        assert len(h.of("big")) == 1 and h.of("small") == [small]
+        h.tasks[small].cancel()  # the small stack is removed while its create runs
+        await settle()
+        assert len(h.of("big")) == 4
+
+
+async def test_a_deploy_making_its_networks_without_a_permit_is_yielded_to_as_well() -> None:
+    """The engine creates a network behind the starts it has in flight: while a deploy makes
+    its networks (Executor.ensure_stack_objects), the big stack drains to its share."""
+    async with Held(permits=8, yield_share=2) as h:
+        await h.fill("big", 50)
+        async with h.limit.beside("small"):
+            await h.finish(*h.of("big")[:7])
+            assert len(h.of("big")) == 2
+        await settle()
+        assert len(h.of("big")) == 8
+
+
+def test_a_yield_share_is_within_the_bound() -> None:
+    with pytest.raises(ValueError, match="between 1 and 4"):
+        FairLimit(4, yield_share=5)

@@ -122,6 +122,22 @@ async def test_rm_removes_every_container_then_the_record(tmp_path: Path) -> Non
         assert orch.types()[-1] == "stack.removed"
 
 
+async def test_no_pass_lists_a_stack_while_it_is_removed(tmp_path: Path) -> None:
+    """The removal lists, stops and removes; a pass after each `die` and `destroy` of it
+    inspected containers the engine was removing, while other stacks' passes waited (issue 18).
+    The pass after the removal lists the stack whole and reports each task `removed`."""
+    async with running_loop(tmp_path) as orch:
+        await orch.loop.controller.deploy(stack(tmp_path, replicas=3))
+        await orch.until(lambda: len(orch.backend.containers) == 6, "3 replicas and their standbys")
+        await orch.until(lambda: not orch.loop.executor.busy(), "nothing in flight")
+        orch.backend.lists.clear()
+        outcome = await orch.loop.controller.remove("app")
+        assert outcome.removed and orch.backend.containers == {}
+        assert orch.backend.lists and all(slot is None for _, slot in orch.backend.lists), orch.backend.lists
+        ends = sorted((e.slot, e.to_state) for e in orch.events if e.type == "task.state" and e.to_state in ("shutdown", "removed"))
+        assert ends == [(slot, state) for slot in (1, 2, 3) for state in ("removed", "shutdown")]
+
+
 async def test_a_restarted_loop_adopts_the_running_replicas(tmp_path: Path) -> None:
     backend = FakeBackend()
     async with running_loop(tmp_path, backend) as orch:
