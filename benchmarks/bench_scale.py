@@ -535,7 +535,7 @@ async def part_stacks(ours: Ours, count: int, replicas: int, r: Results) -> None
 async def wait_standbys_all(names: list[str], each: int, timeout: float) -> None:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
-        out = await run("docker", "ps", "-aq", "--filter", f"label={labels.LABEL_STANDBY}=1",
+        out = await run("docker", "ps", "-a", "--filter", f"label={labels.LABEL_STANDBY}=1",
                         "--filter", "status=created", "--format", f"{{{{.Label \"{OUR_STACK_LABEL}\"}}}}")
         if sum(1 for line in out.split() if line in set(names)) >= len(names) * each:
             return
