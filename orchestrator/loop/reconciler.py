@@ -87,6 +87,7 @@ class Reconciler:
         self.observed: dict[str, list[ContainerState]] = {}
         # and the stacks whose tasks the tracker still follows: a daemon killed right after an
         # `rm` deleted the record has their `removed` still to report
+        self._passing = False
         self._dirty = DirtyQueue([*desired, *sorted(tracker.stacks() - set(desired))])
         self._wake = asyncio.Event()
         self._wake_at: dict[str, float] = {}
@@ -168,7 +169,16 @@ class Reconciler:
             await self._wait_for_work()
             while self._dirty:
                 name = self._dirty.pop()
-                await self.reconcile_guarded(name)
+                self._passing = True
+                try:
+                    await self.reconcile_guarded(name)
+                finally:
+                    self._passing = False
+
+    @property
+    def idle(self) -> bool:
+        """No pass running and none asked for (work scheduled for later aside)."""
+        return not self._passing and not self._dirty
 
     async def _wait_for_work(self) -> None:
         if not self._dirty:

@@ -129,13 +129,17 @@ async def test_no_pass_lists_a_stack_while_it_is_removed(tmp_path: Path) -> None
     async with running_loop(tmp_path) as orch:
         await orch.loop.controller.deploy(stack(tmp_path, replicas=3))
         await orch.until(lambda: len(orch.backend.containers) == 6, "3 replicas and their standbys")
-        await orch.until(lambda: not orch.loop.executor.busy(), "nothing in flight")
+        await orch.until(lambda: not orch.loop.executor.busy() and orch.loop.reconciler.idle, "all quiet")
         orch.backend.lists.clear()
         outcome = await orch.loop.controller.remove("app")
         assert outcome.removed and orch.backend.containers == {}
         assert orch.backend.lists and all(slot is None for _, slot in orch.backend.lists), orch.backend.lists
-        ends = sorted((e.slot, e.to_state) for e in orch.events if e.type == "task.state" and e.to_state in ("shutdown", "removed"))
-        assert ends == [(slot, state) for slot in (1, 2, 3) for state in ("removed", "shutdown")]
+        def ends() -> list[tuple[int | None, str]]:
+            return sorted((e.slot, e.to_state) for e in orch.events
+                          if e.type == "task.state" and e.to_state in ("shutdown", "removed"))
+
+        wanted = [(slot, state) for slot in (1, 2, 3) for state in ("removed", "shutdown")]
+        await orch.until(lambda: ends() == wanted, f"each task shutdown and removed: {ends()}")
 
 
 async def test_a_restarted_loop_adopts_the_running_replicas(tmp_path: Path) -> None:
