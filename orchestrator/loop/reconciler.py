@@ -133,6 +133,8 @@ class Reconciler:
             await self._backend.restart_health_probes()
         except (EngineError, EngineUnavailable) as exc:
             log.warning("health_probes_not_restarted", error=str(exc))
+        except Exception:  # noqa: BLE001 - a background task: a bug is logged, not lost at exit
+            log.exception("health_probes_not_restarted")
 
     def _take(self, item: ContainerEvent | Resync | Disconnected, disconnected: bool) -> bool:
         """One item of the intake: a container event marks its slot (or stack) dirty, a resync
