@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from orchestrator.labels import LABEL_STACK
 from tests.integration.daemon_process import DaemonProcess, free_port
 
 pytestmark = pytest.mark.integration
@@ -60,6 +61,31 @@ class Client:
         self.sock.close()
 
 
+async def until_listening(docker: Any, stack: str, timeout: float = 60) -> None:
+    """Until every replica's echo server answers on its own address: "running" comes before
+    the Python inside binds its socket, and a flow the relay opens to a replica that is not
+    listening yet is refused, so the relay moves that client on (as it should) and the turns
+    the test counts would be skewed."""
+    label = {"label": [f"{LABEL_STACK}={stack}"]}
+    async with asyncio.timeout(timeout):
+        for container in await docker.containers.list(filters=label):
+            networks = (await container.show())["NetworkSettings"]["Networks"]
+            address = next(n["IPAddress"] for n in networks.values() if n["IPAddress"])
+            while True:
+                probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                probe.setblocking(False)
+                try:
+                    probe.connect((address, 9000))
+                    probe.send(b"ready?")
+                    async with asyncio.timeout(0.5):
+                        await asyncio.get_running_loop().sock_recv(probe, 65536)
+                    break
+                except (TimeoutError, ConnectionRefusedError):
+                    await asyncio.sleep(0.2)
+                finally:
+                    probe.close()
+
+
 def published(running: int) -> Any:
     def check(services: list[dict[str, Any]]) -> bool:
         (echo,) = services
@@ -74,6 +100,7 @@ async def test_udp_flows_are_relayed_with_affinity_and_survive_a_replica_death(
     await daemon.deploy(stack_name, stack_text(port, 2))
     services = await daemon.poll(f"/v1/stacks/{stack_name}/services", published(2), timeout=60)
     assert services[0]["ports"][0]["protocol"] == "udp"
+    await until_listening(docker, stack_name)
 
     clients = [Client(port) for _ in range(4)]
     try:
