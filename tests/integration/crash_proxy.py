@@ -67,13 +67,14 @@ class CrashProxy:
     def url(self) -> str:
         return f"unix://{self.path}"
 
-    def arm(self, *, after_answer: bool, first: int = 1, limit: int = 12, only: bytes = b"") -> None:
+    def arm(self, *, after_answer: bool, first: int = 1, step: int = 1, limit: int = 12,
+            only: bytes = b"") -> None:
         """Kill the current life at its `first`-th changing request from now, each next life
-        one deeper; at most `limit` kills. `only`: count for the kills only the changing
+        `step` deeper; at most `limit` kills. `only`: count for the kills only the changing
         requests whose target contains it (b"/stop": the stops)."""
         self.count = self.life_count = 0
         self._depth, self._left, self._after_answer, self._dying = first, limit, after_answer, False
-        self._only = only
+        self._only, self._step = only, step
 
     def disarm(self) -> None:
         self._depth = 0
@@ -106,7 +107,7 @@ class CrashProxy:
             self.kills.append(kill)
             self._left -= 1
         self.life_count, self._dying = 0, False
-        self._depth += 1 if self._depth else 0
+        self._depth += self._step if self._depth else 0
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)

@@ -24,8 +24,12 @@ the daemon's own view agrees and /v1/health answers. All along, the engine's lis
 for a slot held by two running containers (no duplicate, ever), and every exit of the daemon
 must be one of the proxy's SIGKILLs (it never fails to start).
 
-ORCHESTRATOR_TEST_CRASH_FULL=1 adds four labs whose first life dies at its second and third
-changing request (each later one a request deeper), which reach other combinations of points.
+By default the two labs share the depths: the one killing before the request dies at the 1st,
+3rd, 5th… changing request of its lives, the one killing after the answer at the 2nd, 4th, 6th…,
+so together they reach every depth up to 12 with half the daemon restarts (the walk took 6
+minutes of a 13-minute suite). ORCHESTRATOR_TEST_CRASH_FULL=1 walks every depth in both modes,
+from the first, second and third changing request (six labs), which reach other combinations
+of points.
 """
 
 from __future__ import annotations
@@ -58,13 +62,14 @@ from tests.integration.event_log import STARTED, STOPPED, StreamLog, lifecycles
 pytestmark = pytest.mark.integration
 
 FULL = os.environ.get("ORCHESTRATOR_TEST_CRASH_FULL") == "1"
-#: (kill after the answer?, depth of the first life's kill) per lab.
-LABS = [(after, first) for first in ((1, 2, 3) if FULL else (1,)) for after in (False, True)]
-#: At most this many kills in one operation (then it may finish in peace).
-KILLS_PER_OPERATION = 12
+#: (kill after the answer?, depth of the first life's kill, how much deeper each next life) per lab.
+LABS = ([(after, first, 1) for first in (1, 2, 3) for after in (False, True)] if FULL
+        else [(False, 1, 2), (True, 2, 2)])
+#: The deepest kill of an operation (then it may finish in peace).
+DEEPEST = 12
 #: Generous: the machine is shared; a daemon that never converges fails long before it matters.
 SETTLE_TIMEOUT = 90.0
-#: The whole walk (about 1.5 minutes on a quiet machine, 6 minutes in full): past it the labs are
+#: The whole walk (about 1.5 minutes on a quiet machine, 3 minutes in a parallel suite): past it the labs are
 #: stopped and cleaned up in the test's own loop, before pytest-timeout would cut it short.
 BUDGET = 1500.0 if FULL else 480.0
 
@@ -111,6 +116,7 @@ class Lab:
     prefix: str
     after_answer: bool
     first: int
+    step: int = 1
     stack: str = field(default_factory=lambda: f"t{secrets.token_hex(4)}")
     daemon: DaemonProcess = field(init=False)
     proxy: CrashProxy = field(init=False)
@@ -160,7 +166,8 @@ class Lab:
 
     # one operation ------------------------------------------------------------------------
     async def operate(self, name: str, act: Callable[[Lab], Awaitable[None]], end: EndState) -> None:
-        self.proxy.arm(after_answer=self.after_answer, first=self.first, limit=KILLS_PER_OPERATION)
+        self.proxy.arm(after_answer=self.after_answer, first=self.first, step=self.step,
+                       limit=(DEEPEST - self.first) // self.step + 1)
         before = len(self.proxy.kills)
         await self.revive()
         await act(self)
@@ -320,12 +327,12 @@ async def walk(lab: Lab) -> None:
 
 
 async def run_walks(docker: aiodocker.Docker, redis_client: aioredis.Redis,
-                    configs: list[tuple[bool, int]]) -> list[Lab]:
-    """One lab per (kill after the answer?, depth of the first kill; 0: never kill), each
+                    configs: list[tuple[bool, int, int]]) -> list[Lab]:
+    """One lab per (kill after the answer?, depth of the first kill (0: never kill), step), each
     walking through OPERATIONS, two at a time; everything they made is removed after."""
     work = Path(tempfile.mkdtemp(prefix="orchestrator-crash-"))  # short: a unix socket path
-    labs = [Lab(docker, work / f"{n}", f"orchestrator-test-{secrets.token_hex(4)}", after, first)
-            for n, (after, first) in enumerate(configs)]
+    labs = [Lab(docker, work / f"{n}", f"orchestrator-test-{secrets.token_hex(4)}", after, first, step)
+            for n, (after, first, step) in enumerate(configs)]
     for lab in labs:
         (lab.work / "state").mkdir(parents=True)
     try:
@@ -363,12 +370,12 @@ async def test_the_walk_without_kills_reaches_every_end_state(
     of the test above is a crash's doing. (It once was not: the rollback's end state did not
     wait for its monitor period, and `restart from standby` killed a replica of the rollback
     2 s after it started, which paused it, rightly; crashes only made it rarer.)"""
-    (lab,) = await run_walks(docker, redis_client, [(False, 0)])
+    (lab,) = await run_walks(docker, redis_client, [(False, 0, 1)])
     assert not lab.proxy.kills
 def report(labs: list[Lab]) -> str:
     """The kill points per operation, for the record (pytest -s prints it)."""
     def mode(lab: Lab) -> str:
-        return f"{'after the answer' if lab.after_answer else 'before the request'} (from {lab.first})"
+        return f"{'after the answer' if lab.after_answer else 'before the request'} (from {lab.first}, step {lab.step})"
 
     lines = ["| operation | " + " | ".join(f"kills {mode(lab)}" for lab in labs) + " | changing requests |",
              "| --- |" + " ---: |" * (len(labs) + 1)]
