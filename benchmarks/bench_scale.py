@@ -11,7 +11,8 @@ Times come from the engine's own events (`docker events`, timeNano). Parts, in t
 - sizes (per N of --sizes, smallest first; all stacks stay up until `rm`):
   converge: PUT → the N-th `start`. Floor: the same N containers made as `docker run -d` does
   (create, then start, through the engine API: no CLI process per container) with at most
-  `concurrency` (the daemon's creation bound, 16) in flight, on a bridge network of their own.
+  `concurrency` (the daemon's creation bound: ORCHESTRATOR_CONCURRENCY or its default) in
+  flight, on a bridge network of their own.
   Then the daemon's standbys (docs/standby.md) are waited for and counted: they come after the
   N-th start, so they are off the converge's critical path.
 - replacement: one replica SIGKILLed from the host in each size's stack in turn (interleaved,
@@ -22,7 +23,7 @@ Times come from the engine's own events (`docker events`, timeNano). Parts, in t
   stream's length and memory.
 - scale N → 0 → N at the largest size: call → the last of the stack's containers destroyed,
   then call → the N-th `start`. Floor: `docker rm -f` of the floor's N running containers plus
-  as many created-only ones as we had standbys, then N `docker run -d` again (bound 16).
+  as many created-only ones as we had standbys, then N `docker run -d` again (the same bound).
 - rm per size: `DELETE /v1/stacks/…` until it answers and no container of the stack is left.
   Floor: `docker rm -f` of N running and S created-only containers (S: our standbys then).
   `--only rm` measures these rows alone (each size deployed and its standbys made first).
@@ -76,10 +77,12 @@ from bench_reconciler import (  # noqa: E402
 )
 from orchestrator import labels  # noqa: E402
 from orchestrator.publishing import channels  # noqa: E402
+from orchestrator.settings import Settings  # noqa: E402
 
 FLOOR_LABEL = "orchestrator-bench.scale-floor"
-#: The daemon's creation bound (settings.concurrency's default): the floor gets the same.
-CONCURRENCY = 16
+#: The daemon's creation bound (ORCHESTRATOR_CONCURRENCY, else settings' default on this
+#: machine): the floor gets the same.
+CONCURRENCY = Settings.from_env().concurrency
 #: A phase at 1,000 replicas takes minutes on this machine; bench_reconciler's waits use this.
 br.WAIT = 1800.0
 SLOT_LABEL = labels.LABEL_SLOT

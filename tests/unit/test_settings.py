@@ -39,6 +39,14 @@ def test_defaults_listen_on_loopback() -> None:
     assert s.listen == "127.0.0.1:7420" and not s.listens_beyond_loopback
 
 
+@pytest.mark.parametrize(("cpus", "bound"), [(1, 4), (2, 4), (4, 8), (8, 16), (64, 16), (None, 4)])
+def test_the_creation_bound_follows_the_cpus_from_4_to_16(monkeypatch: pytest.MonkeyPatch,
+                                                           cpus: int | None, bound: int) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: cpus)
+    assert Settings.from_env({}).concurrency == bound
+    assert Settings.from_env({"ORCHESTRATOR_CONCURRENCY": "32"}).concurrency == 32
+
+
 def test_bad_number_names_the_variable() -> None:
     with pytest.raises(UserError, match="ORCHESTRATOR_CONCURRENCY='many'"):
         Settings.from_env({"ORCHESTRATOR_CONCURRENCY": "many"})
@@ -46,7 +54,8 @@ def test_bad_number_names_the_variable() -> None:
 
 @pytest.mark.parametrize(("variable", "value"), [
     ("ORCHESTRATOR_MAX_REPLICAS", "0"), ("ORCHESTRATOR_MAX_REPLICAS_TOTAL", "100000000000"),
-    ("ORCHESTRATOR_MAX_BODY_BYTES", "10"),
+    ("ORCHESTRATOR_MAX_BODY_BYTES", "10"), ("ORCHESTRATOR_CONCURRENCY", "0"),
+    ("ORCHESTRATOR_CONCURRENCY", "100000"),
 ])
 def test_limits_have_a_range(variable: str, value: str) -> None:
     with pytest.raises(UserError, match=f"{variable}={value}: must be from"):
