@@ -39,10 +39,10 @@ def stack_text(port: int, replicas: int) -> str:
 class Client:
     """One client address, i.e. one flow through the relay."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
-        self.sock.connect(("127.0.0.1", port))
+        self.sock.connect((host, port))
 
     async def name(self, attempts: int = 40) -> str:
         """The hostname of the replica that answers; asked again while no answer comes (the
@@ -52,38 +52,32 @@ class Client:
             self.sock.send(b"who")
             try:
                 answer = await asyncio.wait_for(loop.sock_recv(self.sock, 65536), 0.5)
-            except (TimeoutError, ConnectionRefusedError):
+            except TimeoutError:
+                continue
+            except ConnectionRefusedError:  # nobody bound yet: the refusal comes at once
+                await asyncio.sleep(0.2)
                 continue
             return answer.split(b":")[0].decode()
-        raise AssertionError("no answer through the published UDP port")
+        raise AssertionError(f"no answer from {self.sock.getpeername()}")
 
     def close(self) -> None:
         self.sock.close()
 
 
-async def until_listening(docker: Any, stack: str, timeout: float = 60) -> None:
+async def until_listening(docker: Any, stack: str) -> None:
     """Until every replica's echo server answers on its own address: "running" comes before
     the Python inside binds its socket, and a flow the relay opens to a replica that is not
     listening yet is refused, so the relay moves that client on (as it should) and the turns
     the test counts would be skewed."""
     label = {"label": [f"{LABEL_STACK}={stack}"]}
-    async with asyncio.timeout(timeout):
-        for container in await docker.containers.list(filters=label):
-            networks = (await container.show())["NetworkSettings"]["Networks"]
-            address = next(n["IPAddress"] for n in networks.values() if n["IPAddress"])
-            while True:
-                probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                probe.setblocking(False)
-                try:
-                    probe.connect((address, 9000))
-                    probe.send(b"ready?")
-                    async with asyncio.timeout(0.5):
-                        await asyncio.get_running_loop().sock_recv(probe, 65536)
-                    break
-                except (TimeoutError, ConnectionRefusedError):
-                    await asyncio.sleep(0.2)
-                finally:
-                    probe.close()
+    for container in await docker.containers.list(filters=label):
+        networks = (await container.show())["NetworkSettings"]["Networks"]
+        address = next(n["IPAddress"] for n in networks.values() if n["IPAddress"])
+        probe = Client(9000, host=address)
+        try:
+            await probe.name(attempts=120)
+        finally:
+            probe.close()
 
 
 def published(running: int) -> Any:
