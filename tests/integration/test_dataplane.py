@@ -81,6 +81,7 @@ class Load:
                 await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
+        """Ends the load; a second call is a no-op."""
         self._stop.set()
         assert self._task is not None
         await self._task
