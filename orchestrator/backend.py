@@ -65,6 +65,10 @@ class Backend(Protocol):
 
     async def close(self) -> None: ...
 
+    def stalled(self) -> str:
+        """A call the backend recently left unanswered past its deadline, in words; "" if none.
+        A hung engine may still answer `ping`: health reports it unreachable while this is set."""
+
     async def live_restore(self) -> bool:
         """Whether containers keep running while the backend's daemon restarts (docs/dataplane.md)."""
 

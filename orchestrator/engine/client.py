@@ -25,7 +25,7 @@ import structlog
 from orchestrator import labels
 from orchestrator.engine import containers, images, objects
 from orchestrator.engine.build_context import ContextLimits
-from orchestrator.engine.calls import engine_errors, is_missing
+from orchestrator.engine.calls import Stalls, engine_errors, is_missing
 from orchestrator.backend import EngineEvent
 from orchestrator.engine.events import EventStream
 from orchestrator.engine.health_probes import forgets_probes, restart_dead_probes
@@ -37,8 +37,12 @@ from orchestrator.model.spec import NetworkSpec, ServiceSpec, StackSpec, VolumeS
 
 log = structlog.stdlib.get_logger()
 
-#: Plain requests: fail fast on a dead engine; streams and stops/pulls set their own (unbounded).
+#: Plain requests: fail fast on a dead engine; streams and pulls set their own (unbounded), a stop
+#: its grace period plus STOP_ANSWER_MARGIN_S.
 _REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10, sock_read=120)
+#: How long past its grace period a stop may go unanswered before it is given up (and retried
+#: with backoff): a healthy engine answers within a second of its SIGKILL, a deadlocked one never.
+STOP_ANSWER_MARGIN_S = 60.0
 #: Concurrent inspects during one list (only containers whose state changed get inspected).
 _INSPECT_CONCURRENCY = 16
 #: The fields of a list entry we read (DockerContainer offers only item access).
@@ -60,6 +64,7 @@ class Engine:
         self._oom: set[str] = set()
         self._image_locks: dict[str, asyncio.Lock] = {}
         self._live_restore: bool | None = None
+        self._stalls = Stalls()
 
     @classmethod
     async def connect(cls, docker_host: str | None = None, build_limits: ContextLimits = ContextLimits()) -> Engine:
@@ -80,15 +85,19 @@ class Engine:
         await self._docker.close()
 
     async def ping(self) -> None:
-        with engine_errors():
+        with engine_errors(self._stalls):
             await self._docker.version()
+
+    def stalled(self) -> str:
+        """A call the engine recently left unanswered past its deadline ("" if none)."""
+        return self._stalls.recent()
 
     async def live_restore(self) -> bool:
         """Whether the engine keeps containers running while dockerd is down (`live-restore`,
         from `docker info`). Read once per engine start: it changes only with a dockerd restart,
         after which the event stream's reconnect calls `forget_live_restore`."""
         if self._live_restore is None:
-            with engine_errors():
+            with engine_errors(self._stalls):
                 info = await self._docker.system.info()
             self._live_restore = bool(info.get("LiveRestoreEnabled"))
         return self._live_restore
@@ -101,7 +110,7 @@ class Engine:
         dropped (engine/health_probes.py); 0 where nothing needed it."""
         if not await self.live_restore():
             return 0
-        with engine_errors():
+        with engine_errors(self._stalls):
             version = await self._docker.version()
         if not forgets_probes(str(version.get("Version", ""))):
             return 0
@@ -115,7 +124,7 @@ class Engine:
         we last looked. A slot's list is what a pass after one event needs (listing.py): the
         engine filters, so it neither builds nor sends the rest of the stack."""
         filters = labels.stack_filter(stack) if slot is None else labels.slot_filter(slot)
-        with engine_errors():
+        with engine_errors(self._stalls):
             listed = await self._docker.containers.list(all=True, filters=filters)
         entries = [{name: c[name] for name in _LIST_FIELDS if name in c} for c in listed]
         if stack is None and slot is None:
@@ -132,7 +141,7 @@ class Engine:
         async def inspect(container_id: str) -> None:
             async with limit:
                 try:
-                    with engine_errors():
+                    with engine_errors(self._stalls):
                         data = await self._docker.containers.container(container_id).show()
                 except EngineError as exc:
                     if is_missing(exc):  # removed since the list: its entry is left without facts
@@ -166,7 +175,7 @@ class Engine:
             await asyncio.to_thread(_write_files, request.files)
         creating = asyncio.ensure_future(self._docker.containers.create(request.config, name=request.name))
         try:
-            with engine_errors():
+            with engine_errors(self._stalls):
                 created = await asyncio.shield(creating)
         except asyncio.CancelledError:
             # the engine finishes a create whose caller left: wait for it and take the container
@@ -179,7 +188,7 @@ class Engine:
             raise
         try:
             for network, endpoint in request.extra_networks:
-                with engine_errors():
+                with engine_errors(self._stalls):
                     await aiodocker.networks.DockerNetwork(self._docker, network).connect(
                         {"Container": created.id, "EndpointConfig": endpoint}
                     )
@@ -201,7 +210,7 @@ class Engine:
 
     async def start(self, container_id: str) -> None:
         try:
-            with engine_errors():  # 304 (already started) is not an error
+            with engine_errors(self._stalls):  # 304 (already started) is not an error
                 await self._docker.containers.container(container_id).start()
         except BaseException:
             # No event follows a failed start and the container stays "created": facts cached
@@ -215,9 +224,10 @@ class Engine:
         Returns the exit code (None if the container is gone). The inspect that tells it is the
         one the next relist would make anyway, so its facts are kept for that relist."""
         container = self._docker.containers.container(container_id)
+        deadline = aiohttp.ClientTimeout(total=math.ceil(timeout) + STOP_ANSWER_MARGIN_S)
         try:
-            with engine_errors():
-                await container.stop(t=math.ceil(timeout))
+            with engine_errors(self._stalls, f"the stop of {container_id[:12]}"):
+                await container.stop(t=math.ceil(timeout), timeout=deadline)
                 data = await container.show()
         except EngineError as exc:
             if not is_missing(exc):
@@ -240,7 +250,7 @@ class Engine:
     async def remove(self, container_id: str) -> None:
         """Force-remove with its anonymous volumes; already gone counts as success."""
         try:
-            with engine_errors():
+            with engine_errors(self._stalls):
                 await self._docker.containers.container(container_id).delete(force=True, v=True)
         except EngineError as exc:
             if not (is_missing(exc) or "already in progress" in exc.message):
@@ -256,7 +266,7 @@ class Engine:
             params["tail"] = tail
         container = self._docker.containers.container(container_id)
         pending = ""
-        with engine_errors():
+        with engine_errors(self._stalls):
             if follow:
                 chunks = container.log(follow=True, **params)
             else:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import replace
 
 from orchestrator.backend import Backend
-from orchestrator.errors import UnknownService
+from orchestrator.errors import EngineUnavailable, UnknownService
 from orchestrator.ingress.routes import IngressRoutes, ingress_ports
 from orchestrator.labels import spec_hash
 from orchestrator.loop.commands import StackCommands
@@ -196,7 +196,13 @@ class Controller:
             yield line
 
     async def health(self) -> HealthView:
-        return await probe_health(self._backend.ping, self._redis_ping, self._backend.live_restore)
+        return await probe_health(self._engine_answers, self._redis_ping, self._backend.live_restore)
+
+    async def _engine_answers(self) -> None:
+        """A ping, and no call left unanswered lately (a deadlocked engine still answers pings)."""
+        await self._backend.ping()
+        if stalled := self._backend.stalled():
+            raise EngineUnavailable(stalled)
 
 
 def _desired(record: StackRecord) -> dict[str, int]:

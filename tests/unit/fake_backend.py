@@ -68,12 +68,17 @@ class FakeBackend:
         #: `external:` networks that exist.
         self.external_networks: set[str] = set()
         self._streams: list[FakeEventStream] = []
+        #: What `stalled()` reports: set it to play an engine that left a call unanswered.
+        self.stalled_call = ""
         self._ids = itertools.count(1)
         self._clock_ns = time.time_ns()
 
     # observe --------------------------------------------------------------------------------
     async def ping(self) -> None:
         return None
+
+    def stalled(self) -> str:
+        return self.stalled_call
 
     async def live_restore(self) -> bool:
         return False

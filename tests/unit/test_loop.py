@@ -199,3 +199,14 @@ async def test_each_connect_to_the_engine_restarts_the_health_probes(tmp_path: P
             stream.offer("app", None)  # the engine's event stream ends, as when dockerd stops
         await run.until(lambda: "engine.reconnected" in run.types(), "reconnected")
         await run.until(lambda: run.backend.probe_restarts == 2, "and again at the reconnect")
+
+
+async def test_health_reports_the_engine_unreachable_while_a_call_went_unanswered(tmp_path: Path) -> None:
+    """A deadlocked dockerd answers pings while its stops hang: the stall decides, not the ping."""
+    async with running_loop(tmp_path / "state") as run:
+        assert (await run.loop.controller.health()).engine
+        run.backend.stalled_call = "the engine left the stop of abc unanswered (3 s ago)"
+        view = await run.loop.controller.health()
+        assert not view.engine and "the stop of abc" in view.engine_error
+        run.backend.stalled_call = ""
+        assert (await run.loop.controller.health()).engine
