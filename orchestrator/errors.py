@@ -28,6 +28,17 @@ class EngineError(OrchestratorError):
         self.message = message
 
 
+class StuckNetworks(EngineError):
+    """Networks the engine will not remove though no container is attached: it still counts
+    endpoints no container holds (dockerd 20.10's libnetwork leaks them under heavy churn; only
+    a dockerd restart clears the count). `networks`: their names."""
+
+    def __init__(self, status: int, networks: list[str]) -> None:
+        super().__init__(status, f"the engine counts active endpoints on {', '.join(networks)} "
+                                 "though no container is attached (a dockerd restart clears it)")
+        self.networks = networks
+
+
 class ImageUnavailable(EngineError):
     """A service's image is neither present, nor pullable, nor buildable; `reason` is the
     engine's own message (shown to the user as the replica's `rejected` reason)."""

@@ -10,7 +10,7 @@ import structlog
 
 from orchestrator import labels
 from orchestrator.engine.calls import engine_errors, is_missing
-from orchestrator.errors import EngineError, UserError
+from orchestrator.errors import EngineError, StuckNetworks, UserError
 from orchestrator.model.spec import NetworkSpec, VolumeSpec
 
 log = structlog.stdlib.get_logger()
@@ -98,9 +98,12 @@ async def _external_volume(docker: aiodocker.Docker, vol: VolumeSpec) -> None:
 
 
 async def remove_stack_networks(docker: aiodocker.Docker, stack: str) -> None:
-    """Every network of the stack; EngineError naming what still holds one."""
+    """Every network of the stack; EngineError naming what still holds one, else StuckNetworks
+    for those the engine keeps with nothing attached (the others are removed all the same)."""
     with engine_errors():
         networks = await docker.networks.list(filters=_managed_filter(stack))
+    stuck: list[str] = []
+    status = 0
     for network in networks:
         handle = aiodocker.networks.DockerNetwork(docker, network["Id"])
         try:
@@ -112,8 +115,17 @@ async def remove_stack_networks(docker: aiodocker.Docker, stack: str) -> None:
             if holders:
                 raise EngineError(exc.status, f"network {network['Name']} has active endpoints: "
                                   f"{', '.join(holders)} still attached") from exc
-            await _ignore_missing(handle.delete())
+            try:
+                await _ignore_missing(handle.delete())
+            except EngineError as again:
+                if "active endpoints" not in again.message:
+                    raise
+                stuck.append(network["Name"])
+                status = again.status
+                continue
         log.info("network_removed", stack=stack, network=network["Name"])
+    if stuck:
+        raise StuckNetworks(status, stuck)
 
 
 async def _release_stale_endpoints(

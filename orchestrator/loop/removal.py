@@ -11,7 +11,11 @@ work, not the request's. One task per stack goes round after round:
 When the engine refuses (`device or resource busy` while it unmounts a layer, `has active
 endpoints`, `volume is in use`) or cannot be reached, the task waits, with a capped backoff, and
 starts over from the listing: what is left is always read from the engine, so nothing that is
-not removed yet is forgotten. Only when all is gone is the record deleted, each task reported
+not removed yet is forgotten. One refusal is not waited out for ever: a network the engine
+keeps with no container attached (StuckNetworks: dockerd 20.10 leaks endpoint counts under heavy
+churn, and only its restart clears them) is left behind after STUCK_NETWORK_WAIT, loudly, so the
+rm ends; a later deploy of the stack reuses the network, and `docker network rm` removes it
+after a dockerd restart. Only when all is gone is the record deleted, each task reported
 `removed` and `stack.removed` published. A daemon that starts with a `removing` record starts
 its task again, in the background: a removal never keeps the daemon from starting.
 
@@ -24,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import shutil
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +37,7 @@ import structlog
 
 from orchestrator.support.backoff import doubling
 from orchestrator.publishing import events
-from orchestrator.errors import EngineError, EngineUnavailable, OrchestratorError
+from orchestrator.errors import EngineError, EngineUnavailable, OrchestratorError, StuckNetworks
 from orchestrator.backend import Backend
 from orchestrator.loop.desired import DesiredState
 from orchestrator.loop.executor import Executor
@@ -49,6 +54,9 @@ RETRY_CAP = 30.0
 #: How long a request still waits once the engine refused, before it answers "in progress".
 #: Long enough for a few quick rounds (transient refusals usually clear within a second).
 REFUSED_WAIT = 3.0
+#: How long networks the engine keeps with nothing attached are retried before the removal ends
+#: without them (seconds; a transient count clears within a round or two).
+STUCK_NETWORK_WAIT = 60.0
 
 
 class _Leftover(OrchestratorError):
@@ -66,6 +74,8 @@ class Removal:
     refused: asyncio.Event = field(default_factory=asyncio.Event)
     #: Why the last round did not finish; "" when no round has failed yet.
     reason: str = ""
+    #: When the engine first kept networks with nothing attached (time.monotonic), else None.
+    stuck_since: float | None = None
     task: asyncio.Task[None] | None = None
 
 
@@ -143,18 +153,22 @@ class Removals:
                 if record is None or not record.removing:
                     return  # finished or undone another way: nothing left to do
                 try:
-                    await self._round(record)
+                    left_behind = await self._round(record, leave_stuck=_waited_out(removal.stuck_since))
                     # the commands' lock: deleting the record never interleaves with a deploy
                     async with self._desired.lock:
                         # `rm --volumes` may have come while the round ran without them
                         now = self._desired.get(removal.stack)
                         if now is not None and not now.remove_volumes > record.remove_volumes:
-                            await self._finish(record)
+                            await self._finish(record, left_behind)
                             removal.done.set()
                             return
                     continue
                 except asyncio.CancelledError:
                     raise
+                except StuckNetworks as exc:
+                    removal.reason = exc.message
+                    if removal.stuck_since is None:
+                        removal.stuck_since = time.monotonic()
                 except (EngineError, EngineUnavailable, _Leftover) as exc:
                     removal.reason = exc.message if isinstance(exc, EngineError) else str(exc)
                 except Exception:  # a bug must not end the removal: it is logged and retried
@@ -168,18 +182,27 @@ class Removals:
         finally:
             self._running.pop(removal.stack, None)
 
-    async def _round(self, record: StackRecord) -> None:
+    async def _round(self, record: StackRecord, *, leave_stuck: bool) -> list[str]:
+        """One round; the names of the networks left behind (`leave_stuck`: the engine has kept
+        them with nothing attached for STUCK_NETWORK_WAIT)."""
         stack = record.spec.name
         await self._executor.cancel(stack)
         await self._executor.remove_now(record, await self._backend.list_containers(stack))
         left = await self._backend.list_containers(stack)
         if left:
             raise _Leftover(f"{len(left)} containers are still there (being removed, or created meanwhile)")
-        await self._backend.remove_stack_networks(stack)
+        left_behind: list[str] = []
+        try:
+            await self._backend.remove_stack_networks(stack)
+        except StuckNetworks as exc:
+            if not leave_stuck:
+                raise
+            left_behind = exc.networks
         if record.remove_volumes:
             await self._backend.remove_stack_volumes(stack)
+        return left_behind
 
-    async def _finish(self, record: StackRecord) -> None:
+    async def _finish(self, record: StackRecord, left_behind: list[str]) -> None:
         """Everything is gone: forget the stack. The record goes last but for the reports, so a
         crash before it only means one more (empty) round at the next start."""
         stack = record.spec.name
@@ -190,7 +213,15 @@ class Removals:
         self._desired.delete(stack)
         await self._report_removed(stack)
         self._emit(events.stack_removed(stack))
+        for network in left_behind:
+            log.warning("network_left_behind", stack=stack, network=network,
+                        reason="the engine counts active endpoints with no container attached",
+                        hint="a new deploy of the stack reuses it; `docker network rm` it after a dockerd restart")
         log.info("stack_removed", stack=stack, volumes=record.remove_volumes)
+
+
+def _waited_out(stuck_since: float | None) -> bool:
+    return stuck_since is not None and time.monotonic() - stuck_since >= STUCK_NETWORK_WAIT
 
 
 def _backoff() -> Iterator[float]:

@@ -21,7 +21,7 @@ from types import TracebackType
 
 from orchestrator import labels
 from orchestrator.backend import EngineEvent
-from orchestrator.errors import UserError
+from orchestrator.errors import StuckNetworks, UserError
 from orchestrator.model.observed import ContainerState, SlotKey
 from orchestrator.model.spec import NetworkSpec, ServiceSpec, StackSpec, VolumeSpec
 
@@ -70,6 +70,8 @@ class FakeBackend:
         self._streams: list[FakeEventStream] = []
         #: What `stalled()` reports: set it to play an engine that left a call unanswered.
         self.stalled_call = ""
+        #: Networks the engine will not remove (it counts endpoints no container holds).
+        self.stuck_networks: set[str] = set()
         self._ids = itertools.count(1)
         self._clock_ns = time.time_ns()
 
@@ -173,7 +175,10 @@ class FakeBackend:
         self.volumes.add((stack, vol.engine_name))
 
     async def remove_stack_networks(self, stack: str) -> None:
-        self.networks = {n for n in self.networks if n[0] != stack}
+        kept = sorted(name for owner, name in self.networks if owner == stack and name in self.stuck_networks)
+        self.networks = {n for n in self.networks if n[0] != stack or n[1] in self.stuck_networks}
+        if kept:
+            raise StuckNetworks(403, kept)
 
     async def remove_stack_volumes(self, stack: str) -> None:
         self.volumes = {v for v in self.volumes if v[0] != stack}
