@@ -115,7 +115,7 @@ class Floor:
         self.docker = aiodocker.Docker()
         await run("docker", "network", "create", "--label", f"{FLOOR_LABEL}={self.tag}", self.network)
 
-    async def _make(self, group: str, start: bool) -> None:
+    async def _make(self, group: str, start: bool) -> str:
         config = {
             "Image": IMAGE, "Cmd": ["sleep", "3600"], "Labels": {FLOOR_LABEL: self.tag, f"{FLOOR_LABEL}.group": group},
             "HostConfig": {"NetworkMode": self.network},
@@ -123,6 +123,33 @@ class Floor:
         container = await self.docker.containers.create(config)
         if start:
             await container.start()
+        return str(container.id)
+
+    async def replacements(self, count: int) -> list[float]:
+        """`count` running containers SIGKILLed at once (as the many-stacks part kills), each
+        answered by the start of a created spare, CONCURRENCY in flight: ms from each `die` to
+        its spare's `start`. What a replacement by a standby costs the engine, and no more."""
+        limit = asyncio.Semaphore(CONCURRENCY)
+
+        async def made(group: str, start: bool) -> str:
+            async with limit:
+                return await self._make(group, start)
+
+        victims = await asyncio.gather(*(made("victim", True) for _ in range(count)))
+        spares = await asyncio.gather(*(made("spare", False) for _ in range(count)))
+
+        async def one(victim: str, spare: str) -> float:
+            mark = self.events.mark()
+            await kill_main_process(victim)
+            (died,) = await self.events.wait(lambda e: e.action == "die" and e.id == victim, mark)
+            async with limit:
+                await self.docker.containers.container(spare).start()
+            (started,) = await self.events.wait(lambda e: e.action == "start" and e.id == spare, mark)
+            return ms(died, started)
+
+        samples = list(await asyncio.gather(*(one(v, s) for v, s in zip(victims, spares))))
+        await self.rm()
+        return samples
 
     async def converge(self, replicas: int, parallel: int = CONCURRENCY, group: str = "run") -> float:
         """Seconds from the first create to the `replicas`-th start, `parallel` in flight."""
@@ -137,6 +164,22 @@ class Floor:
         seen = await self.events.wait(lambda e: e.action == "start" and e.attributes.get(f"{FLOOR_LABEL}.group") == group
                                       and e.attributes.get(FLOOR_LABEL) == self.tag, mark, replicas)
         return br.seconds_since(start_ns, seen)
+
+    async def small_deploy(self, name: str) -> float:
+        """What a 1-replica stack's deploy asks of the engine, as the CLI would ask it: a network
+        of its own, one container on it created and started. Seconds until the start returned."""
+        started = time.monotonic()
+        network = await self.docker.networks.create({"Name": f"{self.tag}_{name}", "Labels": {FLOOR_LABEL: self.tag}})
+        config: dict[str, Any] = {
+            "Image": IMAGE, "Cmd": ["sleep", "3600"], "Labels": {FLOOR_LABEL: self.tag, f"{FLOOR_LABEL}.group": name},
+            "HostConfig": {"NetworkMode": f"{self.tag}_{name}"},
+        }  # fmt: skip
+        container = await self.docker.containers.create(config)
+        await container.start()
+        seconds = time.monotonic() - started
+        await container.delete(force=True)
+        await network.delete()
+        return seconds
 
     async def created_only(self, count: int) -> None:
         limit = asyncio.Semaphore(CONCURRENCY)
@@ -266,6 +309,7 @@ class Results:
     sweep_n: int = 0
     idle: dict[str, Any] = field(default_factory=dict)
     fairness: dict[str, Any] = field(default_factory=dict)
+    fairness_floor: dict[str, Any] = field(default_factory=dict)
     storm: dict[str, Any] = field(default_factory=dict)
     stacks: dict[str, Any] = field(default_factory=dict)
 
@@ -452,6 +496,22 @@ async def part_fairness(ours: Ours, big_n: int, rounds: int, r: Results, keep: b
     return None
 
 
+async def part_fairness_floor(floor: Floor, big_n: int, rounds: int, r: Results) -> None:
+    """The same small deploy made straight on the engine, idle and 3 s into a converge of
+    `big_n` `docker run -d` with CONCURRENCY in flight: how much of the slowdown the engine's
+    own queue forces (its network and container locks, its CPU), whoever schedules the work."""
+    idle = [await floor.small_deploy(f"si{i}") for i in range(3)]
+    busy = []
+    for round_ in range(rounds):
+        converging = asyncio.create_task(floor.converge(big_n, group=f"fb{round_}"))
+        await asyncio.sleep(3.0)
+        busy.append(await floor.small_deploy(f"sb{round_}"))
+        await converging
+        await floor.rm()
+    r.fairness_floor = {"deploy_idle_s": median(idle), "deploy_busy_s": median(busy), "deploy_busy_all_s": busy}
+    say(f"fairness, the engine alone: {r.fairness_floor}")
+
+
 async def part_storm(ours: Ours, crashing: int, healthy: int, kills: int, seconds: float, r: Results,
                      healthy_stack: str | None) -> None:
     tag = ours.tag
@@ -489,7 +549,7 @@ async def part_storm(ours: Ours, crashing: int, healthy: int, kills: int, second
     await rm_ours(ours, healthy_stack)
 
 
-async def part_stacks(ours: Ours, count: int, replicas: int, r: Results) -> None:
+async def part_stacks(ours: Ours, floor: Floor, count: int, replicas: int, r: Results) -> None:
     tag, events = ours.tag, ours.events
     names = [f"{tag}m{i}" for i in range(count)]
     cpu = Cpu(ours.pid)
@@ -512,6 +572,8 @@ async def part_stacks(ours: Ours, count: int, replicas: int, r: Results) -> None
     started = time.monotonic()
     samples = await asyncio.gather(*(replace_one(events, v) for v in victims))
     kill_s, kill_cpu = time.monotonic() - started, cpu.take()
+    # idle means idle: the killed replicas' standbys are made again first
+    await wait_standbys_all(names, replicas, timeout=max(120.0, count * 2.0))
     await asyncio.sleep(5)
     cpu.take()
     await asyncio.sleep(20)
@@ -532,6 +594,9 @@ async def part_stacks(ours: Ours, count: int, replicas: int, r: Results) -> None
         "replace_max_ms": max(s for s, _ in samples),
         "idle_cpu_percent": idle_cpu, "rss_mb": rss, "rm_s": time.monotonic() - started,
     }
+    say(f"stacks: {r.stacks}; the engine alone: {count} kills answered by starts")
+    floor_samples = await floor.replacements(count)
+    r.stacks |= {"floor_replace_p50_ms": percentile(floor_samples, 50), "floor_replace_max_ms": max(floor_samples)}
     say(f"stacks: {r.stacks}")
 
 
@@ -601,6 +666,12 @@ def rows(r: Results) -> list[tuple[str, float | None, float | None, int, str]]:
                     f["deploy_idle_s"], 2, "≤ 2×"))
         out.append((f"replacement in another stack during it (ms; vs idle)", f["replace_busy_ms"],
                     f["replace_idle_ms"], 0, "≤ 2×"))
+        if r.fairness_floor:
+            e = r.fairness_floor
+            out.append((f"↳ the engine alone: network + 1 container during {f['big']} `docker run -d` (s; vs idle)",
+                        e["deploy_busy_s"], e["deploy_idle_s"], 2, "the floor"))
+            ours_x, engine_x = f["deploy_busy_s"] / f["deploy_idle_s"], e["deploy_busy_s"] / e["deploy_idle_s"]
+            out.append(("↳ slowdown: ours (×idle; vs the engine's own)", ours_x, engine_x, 2, "≤ 1.0×"))
         out.append((f"↳ big stack's creates before the small one's", f["big_creates_before_small"], None, 0, ""))
         out.append((f"↳ the {f['big']}-replica converge itself (s)", f["big_converge_s"], None, 1, ""))
     if r.storm:
@@ -617,7 +688,10 @@ def rows(r: Results) -> list[tuple[str, float | None, float | None, int, str]]:
         out.append((f"{label}: deploy all until every replica started (s)", s["deploy_s"], None, 1, ""))
         out.append((f"{label}: daemon CPU for that deploy (s)", s["deploy_cpu_s"], None, 1, ""))
         out.append((f"{label}: one replica killed in each, all replaced (s)", s["kill_all_s"], None, 2, ""))
-        out.append((f"{label}: ↳ replacement p50 / max (ms)", s["replace_p50_ms"], s["replace_max_ms"], 0, ""))
+        out.append((f"{label}: ↳ replacement p50 (ms; floor: {s['stacks']} kills answered by `docker start`, "
+                    f"{CONCURRENCY} in flight)", s["replace_p50_ms"], s.get("floor_replace_p50_ms"), 0, "≤ 1.0×"))
+        out.append((f"{label}: ↳ replacement max (ms; floor likewise)", s["replace_max_ms"],
+                    s.get("floor_replace_max_ms"), 0, "≤ 1.0×"))
         out.append((f"{label}: daemon CPU idle (% of a core)", s["idle_cpu_percent"], None, 2, ""))
         out.append((f"{label}: daemon RSS (MB)", s["rss_mb"], None, 1, ""))
         out.append((f"{label}: rm all, 8 at a time (s)", s["rm_s"], None, 1, ""))
@@ -658,10 +732,11 @@ async def main(args: argparse.Namespace) -> Results:
         keep = None
         if "fairness" in args.only and args.fair:
             keep = await part_fairness(ours, args.fair, args.fair_rounds, r, keep="storm" in args.only and args.storm[1] == args.fair)
+            await part_fairness_floor(floor, args.fair, args.fair_rounds, r)
         if "storm" in args.only and args.storm[0]:
             await part_storm(ours, args.storm[0], args.storm[1], args.storm_kills, args.storm_seconds, r, keep)
         if "stacks" in args.only and args.stacks[0]:
-            await part_stacks(ours, *args.stacks, r)
+            await part_stacks(ours, floor, *args.stacks, r)
     finally:
         say(f"cleaning up ({time.monotonic() - started:.0f} s so far)")
         for stack in await br._our_stacks(tag):
