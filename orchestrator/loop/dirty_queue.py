@@ -10,7 +10,7 @@ other stack.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 
 
 class DirtyQueue:
@@ -31,6 +31,18 @@ class DirtyQueue:
             raise KeyError("no stack waits for a pass")
         del self._order[stack]
         return stack
+
+    def pop_first(self, excluding: Container[str]) -> str | None:
+        """The stack that has waited longest among those not in `excluding` (their pass is in
+        flight: they keep their place for after it); None when there is none."""
+        for stack in self._order:
+            if stack not in excluding:
+                del self._order[stack]
+                return stack
+        return None
+
+    def has_any(self, excluding: Container[str]) -> bool:
+        return any(stack not in excluding for stack in self._order)
 
     def __bool__(self) -> bool:
         return bool(self._order)

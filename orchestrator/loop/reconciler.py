@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Iterable, Mapping
 
@@ -34,7 +35,7 @@ from orchestrator.loop.reports import PassReports
 from orchestrator.loop.tracker import TaskTracker
 from orchestrator.model.observed import ContainerState, SlotKey
 from orchestrator.model.plan import UpdateStatus
-from orchestrator.model.spec import ServiceSpec
+from orchestrator.model.spec import ServiceSpec, StackSpec
 from orchestrator.planning import planner
 from orchestrator.planning.restarts import RestartBook
 from orchestrator.publishing import events
@@ -50,6 +51,10 @@ Emit = Callable[[Event], None]
 _GONE_ACTIONS = frozenset({"die", "kill", "stop", "destroy", "oom"})
 #: After a failed pass (engine gone), try that stack again this much later.
 RETRY_AFTER_FAILURE = 1.0
+#: Passes over different stacks in flight at once. A pass is mostly one list call's wait for the
+#: engine; a few at once keep many stacks' passes from queueing behind each other, without
+#: flooding a busy engine with lists.
+PASSES_IN_FLIGHT = 8
 
 
 class Reconciler:
@@ -81,13 +86,15 @@ class Reconciler:
         self._routes = routes
         #: Replicas behind the ingress wait for their port to accept before they count as ready.
         self._readiness = PortReadiness(settings.readiness_window) if routes else None
+        self._routes_lock = asyncio.Lock()
         #: Each stack's listing between passes; a pass after an event relists only its slot.
         self.listing = ListingCache()
         #: Last relist of each stack: the views (ps, services) read it.
         self.observed: dict[str, list[ContainerState]] = {}
         # and the stacks whose tasks the tracker still follows: a daemon killed right after an
         # `rm` deleted the record has their `removed` still to report
-        self._passing = False
+        #: The passes in flight, by stack: one per stack at a time, up to PASSES_IN_FLIGHT.
+        self._passing: dict[str, asyncio.Task[None]] = {}
         self._dirty = DirtyQueue([*desired, *sorted(tracker.stacks() - set(desired))])
         self._wake = asyncio.Event()
         self._wake_at: dict[str, float] = {}
@@ -166,24 +173,44 @@ class Reconciler:
         return disconnected
 
     async def run(self) -> None:
-        """Forever: wait for work, then pass over each dirty stack."""
-        while True:
-            await self._wait_for_work()
-            while self._dirty:
-                name = self._dirty.pop()
-                self._passing = True
-                try:
-                    await self.reconcile_guarded(name)
-                finally:
-                    self._passing = False
+        """Forever: wait for work, then pass over the dirty stacks, each in a task of its own:
+        a pass mostly waits for the engine's list, and one stack's must not hold up another's
+        (200 stacks deployed at once had their first passes one engine round trip apart)."""
+        try:
+            while True:
+                await self._wait_for_work()
+                while len(self._passing) < PASSES_IN_FLIGHT:
+                    name = self._dirty.pop_first(excluding=self._passing)
+                    if name is None:
+                        break  # the dirty stacks left have a pass in flight: they go after it
+                    task = asyncio.create_task(self.reconcile_guarded(name), name=f"pass {name}")
+                    self._passing[name] = task
+                    task.add_done_callback(functools.partial(self._pass_ended, name))
+        finally:
+            passes = list(self._passing.values())
+            for task in passes:
+                task.cancel()
+            await asyncio.gather(*passes, return_exceptions=True)
+
+    async def _update_routes(self, name: str, spec: StackSpec | None, observed: Iterable[ContainerState]) -> None:
+        assert self._routes is not None
+        async with self._routes_lock:  # a port may pass from one stack to another: one at a time
+            await self._routes.update(name, spec, list(observed))
+
+    def _pass_ended(self, name: str, _task: asyncio.Task[None]) -> None:
+        self._passing.pop(name, None)
+        self._wake.set()  # a slot is free, and the stack may have been marked again meanwhile
 
     @property
     def idle(self) -> bool:
         """No pass running and none asked for (work scheduled for later aside)."""
         return not self._passing and not self._dirty
 
+    def _can_start_a_pass(self) -> bool:
+        return len(self._passing) < PASSES_IN_FLIGHT and self._dirty.has_any(excluding=self._passing)
+
     async def _wait_for_work(self) -> None:
-        if not self._dirty:
+        if not self._can_start_a_pass():
             deadlines = [self._next_resync - time.monotonic()]
             now = time.time()
             deadlines += [at - now for at in self._wake_at.values()]
@@ -236,7 +263,7 @@ class Reconciler:
             self.observed.pop(name, None)
             self.listing.forget(name)
             if self._routes:
-                await self._routes.update(name, None, ())
+                await self._update_routes(name, None, ())
             return
         removing = self._desired.get(name)
         if removing is not None and removing.removing:
@@ -246,7 +273,7 @@ class Reconciler:
             # would wait behind it. The pass after the removal lists the stack whole.
             self.listing.touch(name)
             if self._routes:
-                await self._routes.update(name, None, ())
+                await self._update_routes(name, None, ())
             return
         mark = self._tracker.mark()
         # A slot busy at any time during the relist may show a half-made container.
@@ -269,7 +296,7 @@ class Reconciler:
         self.passes += 1
         if record is None or record.removing:
             if self._routes:
-                await self._routes.update(name, None, ())
+                await self._update_routes(name, None, ())
             return
         now = time.time()
         wakes: list[float | None] = []
@@ -292,7 +319,7 @@ class Reconciler:
         self._record_updates(name, plan.updates, plan.rollbacks)
         wakes.append(plan.wake_at)
         if self._routes:  # before acting: a start-first replacement is in before the old leaves
-            await self._routes.update(name, record.spec, observed)
+            await self._update_routes(name, record.spec, observed)
             wakes.append(self._routes.retry_at(name))  # a published port to try binding again
         wake_at = min((at for at in wakes if at is not None), default=None)
         if wake_at is not None:

@@ -72,6 +72,8 @@ class FakeBackend:
         self.stalled_call = ""
         #: Networks the engine will not remove (it counts endpoints no container holds).
         self.stuck_networks: set[str] = set()
+        #: Per stack, lists of it wait until its event is set.
+        self.list_gates: dict[str, asyncio.Event] = {}
         self._ids = itertools.count(1)
         self._clock_ns = time.time_ns()
 
@@ -98,6 +100,8 @@ class FakeBackend:
 
     async def list_containers(self, stack: str | None = None, slot: SlotKey | None = None) -> list[ContainerState]:
         self.lists.append((stack, slot))
+        if stack in self.list_gates:  # plays an engine slow to answer for this stack
+            await self.list_gates[stack].wait()
         return [c for c in self.containers.values()
                 if (stack is None or c.key.stack == stack) and (slot is None or c.key == slot)]
 

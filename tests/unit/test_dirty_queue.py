@@ -22,3 +22,12 @@ def test_marking_a_waiting_stack_again_keeps_its_place() -> None:
     queue.update(["c", "d"])
     assert [queue.pop() for _ in range(len(queue))] == ["a", "b", "c", "d"]
     assert not queue
+
+
+def test_a_stack_whose_pass_is_in_flight_keeps_its_place_for_after_it() -> None:
+    queue = DirtyQueue(["a", "b", "c"])
+    assert queue.pop_first(excluding={"a"}) == "b"
+    assert queue.has_any(excluding={"a"}) and not queue.has_any(excluding={"a", "c"})
+    assert queue.pop_first(excluding={"a", "c"}) is None
+    assert queue.pop_first(excluding=set()) == "a"  # first once its pass has ended
+    assert queue.pop_first(excluding=set()) == "c" and not queue

@@ -244,3 +244,23 @@ async def test_rm_ends_leaving_behind_a_network_the_engine_keeps_with_nothing_at
         await orch.loop.controller.remove("app")
         await orch.until(lambda: "app" not in orch.loop.desired, "removed")
         assert ("app", "app_default") not in orch.backend.networks
+
+
+async def test_a_stack_whose_pass_waits_on_the_engine_holds_up_no_other_stack(tmp_path: Path) -> None:
+    """Passes over different stacks run at once: a list the engine is slow to answer for one
+    stack does not keep another's replacement waiting (issue 18, 200 stacks at once)."""
+    async with running_loop(tmp_path) as orch:
+        await orch.loop.controller.deploy(stack(tmp_path, replicas=1, name="slow"))
+        await orch.loop.controller.deploy(stack(tmp_path, replicas=1, name="quick"))
+        await orch.until(lambda: len(orch.running()) == 2, "both running")
+        gate = orch.backend.list_gates["slow"] = asyncio.Event()
+        before = len(orch.backend.lists)
+        orch.loop.reconciler.mark_dirty("slow")  # its pass now waits on the engine
+        await orch.until(lambda: ("slow", None) in orch.backend.lists[before:], "the slow pass listing")
+        (quick,) = [c for c in orch.running() if c.key.stack == "quick"]
+        orch.backend.die(quick.id, 1)
+        await orch.until(lambda: any(c.key.stack == "quick" and c.id != quick.id for c in orch.running()),
+                         "quick's replica replaced while slow's pass waits")
+        assert not gate.is_set()
+        gate.set()
+        await orch.until(lambda: orch.loop.reconciler.idle, "the slow pass ends too")
