@@ -85,7 +85,7 @@ class Engine:
         await self._docker.close()
 
     async def ping(self) -> None:
-        with engine_errors(self._stalls):
+        with engine_errors(self._stalls, "the version call"):
             await self._docker.version()
 
     def stalled(self) -> str:
@@ -97,7 +97,7 @@ class Engine:
         from `docker info`). Read once per engine start: it changes only with a dockerd restart,
         after which the event stream's reconnect calls `forget_live_restore`."""
         if self._live_restore is None:
-            with engine_errors(self._stalls):
+            with engine_errors(self._stalls, "the info call"):
                 info = await self._docker.system.info()
             self._live_restore = bool(info.get("LiveRestoreEnabled"))
         return self._live_restore
@@ -124,7 +124,7 @@ class Engine:
         we last looked. A slot's list is what a pass after one event needs (listing.py): the
         engine filters, so it neither builds nor sends the rest of the stack."""
         filters = labels.stack_filter(stack) if slot is None else labels.slot_filter(slot)
-        with engine_errors(self._stalls):
+        with engine_errors(self._stalls, f"the list of {slot or stack or 'every stack'}"):
             listed = await self._docker.containers.list(all=True, filters=filters)
         entries = [{name: c[name] for name in _LIST_FIELDS if name in c} for c in listed]
         if stack is None and slot is None:
@@ -141,7 +141,7 @@ class Engine:
         async def inspect(container_id: str) -> None:
             async with limit:
                 try:
-                    with engine_errors(self._stalls):
+                    with engine_errors(self._stalls, f"the inspect of {container_id[:12]}"):
                         data = await self._docker.containers.container(container_id).show()
                 except EngineError as exc:
                     if is_missing(exc):  # removed since the list: its entry is left without facts
@@ -175,7 +175,7 @@ class Engine:
             await asyncio.to_thread(_write_files, request.files)
         creating = asyncio.ensure_future(self._docker.containers.create(request.config, name=request.name))
         try:
-            with engine_errors(self._stalls):
+            with engine_errors(self._stalls, f"the create of {request.name}"):
                 created = await asyncio.shield(creating)
         except asyncio.CancelledError:
             # the engine finishes a create whose caller left: wait for it and take the container
@@ -210,7 +210,7 @@ class Engine:
 
     async def start(self, container_id: str) -> None:
         try:
-            with engine_errors(self._stalls):  # 304 (already started) is not an error
+            with engine_errors(self._stalls, f"the start of {container_id[:12]}"):  # 304: not an error
                 await self._docker.containers.container(container_id).start()
         except BaseException:
             # No event follows a failed start and the container stays "created": facts cached
@@ -250,7 +250,7 @@ class Engine:
     async def remove(self, container_id: str) -> None:
         """Force-remove with its anonymous volumes; already gone counts as success."""
         try:
-            with engine_errors(self._stalls):
+            with engine_errors(self._stalls, f"the removal of {container_id[:12]}"):
                 await self._docker.containers.container(container_id).delete(force=True, v=True)
         except EngineError as exc:
             if not (is_missing(exc) or "already in progress" in exc.message):

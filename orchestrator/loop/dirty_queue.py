@@ -24,14 +24,6 @@ class DirtyQueue:
         for stack in stacks:
             self._order.setdefault(stack, None)
 
-    def pop(self) -> str:
-        """The stack that has waited longest (KeyError when none waits)."""
-        stack = next(iter(self._order), None)
-        if stack is None:
-            raise KeyError("no stack waits for a pass")
-        del self._order[stack]
-        return stack
-
     def pop_first(self, excluding: Container[str]) -> str | None:
         """The stack that has waited longest among those not in `excluding` (their pass is in
         flight: they keep their place for after it); None when there is none."""

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import structlog
 
@@ -192,10 +192,10 @@ class Reconciler:
                 task.cancel()
             await asyncio.gather(*passes, return_exceptions=True)
 
-    async def _update_routes(self, name: str, spec: StackSpec | None, observed: Iterable[ContainerState]) -> None:
+    async def _update_routes(self, name: str, spec: StackSpec | None, observed: Sequence[ContainerState]) -> None:
         assert self._routes is not None
         async with self._routes_lock:  # a port may pass from one stack to another: one at a time
-            await self._routes.update(name, spec, list(observed))
+            await self._routes.update(name, spec, observed)
 
     def _pass_ended(self, name: str, _task: asyncio.Task[None]) -> None:
         self._passing.pop(name, None)

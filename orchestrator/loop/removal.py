@@ -210,13 +210,13 @@ class Removals:
         self._tracker.forget_stack(stack)
         self._executor.forget_stack(stack)
         await asyncio.to_thread(shutil.rmtree, self._files_dir(stack), ignore_errors=True)
-        self._desired.delete(stack)
-        await self._report_removed(stack)
-        self._emit(events.stack_removed(stack))
         for network in left_behind:
             log.warning("network_left_behind", stack=stack, network=network,
                         reason="the engine counts active endpoints with no container attached",
                         hint="a new deploy of the stack reuses it; `docker network rm` it after a dockerd restart")
+        self._desired.delete(stack)
+        await self._report_removed(stack)
+        self._emit(events.stack_removed(stack))
         log.info("stack_removed", stack=stack, volumes=record.remove_volumes)
 
 

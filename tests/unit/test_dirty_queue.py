@@ -6,11 +6,11 @@ from orchestrator.loop.dirty_queue import DirtyQueue
 
 def test_a_stack_marked_during_its_own_pass_queues_behind_those_already_waiting() -> None:
     queue = DirtyQueue(["big"])
-    served = [queue.pop()]
+    served = [queue.pop_first(excluding=())]
     queue.add("big")  # an event of its converge marks it again during its pass...
     queue.add("small")  # ...then a small stack is deployed
     for _ in range(3):
-        served.append(queue.pop())
+        served.append(queue.pop_first(excluding=()))
         queue.add("big")  # and every one of big's passes is followed by more of its events
     assert served == ["big", "big", "small", "big"]
 
@@ -20,7 +20,7 @@ def test_marking_a_waiting_stack_again_keeps_its_place() -> None:
     queue.update(["a", "b", "c"])
     queue.add("a")
     queue.update(["c", "d"])
-    assert [queue.pop() for _ in range(len(queue))] == ["a", "b", "c", "d"]
+    assert [queue.pop_first(excluding=()) for _ in range(len(queue))] == ["a", "b", "c", "d"]
     assert not queue
 
 
