@@ -37,7 +37,10 @@ Times come from the engine's own events (`docker events`, timeNano). Parts, in t
   beside a converged B-replica stack (--storm A,B): replacement of B's replicas before and
   during the storm, daemon CPU, the storm's starts (backoff holds), stream length vs its cap.
 - stacks (--stacks SxR): S stacks of R replicas deployed (8 PUTs at a time) until every replica
-  started; one replica killed in each at once until all are replaced; idle CPU and RSS; `rm`.
+  started; one replica killed in each at once until all are replaced, and the engine calls that
+  cost per replacement (`orchestrator_engine_calls_total`); idle CPU and RSS; `rm`. Floor: S
+  networks with R running containers and R created spares each, one killed on each at once and
+  answered by `docker start` of a spare, CONCURRENCY in flight.
 
 Progress goes to stderr, the markdown table to stdout (`--json FILE` for benchmarks/run).
 `--source DIR` runs the daemon from another source tree (e.g. a `git archive main` checkout): a
@@ -65,6 +68,7 @@ from pathlib import Path
 from typing import Any
 
 import aiodocker
+import aiohttp
 import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -80,6 +84,8 @@ from orchestrator.publishing import channels  # noqa: E402
 from orchestrator.settings import Settings  # noqa: E402
 
 FLOOR_LABEL = "orchestrator-bench.scale-floor"
+#: The names a replica of the bench's service answers to on its stack's network (its aliases).
+SERVICE_ALIASES = (br.SERVICE, f"tasks.{br.SERVICE}")
 #: The daemon's creation bound (ORCHESTRATOR_CONCURRENCY, else settings' default on this
 #: machine): the floor gets the same.
 CONCURRENCY = Settings.from_env().concurrency
@@ -115,32 +121,38 @@ class Floor:
         self.docker = aiodocker.Docker()
         await run("docker", "network", "create", "--label", f"{FLOOR_LABEL}={self.tag}", self.network)
 
-    async def _make(self, group: str, start: bool, network: str = "") -> str:
-        config = {
+    async def _make(self, group: str, start: bool, network: str = "", aliases: Sequence[str] = ()) -> str:
+        config: dict[str, Any] = {
             "Image": IMAGE, "Cmd": ["sleep", "3600"], "Labels": {FLOOR_LABEL: self.tag, f"{FLOOR_LABEL}.group": group},
             "HostConfig": {"NetworkMode": network or self.network},
         }  # fmt: skip
+        if aliases:  # `docker run --network-alias`: the service's names on its network, as ours have
+            config["NetworkingConfig"] = {"EndpointsConfig": {network or self.network: {"Aliases": list(aliases)}}}
         container = await self.docker.containers.create(config)
         if start:
             await container.start()
         return str(container.id)
 
-    async def replacements(self, count: int) -> list[float]:
-        """`count` running containers, each on a network of its own as a stack's are, SIGKILLed
-        at once (as the many-stacks part kills), each answered by the start of a created spare
-        on its network, CONCURRENCY in flight: ms from each `die` to its spare's `start`. What a
-        replacement by a standby costs the engine, and no more."""
+    async def replacements(self, count: int, replicas: int = 1, aliases: Sequence[str] = SERVICE_ALIASES) -> list[float]:
+        """`count` networks as `count` stacks have, each with `replicas` running containers and
+        as many created spares (the same engine population as the stacks', aliases included),
+        one running container on each SIGKILLed at once (as the many-stacks part kills), each
+        answered by the start of a created spare on its network, CONCURRENCY in flight: ms from
+        each `die` to its spare's `start`. What a replacement by a standby costs the engine, and
+        no more."""
         limit = asyncio.Semaphore(CONCURRENCY)
         networks = [f"{self.tag}_r{i}" for i in range(count)]
 
         async def made(network: str, group: str, start: bool) -> str:
             async with limit:
-                return await self._make(group, start, network)
+                return await self._make(group, start, network, aliases)
 
         for network in networks:
             await self.docker.networks.create({"Name": network, "Labels": {FLOOR_LABEL: self.tag}})
         victims = await asyncio.gather(*(made(n, "victim", True) for n in networks))
         spares = await asyncio.gather(*(made(n, "spare", False) for n in networks))
+        others = [(n, group, group == "run") for n in networks for group in ("run", "standby") for _ in range(replicas - 1)]
+        await asyncio.gather(*(made(*other) for other in others))
 
         async def one(victim: str, spare: str) -> float:
             mark = self.events.mark()
@@ -293,6 +305,25 @@ async def replace_one(events: EventLog, container_id: str) -> tuple[float, Seen]
         lambda e: e.action == "start" and e.time_ns >= died.time_ns and e.attributes.get(OUR_STACK_LABEL) == stack
         and e.attributes.get(labels.LABEL_SERVICE) == service and e.attributes.get(SLOT_LABEL) == slot, mark)
     return ms(died, started), started
+
+
+async def engine_calls(ours: Ours) -> dict[str, float]:
+    """The daemon's container requests to the engine so far, by kind (`GET /metrics`)."""
+    daemon = ours.daemon
+    async with aiohttp.ClientSession(headers=daemon.auth) as session:
+        async with session.get(f"{daemon.url}/metrics") as response:
+            text = await response.text()
+    calls: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("orchestrator_engine_calls_total{"):
+            labels_part, _, value = line.rpartition(" ")
+            calls[labels_part.split('call="', 1)[1].split('"', 1)[0]] = float(value)
+    return calls
+
+
+def calls_since(before: dict[str, float], after: dict[str, float], per: int) -> dict[str, float]:
+    return {kind: (after[kind] - before.get(kind, 0.0)) / per for kind in sorted(after)
+            if after[kind] > before.get(kind, 0.0)}
 
 
 async def running_ids(stack: str) -> list[str]:
@@ -583,15 +614,20 @@ async def part_stacks(ours: Ours, floor: Floor, count: int, replicas: int, r: Re
     await wait_standbys_all(names, replicas, timeout=max(120.0, count * replicas * 0.5))
     cpu.take()
     victims = [(await running_ids(n))[0] for n in names]
+    calls_before = await engine_calls(ours)
     started = time.monotonic()
     samples = await asyncio.gather(*(replace_one(events, v) for v in victims))
     kill_s, kill_cpu = time.monotonic() - started, cpu.take()
     # idle means idle: the killed replicas' standbys are made again first
     await wait_standbys_all(names, replicas, timeout=max(120.0, count * 2.0))
     await asyncio.sleep(5)
+    calls_idle = await engine_calls(ours)
+    per_replacement = calls_since(calls_before, calls_idle, count)
+    say(f"stacks: engine calls per replacement (its standby made again included): {per_replacement}")
     cpu.take()
     await asyncio.sleep(20)
     idle_cpu = cpu.take() / 20 * 100
+    idle_calls = calls_since(calls_idle, await engine_calls(ours), 1)
     rss = _rss_kb(ours.pid) / 1024
     started = time.monotonic()
     limit = asyncio.Semaphore(8)
@@ -608,9 +644,10 @@ async def part_stacks(ours: Ours, floor: Floor, count: int, replicas: int, r: Re
         "replace_p50_ms": percentile([s for s, _ in samples], 50),
         "replace_max_ms": max(s for s, _ in samples),
         "idle_cpu_percent": idle_cpu, "rss_mb": rss, "rm_s": time.monotonic() - started,
+        "calls_per_replacement": per_replacement, "idle_calls": idle_calls,
     }
     say(f"stacks: {r.stacks}; the engine alone: {count} kills answered by starts")
-    floor_samples = await floor.replacements(count)
+    floor_samples = await floor.replacements(count, replicas)
     r.stacks |= {"floor_replace_p50_ms": percentile(floor_samples, 50), "floor_replace_max_ms": max(floor_samples)}
     say(f"stacks: {r.stacks}")
 
@@ -706,10 +743,16 @@ def rows(r: Results) -> list[tuple[str, float | None, float | None, int, str]]:
                     s["first_start_max_s"], 1, ""))
         out.append((f"{label}: one replica killed in each, all replaced (s)", s["kill_all_s"], None, 2, ""))
         out.append((f"{label}: ↳ replacement p50 (ms; floor: {s['stacks']} kills answered by `docker start`, "
-                    f"{CONCURRENCY} in flight)", s["replace_p50_ms"], s.get("floor_replace_p50_ms"), 0, "≤ 1.0×"))
+                    f"{CONCURRENCY} in flight, among as many containers)", s["replace_p50_ms"], s.get("floor_replace_p50_ms"), 0, "≤ 1.0×"))
         out.append((f"{label}: ↳ replacement max (ms; floor likewise)", s["replace_max_ms"],
                     s.get("floor_replace_max_ms"), 0, "≤ 1.0×"))
+        for kind, per in s["calls_per_replacement"].items():
+            whole = " (the minute's resync, whole stacks)" if kind == "list" else ""
+            out.append((f"{label}: ↳ engine {kind} calls per replacement{whole} (floor: 1 start)", per,
+                        1.0 if kind == "start" else None, 2, ""))
         out.append((f"{label}: daemon CPU idle (% of a core)", s["idle_cpu_percent"], None, 2, ""))
+        out.append((f"{label}: ↳ engine calls in 20 s idle", sum(s["idle_calls"].values()), None, 0,
+                    "the resync: each stack once a minute"))
         out.append((f"{label}: daemon RSS (MB)", s["rss_mb"], None, 1, ""))
         out.append((f"{label}: rm all, 8 at a time (s)", s["rm_s"], None, 1, ""))
     return out
@@ -753,7 +796,8 @@ async def main(args: argparse.Namespace) -> Results:
         if "storm" in args.only and args.storm[0]:
             await part_storm(ours, args.storm[0], args.storm[1], args.storm_kills, args.storm_seconds, r, keep)
         if "stacks" in args.only and args.stacks[0]:
-            await part_stacks(ours, floor, *args.stacks, r)
+            stacks, replicas = args.stacks
+            await part_stacks(ours, floor, stacks, replicas, r)
     finally:
         say(f"cleaning up ({time.monotonic() - started:.0f} s so far)")
         for stack in await br._our_stacks(tag):

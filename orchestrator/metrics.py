@@ -40,6 +40,11 @@ EVENTS_DROPPED = Counter(
     "orchestrator_events_dropped", "State-change events lost (queue full while Redis was down).",
     registry=REGISTRY,
 )
+ENGINE_CALLS = Counter(
+    "orchestrator_engine_calls", "Container requests sent to the engine, by kind (list: of a stack or all, slot_list: "
+    "of one slot, inspect, create, connect, start, stop, remove): what the daemon costs the engine.",
+    ["call"], registry=REGISTRY,
+)
 HTTP_REQUESTS = Counter(
     "orchestrator_http_requests", "HTTP API requests answered, by route template and status.",
     ["method", "route", "status"], registry=REGISTRY,

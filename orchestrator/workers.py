@@ -19,7 +19,10 @@ stops only the worker that overran, and a replacement for every worker that ends
 Workers start through the `forkserver` method: never a fork of the running daemon (its threads,
 event loop and sockets), yet each new worker is a cheap fork of a server that imported the
 `preload` modules once. A caller that gives up (cancelled, the client hung up) stops its worker.
-A worker whose daemon died (SIGKILL) notices within a second and exits.
+A worker whose daemon died (SIGKILL) notices within a second and exits. A pool without a call
+for `idle_stop_s` is stopped, and started again by the next call: pebble's manager thread polls
+ten times a second as long as a pool lives, and a daemon that parses a stack file a day should
+not pay for that (at 200 stacks idle it was a third of the daemon's CPU).
 
 What a worker raises comes back as the same exception (rebuilt from its class, args and
 attributes, since many exceptions cannot be unpickled through their constructor), with the
@@ -57,6 +60,9 @@ CALLS_PER_WORKER = 100
 #: of idle while they parsed (benchmarks/bench_hostile.py).
 WORKER_NICENESS = 10
 _WATCHDOG_PERIOD = 1.0
+#: A pool without a call for this long is stopped; the next call starts it again (one fork of
+#: the forkserver, which keeps the preloaded modules).
+IDLE_STOP_S = 60.0
 
 
 class WorkerBusy(Exception):
@@ -107,9 +113,15 @@ class Budget:
 
 
 class WorkerPool:
-    def __init__(self, budget: Budget, preload: Sequence[str] = ()) -> None:
+    def __init__(self, budget: Budget, preload: Sequence[str] = (), idle_stop_s: float = IDLE_STOP_S) -> None:
         """`preload`: modules the forkserver imports once, so that new workers start warm."""
         self.budget = budget
+        self._idle_stop_s = idle_stop_s
+        #: Callers inside `run` (at work or waiting) and when the last one left.
+        self._callers = 0
+        self._last_call_ended = time.monotonic()
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._idle_stop: asyncio.Task[None] | None = None
         self._preload = list(preload)
         self._pool: ProcessPool | None = None
         self._free = asyncio.Semaphore(budget.workers)
@@ -126,6 +138,11 @@ class WorkerPool:
 
     async def close(self) -> None:
         self._closed = True
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        if self._idle_stop is not None:
+            with contextlib.suppress(Exception):
+                await self._idle_stop
         if self._replacement is not None:  # a start in flight ends before we stop what it made
             with contextlib.suppress(Exception):
                 await self._replacement
@@ -142,15 +159,44 @@ class WorkerPool:
             raise WorkerBusy("the workers are stopped")
         if self._free.locked() and self._waiting >= self.budget.max_waiting:
             raise WorkerBusy(f"{self.budget.workers} at work and {self._waiting} waiting")
-        self._waiting += 1
+        self._callers += 1
         try:
-            await self._free.acquire()
+            self._waiting += 1
+            try:
+                await self._free.acquire()
+            finally:
+                self._waiting -= 1
+            try:
+                return await self._call(function, args)
+            finally:
+                self._free.release()
         finally:
-            self._waiting -= 1
-        try:
-            return await self._call(function, args)
-        finally:
-            self._free.release()
+            self._callers -= 1
+            self._last_call_ended = time.monotonic()
+            self._arm_idle_stop(self._idle_stop_s)
+
+    def _arm_idle_stop(self, delay: float) -> None:
+        if self._idle_timer is None and not self._closed:
+            self._idle_timer = asyncio.get_running_loop().call_later(delay, self._idle_check)
+
+    def _idle_check(self) -> None:
+        self._idle_timer = None
+        if self._closed or self._pool is None or self._callers:
+            return  # stopped already, or a caller's end arms the timer again
+        left = self._last_call_ended + self._idle_stop_s - time.monotonic()
+        if left > 0:
+            self._arm_idle_stop(left)
+        elif self._idle_stop is None or self._idle_stop.done():
+            self._idle_stop = asyncio.get_running_loop().create_task(self._stop_when_idle())
+
+    async def _stop_when_idle(self) -> None:
+        """Under the lock that starts pools: a call that comes meanwhile waits, then starts a new one."""
+        async with self._replacing:
+            if self._callers or self._pool is None or self._closed:
+                return
+            pool, self._pool = self._pool, None
+            log.debug("worker_pool_stopped_idle", idle_s=self._idle_stop_s)
+            await asyncio.to_thread(_stop, pool)
 
     async def _call(self, function: Callable[..., T], args: tuple[Any, ...]) -> T:
         try:

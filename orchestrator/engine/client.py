@@ -14,6 +14,7 @@ import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import aiohttp
 from aiodocker.multiplexed import multiplexed_result_stream
 import structlog
 
-from orchestrator import labels
+from orchestrator import labels, metrics
 from orchestrator.engine import containers, images, objects
 from orchestrator.engine.build_context import ContextLimits
 from orchestrator.engine.calls import Stalls, engine_errors, is_missing
@@ -88,6 +89,12 @@ class Engine:
         with engine_errors(self._stalls, "the version call"):
             await self._docker.version()
 
+    def _call(self, kind: str, what: str) -> AbstractContextManager[None]:
+        """One container request of `kind`: counted (`orchestrator_engine_calls_total`, what
+        the benchmarks divide by the replacements they caused), its errors made ours."""
+        metrics.ENGINE_CALLS.labels(kind).inc()
+        return engine_errors(self._stalls, what)
+
     def stalled(self) -> str:
         """A call the engine recently left unanswered past its deadline ("" if none)."""
         return self._stalls.recent()
@@ -124,7 +131,7 @@ class Engine:
         we last looked. A slot's list is what a pass after one event needs (listing.py): the
         engine filters, so it neither builds nor sends the rest of the stack."""
         filters = labels.stack_filter(stack) if slot is None else labels.slot_filter(slot)
-        with engine_errors(self._stalls, f"the list of {slot or stack or 'every stack'}"):
+        with self._call("list" if slot is None else "slot_list", f"the list of {slot or stack or 'every stack'}"):
             listed = await self._docker.containers.list(all=True, filters=filters)
         entries = [{name: c[name] for name in _LIST_FIELDS if name in c} for c in listed]
         if stack is None and slot is None:
@@ -141,7 +148,7 @@ class Engine:
         async def inspect(container_id: str) -> None:
             async with limit:
                 try:
-                    with engine_errors(self._stalls, f"the inspect of {container_id[:12]}"):
+                    with self._call("inspect", f"the inspect of {container_id[:12]}"):
                         data = await self._docker.containers.container(container_id).show()
                 except EngineError as exc:
                     if is_missing(exc):  # removed since the list: its entry is left without facts
@@ -175,7 +182,7 @@ class Engine:
             await asyncio.to_thread(_write_files, request.files)
         creating = asyncio.ensure_future(self._docker.containers.create(request.config, name=request.name))
         try:
-            with engine_errors(self._stalls, f"the create of {request.name}"):
+            with self._call("create", f"the create of {request.name}"):
                 created = await asyncio.shield(creating)
         except asyncio.CancelledError:
             # the engine finishes a create whose caller left: wait for it and take the container
@@ -188,7 +195,7 @@ class Engine:
             raise
         try:
             for network, endpoint in request.extra_networks:
-                with engine_errors(self._stalls):
+                with self._call("connect", f"the connect of {request.name} to {network}"):
                     await aiodocker.networks.DockerNetwork(self._docker, network).connect(
                         {"Container": created.id, "EndpointConfig": endpoint}
                     )
@@ -210,13 +217,14 @@ class Engine:
 
     async def start(self, container_id: str) -> None:
         try:
-            with engine_errors(self._stalls, f"the start of {container_id[:12]}"):  # 304: not an error
+            with self._call("start", f"the start of {container_id[:12]}"):  # 304: not an error
                 await self._docker.containers.container(container_id).start()
         except BaseException:
             # No event follows a failed start and the container stays "created": facts cached
             # before it (no error yet) would hide the failure from every later list.
             self._facts.forget(container_id)
             raise
+        self._facts.start_answered(container_id, time.time())
 
     async def stop(self, container_id: str, timeout: float) -> int | None:
         """Graceful: the stop signal, then SIGKILL after `timeout` seconds. Gone or stopped is fine.
@@ -226,8 +234,9 @@ class Engine:
         container = self._docker.containers.container(container_id)
         deadline = aiohttp.ClientTimeout(total=math.ceil(timeout) + STOP_ANSWER_MARGIN_S)
         try:
-            with engine_errors(self._stalls, f"the stop of {container_id[:12]}"):
+            with self._call("stop", f"the stop of {container_id[:12]}"):
                 await container.stop(t=math.ceil(timeout), timeout=deadline)
+            with self._call("inspect", f"the inspect of {container_id[:12]}"):
                 data = await container.show()
         except EngineError as exc:
             if not is_missing(exc):
@@ -250,7 +259,7 @@ class Engine:
     async def remove(self, container_id: str) -> None:
         """Force-remove with its anonymous volumes; already gone counts as success."""
         try:
-            with engine_errors(self._stalls, f"the removal of {container_id[:12]}"):
+            with self._call("remove", f"the removal of {container_id[:12]}"):
                 await self._docker.containers.container(container_id).delete(force=True, v=True)
         except EngineError as exc:
             if not (is_missing(exc) or "already in progress" in exc.message):
@@ -352,8 +361,11 @@ class Engine:
             self._facts.died(container_id, exit_code, event.time_ns / 10**9, oom_killed=oom)
         elif event.action == "start":
             self._facts.started(container_id, event.time_ns / 10**9)
-        elif event.action == "create":
-            pass  # news to nobody: the create's answer cached its facts (a replay's: the list inspects)
+        elif event.action in ("create", "kill", "stop"):
+            # news to nobody: the create's answer cached its facts (a replay's: the list
+            # inspects); a signal changes nothing until the container dies, and `die` (which
+            # comes before `stop`) tells that
+            pass
         elif event.action == "destroy":
             self._facts.drop(container_id)
             self._oom.discard(container_id)

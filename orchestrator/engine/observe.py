@@ -9,11 +9,16 @@ A `die` event is the one exception to "events carry no truth": the engine sends 
 list stops saying "running", and an inspect then waits (100-200 ms) until the engine has torn the
 dead container's network and mounts down. The event already says the process is gone and with
 which exit code, so `FactsCache.died` records provisional facts from it: a replacement is planned
-at once, off the engine's clean-up, and an inspect confirms the facts once the list agrees.
+at once, off the engine's clean-up. Once the list says "exited" too, the facts stand confirmed
+without an inspect when the event told the exit code and an earlier `start` (or inspect) the
+start time: the inspect would add nothing (an OOM kill comes as its own event before the `die`;
+the engine's error is only ever set by a start that failed, which sends no `die`). That inspect
+was one engine round trip on every replacement's critical path, and under a storm of deaths
+it waited on the containers' locks (issue 18).
 Likewise a `start` event says all an inspect of a running container would (`FactsCache.started`),
-so a converging stack of N replicas costs no inspect at all; and the answer to our own create all
-an inspect of a created container would (`FactsCache.created`). That one matters under
-load: an inspect waits for the container's lock, which its start holds, so a pass that inspected
+so a converging stack of N replicas costs no inspect at all; and the answers to our own create
+and start all an inspect of a created or just started container would (`FactsCache.created`,
+`FactsCache.start_answered`). The create's matters most under load: an inspect waits for the container's lock, which its start holds, so a pass that inspected
 the creates whose starts were in flight waited for the slowest of them, seconds on a busy engine,
 and every other stack's pass waited behind it (issue 18). A start that fails forgets them, so the
 next list inspects and reads the engine's error.
@@ -21,6 +26,7 @@ next list inspects and reads the engine's error.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -66,8 +72,14 @@ class FactsCache:
         facts = self._facts.get(entry["Id"])
         if facts is None:
             return None
-        if facts.provisional:  # valid until the list catches up; then an inspect confirms
-            return facts if entry["State"] in _ALIVE_IN_LIST else None
+        if facts.provisional:
+            if entry["State"] in _ALIVE_IN_LIST:
+                return facts  # the list has not caught up with the `die` yet
+            if entry["State"] == "exited" and facts.exit_code is not None and facts.started_at is not None:
+                # The list agrees with the event, which told all an inspect would: confirmed.
+                confirmed = self._facts[entry["Id"]] = dataclasses.replace(facts, provisional=False)
+                return confirmed
+            return None  # another state, or facts the event could not tell: an inspect says
         if facts.status == "running" and entry["State"] == "created":
             return facts  # a start the list (made before it) has not caught up with
         return facts if facts.status == entry["State"] else None
@@ -85,6 +97,14 @@ class FactsCache:
         """A `start` event: running since `at`, all an inspect of a running container would add
         (its health is in the list's status text)."""
         self.store(container_id, Facts("running", None, at, None, False, ""))
+
+    def start_answered(self, container_id: str, at: float) -> None:
+        """Our start's answer: running since about `at`, unless its `start` event (which tells
+        the engine's own time) or a `die` was seen first. The pass after the start then lists
+        it with no inspect, whichever of the answer and the event comes first."""
+        current = self._facts.get(container_id)
+        if current is None or current.status == "created":
+            self.started(container_id, at)
 
     def created(self, container_id: str) -> None:
         """Our create's answer: created, never started, no error yet."""

@@ -34,7 +34,7 @@ import asyncio
 import functools
 import secrets
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
@@ -59,6 +59,9 @@ log = structlog.stdlib.get_logger()
 TASK_ID_BYTES = 6
 #: A failure's reason (in events, `ps` and the log) is cut to this many characters.
 REASON_LIMIT = 500
+#: Creates and starts of ours whose engine event has not come yet, remembered (oldest forgotten
+#: first): their events need no pass of their own.
+ANSWERS_KEPT = 4096
 #: Stops and removals waiting at once. Each holds one of the engine client's 100 pooled
 #: connections (a stop for up to its grace period): this leaves room for the creations, relists
 #: and inspects meanwhile.
@@ -95,6 +98,8 @@ class Executor:
         #: Returns once the containers marked stopped-on-purpose are on disk (the tracker's).
         self._save_shutdown_marks = save_shutdown_marks
         self._inflight: dict[SlotKey, asyncio.Task[None]] = {}
+        #: (container id, "create" or "start") the engine answered us; see `caused`.
+        self._answered: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._images_present: set[str] = set()
         #: Slots whose standby the engine refused: not asked again until forget_images (a
         #: deploy or an engine reconnect), or every converged pass would ask again at once.
@@ -109,6 +114,24 @@ class Executor:
 
     def busy(self) -> frozenset[SlotKey]:
         return frozenset(self._inflight)
+
+    def is_busy(self, key: SlotKey) -> bool:
+        """Whether an action of this slot is in flight (its end marks the slot dirty)."""
+        return key in self._inflight
+
+    def caused(self, container_id: str, action: str) -> bool:
+        """Whether the engine's `action` event of this container answers a create or start of
+        ours, whose end marked its slot already (each is answered once)."""
+        try:
+            del self._answered[(container_id, action)]
+        except KeyError:
+            return False
+        return True
+
+    def _answer(self, container_id: str, action: str) -> None:
+        self._answered[(container_id, action)] = None
+        if len(self._answered) > ANSWERS_KEPT:  # events that came before the answer left these
+            self._answered.popitem(last=False)
 
     def submit(self, record: StackRecord, actions: Iterable[Action]) -> None:
         by_slot: dict[SlotKey, list[Action]] = defaultdict(list)
@@ -245,6 +268,7 @@ class Executor:
             self._objects_ready.pop(key.stack, None)
             self._reject(action, service, task_id, None, exc)
             return
+        self._answer(state.id, "create")
         self._tracker.advance(key, task_id, TaskState.CREATED, container_id=state.id)
         self._book.record_created(
             key, digest, service.restart_policy, state.created_at, action.attempt
@@ -255,6 +279,7 @@ class Executor:
         except Exception as exc:  # noqa: BLE001
             self._reject(action, service, task_id, state.id, exc)
             return
+        self._answer(state.id, "start")
         self._started(action, task_id, state.short_id)
 
     def _started(self, action: CreateTask, task_id: str, short_id: str) -> None:
@@ -284,6 +309,7 @@ class Executor:
         except Exception as exc:  # noqa: BLE001 - any failure is a rejected task
             self._reject(action, service, task_id, container_id, exc)
             return
+        self._answer(container_id, "start")
         self._started(action, task_id, container_id[:12])
 
     async def _prepare_standby(self, record: StackRecord, action: PrepareStandby) -> None:
@@ -300,6 +326,7 @@ class Executor:
             self._standby_refused.add(key)
             self._log_failure("standby_refused", key, exc)
             return
+        self._answer(state.id, "create")
         log.info("standby_prepared", slot=str(key), container_id=state.short_id)
 
     def _reject(

@@ -22,7 +22,10 @@ standby work gets new permits only while it holds fewer than `yield_share`. Its 
 flight finish (nothing is preempted) and are not replaced, so the engine drains to a few of
 them while the light work runs, and the bound is the heavy work's again once the light work is
 done. Two big stacks do not slow each other down: the heavier one yields to the lighter, the
-lighter keeps the rest of the bound. Standbys yield to any other stack's bulk work.
+lighter keeps the rest of the bound. Standbys yield to any other stack's bulk work, and while a
+restart waits or runs, one standby at most is made in the whole daemon: when one replica in each
+of 200 stacks died at once, every stack replaced first made its standby again, and those creates
+(each heavier for the engine than a start) took the bound from the starts still waiting.
 
 Granting costs O(stacks) per permit; a waiter that is cancelled (the stack is removed) is
 skipped when its turn comes.
@@ -74,6 +77,8 @@ class FairLimit:
         self._outstanding: Counter[str] = Counter()
         #: Per stack, permits held by its bulk and standby work (what yielding caps).
         self._held: Counter[str] = Counter()
+        #: Permits held by standbys, all stacks together.
+        self._standbys_held = 0
 
     @property
     def waiting(self) -> int:
@@ -124,6 +129,8 @@ class FairLimit:
             self._held[key.stack] -= 1
             if self._held[key.stack] <= 0:
                 del self._held[key.stack]
+        if urgency is Urgency.STANDBY:
+            self._standbys_held -= 1
         self._grant()
 
     def _count(self, stack: str, urgency: Urgency, delta: int) -> None:
@@ -144,10 +151,14 @@ class FairLimit:
             self._waiting -= 1
             if urgency is not Urgency.RESTART:
                 self._held[stack] += 1
+            if urgency is Urgency.STANDBY:
+                self._standbys_held += 1
             waiter.set_result(None)
 
     def _yields(self, stack: str, urgency: Urgency) -> bool:
         """Whether `stack`'s work of this class must wait while lighter work runs."""
+        if urgency is Urgency.STANDBY and self._restarts > 0 and self._standbys_held >= 1:
+            return True  # restarts in the way: one standby at a time, all stacks together
         if urgency is Urgency.RESTART or self._held[stack] < self._yield_share:
             return False
         if self._restarts > 0:

@@ -49,6 +49,18 @@ Emit = Callable[[Event], None]
 
 #: Engine actions after which a replica takes no new connections.
 _GONE_ACTIONS = frozenset({"die", "kill", "stop", "destroy", "oom"})
+#: Engine actions that need no pass: a signal (`kill`) changes nothing a pass sees until the
+#: container dies, and `die` comes (before `stop`) if it does.
+_NO_NEWS = frozenset({"kill", "stop"})
+#: Engine actions that need no pass of their own while their slot is busy: the end of the slot's
+#: action marks it, and a pass before that plans nothing for a busy slot (what the event says
+#: that cannot wait is taken from it at once: the exit code, the ingress route). Health changes
+#: still mark it: a pass puts a replica that became healthy into the ingress's rotation.
+_COVERED_WHILE_BUSY = frozenset({"create", "start", "die", "destroy", "oom"})
+#: Engine actions that the executor's own creates and starts cause: once it has the engine's
+#: answer (and so has marked the slot), their event is no news either. Without this, a
+#: replacement cost two engine lists more, and a converge one per replica (issue 18).
+_OWN_ACTIONS = frozenset({"create", "start"})
 #: After a failed pass (engine gone), try that stack again this much later.
 RETRY_AFTER_FAILURE = 1.0
 #: Passes over different stacks in flight at once. A pass is mostly one list call's wait for the
@@ -156,7 +168,9 @@ class Reconciler:
                     # Published now rather than after the pass (docs/events.md, latency).
                     self._tracker.exited(item.task_id, item.exit_code)
                 if item.slot is not None and item.service:
-                    self.mark_slot_dirty(SlotKey(item.stack, item.service, item.slot))
+                    key = SlotKey(item.stack, item.service, item.slot)
+                    if not self._covered(key, item):
+                        self.mark_slot_dirty(key)
                 else:
                     self.mark_dirty(item.stack)
             case Resync():
@@ -171,6 +185,15 @@ class Reconciler:
                     self._emit(events.engine_disconnected(str(item.error)))
                 return True
         return disconnected
+
+    def _covered(self, key: SlotKey, item: ContainerEvent) -> bool:
+        """Whether the event's news comes anyway: with its `die`, or with the end of an action
+        of ours."""
+        if item.action in _NO_NEWS:
+            return True
+        if item.action in _OWN_ACTIONS and self._executor.caused(item.container_id, item.action):
+            return True
+        return item.action in _COVERED_WHILE_BUSY and self._executor.is_busy(key)
 
     async def run(self) -> None:
         """Forever: wait for work, then pass over the dirty stacks, each in a task of its own:

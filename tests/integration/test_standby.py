@@ -7,6 +7,7 @@ from pathlib import Path
 import aiodocker
 import pytest
 
+from orchestrator import metrics
 from orchestrator.labels import LABEL_STACK
 from orchestrator.model.observed import ContainerState
 from tests.integration.orchestrator_harness import Running
@@ -55,6 +56,49 @@ async def test_a_killed_replica_is_replaced_by_its_standby(
     rows = await orch.controller.tasks(stack_name)
     assert not {r.container_id for r in rows} & {c.id for c in after.values()}
     assert replacement.id in {r.container_id for r in rows}
+
+
+def engine_calls() -> dict[str, float]:
+    """The daemon's container requests to the engine so far, by kind (this process's registry)."""
+    kinds = ("list", "slot_list", "inspect", "create", "connect", "start", "stop", "remove")
+    return {k: metrics.REGISTRY.get_sample_value("orchestrator_engine_calls_total", {"call": k}) or 0.0 for k in kinds}
+
+
+async def quiet(orch: Running) -> bool:
+    return orch.reconciler.idle and not orch.reconciler._executor.busy()  # noqa: SLF001
+
+
+async def test_a_replacement_costs_the_engine_its_start_its_standby_and_slot_lists(
+    orch: Running, stack_name: str, tmp_path: Path, docker: aiodocker.Docker
+) -> None:
+    """Issue 18: what a replacement costs the engine does not grow with anything: the standby's
+    start, the next standby's create, and a list of the one slot after each of the death and
+    the two actions (the events of our own create and start add none, and the death's facts
+    need no inspect). Counted through `orchestrator_engine_calls_total`; the test's own waits
+    go through a client of their own."""
+    await orch.deploy(stack_name, stack_yaml(service("web", "sleep 600", replicas=3)), tmp_path)
+    running = await orch.wait_running(stack_name, "web", 3)
+    await wait_standbys(orch, stack_name, 3)
+    await orch.wait_for(lambda: quiet(orch), 20, "the loop at rest")
+    before = engine_calls()
+    victim = running[1]
+    await docker.containers.container(victim.id).kill(signal="SIGKILL")
+    mine = {"label": [f"{LABEL_STACK}={stack_name}"]}
+
+    async def replaced_and_spare_again() -> bool:
+        listed = await docker.containers.list(all=True, filters=mine)
+        states = [c["State"] for c in listed if c["Id"] != victim.id]
+        return states.count("running") == 3 and states.count("created") == 3
+
+    await orch.wait_for(replaced_and_spare_again, 20, "the replacement and its slot's new standby")
+    await orch.wait_for(lambda: quiet(orch), 20, "the loop at rest")
+    spent = {kind: count - before[kind] for kind, count in engine_calls().items() if count > before[kind]}
+    assert spent.pop("start") == 1 and spent.pop("create") == 1, spent
+    assert spent.pop("inspect", 0) == 0, spent
+    # after the death, the start's end and the standby's end (the `kill` event asks for none)
+    assert spent.pop("slot_list") <= 3, spent
+    assert spent.pop("list", 0) <= 1, spent  # the periodic resync may fall in between
+    assert not spent, spent
 
 
 async def test_remove_leaves_no_standby(

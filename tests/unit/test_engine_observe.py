@@ -155,13 +155,52 @@ def test_a_die_event_is_believed_while_the_list_still_says_running() -> None:
     assert not state.alive
 
 
-def test_the_list_catching_up_with_a_die_asks_for_an_inspect() -> None:
+def test_the_list_catching_up_with_a_die_of_unknown_start_asks_for_an_inspect() -> None:
     cache = FactsCache()
     exited = _entry("exited", "Exited (137) 1 second ago")
     cache.died(exited["Id"], 137, at=1.0, oom_killed=True)
-    assert cache.needs_inspect(exited)  # the engine's own facts replace the event's
+    assert cache.needs_inspect(exited)  # no start seen: the engine's own facts replace the event's
     cache.store(exited["Id"], facts_from_inspect(_inspect("exited", 137)))
     assert not cache.needs_inspect(exited)
+
+
+def test_a_die_after_a_seen_start_needs_no_inspect_once_the_list_agrees() -> None:
+    """The replacement's pass lists the dead replica's slot: the event told everything an inspect
+    would, so the critical path has no inspect (issue 18)."""
+    cache = FactsCache()
+    exited = _entry("exited", "Exited (137) 1 second ago")
+    cache.started(exited["Id"], at=100.0)
+    cache.died(exited["Id"], 137, at=105.5, oom_killed=True)
+    assert not cache.needs_inspect(exited)
+    state = container_state(exited, cache.lookup(exited))
+    assert state is not None
+    assert (state.status, state.exit_code, state.started_at, state.finished_at, state.oom_killed) == (
+        "exited", 137, 100.0, 105.5, True)
+    assert not cache.needs_inspect(exited)  # confirmed: it stays so
+    assert cache.needs_inspect(_entry("running"))  # started again since: stale
+    unknown = _entry("exited")
+    cache.started(unknown["Id"], at=100.0)
+    cache.died(unknown["Id"], None, at=101.0)  # a `die` without its exit code
+    assert cache.needs_inspect(unknown)
+    dead = _entry("dead")
+    cache.started(dead["Id"], at=100.0)
+    cache.died(dead["Id"], 1, at=101.0)
+    assert cache.needs_inspect(dead)  # not what the event said: the engine's facts decide
+
+
+def test_our_start_answered_saves_the_inspect_whichever_of_answer_and_event_comes_first() -> None:
+    cache = FactsCache()
+    running = _entry("running")
+    cache.created(running["Id"])
+    cache.start_answered(running["Id"], at=200.0)  # the answer before the event
+    assert not cache.needs_inspect(running)
+    assert cache.lookup(running).started_at == 200.0  # type: ignore[union-attr]
+    cache.started(running["Id"], at=199.9)  # then the event: the engine's own time wins
+    cache.start_answered(running["Id"], at=200.5)  # an answer after the event changes nothing
+    assert cache.lookup(running).started_at == 199.9  # type: ignore[union-attr]
+    cache.died(running["Id"], 1, at=201.0)  # it died before our answer came: the death stands
+    cache.start_answered(running["Id"], at=201.5)
+    assert cache.lookup(_entry("exited")).status == "exited"  # type: ignore[union-attr]
 
 
 def test_a_destroyed_container_leaves_nothing_behind() -> None:

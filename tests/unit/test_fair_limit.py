@@ -215,6 +215,25 @@ async def test_standbys_yield_to_another_stacks_bulk_work() -> None:
         assert len(h.of("conv")) == 4  # ... and the whole bound after it
 
 
+async def test_while_restarts_wait_or_run_one_standby_is_made_in_all_stacks() -> None:
+    """One replica died in each of many stacks: the first replaced ones must not take the bound
+    for their standbys from the restarts still waiting (issue 18)."""
+    async with Held(permits=4) as h:
+        for stack in ("a", "b", "c"):
+            h.add(SlotKey(stack, "s", 1), Urgency.RESTART)
+        await settle()
+        for stack in ("a", "b", "c"):
+            h.add(SlotKey(stack, "s", 2), Urgency.STANDBY)
+            h.add(SlotKey(stack, "s", 3), Urgency.STANDBY)
+        await settle()
+        standbys = [k for k in h.holding if k.slot > 1]
+        assert len(standbys) == 1  # the one free permit, and only one standby in it
+        await h.finish(SlotKey("a", "s", 1))
+        assert len([k for k in h.holding if k.slot > 1]) == 1  # a restart still runs: still one
+        await h.finish(SlotKey("b", "s", 1), SlotKey("c", "s", 1))
+        assert len([k for k in h.holding if k.slot > 1]) == 4  # no restart left: the whole bound
+
+
 async def test_a_cancelled_light_waiter_lets_the_yielding_stack_go_on() -> None:
     async with Held(permits=4, yield_share=1) as h:
         await h.fill("big", 10)

@@ -146,6 +146,25 @@ async def test_closed_pool_refuses_and_leaves_no_worker() -> None:
         await pool.run(os.getpid)
 
 
+async def test_an_idle_pool_stops_its_workers_and_the_next_call_starts_one() -> None:
+    pool = WorkerPool(Budget(timeout=5), PRELOAD, idle_stop_s=0.3)
+    await pool.start()
+    try:
+        first = await pool.run(os.getpid)
+        assert await pool.run(time.sleep, 0.6) is None  # a call longer than the idle time runs out
+        assert await pool.run(os.getpid) == first  # and the pool was not stopped under it
+        deadline = time.monotonic() + 10
+        while _alive(first) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert not _alive(first)  # idle: no worker left
+        second = await pool.run(os.getpid)
+        assert second not in (first, os.getpid())
+        assert await pool.run(divmod, 9, 4) == (2, 1)
+    finally:
+        await pool.close()
+    assert not _alive(second)
+
+
 def test_a_budget_out_of_range_is_refused() -> None:
     for bad in ({"timeout": 0}, {"workers": 0}, {"max_waiting": -1}, {"memory_bytes": 0}):
         with pytest.raises(ValueError):

@@ -15,7 +15,9 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
+from orchestrator import metrics
 from orchestrator.engine import Engine
+from orchestrator.engine.observe import parse_time
 from orchestrator.engine.client import MAX_LOG_LINE
 from orchestrator.errors import ImageUnavailable, UserError
 from orchestrator.labels import LABEL_MANAGED, LABEL_STACK, spec_hash
@@ -178,7 +180,8 @@ async def test_a_crash_is_listed_from_its_die_event(
     engine: Engine, docker: aiodocker.Docker, stack_name: str, default_stack: StackSpec, tmp_path: Path
 ) -> None:
     """Right after `die` the engine's list still says running (and an inspect waits for its
-    clean-up); the event's exit code and time are what the list reports meanwhile."""
+    clean-up); the event's exit code and time are what the list reports meanwhile, and once the
+    list says exited too they stand, with no inspect (issue 18)."""
     sleeper = await run_task(engine, default_stack, ServiceSpec(name="s", image=BUSYBOX, command=("sleep", "300")), tmp_path)
     running = await wait_for_state(engine, stack_name, sleeper.id, lambda s: s.status == "running")
     assert running.started_at is not None
@@ -192,8 +195,18 @@ async def test_a_crash_is_listed_from_its_die_event(
     assert (listed.status, listed.exit_code, listed.alive) == ("exited", 137, False)
     assert listed.started_at == running.started_at  # from the inspect while it ran
     assert listed.finished_at is not None and listed.finished_at >= listed.started_at
-    settled = await wait_for_state(engine, stack_name, sleeper.id, lambda s: s.finished_at != listed.finished_at)
-    assert (settled.status, settled.exit_code) == ("exited", 137)  # the engine's own facts agree
+    inspects = _inspects()
+    while (await docker.containers.container(sleeper.id).show())["State"]["Status"] != "exited":
+        await asyncio.sleep(0.05)  # (our own client: not counted)
+    settled = {s.id: s for s in await engine.list_containers(stack_name)}[sleeper.id]
+    assert _inspects() == inspects
+    assert (settled.status, settled.exit_code, settled.started_at) == ("exited", 137, running.started_at)
+    engine_says = parse_time((await docker.containers.container(sleeper.id).show())["State"]["FinishedAt"])
+    assert engine_says is not None and abs(settled.finished_at - engine_says) < 1.0  # type: ignore[operator]
+
+
+def _inspects() -> float:
+    return metrics.REGISTRY.get_sample_value("orchestrator_engine_calls_total", {"call": "inspect"}) or 0.0
 
 
 async def test_list_reports_an_unhealthy_container(engine: Engine, stack_name: str, default_stack: StackSpec, tmp_path: Path) -> None:
