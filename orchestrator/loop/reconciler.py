@@ -52,14 +52,12 @@ _GONE_ACTIONS = frozenset({"die", "kill", "stop", "destroy", "oom"})
 #: Engine actions that need no pass: a signal (`kill`) changes nothing a pass sees until the
 #: container dies, and `die` comes (before `stop`) if it does.
 _NO_NEWS = frozenset({"kill", "stop"})
-#: Engine actions that need no pass of their own while their slot is busy: the end of the slot's
-#: action marks it, and a pass before that plans nothing for a busy slot (what the event says
-#: that cannot wait is taken from it at once: the exit code, the ingress route). Health changes
-#: still mark it: a pass puts a replica that became healthy into the ingress's rotation.
-_COVERED_WHILE_BUSY = frozenset({"create", "start", "die", "destroy", "oom"})
-#: Engine actions that the executor's own creates and starts cause: once it has the engine's
-#: answer (and so has marked the slot), their event is no news either. Without this, a
-#: replacement cost two engine lists more, and a converge one per replica (issue 18).
+#: Engine actions that only the executor's own creates and starts cause. While the slot's action
+#: is in flight, its end will mark the slot (and a pass before that plans nothing for a busy
+#: slot); once it has the engine's answer, it has marked the slot. Either way the event is no
+#: news: without this, a replacement cost two engine lists more, and a converge one per replica
+#: (issue 18). A `die` in a busy slot still asks for a pass: the update monitor counts a new
+#: task's failure from it while the old task's stop takes its grace period.
 _OWN_ACTIONS = frozenset({"create", "start"})
 #: After a failed pass (engine gone), try that stack again this much later.
 RETRY_AFTER_FAILURE = 1.0
@@ -191,9 +189,9 @@ class Reconciler:
         of ours."""
         if item.action in _NO_NEWS:
             return True
-        if item.action in _OWN_ACTIONS and self._executor.caused(item.container_id, item.action):
-            return True
-        return item.action in _COVERED_WHILE_BUSY and self._executor.is_busy(key)
+        if item.action not in _OWN_ACTIONS:
+            return False
+        return self._executor.caused(item.container_id, item.action) or self._executor.is_busy(key)
 
     async def run(self) -> None:
         """Forever: wait for work, then pass over the dirty stacks, each in a task of its own:
