@@ -636,7 +636,9 @@ async def part_stacks(ours: Ours, floor: Floor, count: int, replicas: int, r: Re
         async with limit:
             await rm_ours(ours, name)
 
+    calls_before_rm = await engine_calls(ours)
     await asyncio.gather(*(rm(n) for n in names))
+    rm_calls = calls_since(calls_before_rm, await engine_calls(ours), count * replicas * 2)
     r.stacks = {
         "stacks": count, "replicas": replicas, "deploy_s": deploy_s, "deploy_cpu_s": deploy_cpu,
         "first_start_p50_s": percentile(first_s, 50), "first_start_max_s": first_s[-1],
@@ -644,7 +646,7 @@ async def part_stacks(ours: Ours, floor: Floor, count: int, replicas: int, r: Re
         "replace_p50_ms": percentile([s for s, _ in samples], 50),
         "replace_max_ms": max(s for s, _ in samples),
         "idle_cpu_percent": idle_cpu, "rss_mb": rss, "rm_s": time.monotonic() - started,
-        "calls_per_replacement": per_replacement, "idle_calls": idle_calls,
+        "calls_per_replacement": per_replacement, "idle_calls": idle_calls, "rm_calls": rm_calls,
     }
     say(f"stacks: {r.stacks}; the engine alone: {count} kills answered by starts")
     floor_samples = await floor.replacements(count, replicas)
@@ -755,6 +757,9 @@ def rows(r: Results) -> list[tuple[str, float | None, float | None, int, str]]:
                     "the resync: each stack once a minute"))
         out.append((f"{label}: daemon RSS (MB)", s["rss_mb"], None, 1, ""))
         out.append((f"{label}: rm all, 8 at a time (s)", s["rm_s"], None, 1, ""))
+        for kind, per in s["rm_calls"].items():
+            out.append((f"{label}: ↳ engine {kind} calls per container removed (replicas and standbys)", per,
+                        None, 2, ""))
     return out
 
 

@@ -229,13 +229,17 @@ class Engine:
     async def stop(self, container_id: str, timeout: float) -> int | None:
         """Graceful: the stop signal, then SIGKILL after `timeout` seconds. Gone or stopped is fine.
 
-        Returns the exit code (None if the container is gone). The inspect that tells it is the
-        one the next relist would make anyway, so its facts are kept for that relist."""
+        Returns the exit code (None if the container is gone): its `die` event's, which comes
+        before the stop's answer as a rule; else an inspect's, whose facts are kept for the next
+        relist. An `rm` of N replicas then costs 2N engine calls, not 3N."""
         container = self._docker.containers.container(container_id)
         deadline = aiohttp.ClientTimeout(total=math.ceil(timeout) + STOP_ANSWER_MARGIN_S)
         try:
             with self._call("stop", f"the stop of {container_id[:12]}"):
                 await container.stop(t=math.ceil(timeout), timeout=deadline)
+            died = self._facts.exit_of(container_id)
+            if died is not None:
+                return died.exit_code
             with self._call("inspect", f"the inspect of {container_id[:12]}"):
                 data = await container.show()
         except EngineError as exc:

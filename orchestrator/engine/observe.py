@@ -98,6 +98,11 @@ class FactsCache:
         (its health is in the list's status text)."""
         self.store(container_id, Facts("running", None, at, None, False, ""))
 
+    def exit_of(self, container_id: str) -> Facts | None:
+        """The container's facts if they say it exited and with which code (a `die` seen)."""
+        facts = self._facts.get(container_id)
+        return facts if facts is not None and facts.status == "exited" and facts.exit_code is not None else None
+
     def start_answered(self, container_id: str, at: float) -> None:
         """Our start's answer: running since about `at`, unless its `start` event (which tells
         the engine's own time) or a `die` was seen first. The pass after the start then lists

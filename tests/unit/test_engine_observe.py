@@ -203,6 +203,19 @@ def test_our_start_answered_saves_the_inspect_whichever_of_answer_and_event_come
     assert cache.lookup(_entry("exited")).status == "exited"  # type: ignore[union-attr]
 
 
+def test_the_exit_of_a_stopped_container_is_its_die_events() -> None:
+    """Our stop's exit code comes from the `die` seen before its answer: no inspect."""
+    cache = FactsCache()
+    running = _entry("running")
+    assert cache.exit_of(running["Id"]) is None  # nothing seen: the stop inspects
+    cache.started(running["Id"], at=100.0)
+    assert cache.exit_of(running["Id"]) is None  # running
+    cache.died(running["Id"], None, at=101.0)
+    assert cache.exit_of(running["Id"]) is None  # a death without its code
+    cache.died(running["Id"], 143, at=101.0)
+    assert cache.exit_of(running["Id"]).exit_code == 143  # type: ignore[union-attr]
+
+
 def test_a_destroyed_container_leaves_nothing_behind() -> None:
     cache = FactsCache()
     running = _entry("running")
