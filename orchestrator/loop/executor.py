@@ -128,6 +128,12 @@ class Executor:
             return False
         return True
 
+    def forget_answers(self, container_id: str) -> None:
+        """The container died or is gone: an answer whose event came before it (while the slot
+        was busy) must not hide a later start by someone else."""
+        self._answered.pop((container_id, "start"), None)
+        self._answered.pop((container_id, "create"), None)
+
     def _answer(self, container_id: str, action: str) -> None:
         self._answered[(container_id, action)] = None
         if len(self._answered) > ANSWERS_KEPT:  # events that came before the answer left these

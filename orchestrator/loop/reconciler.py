@@ -50,7 +50,8 @@ Emit = Callable[[Event], None]
 #: Engine actions after which a replica takes no new connections.
 _GONE_ACTIONS = frozenset({"die", "kill", "stop", "destroy", "oom"})
 #: Engine actions that need no pass: a signal (`kill`) changes nothing a pass sees until the
-#: container dies, and `die` comes (before `stop`) if it does.
+#: container dies, and `die` comes (before `stop`) if it does. With the ingress, though, a
+#: `kill` took the replica out of rotation at once, and a pass puts back one that outlived it.
 _NO_NEWS = frozenset({"kill", "stop"})
 #: Engine actions that only the executor's own creates and starts cause. While the slot's action
 #: is in flight, its end will mark the slot (and a pass before that plans nothing for a busy
@@ -188,7 +189,10 @@ class Reconciler:
         """Whether the event's news comes anyway: with its `die`, or with the end of an action
         of ours."""
         if item.action in _NO_NEWS:
-            return True
+            return item.action != "kill" or self._routes is None
+        if item.action in ("die", "destroy"):
+            self._executor.forget_answers(item.container_id)  # its next start is not ours unless answered anew
+            return False
         if item.action not in _OWN_ACTIONS:
             return False
         return self._executor.caused(item.container_id, item.action) or self._executor.is_busy(key)

@@ -64,3 +64,32 @@ async def test_the_periodic_resync_lists_every_stack_whole(tmp_path: Path) -> No
         orch.loop.reconciler.mark_slot_dirty(SlotKey("app", "web", 1))
         await orch.until(lambda: orch.backend.lists, "a pass")
         assert orch.backend.lists[0] == ("app", None)
+
+
+async def test_events_that_bring_no_news_ask_for_no_pass(tmp_path: Path) -> None:
+    """A signal, and the create and start events of our own actions, cost no engine list; a
+    start that is not ours does, even of a container we started before it died."""
+    async with running_loop(tmp_path) as orch:
+        await orch.loop.controller.deploy(stack(tmp_path, replicas=3))
+        await orch.until(lambda: len(orch.backend.containers) == 6, "3 replicas and their standbys")
+        await quiet(orch)
+        victim = orch.running()[0]
+        passes = orch.loop.reconciler.passes
+        orch.backend._send(victim, "kill")  # noqa: SLF001 - a signal it outlives (no ingress here)
+        await asyncio.sleep(0.1)
+        assert orch.loop.reconciler.passes == passes
+
+        await orch.loop.controller.scale("app", {"web": 4})  # our create and start of slot 4 …
+        await orch.until(lambda: len(orch.running()) == 4, "scaled up")
+        await quiet(orch)
+        fourth = next(c for c in orch.running() if c.key.slot == 4)
+        orch.backend.lists.clear()
+        # the start's event came while the slot was busy, so its answer is still remembered
+        orch.loop.executor._answer(fourth.id, "start")  # noqa: SLF001
+        orch.backend.die(fourth.id, 0)  # … and after its death, someone else's start of it
+        await orch.until(lambda: orch.backend.lists, "the death's pass")
+        await quiet(orch)
+        orch.backend.lists.clear()
+        orch.backend.containers[fourth.id] = fourth
+        orch.backend._send(fourth, "start")  # noqa: SLF001
+        await orch.until(lambda: ("app", fourth.key) in orch.backend.lists, "a pass for the start nobody answered")
