@@ -18,9 +18,10 @@ it waited on the containers' locks (issue 18).
 Likewise a `start` event says all an inspect of a running container would (`FactsCache.started`),
 so a converging stack of N replicas costs no inspect at all; and the answers to our own create
 and start all an inspect of a created or just started container would (`FactsCache.created`,
-`FactsCache.start_answered`). The create's matters most under load: an inspect waits for the container's lock, which its start holds, so a pass that inspected
-the creates whose starts were in flight waited for the slowest of them, seconds on a busy engine,
-and every other stack's pass waited behind it (issue 18). A start that fails forgets them, so the
+`FactsCache.start_answered`). The create's matters most under load: an inspect waits for the
+container's lock, which its start holds, so a pass that inspected the creates whose starts were
+in flight waited for the slowest of them, seconds on a busy engine, and every other stack's pass
+waited behind it (issue 18). A start that fails forgets them, so the
 next list inspects and reads the engine's error.
 """
 

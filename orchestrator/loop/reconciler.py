@@ -1,6 +1,7 @@
 """The loop at the heart of the daemon: wait for work, then observe → plan → execute → publish.
 
-Level-triggered (DESIGN.md): an engine event only marks its stack (and its slot) dirty. A pass
+Level-triggered (DESIGN.md): an engine event only marks its stack (and its slot) dirty, and
+one that brings no news (a signal; the create or start of an action of ours) not even that. A pass
 lists the stack's containers by label (after events, only the slots they named: listing.py),
 plans from that view with the pure planner, hands the actions to the executor (which never
 blocks the loop) and reports what changed. Work comes from four places: engine events, the
@@ -166,6 +167,8 @@ class Reconciler:
                 if item.action == "die" and item.exit_code is not None:
                     # Published now rather than after the pass (docs/events.md, latency).
                     self._tracker.exited(item.task_id, item.exit_code)
+                if item.action in ("die", "destroy"):  # its next start is ours only if answered anew
+                    self._executor.forget_answers(item.container_id)
                 if item.slot is not None and item.service:
                     key = SlotKey(item.stack, item.service, item.slot)
                     if not self._covered(key, item):
@@ -187,12 +190,9 @@ class Reconciler:
 
     def _covered(self, key: SlotKey, item: ContainerEvent) -> bool:
         """Whether the event's news comes anyway: with its `die`, or with the end of an action
-        of ours."""
+        of ours (whose remembered answer this event uses up)."""
         if item.action in _NO_NEWS:
             return item.action != "kill" or self._routes is None
-        if item.action in ("die", "destroy"):
-            self._executor.forget_answers(item.container_id)  # its next start is not ours unless answered anew
-            return False
         if item.action not in _OWN_ACTIONS:
             return False
         return self._executor.caused(item.container_id, item.action) or self._executor.is_busy(key)
