@@ -1,7 +1,8 @@
 """The daemon's Prometheus metrics, in one registry that `GET /metrics` renders.
 
 The reconciler and the publisher increment these objects; the API refreshes the replica gauges
-from the Control views at scrape time, so they are never stale after a stack is removed.
+from `Control.replica_counts` (the daemon's last look, no engine call) at scrape time, so they
+are never stale after a stack is removed.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from orchestrator.views import ServiceView
+from orchestrator.views import ReplicaCount
 
 REGISTRY = CollectorRegistry()
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -51,13 +52,13 @@ HTTP_REQUESTS = Counter(
 )
 
 
-def refresh_replicas(services: Iterable[ServiceView]) -> None:
+def refresh_replicas(counts: Iterable[ReplicaCount]) -> None:
     """Replace the replica gauges with the given services (removed stacks disappear)."""
     REPLICAS_DESIRED.clear()
     REPLICAS_RUNNING.clear()
-    for svc in services:
-        REPLICAS_DESIRED.labels(svc.stack, svc.name).set(svc.replicas_desired)
-        REPLICAS_RUNNING.labels(svc.stack, svc.name).set(svc.replicas_running)
+    for count in counts:
+        REPLICAS_DESIRED.labels(count.stack, count.service).set(count.desired)
+        REPLICAS_RUNNING.labels(count.stack, count.service).set(count.running)
 
 
 def render() -> bytes:

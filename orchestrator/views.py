@@ -86,6 +86,16 @@ class ServiceView:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplicaCount:
+    """One service's replicas as the daemon last saw them: what `/metrics` reports."""
+
+    stack: str
+    service: str
+    desired: int
+    running: int
+
+
+@dataclass(frozen=True, slots=True)
 class TaskView:
     """One container of a slot, the `ps` row (current task first, then its history)."""
 
@@ -180,6 +190,10 @@ class Control(Protocol):
         """Raises UnknownStack."""
 
     async def services(self, stack: str) -> Sequence[ServiceView]: ...
+
+    def replica_counts(self) -> Sequence[ReplicaCount]:
+        """Every service's replicas from the daemon's last look, with no call to the engine: a
+        scrape of `/metrics` costs the engine nothing, however many stacks there are."""
 
     async def tasks(self, stack: str, *, include_history: bool = True) -> Sequence[TaskView]: ...
 

@@ -19,8 +19,8 @@ from orchestrator.api.auth import is_authenticated
 from orchestrator.api.errors import RequestError, error_body
 from orchestrator.api.loading import LOADER
 from orchestrator.api.state import CONTROL
-from orchestrator.views import DeployOutcome, LogLine, ServiceView
-from orchestrator.errors import OrchestratorError, UnknownService, UnknownStack
+from orchestrator.views import DeployOutcome, LogLine
+from orchestrator.errors import OrchestratorError, UnknownService
 from orchestrator.views import log_line_text
 
 T = TypeVar("T")
@@ -175,14 +175,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def prometheus(request: web.Request) -> web.Response:
-    control = request.app[CONTROL]
-    services: list[ServiceView] = []
-    for stack in control.stacks():
-        try:
-            services.extend(await control.services(stack.name))
-        except UnknownStack:  # removed while we looked
-            continue
-    metrics.refresh_replicas(services)
+    metrics.refresh_replicas(request.app[CONTROL].replica_counts())
     response = web.Response(body=metrics.render())
     response.headers["Content-Type"] = metrics.CONTENT_TYPE
     return response

@@ -33,6 +33,7 @@ from orchestrator.views import (
     LogLine,
     PortView,
     RemoveOutcome,
+    ReplicaCount,
     ServiceView,
     StackView,
     TaskView,
@@ -108,6 +109,14 @@ class Controller:
 
     def stack_spec(self, stack: str) -> StackSpec:
         return self._record(stack).spec
+
+    def replica_counts(self) -> Sequence[ReplicaCount]:
+        counts = []
+        for name, record in self._desired.items():
+            running = running_counts(record, self._reconciler.observed.get(name, []))
+            counts += [ReplicaCount(name, service, desired, running.get(service, 0))
+                       for service, desired in sorted(_desired(record).items())]
+        return counts
 
     async def services(self, stack: str) -> Sequence[ServiceView]:
         record = self._record(stack)

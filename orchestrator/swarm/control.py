@@ -30,6 +30,7 @@ from orchestrator.views import (
     LogLine,
     PortView,
     RemoveOutcome,
+    ReplicaCount,
     ServiceView,
     StackView,
     TaskView,
@@ -126,6 +127,17 @@ class SwarmControl:
                 generation=max(int((s.get("Version") or {}).get("Index") or 0) for s in services),
             ))
         return views
+
+    def replica_counts(self) -> Sequence[ReplicaCount]:
+        snapshot = self._watcher.snapshot
+        counts = []
+        for service_id, service in snapshot.services.items():
+            ref = snapshot.refs[service_id]
+            mine = [t for t in snapshot.tasks if t.key.stack == ref.stack and t.key.service == ref.name]
+            job = job_progress(service, mine) if service_mode(service).endswith("-job") else None
+            desired = _desired(service, mine) if job is None else job.wanted
+            counts.append(ReplicaCount(ref.stack, ref.name, desired, sum(1 for t in mine if _running(t))))
+        return sorted(counts, key=lambda c: (c.stack, c.service))
 
     def stack_spec(self, stack: str) -> StackSpec:
         if stack in self._specs:

@@ -125,6 +125,9 @@ async def test_deploy_update_scale_rollback_logs_rm(swarm1: Cluster, swarm1_stac
         outcome = await control.deploy(stack_file(tmp_path, stack, replicas=1))
         assert (outcome.result, outcome.changed_services) == ("created", ("web",))
         await backend.until(lambda: backend.running(stack) == 1, "one replica running")
+        # /metrics reads the watcher's last relist: the same counts, no Swarm call
+        assert [(c.service, c.desired, c.running) for c in control.replica_counts() if c.stack == stack] == [
+            ("web", 1, 1)]
 
         # Named and labelled as `docker stack deploy`: the stack's service, network.
         service = (await swarm1_docker.services.list(filters={"name": [f"{stack}_web"]}))[0]

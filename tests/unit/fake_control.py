@@ -13,6 +13,7 @@ from orchestrator.views import (
     HealthView,
     LogLine,
     RemoveOutcome,
+    ReplicaCount,
     ServiceView,
     StackView,
     TaskView,
@@ -101,6 +102,10 @@ class FakeControl:
         return [ServiceView(stack, n, s.mode, s.image, self.counts[stack][n],
                             self._running(stack, n), "abc123def456")
                 for n, s in sorted(spec.services.items())]
+
+    def replica_counts(self) -> Sequence[ReplicaCount]:
+        return [ReplicaCount(stack, n, self.counts[stack][n], self._running(stack, n))
+                for stack, spec in sorted(self.specs.items()) for n in sorted(spec.services)]
 
     def _running(self, stack: str, service: str) -> int:
         sequence = self.running_sequence.get(service)

@@ -93,3 +93,22 @@ async def test_events_that_bring_no_news_ask_for_no_pass(tmp_path: Path) -> None
         orch.backend.containers[fourth.id] = fourth
         orch.backend._send(fourth, "start")  # noqa: SLF001
         await orch.until(lambda: ("app", fourth.key) in orch.backend.lists, "a pass for the start nobody answered")
+
+
+async def test_a_metrics_scrape_counts_replicas_without_asking_the_engine(tmp_path: Path) -> None:
+    """`/metrics` reads the replica counts of the last passes: a scrape every few seconds with
+    hundreds of stacks would otherwise list every stack's containers each time."""
+    async with running_loop(tmp_path) as orch:
+        await orch.loop.controller.deploy(stack(tmp_path, replicas=3))
+        await orch.loop.controller.deploy(stack(tmp_path, replicas=2, name="two"))
+        await orch.until(lambda: len(orch.backend.containers) == 10, "5 replicas and their standbys")
+        await quiet(orch)
+        orch.backend.lists.clear()
+        counts = orch.loop.controller.replica_counts()
+        assert [(c.stack, c.service, c.desired, c.running) for c in counts] == [
+            ("app", "web", 3, 3), ("two", "web", 2, 2)]
+        assert orch.backend.lists == []
+        await orch.loop.controller.scale("app", {"web": 1})
+        await orch.until(lambda: len(orch.running()) == 3, "scaled down")
+        await quiet(orch)
+        assert [(c.desired, c.running) for c in orch.loop.controller.replica_counts()][0] == (1, 1)
