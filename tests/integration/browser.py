@@ -68,14 +68,22 @@ class Dashboard:
         removes a network interface (ERR_NETWORK_CHANGED; every container start does). The page
         retries its own calls, but a script file lost that way leaves it dead: load it again."""
         await self.page.goto(self.url + "/")
+        await self._until_loaded()
+        if token is not None:
+            await self.give_token(token)
+
+    async def reload(self) -> None:
+        """Load the page again in the same session, as robustly as `open` loads it."""
+        await self.page.reload()
+        await self._until_loaded()
+
+    async def _until_loaded(self) -> None:
         for _ in range(LOAD_ATTEMPTS - 1):
             try:
                 await self.page.locator("html[data-ready]").wait_for(state="attached", timeout=LOAD_MS)
                 break
             except PlaywrightTimeoutError:
                 await self.page.reload()
-        if token is not None:
-            await self.give_token(token)
 
     async def give_token(self, token: str) -> None:
         try:

@@ -92,7 +92,7 @@ async def test_token_prompt_refuses_a_wrong_token_and_keeps_the_right_one_for_th
     await expect(dashboard.tiles(stack_name, "web")).to_have_count(1)
     await dashboard.wait_live()
 
-    await page.reload()  # the same session: no prompt again
+    await dashboard.reload()  # the same session: no prompt again
     await expect(dashboard.tile(stack_name, "web", 1)).to_have_attribute("data-state", "running")
     await expect(page.locator("#token-dialog")).to_be_hidden()
     assert not any(daemon.token in url for url in urls)  # only ever in the header
