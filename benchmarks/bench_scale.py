@@ -70,6 +70,7 @@ from typing import Any
 import aiodocker
 import aiohttp
 import redis.asyncio as aioredis
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -313,12 +314,9 @@ async def engine_calls(ours: Ours) -> dict[str, float]:
     async with aiohttp.ClientSession(headers=daemon.auth) as session:
         async with session.get(f"{daemon.url}/metrics") as response:
             text = await response.text()
-    calls: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("orchestrator_engine_calls_total{"):
-            labels_part, _, value = line.rpartition(" ")
-            calls[labels_part.split('call="', 1)[1].split('"', 1)[0]] = float(value)
-    return calls
+    return {sample.labels["call"]: sample.value
+            for family in text_string_to_metric_families(text) if family.name == "orchestrator_engine_calls"
+            for sample in family.samples if sample.name == "orchestrator_engine_calls_total"}
 
 
 def calls_since(before: dict[str, float], after: dict[str, float], per: int) -> dict[str, float]:

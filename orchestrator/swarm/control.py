@@ -130,10 +130,13 @@ class SwarmControl:
 
     def replica_counts(self) -> Sequence[ReplicaCount]:
         snapshot = self._watcher.snapshot
+        by_service: dict[tuple[str, str], list[TaskSeen]] = {}
+        for task in snapshot.tasks:  # grouped once: a scrape is O(tasks), not O(services × tasks)
+            by_service.setdefault((task.key.stack, task.key.service), []).append(task)
         counts = []
         for service_id, service in snapshot.services.items():
             ref = snapshot.refs[service_id]
-            mine = [t for t in snapshot.tasks if t.key.stack == ref.stack and t.key.service == ref.name]
+            mine = by_service.get((ref.stack, ref.name), [])
             job = job_progress(service, mine) if service_mode(service).endswith("-job") else None
             desired = _desired(service, mine) if job is None else job.wanted
             counts.append(ReplicaCount(ref.stack, ref.name, desired, sum(1 for t in mine if _running(t))))

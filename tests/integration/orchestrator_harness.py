@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator import metrics
 from orchestrator.daemon import build_loop
 from orchestrator.loop.controller import Controller
 from orchestrator.engine import Engine
@@ -72,6 +73,13 @@ class Running:
             e for e in self.events
             if e["type"] == "task.state" and e.get("stack") == stack and (to is None or e["to"] == to)
         ]
+
+
+def engine_calls() -> dict[str, float]:
+    """The container requests this process's daemon parts sent the engine so far, by kind
+    (`orchestrator_engine_calls_total`; a test's own client is not counted)."""
+    kinds = ("list", "slot_list", "inspect", "create", "connect", "start", "stop", "remove")
+    return {k: metrics.REGISTRY.get_sample_value("orchestrator_engine_calls_total", {"call": k}) or 0.0 for k in kinds}
 
 
 @contextlib.asynccontextmanager

@@ -7,10 +7,9 @@ from pathlib import Path
 import aiodocker
 import pytest
 
-from orchestrator import metrics
 from orchestrator.labels import LABEL_STACK
 from orchestrator.model.observed import ContainerState
-from tests.integration.orchestrator_harness import Running
+from tests.integration.orchestrator_harness import Running, engine_calls
 from tests.integration.test_reconciler import orch, service, stack_yaml  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
@@ -56,12 +55,6 @@ async def test_a_killed_replica_is_replaced_by_its_standby(
     rows = await orch.controller.tasks(stack_name)
     assert not {r.container_id for r in rows} & {c.id for c in after.values()}
     assert replacement.id in {r.container_id for r in rows}
-
-
-def engine_calls() -> dict[str, float]:
-    """The daemon's container requests to the engine so far, by kind (this process's registry)."""
-    kinds = ("list", "slot_list", "inspect", "create", "connect", "start", "stop", "remove")
-    return {k: metrics.REGISTRY.get_sample_value("orchestrator_engine_calls_total", {"call": k}) or 0.0 for k in kinds}
 
 
 async def quiet(orch: Running) -> bool:

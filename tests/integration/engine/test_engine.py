@@ -15,7 +15,6 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
-from orchestrator import metrics
 from orchestrator.engine import Engine
 from orchestrator.engine.observe import parse_time
 from orchestrator.engine.client import MAX_LOG_LINE
@@ -38,6 +37,7 @@ from orchestrator.model.spec import (
     VolumeSpec,
 )
 from tests.integration.conftest import BUSYBOX
+from tests.integration.orchestrator_harness import engine_calls
 
 pytestmark = pytest.mark.integration
 
@@ -195,18 +195,14 @@ async def test_a_crash_is_listed_from_its_die_event(
     assert (listed.status, listed.exit_code, listed.alive) == ("exited", 137, False)
     assert listed.started_at == running.started_at  # from the inspect while it ran
     assert listed.finished_at is not None and listed.finished_at >= listed.started_at
-    inspects = _inspects()
+    inspects = engine_calls()["inspect"]
     while (await docker.containers.container(sleeper.id).show())["State"]["Status"] != "exited":
         await asyncio.sleep(0.05)  # (our own client: not counted)
     settled = {s.id: s for s in await engine.list_containers(stack_name)}[sleeper.id]
-    assert _inspects() == inspects
+    assert engine_calls()["inspect"] == inspects
     assert (settled.status, settled.exit_code, settled.started_at) == ("exited", 137, running.started_at)
     engine_says = parse_time((await docker.containers.container(sleeper.id).show())["State"]["FinishedAt"])
     assert engine_says is not None and abs(settled.finished_at - engine_says) < 1.0  # type: ignore[operator]
-
-
-def _inspects() -> float:
-    return metrics.REGISTRY.get_sample_value("orchestrator_engine_calls_total", {"call": "inspect"}) or 0.0
 
 
 async def test_list_reports_an_unhealthy_container(engine: Engine, stack_name: str, default_stack: StackSpec, tmp_path: Path) -> None:
